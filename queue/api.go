@@ -1,0 +1,134 @@
+package queue
+
+import (
+	"context"
+	"time"
+)
+
+// Message is the envelope of one queued message, stored once beside its body.
+type Message struct {
+	ID         string    // queue id: unique, URL-safe, roughly time-ordered
+	Sender     string    // configured sender (account) that submitted it
+	ReturnPath string    // envelope MAIL FROM; "" is the null sender (DSNs)
+	EnvID      string    // DSN ENVID (RFC 3461), as given
+	Ret        string    // DSN RET: "FULL", "HDRS" or ""
+	WantDSN    bool      // the sender wants DSNs for failed recipients
+	Stream     string    // X-Drover-Stream (marketing, transactional, ...)
+	Campaign   string    // X-Drover-Campaign
+	List       string    // X-Drover-List
+	Flow       string    // X-Drover-Flow
+	ClientAddr string    // submitting client's IP address
+	Received   time.Time // when the message was accepted
+	Size       int       // body size in bytes
+}
+
+// NewRecipient is one recipient as given at submission.
+type NewRecipient struct {
+	Addr   string // address, as in RCPT TO
+	Notify string // DSN NOTIFY parameter as given ("" = default)
+	ORCPT  string // DSN ORCPT parameter as given ("" = none)
+}
+
+// Recipient is the small per-recipient record of a queued message.
+type Recipient struct {
+	Index       int    // position of the recipient in its message
+	Addr        string // address
+	Domain      string // lower-cased domain of Addr: the destination key
+	Notify      string
+	ORCPT       string
+	Attempts    int       // delivery attempts made so far
+	NextAttempt time.Time // when it is due next
+	LastError   string    // last temporary failure, "" if none
+}
+
+// Status is the outcome of one delivery attempt for one recipient.
+type Status int
+
+const (
+	Temporary Status = iota // try again later (the zero value: errors are temporary unless proven permanent)
+	Delivered               // the remote accepted the recipient
+	Permanent               // the remote refused the recipient for good
+)
+
+// Result is the outcome of a delivery attempt for one recipient.
+type Result struct {
+	Status   Status
+	Code     int    // SMTP reply code, 0 if the failure was local (DNS, connect)
+	Enhanced string // enhanced status code "5.1.1", "" if none
+	Text     string // reply text or local error text, one line
+	Remote   string // remote host that answered, if any
+	Class    string // bounce class for failures: "hard" or "soft"
+	Reason   string // bounce reason for failures (userunknown, mailboxfull, ...)
+}
+
+// Courier opens connections to a destination. The queue calls it from its
+// delivery workers; it must be safe for concurrent use.
+type Courier interface {
+	// Open connects to the mail servers of dest (a lower-cased recipient
+	// domain). An error whose Permanent() method returns true fails every
+	// recipient waiting for dest; every other error is temporary.
+	Open(ctx context.Context, dest string) (Conn, error)
+}
+
+// Conn is one open connection to a destination, reused for many messages.
+type Conn interface {
+	// Deliver sends one message to rcpts (all of the same destination) and
+	// returns one Result per recipient, in order. An error from Deliver means
+	// the connection is no longer usable; the results still apply.
+	Deliver(ctx context.Context, msg *Message, rcpts []Recipient, body []byte) ([]Result, error)
+	Close() error
+}
+
+// Limits are the per-destination delivery limits.
+type Limits struct {
+	MaxConnections           int           // concurrent connections to the destination
+	MaxMessagesPerConnection int           // messages before a connection is closed and reopened
+	MaxRecipientsPerMessage  int           // recipients per transaction
+	RetryInterval            time.Duration // first retry delay; doubles per attempt, with jitter
+	MaxRetryInterval         time.Duration // cap of the retry delay
+	MaxAge                   time.Duration // after this a recipient fails as expired
+}
+
+// EventKind names what happened to a message or recipient.
+type EventKind string
+
+const (
+	EventReceived  EventKind = "received"
+	EventDelivered EventKind = "delivered"
+	EventDeferred  EventKind = "deferred"
+	EventBounced   EventKind = "bounced"
+	EventExpired   EventKind = "expired"
+)
+
+// Event is one entry of the event stream. Consumers must not block.
+type Event struct {
+	Kind       EventKind     `json:"event"`
+	Time       time.Time     `json:"time"`
+	MsgID      string        `json:"id"`
+	Sender     string        `json:"sender,omitempty"`
+	ReturnPath string        `json:"from,omitempty"`
+	Recipient  string        `json:"rcpt,omitempty"`
+	Recipients int           `json:"rcpts,omitempty"` // received: number of recipients
+	Size       int           `json:"size,omitempty"`
+	Stream     string        `json:"stream,omitempty"`
+	Campaign   string        `json:"campaign,omitempty"`
+	List       string        `json:"list,omitempty"`
+	Flow       string        `json:"flow,omitempty"`
+	Attempt    int           `json:"attempt,omitempty"`
+	Code       int           `json:"code,omitempty"`
+	Enhanced   string        `json:"status,omitempty"`
+	Text       string        `json:"reply,omitempty"`
+	Remote     string        `json:"remote,omitempty"`
+	Class      string        `json:"class,omitempty"`
+	Reason     string        `json:"reason,omitempty"`
+	Delay      time.Duration `json:"delay_ns,omitempty"` // delivered/bounced/expired: time since received
+	NextRetry  time.Time     `json:"next_retry,omitzero"`
+}
+
+// Failed is a recipient that failed for good (bounced or expired), handed
+// to Options.OnFailure before its record is removed.
+type Failed struct {
+	Recipient Recipient
+	Result    Result
+	Expired   bool
+}
