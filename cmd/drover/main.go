@@ -1,3 +1,25 @@
+// Command drover is the Drover mail transfer agent: `drover serve` runs it,
+// the other subcommands administer it (queue, config, DKIM keys, bounce
+// classification, password hashes).
 package main
 
-func main() {}
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	root := &cobra.Command{
+		Use:           "drover",
+		Short:         "Drover: a mail transfer agent for campaign and lifecycle mail",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newDKIMCmd(), newBounceCmd(), newPasswdCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "drover:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,398 @@
+// Package configs owns Drover's configuration: the YAML schema, the embedded
+// default configuration (default.yaml, used when `drover serve` runs without
+// a file), validation, and the documented example (drover.example.yaml).
+//
+// Only cmd/drover reads this package; every other package takes plain
+// values. Loading is strict: an unknown key is an error, and every error
+// names the offending key and its line.
+package configs
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the embedded default configuration.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// Config is the whole configuration file.
+type Config struct {
+	Hostname  string             `yaml:"hostname"`
+	DataDir   string             `yaml:"data_dir"`
+	LogLevel  string             `yaml:"log_level"`
+	MailLog   string             `yaml:"mail_log"`
+	TLS       TLS                `yaml:"tls"`
+	Listeners []Listener         `yaml:"listeners"`
+	HTTP      HTTP               `yaml:"http"`
+	Limits    Limits             `yaml:"limits"`
+	Queue     Queue              `yaml:"queue"`
+	Delivery  Delivery           `yaml:"delivery"`
+	Senders   map[string]*Sender `yaml:"senders"`
+	Routes    map[string]string  `yaml:"routes"`
+	lines     map[string]int     // key path → line, for semantic errors
+}
+
+// TLS names the certificate used by TLS listeners. When both files are
+// empty, a self-signed certificate for Hostname is made at start.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Listener is one SMTP submission listener.
+type Listener struct {
+	Address string `yaml:"address"`
+	// Mode: "plain" (no TLS offered), "starttls" (STARTTLS offered), "tls"
+	// (implicit TLS, as on port 465).
+	Mode string `yaml:"mode"`
+	// LoopbackSender: unauthenticated clients connecting from a loopback
+	// address submit as this sender. "" = everyone must authenticate.
+	LoopbackSender string `yaml:"loopback_sender"`
+}
+
+// HTTP is the one HTTP listener: /metrics, /healthz and the admin API.
+type HTTP struct {
+	Address    string `yaml:"address"`
+	AdminToken string `yaml:"admin_token"`
+}
+
+// Limits bound what a client may submit.
+type Limits struct {
+	MaxMessageSize Size          `yaml:"max_message_size"`
+	MaxRecipients  int           `yaml:"max_recipients"`
+	MaxLineLength  int           `yaml:"max_line_length"`
+	ReadTimeout    time.Duration `yaml:"read_timeout"`
+	WriteTimeout   time.Duration `yaml:"write_timeout"`
+}
+
+// Queue configures the spool, retries and per-destination limits.
+type Queue struct {
+	Durable                  bool          `yaml:"durable"`
+	RetryInterval            time.Duration `yaml:"retry_interval"`
+	MaxRetryInterval         time.Duration `yaml:"max_retry_interval"`
+	MaxAge                   time.Duration `yaml:"max_age"`
+	MaxConnections           int           `yaml:"max_connections"`
+	MaxMessagesPerConnection int           `yaml:"max_messages_per_connection"`
+	MaxRecipientsPerMessage  int           `yaml:"max_recipients_per_message"`
+}
+
+// Delivery configures the outbound SMTP client and DNS.
+type Delivery struct {
+	Resolver       string        `yaml:"resolver"`
+	Port           int           `yaml:"port"`
+	TLS            string        `yaml:"tls"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	CommandTimeout time.Duration `yaml:"command_timeout"`
+	DataTimeout    time.Duration `yaml:"data_timeout"`
+}
+
+// Sender is an account that submits mail.
+type Sender struct {
+	Login        string   `yaml:"login"`
+	PasswordHash string   `yaml:"password_hash"`
+	FromDomains  []string `yaml:"from_domains"`
+	DSN          bool     `yaml:"dsn"`
+	DKIM         []DKIM   `yaml:"dkim"`
+}
+
+// DKIM is one signing key of a sender's From domain.
+type DKIM struct {
+	Domain   string `yaml:"domain"`
+	Selector string `yaml:"selector"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Size is a byte count written as a number or with a unit (10MB, 512KiB).
+type Size int64
+
+var sizeRE = regexp.MustCompile(`^(\d+)\s*([KMG]I?B?|B)?$`)
+
+// UnmarshalYAML accepts 1048576, "1MB", "1MiB", "512KB".
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	m := sizeRE.FindStringSubmatch(strings.ToUpper(strings.TrimSpace(n.Value)))
+	if n.Kind != yaml.ScalarNode || m == nil {
+		return fmt.Errorf("line %d: %q is not a size (e.g. 25MB, 512KiB, 1048576)", n.Line, n.Value)
+	}
+	v, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		return fmt.Errorf("line %d: %q: %w", n.Line, n.Value, err)
+	}
+	unit := strings.TrimSuffix(strings.TrimSuffix(m[2], "B"), "I")
+	switch unit {
+	case "K":
+		v <<= 10
+	case "M":
+		v <<= 20
+	case "G":
+		v <<= 30
+	}
+	*s = Size(v)
+	return nil
+}
+
+// Load reads and validates a configuration file. path "" means the
+// embedded default.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Parse(defaultYAML)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes YAML over the built-in defaults and validates the result.
+// Keys absent from data keep their default value.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	if err := decodeStrict(defaultYAML, c); err != nil {
+		return nil, fmt.Errorf("embedded default: %w", err)
+	}
+	// A file that names senders, listeners or routes replaces the
+	// default's set rather than merging into it.
+	var probe struct {
+		Senders   yaml.Node `yaml:"senders"`
+		Listeners yaml.Node `yaml:"listeners"`
+		Routes    yaml.Node `yaml:"routes"`
+	}
+	_ = yaml.Unmarshal(data, &probe)
+	if probe.Senders.Kind != 0 {
+		c.Senders = nil
+	}
+	if probe.Listeners.Kind != 0 {
+		c.Listeners = nil
+	}
+	if probe.Routes.Kind != 0 {
+		c.Routes = nil
+	}
+	if err := decodeStrict(data, c); err != nil {
+		return nil, err
+	}
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root)
+	c.lines = map[string]int{}
+	indexLines(&root, "", c.lines)
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	c.applyDerived()
+	return c, nil
+}
+
+func decodeStrict(data []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("invalid configuration:\n  %s", strings.Join(te.Errors, "\n  "))
+		}
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	return nil
+}
+
+// indexLines records the line of every mapping key by dotted path
+// (sequence items as [i]).
+func indexLines(n *yaml.Node, path string, out map[string]int) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			indexLines(c, path, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			out[p] = n.Content[i].Line
+			indexLines(n.Content[i+1], p, out)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			out[p] = c.Line
+			indexLines(c, p, out)
+		}
+	}
+}
+
+// errAt formats a semantic error for the key at path, with its line when
+// the key was in the file.
+func (c *Config) errAt(path, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if line, ok := c.lines[path]; ok {
+		return fmt.Errorf("line %d: %s: %s", line, path, msg)
+	}
+	return fmt.Errorf("%s: %s", path, msg)
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	add := func(path, format string, args ...any) { errs = append(errs, c.errAt(path, format, args...)) }
+
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	if c.DataDir == "" {
+		add("data_dir", "must not be empty")
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		add("tls", "cert_file and key_file go together")
+	}
+	if len(c.Listeners) == 0 {
+		add("listeners", "at least one listener is needed")
+	}
+	for i, l := range c.Listeners {
+		p := fmt.Sprintf("listeners[%d]", i)
+		if _, _, err := net.SplitHostPort(l.Address); err != nil {
+			add(p+".address", "%q is not host:port", l.Address)
+		}
+		switch l.Mode {
+		case "plain", "starttls", "tls":
+		default:
+			add(p+".mode", "%q is not one of plain, starttls, tls", l.Mode)
+		}
+		if l.LoopbackSender != "" && c.Senders[l.LoopbackSender] == nil {
+			add(p+".loopback_sender", "no sender named %q", l.LoopbackSender)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Address); c.HTTP.Address != "" && err != nil {
+		add("http.address", "%q is not host:port", c.HTTP.Address)
+	}
+	if c.Limits.MaxMessageSize < 1024 {
+		add("limits.max_message_size", "must be at least 1KB")
+	}
+	if c.Limits.MaxRecipients < 1 {
+		add("limits.max_recipients", "must be at least 1")
+	}
+	if c.Limits.MaxLineLength != 0 && c.Limits.MaxLineLength < 1000 {
+		add("limits.max_line_length", "must be 0 (no limit) or at least 1000 (RFC 5321)")
+	}
+	q := c.Queue
+	if q.RetryInterval <= 0 {
+		add("queue.retry_interval", "must be positive")
+	}
+	if q.MaxRetryInterval < q.RetryInterval {
+		add("queue.max_retry_interval", "must be at least retry_interval")
+	}
+	if q.MaxAge <= 0 {
+		add("queue.max_age", "must be positive")
+	}
+	if q.MaxConnections < 1 {
+		add("queue.max_connections", "must be at least 1")
+	}
+	if q.MaxMessagesPerConnection < 1 {
+		add("queue.max_messages_per_connection", "must be at least 1")
+	}
+	if q.MaxRecipientsPerMessage < 1 {
+		add("queue.max_recipients_per_message", "must be at least 1")
+	}
+	d := c.Delivery
+	if d.Resolver != "" {
+		if _, _, err := net.SplitHostPort(d.Resolver); err != nil {
+			add("delivery.resolver", "%q is not host:port", d.Resolver)
+		}
+	}
+	if d.Port < 1 || d.Port > 65535 {
+		add("delivery.port", "%d is not a port", d.Port)
+	}
+	switch d.TLS {
+	case "opportunistic", "required", "disabled":
+	default:
+		add("delivery.tls", "%q is not one of opportunistic, required, disabled", d.TLS)
+	}
+	logins := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(c.Senders)) {
+		s := c.Senders[name]
+		p := "senders." + name
+		if s == nil {
+			add(p, "empty sender")
+			continue
+		}
+		if s.Login != "" {
+			if other, dup := logins[s.Login]; dup {
+				add(p+".login", "login %q is also used by sender %q", s.Login, other)
+			}
+			logins[s.Login] = name
+			if !strings.HasPrefix(s.PasswordHash, "$2") {
+				add(p+".password_hash", "a login needs a bcrypt password hash (drover passwd makes one)")
+			}
+		}
+		if len(s.FromDomains) == 0 {
+			add(p+".from_domains", "at least one domain (or \"*\") is needed")
+		}
+		for i, k := range s.DKIM {
+			kp := fmt.Sprintf("%s.dkim[%d]", p, i)
+			if k.Domain == "" || k.Selector == "" || k.KeyFile == "" {
+				add(kp, "domain, selector and key_file are all required")
+			}
+		}
+	}
+	for _, pattern := range slices.Sorted(maps.Keys(c.Routes)) {
+		target := c.Routes[pattern]
+		if err := validRoute(pattern, target); err != nil {
+			add("routes."+pattern, "%v", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var (
+	domainRE = regexp.MustCompile(`^(\*|\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+)
+
+func validRoute(pattern, target string) error {
+	if pattern != "*" && !domainRE.MatchString(strings.ToLower(pattern)) {
+		return fmt.Errorf("%q is not a domain, *.domain or *", pattern)
+	}
+	host, port, err := net.SplitHostPort(target)
+	if err != nil {
+		host, port = target, "25"
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if host == "" {
+		return fmt.Errorf("target %q has no host", target)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("target %q has a bad port", target)
+	}
+	return nil
+}
+
+func (c *Config) applyDerived() {
+	if c.Hostname == "" {
+		if h, err := os.Hostname(); err == nil && strings.Contains(h, ".") {
+			c.Hostname = h
+		} else if err == nil {
+			c.Hostname = h + ".localdomain"
+		} else {
+			c.Hostname = "localhost.localdomain"
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package mta
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"drover/queue"
+)
+
+// Metrics are Drover's Prometheus metrics, registered on an injected
+// registry. Observe feeds them from the event stream; the queue gauges
+// read the spool's in-memory counters at scrape time.
+type Metrics struct {
+	sessions      prometheus.Gauge
+	sessionsTotal prometheus.Counter
+	received      prometheus.Counter
+	receivedBytes prometheus.Counter
+	deliveries    *prometheus.CounterVec
+	latency       prometheus.Histogram
+}
+
+// NewMetrics registers the metrics on reg. stats is read at every scrape.
+func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats) *Metrics {
+	m := &Metrics{
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "drover_smtp_sessions", Help: "SMTP submission sessions open now."}),
+		sessionsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drover_smtp_sessions_total", Help: "SMTP submission sessions opened."}),
+		received: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drover_messages_received_total", Help: "Messages accepted and queued."}),
+		receivedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drover_received_bytes_total", Help: "Bytes of messages accepted and queued."}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drover_deliveries_total", Help: "Delivery outcomes per recipient, by result (delivered, deferred, bounced, expired)."},
+			[]string{"result"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "drover_delivery_latency_seconds",
+			Help:    "Time from acceptance to successful delivery of a recipient.",
+			Buckets: []float64{0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 6 * 3600, 24 * 3600, 5 * 24 * 3600},
+		}),
+	}
+	for _, r := range []string{"delivered", "deferred", "bounced", "expired"} {
+		m.deliveries.WithLabelValues(r)
+	}
+	gauge := func(name, help string, f func(queue.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(stats()) })
+	}
+	reg.MustRegister(m.sessions, m.sessionsTotal, m.received, m.receivedBytes, m.deliveries, m.latency,
+		newQueueCollector(stats),
+		gauge("drover_queue_messages", "Messages in the spool.", func(s queue.Stats) float64 { return float64(s.Messages) }),
+	)
+	return m
+}
+
+// Observe counts one event.
+func (m *Metrics) Observe(ev queue.Event) {
+	switch ev.Kind {
+	case queue.EventReceived:
+		m.received.Inc()
+		m.receivedBytes.Add(float64(ev.Size))
+	case queue.EventDelivered:
+		m.deliveries.WithLabelValues("delivered").Inc()
+		m.latency.Observe(ev.Delay.Seconds())
+	default:
+		m.deliveries.WithLabelValues(string(ev.Kind)).Inc()
+	}
+}
+
+// queueCollector reports recipients by state and the oldest message age
+// from one Stats call per scrape.
+type queueCollector struct {
+	stats  func() queue.Stats
+	size   *prometheus.Desc
+	oldest *prometheus.Desc
+}
+
+func newQueueCollector(stats func() queue.Stats) *queueCollector {
+	return &queueCollector{
+		stats:  stats,
+		size:   prometheus.NewDesc("drover_queue_recipients", "Recipients in the spool, by state (ready: in memory waiting for a connection; inflight: being delivered; deferred: waiting for a retry; scheduled: waiting for their first attempt).", []string{"state"}, nil),
+		oldest: prometheus.NewDesc("drover_queue_oldest_message_age_seconds", "Age of the oldest message in the spool (0 when empty).", nil, nil),
+	}
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.size; ch <- c.oldest }
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	scheduled := s.Recipients - s.Ready - s.InFlight - s.Deferred
+	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(s.Ready), "ready")
+	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(s.InFlight), "inflight")
+	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(s.Deferred), "deferred")
+	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(max(scheduled, 0)), "scheduled")
+	age := 0.0
+	if !s.Oldest.IsZero() {
+		age = time.Since(s.Oldest).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, age)
+}
+
+// randomToken returns 80 random bits in lower-case base32, for Message-IDs.
+func randomToken() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
+}

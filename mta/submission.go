@@ -1,0 +1,523 @@
+package mta
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/mail"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
+
+	"drover/queue"
+)
+
+// Sender is an account that submits mail: its login, the From domains it
+// owns and whether it wants DSNs.
+type Sender struct {
+	Name         string
+	Login        string
+	PasswordHash []byte   // bcrypt
+	FromDomains  []string // lower-case domains; "*" = any
+	DSN          bool
+}
+
+// OwnsDomain reports whether the sender may use domain in From.
+func (s *Sender) OwnsDomain(domain string) bool {
+	domain = strings.ToLower(domain)
+	for _, d := range s.FromDomains {
+		if d == "*" || d == domain {
+			return true
+		}
+	}
+	return false
+}
+
+// Enqueuer is the spool as submission sees it: Enqueue returns only once
+// the message is durably stored.
+type Enqueuer interface {
+	Enqueue(msg *queue.Message, rcpts []queue.NewRecipient, body []byte) (string, error)
+}
+
+// Signer adds DKIM signatures: it returns the header fields to prepend to
+// msg for the From domain, or nil when it has no key for it.
+type Signer interface {
+	Sign(domain string, msg []byte) ([]byte, error)
+}
+
+// Listener is one submission listener.
+type Listener struct {
+	Address string
+	Mode    string // "plain", "starttls" or "tls"
+	// LoopbackSender, when set, is the sender of unauthenticated clients
+	// connecting from a loopback address.
+	LoopbackSender string
+}
+
+// SubmissionConfig is everything the submission server needs.
+type SubmissionConfig struct {
+	Hostname       string
+	Listeners      []Listener
+	TLS            *tls.Config // needed by starttls and tls listeners
+	MaxMessageSize int64
+	MaxRecipients  int
+	MaxLineLength  int
+	ReadTimeout    time.Duration
+	WriteTimeout   time.Duration
+	Senders        []*Sender
+	Queue          Enqueuer
+	Signer         Signer // nil: no DKIM
+	OnEvent        func(queue.Event)
+	Metrics        *Metrics
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Submission is the set of SMTP submission listeners.
+type Submission struct {
+	cfg      SubmissionConfig
+	byName   map[string]*Sender
+	byLogin  map[string]*Sender
+	servers  []*smtp.Server
+	draining atomic.Bool
+	inData   sync.WaitGroup
+	// isLoopback decides whether an address is local; tests replace it to
+	// play a client from the network.
+	isLoopback func(net.Addr) bool
+}
+
+// NewSubmission checks cfg and returns a server ready to Start.
+func NewSubmission(cfg SubmissionConfig) (*Submission, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Submission{cfg: cfg, byName: map[string]*Sender{}, byLogin: map[string]*Sender{}, isLoopback: isLoopbackAddr}
+	for _, snd := range cfg.Senders {
+		s.byName[snd.Name] = snd
+		if snd.Login != "" {
+			s.byLogin[snd.Login] = snd
+		}
+	}
+	for _, l := range cfg.Listeners {
+		if l.LoopbackSender != "" && s.byName[l.LoopbackSender] == nil {
+			return nil, fmt.Errorf("listener %s: no sender named %q", l.Address, l.LoopbackSender)
+		}
+		if l.Mode != "plain" && cfg.TLS == nil {
+			return nil, fmt.Errorf("listener %s: mode %s needs a TLS certificate", l.Address, l.Mode)
+		}
+	}
+	return s, nil
+}
+
+// Start opens every listener and serves in the background. It returns the
+// bound addresses, in listener order (useful with port 0).
+func (s *Submission) Start() ([]net.Addr, error) {
+	var addrs []net.Addr
+	for _, l := range s.cfg.Listeners {
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("listen %s: %w", l.Address, err)
+		}
+		if l.Mode == "tls" {
+			ln = tls.NewListener(ln, s.cfg.TLS)
+		}
+		srv := smtp.NewServer(&backend{sub: s, listener: l})
+		srv.Addr = l.Address
+		srv.Domain = s.cfg.Hostname
+		srv.MaxMessageBytes = s.cfg.MaxMessageSize
+		srv.MaxRecipients = s.cfg.MaxRecipients
+		srv.MaxLineLength = s.cfg.MaxLineLength
+		srv.ReadTimeout = s.cfg.ReadTimeout
+		srv.WriteTimeout = s.cfg.WriteTimeout
+		srv.EnableSMTPUTF8 = true
+		srv.EnableDSN = true
+		srv.ErrorLog = slogAdapter{s.cfg.Logger}
+		if l.Mode == "starttls" {
+			srv.TLSConfig = s.cfg.TLS
+		}
+		// AUTH is offered without TLS only on a loopback listener; Auth
+		// checks the client's address again.
+		srv.AllowInsecureAuth = s.isLoopback(ln.Addr())
+		s.servers = append(s.servers, srv)
+		addrs = append(addrs, ln.Addr())
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+				s.cfg.Logger.Error("smtp listener stopped", "addr", l.Address, "err", err)
+			}
+		}()
+	}
+	return addrs, nil
+}
+
+// Shutdown stops accepting connections and new transactions, waits for
+// messages being received to be queued (or ctx to end), then closes every
+// connection.
+func (s *Submission) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	for _, srv := range s.servers {
+		go srv.Shutdown(context.Background()) // closes the listeners at once
+	}
+	done := make(chan struct{})
+	go func() { s.inData.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.Close()
+	return err
+}
+
+// Close closes every listener and connection at once.
+func (s *Submission) Close() {
+	for _, srv := range s.servers {
+		srv.Close()
+	}
+}
+
+type backend struct {
+	sub      *Submission
+	listener Listener
+}
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	sess := &session{sub: b.sub, conn: c, listener: b.listener}
+	remote := c.Conn().RemoteAddr()
+	sess.loopback = b.sub.isLoopback(remote)
+	if ip, _, err := net.SplitHostPort(remote.String()); err == nil {
+		sess.clientIP = ip
+	}
+	if m := b.sub.cfg.Metrics; m != nil {
+		m.sessions.Inc()
+		m.sessionsTotal.Inc()
+	}
+	return sess, nil
+}
+
+type session struct {
+	sub      *Submission
+	conn     *smtp.Conn
+	listener Listener
+	loopback bool
+	clientIP string
+	authed   *Sender
+
+	from   string
+	opts   smtp.MailOptions
+	sender *Sender
+	rcpts  []queue.NewRecipient
+}
+
+var (
+	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required: this server does not relay for unauthenticated clients"}
+	errAuthFailed   = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+	errNeedTLS      = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required for requested authentication mechanism"}
+	errShutdown     = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+)
+
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if _, isTLS := s.conn.TLSConnectionState(); !isTLS && !s.loopback {
+		return nil, errNeedTLS
+	}
+	check := func(identity, username, password string) error {
+		if identity != "" && identity != username {
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authorization identity must match the login"}
+		}
+		snd := s.sub.byLogin[username]
+		if snd == nil {
+			// Spend the same time as a real check, so logins can't be probed.
+			bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+			return errAuthFailed
+		}
+		if bcrypt.CompareHashAndPassword(snd.PasswordHash, []byte(password)) != nil {
+			return errAuthFailed
+		}
+		s.authed = snd
+		return nil
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(check), nil
+	case sasl.Login:
+		return &loginServer{check: check}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// dummyHash is a bcrypt hash of a random password, compared against when
+// the login is unknown.
+var dummyHash = []byte("$2a$10$5rIKbw1ygnnyWnQd3zbp7.MUNPg8ol52ZOTKZBLx/vcC0dVjHk0sq")
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.sub.draining.Load() {
+		return errShutdown
+	}
+	snd := s.authed
+	if snd == nil && s.loopback && s.listener.LoopbackSender != "" {
+		snd = s.sub.byName[s.listener.LoopbackSender]
+	}
+	if snd == nil {
+		return errAuthRequired
+	}
+	if from != "" {
+		if _, domain, ok := strings.Cut(from, "@"); !ok || !snd.OwnsDomain(domain) {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: fmt.Sprintf("Sender %s may not send from <%s>", snd.Name, from)}
+		}
+	}
+	s.from, s.sender, s.rcpts = from, snd, s.rcpts[:0]
+	if opts != nil {
+		s.opts = *opts
+	} else {
+		s.opts = smtp.MailOptions{}
+	}
+	if max := s.sub.cfg.MaxMessageSize; max > 0 && s.opts.Size > max {
+		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Message size %d exceeds the limit of %d bytes", s.opts.Size, max)}
+	}
+	return nil
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if s.sender == nil {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL FROM first"}
+	}
+	local, domain, ok := strings.Cut(to, "@")
+	if !ok || local == "" || domain == "" || strings.ContainsAny(to, " \t<>") {
+		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: fmt.Sprintf("Bad recipient address syntax <%s>", to)}
+	}
+	if max := s.sub.cfg.MaxRecipients; max > 0 && len(s.rcpts) >= max {
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: fmt.Sprintf("Too many recipients (at most %d per message)", max)}
+	}
+	r := queue.NewRecipient{Addr: to}
+	if opts != nil {
+		notify := make([]string, len(opts.Notify))
+		for i, n := range opts.Notify {
+			notify[i] = string(n)
+		}
+		r.Notify = strings.Join(notify, ",")
+		if opts.OriginalRecipient != "" {
+			r.ORCPT = string(opts.OriginalRecipientType) + ";" + opts.OriginalRecipient
+		}
+	}
+	s.rcpts = append(s.rcpts, r)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	s.sub.inData.Add(1)
+	defer s.sub.inData.Done()
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		switch {
+		case errors.Is(err, smtp.ErrDataTooLarge):
+			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Message exceeds the limit of %d bytes", s.sub.cfg.MaxMessageSize)}
+		case errors.Is(err, smtp.ErrTooLongLine):
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: fmt.Sprintf("Message has a line longer than %d bytes", s.sub.cfg.MaxLineLength)}
+		}
+		return err
+	}
+	msg, body, err := s.prepare(raw)
+	if err != nil {
+		return err
+	}
+	id, err := s.sub.cfg.Queue.Enqueue(msg, s.rcpts, body)
+	if err != nil {
+		s.sub.cfg.Logger.Error("enqueue failed", "err", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Message not queued: local storage error, try again later"}
+	}
+	if s.sub.cfg.OnEvent != nil {
+		s.sub.cfg.OnEvent(queue.Event{
+			Kind: queue.EventReceived, Time: msg.Received, MsgID: id, Sender: msg.Sender,
+			ReturnPath: msg.ReturnPath, Recipients: len(s.rcpts), Size: len(body),
+			Stream: msg.Stream, Campaign: msg.Campaign, List: msg.List, Flow: msg.Flow,
+		})
+	}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
+}
+
+// prepare turns the submitted bytes into what is stored and delivered:
+// CRLF-normalised, control headers taken out, Message-ID and Date added
+// when missing, a Received field on top, DKIM-signed.
+func (s *session) prepare(raw []byte) (*queue.Message, []byte, error) {
+	now := s.sub.cfg.Now()
+	data := normalizeCRLF(raw)
+	fields, body := splitHeader(data)
+	msg := &queue.Message{
+		Sender:     s.sender.Name,
+		ReturnPath: s.from,
+		EnvID:      s.opts.EnvelopeID,
+		Ret:        string(s.opts.Return),
+		WantDSN:    s.sender.DSN,
+		ClientAddr: s.clientIP,
+		Received:   now,
+	}
+	var fromDomain string
+	var hasMessageID, hasDate bool
+	kept := fields[:0]
+	for _, f := range fields {
+		switch {
+		case f.is("X-Drover-Stream"):
+			msg.Stream = f.value()
+			continue
+		case f.is("X-Drover-Campaign"):
+			msg.Campaign = f.value()
+			continue
+		case f.is("X-Drover-List"):
+			msg.List = f.value()
+			continue
+		case f.is("X-Drover-Flow"):
+			msg.Flow = f.value()
+			continue
+		case len(f.name) > 9 && strings.EqualFold(string(f.name[:9]), "X-Drover-"):
+			continue // unknown control headers never leave either
+		case f.is("From"):
+			if fromDomain != "" {
+				return nil, nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message has more than one From header"}
+			}
+			addrs, err := mail.ParseAddressList(f.value())
+			if err != nil || len(addrs) == 0 {
+				return nil, nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed From header: " + f.value()}
+			}
+			for _, a := range addrs {
+				_, domain, _ := strings.Cut(a.Address, "@")
+				if !s.sender.OwnsDomain(domain) {
+					return nil, nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: fmt.Sprintf("Sender %s may not send as %s", s.sender.Name, a.Address)}
+				}
+				if fromDomain == "" {
+					fromDomain = strings.ToLower(domain)
+				}
+			}
+		case f.is("Message-ID"):
+			hasMessageID = true
+		case f.is("Date"):
+			hasDate = true
+		}
+		kept = append(kept, f)
+	}
+	if fromDomain == "" {
+		return nil, nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message has no From header"}
+	}
+
+	out := make([]byte, 0, len(data)+512)
+	out = s.appendReceived(out, now)
+	for _, f := range kept {
+		out = append(out, f.raw...)
+	}
+	if !hasDate {
+		out = append(out, "Date: "+now.Format(time.RFC1123Z)+"\r\n"...)
+	}
+	if !hasMessageID {
+		out = append(out, "Message-ID: <"+randomToken()+"@"+s.sub.cfg.Hostname+">\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	out = append(out, body...)
+
+	if s.sub.cfg.Signer != nil {
+		sig, err := s.sub.cfg.Signer.Sign(fromDomain, out)
+		if err != nil {
+			s.sub.cfg.Logger.Error("dkim signing failed", "domain", fromDomain, "err", err)
+			return nil, nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "DKIM signing failed, try again later"}
+		}
+		if len(sig) > 0 {
+			out = append(sig, out...)
+		}
+	}
+	msg.Size = len(out)
+	return msg, out, nil
+}
+
+func (s *session) appendReceived(out []byte, now time.Time) []byte {
+	with := "ESMTP"
+	if _, ok := s.conn.TLSConnectionState(); ok {
+		with += "S"
+	}
+	if s.authed != nil {
+		with += "A"
+	}
+	helo := s.conn.Hostname()
+	if helo == "" {
+		helo = "unknown"
+	}
+	return fmt.Appendf(out, "Received: from %s ([%s])\r\n\tby %s (Drover) with %s;\r\n\t%s\r\n",
+		sanitizeHelo(helo), s.clientIP, s.sub.cfg.Hostname, with, now.Format(time.RFC1123Z))
+}
+
+// sanitizeHelo keeps the client's HELO name from breaking the header.
+func sanitizeHelo(h string) string {
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r > '~' || r == '(' || r == ')' {
+			return '_'
+		}
+		return r
+	}, h)
+}
+
+func (s *session) Reset() {
+	s.from, s.sender, s.rcpts = "", nil, s.rcpts[:0]
+}
+
+func (s *session) Logout() error {
+	if m := s.sub.cfg.Metrics; m != nil {
+		m.sessions.Dec()
+	}
+	return nil
+}
+
+// loginServer is the server side of the LOGIN mechanism, which go-sasl
+// only implements as a client.
+type loginServer struct {
+	check    func(identity, username, password string) error
+	state    int
+	username string
+}
+
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch l.state {
+	case 0:
+		l.state = 1
+		if response == nil {
+			return []byte("Username:"), false, nil
+		}
+		fallthrough
+	case 1:
+		l.username = string(response)
+		l.state = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.state = 3
+		return nil, true, l.check("", l.username, string(response))
+	}
+	return nil, true, errors.New("unexpected LOGIN response")
+}
+
+func isLoopbackAddr(a net.Addr) bool {
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		return tcp.IP.IsLoopback()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Printf(format string, v ...any) { a.l.Warn("smtp: " + fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Println(v ...any)               { a.l.Warn("smtp: " + fmt.Sprint(v...)) }
