@@ -74,7 +74,11 @@ func buildStatic(cfg *configs.Config) (*static, error) {
 		}
 	}
 	if len(keys) > 0 {
-		st.signer = dkim.NewSigner(keys)
+		signer, err := dkim.NewSigner(keys)
+		if err != nil {
+			return nil, err
+		}
+		st.signer = signer
 	}
 	routes, err := resolve.NewRoutes(cfg.Routes)
 	if err != nil {
@@ -145,7 +149,7 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 		ConnectTimeout: cfg.Delivery.ConnectTimeout,
 		CommandTimeout: cfg.Delivery.CommandTimeout,
 		DataTimeout:    cfg.Delivery.DataTimeout,
-		Classify:       classifyReply,
+		Classify:       classifyReply,  // bounce.ClassifyReply
 		Logger:         log,
 	})
 	limits := queue.Limits{
@@ -156,20 +160,20 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 		MaxRetryInterval:         cfg.Queue.MaxRetryInterval,
 		MaxAge:                   cfg.Queue.MaxAge,
 	}
-	dsn := &dsnSender{hostname: cfg.Hostname, log: log}
+	dsn := &mta.DSNNotifier{Hostname: cfg.Hostname}
 	spool, err = queue.Open(queue.Options{
 		Dir:       filepath.Join(cfg.DataDir, "spool"),
 		Courier:   cour,
 		Limits:    func(string) queue.Limits { return limits },
 		OnEvent:   emit,
-		OnFailure: dsn.onFailure,
+		OnFailure: dsn.OnFailure,
 		Logger:    log,
 		NoSync:    !cfg.Queue.Durable,
 	})
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
 	}
-	dsn.spool = spool
+	dsn.Queue = spool
 
 	var signer mta.Signer
 	if st.signer != nil {
