@@ -1,0 +1,540 @@
+// Package courier delivers queued mail over SMTP: it implements
+// queue.Courier with resolve (routes, MX, addresses) and smtpclient.
+//
+// Contracts:
+//
+//   - Open(dest) finds the next hops: a matching route overrides MX; an
+//     address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") is used as it
+//     is; otherwise the MX hosts of dest, most preferred first. It tries
+//     their addresses in order (IPv4 before IPv6 per host, at most
+//     Config.MaxAddresses attempts) until one gives a usable session: a
+//     connect failure, a refusing (4xx/5xx) greeting or EHLO, or a TLS
+//     failure in Required mode moves on to the next address.
+//   - Open errors are *Error. Permanent() is true only when DNS says the
+//     destination takes no mail: NXDOMAIN, null MX (RFC 7505), no MX and no
+//     address, an invalid domain. When every address failed, the error is
+//     temporary and names the last failure, even if that was a 5xx greeting.
+//     Error.Result gives the queue.Result to record for every recipient.
+//   - TLS: opportunistic by default, without certificate verification
+//     (RFC 7435: MX certificates are often self-signed, expired or for
+//     another name, and unauthenticated encryption beats the plain text the
+//     alternative would be). Required mode verifies the certificate against
+//     the MX host name unless Config.TLS says otherwise. TLS sessions are
+//     resumed across connections.
+//   - Deliver runs one transaction on the open session and returns one
+//     Result per recipient: 2xx Delivered, 4xx Temporary, 5xx Permanent,
+//     from the reply to MAIL if it was refused, else the reply to the
+//     recipient's RCPT if it was refused, else the reply to DATA or to the
+//     end of the data. Local failures have Code 0: "4.4.2" when the
+//     connection broke (Temporary); "5.6.7" for a non-ASCII address the
+//     server cannot take (no SMTPUTF8, Permanent, RFC 6531 3.2); "5.3.4"
+//     when the body is larger than the server's SIZE (Permanent).
+//   - MAIL parameters: BODY=8BITMIME when the body has 8-bit bytes,
+//     SMTPUTF8 when an address is non-ASCII and the server offers it,
+//     SIZE=, RET= and ENVID= (xtext-encoded) when set; RCPT parameters:
+//     NOTIFY= and ORCPT= when set. smtpclient drops those the server did not
+//     announce; a malformed NOTIFY, RET or ORCPT type is dropped too.
+//     queue.Message.EnvID and queue.Recipient.ORCPT hold decoded values
+//     (ORCPT as "rfc822;user@example.com", as the submission side stores
+//     them); the courier encodes them (xtext, or utf-8-addr-xtext for the
+//     utf-8 type, RFC 6533). An address that cannot be written into a
+//     command (control characters) fails its message with "5.5.2".
+//   - Deliver returns an error only when the connection can no longer be
+//     used; the results still apply. A Conn is used by one goroutine at a
+//     time; the Courier is safe for concurrent use.
+package courier
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"drover/mta/resolve"
+	"drover/mta/smtpclient"
+	"drover/queue"
+)
+
+// Config configures a Courier.
+type Config struct {
+	// Hostname is the EHLO name, before and after STARTTLS. Required.
+	Hostname string
+	// Resolver resolves MX hosts and addresses; nil means a default one
+	// (the servers of /etc/resolv.conf).
+	Resolver *resolve.Resolver
+	// Routes override MX for the domains they match; nil means none.
+	Routes *resolve.Routes
+	// TLSMode says when to use STARTTLS; smtpclient.TLSOpportunistic by default.
+	TLSMode smtpclient.TLSMode
+	// TLS is the base TLS configuration, cloned for every connection with
+	// ServerName set to the MX host name when empty. nil means: no
+	// certificate verification in Opportunistic mode, verification
+	// against the system roots in Required mode.
+	TLS *tls.Config
+	// Port is the port of MX hosts; default 25. Routes carry their own.
+	Port int
+	// Network selects address families: "ip" (default: IPv4, then IPv6),
+	// "ip4" or "ip6".
+	Network string
+	// LocalIPv4 and LocalIPv6 are the source addresses per family; zero
+	// means chosen by the system.
+	LocalIPv4, LocalIPv6 netip.Addr
+	// MaxAddresses bounds the connection attempts of one Open; default 5
+	// (as Postfix's smtp_mx_address_limit).
+	MaxAddresses int
+	// Timeouts of the SMTP session; see smtpclient.Config for defaults.
+	ConnectTimeout, CommandTimeout, DataTimeout time.Duration
+	// Classify, when set, gives the bounce class ("hard", "soft") and
+	// reason of every failed result.
+	Classify func(code int, enhanced, text string) (class, reason string)
+	// Logger gets debug records of connection attempts; nil discards them.
+	Logger *slog.Logger
+}
+
+// Courier opens SMTP sessions to destinations. It implements
+// queue.Courier.
+type Courier struct {
+	cfg      Config
+	resolver *resolve.Resolver
+	log      *slog.Logger
+	err      error // invalid configuration, reported by Open
+}
+
+var _ queue.Courier = (*Courier)(nil)
+
+// New returns a Courier. An invalid Config makes every Open fail.
+func New(cfg Config) *Courier {
+	c := &Courier{cfg: cfg, resolver: cfg.Resolver, log: cfg.Logger}
+	if c.resolver == nil {
+		c.resolver = resolve.New(resolve.Config{})
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.cfg.Port == 0 {
+		c.cfg.Port = 25
+	}
+	if c.cfg.MaxAddresses <= 0 {
+		c.cfg.MaxAddresses = 5
+	}
+	if c.cfg.Network == "" {
+		c.cfg.Network = "ip"
+	}
+	if c.cfg.TLS == nil {
+		c.cfg.TLS = &tls.Config{
+			InsecureSkipVerify: c.cfg.TLSMode == smtpclient.TLSOpportunistic,
+			ClientSessionCache: tls.NewLRUClientSessionCache(0),
+		}
+	}
+	switch {
+	case c.cfg.Hostname == "":
+		c.err = errors.New("courier: no EHLO hostname")
+	case c.cfg.Port < 1 || c.cfg.Port > 65535:
+		c.err = fmt.Errorf("courier: port %d out of range", c.cfg.Port)
+	case c.cfg.Network != "ip" && c.cfg.Network != "ip4" && c.cfg.Network != "ip6":
+		c.err = fmt.Errorf("courier: network %q is not ip, ip4 or ip6", c.cfg.Network)
+	case c.cfg.LocalIPv4.IsValid() && !c.cfg.LocalIPv4.Is4(), c.cfg.LocalIPv6.IsValid() && !c.cfg.LocalIPv6.Is6():
+		c.err = errors.New("courier: local addresses of the wrong family")
+	}
+	return c
+}
+
+// hop is a host to connect to.
+type hop struct {
+	name string // host name or IP address
+	port uint16
+}
+
+// Open connects to the mail servers of dest.
+func (c *Courier) Open(ctx context.Context, dest string) (queue.Conn, error) {
+	if c.err != nil {
+		return nil, c.openError(dest, "", c.err, false)
+	}
+	hops, err := c.hops(ctx, dest)
+	if err != nil {
+		var re *resolve.Error
+		return nil, c.openError(dest, "", err, errors.As(err, &re) && re.Permanent())
+	}
+	var last error
+	lastRemote := ""
+	tries := 0
+hosts:
+	for _, h := range hops {
+		addrs, err := c.resolver.Addrs(ctx, h.name)
+		if err != nil {
+			c.log.Debug("courier: no address", "dest", dest, "host", h.name, "err", err)
+			last, lastRemote = err, ""
+			continue
+		}
+		for _, a := range addrs {
+			if !c.usable(a) {
+				continue
+			}
+			if tries == c.cfg.MaxAddresses || ctx.Err() != nil {
+				break hosts
+			}
+			tries++
+			remote := fmt.Sprintf("%s[%s]:%d", h.name, a, h.port)
+			cl, err := smtpclient.Dial(ctx, netip.AddrPortFrom(a, h.port).String(), c.clientConfig(h.name, a))
+			if err != nil {
+				c.log.Debug("courier: connection failed", "dest", dest, "remote", remote, "err", err)
+				last, lastRemote = err, remote
+				continue
+			}
+			c.log.Debug("courier: connected", "dest", dest, "remote", remote, "tls", cl.TLS())
+			return &conn{courier: c, client: cl, remote: remote}, nil
+		}
+	}
+	switch {
+	case last == nil && ctx.Err() != nil:
+		last = ctx.Err()
+	case last == nil:
+		last = fmt.Errorf("no usable address for network %s", c.cfg.Network)
+	}
+	return nil, c.openError(dest, lastRemote, last, false)
+}
+
+// hops returns the hosts to try for dest, in order.
+func (c *Courier) hops(ctx context.Context, dest string) ([]hop, error) {
+	if target, ok := c.cfg.Routes.Lookup(dest); ok {
+		host, p, err := net.SplitHostPort(target)
+		if err != nil {
+			return nil, fmt.Errorf("route target %q: %w", target, err)
+		}
+		port, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("route target %q: %w", target, err)
+		}
+		return []hop{{host, uint16(port)}}, nil
+	}
+	port := uint16(c.cfg.Port)
+	if lit, ok := strings.CutPrefix(dest, "["); ok {
+		lit = strings.TrimSuffix(lit, "]")
+		if len(lit) > 5 && strings.EqualFold(lit[:5], "ipv6:") {
+			lit = lit[5:]
+		}
+		ip, err := netip.ParseAddr(lit)
+		if err != nil {
+			return nil, fmt.Errorf("address literal %q: %w", dest, err)
+		}
+		return []hop{{ip.String(), port}}, nil
+	}
+	hosts, err := c.resolver.MX(ctx, dest)
+	if err != nil {
+		return nil, err
+	}
+	hops := make([]hop, len(hosts))
+	for i, h := range hosts {
+		hops[i] = hop{h, port}
+	}
+	return hops, nil
+}
+
+// usable reports whether the configured network allows address a.
+func (c *Courier) usable(a netip.Addr) bool {
+	switch c.cfg.Network {
+	case "ip4":
+		return a.Is4()
+	case "ip6":
+		return a.Is6()
+	}
+	return true
+}
+
+func (c *Courier) clientConfig(host string, a netip.Addr) smtpclient.Config {
+	tc := c.cfg.TLS.Clone()
+	if tc.ServerName == "" {
+		tc.ServerName = host
+	}
+	cfg := smtpclient.Config{
+		Hostname:       c.cfg.Hostname,
+		TLSMode:        c.cfg.TLSMode,
+		TLS:            tc,
+		ConnectTimeout: c.cfg.ConnectTimeout,
+		CommandTimeout: c.cfg.CommandTimeout,
+		DataTimeout:    c.cfg.DataTimeout,
+		LocalAddr:      c.cfg.LocalIPv6,
+	}
+	if a.Is4() {
+		cfg.LocalAddr = c.cfg.LocalIPv4
+	}
+	return cfg
+}
+
+// Error is a failure to open a connection to a destination.
+type Error struct {
+	Dest   string // the destination
+	Remote string // the last host tried, "host[ip]:port"; "" if none was reached
+	Err    error  // the last failure
+	result queue.Result
+}
+
+func (e *Error) Error() string {
+	if e.Remote != "" {
+		return "courier: " + e.Dest + ": " + e.Remote + ": " + e.Err.Error()
+	}
+	return "courier: " + e.Dest + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Permanent reports whether dest takes no mail at all (per DNS).
+func (e *Error) Permanent() bool { return e.result.Status == queue.Permanent }
+
+// Temporary reports whether a later attempt may succeed.
+func (e *Error) Temporary() bool { return !e.Permanent() }
+
+// Result is the outcome to record for every recipient of the destination:
+// Permanent or Temporary, with the SMTP reply that refused the session if
+// there was one, else an enhanced code for the local failure (5.1.2
+// NXDOMAIN, 5.1.10 null MX, 5.4.4 no route, 4.4.3 DNS failure, 4.4.1 no
+// answer, 4.7.5 TLS failure).
+func (e *Error) Result() queue.Result { return e.result }
+
+func (c *Courier) openError(dest, remote string, err error, permanent bool) *Error {
+	r := queue.Result{Status: queue.Temporary, Remote: remote, Text: err.Error()}
+	var se *smtpclient.Error
+	var re *resolve.Error
+	switch {
+	case permanent:
+		r.Status = queue.Permanent
+		switch {
+		case errors.Is(err, resolve.ErrNullMX):
+			r.Enhanced = "5.1.10"
+		case errors.Is(err, resolve.ErrNoAddress):
+			r.Enhanced = "5.4.4"
+		default: // NXDOMAIN, invalid name
+			r.Enhanced = "5.1.2"
+		}
+	case errors.As(err, &se):
+		r.Code, r.Enhanced, r.Text = se.Code, se.Enhanced, se.Text
+	case errors.Is(err, smtpclient.ErrTLS):
+		r.Enhanced = "4.7.5"
+	case errors.As(err, &re) && re.Permanent():
+		r.Enhanced = "4.4.4" // MX hosts without addresses
+	case errors.As(err, &re):
+		r.Enhanced = "4.4.3"
+	default:
+		r.Enhanced = "4.4.1"
+	}
+	c.classify(&r)
+	return &Error{Dest: dest, Remote: remote, Err: err, result: r}
+}
+
+// classify fills the bounce class and reason of a failed result.
+func (c *Courier) classify(r *queue.Result) {
+	if c.cfg.Classify != nil && r.Status != queue.Delivered {
+		r.Class, r.Reason = c.cfg.Classify(r.Code, r.Enhanced, r.Text)
+	}
+}
+
+// conn is one open session.
+type conn struct {
+	courier *Courier
+	client  *smtpclient.Client
+	remote  string
+}
+
+// Deliver sends one message to rcpts.
+func (k *conn) Deliver(ctx context.Context, msg *queue.Message, rcpts []queue.Recipient, body []byte) ([]queue.Result, error) {
+	results := make([]queue.Result, len(rcpts))
+	if err := k.client.Err(); err != nil {
+		for i := range results {
+			results[i] = k.result(smtpclient.Reply{}, err)
+		}
+		return results, err
+	}
+	ext := k.client.Extensions()
+	if ext.MaxSize > 0 && int64(len(body)) > ext.MaxSize {
+		for i := range results {
+			results[i] = k.local(queue.Permanent, "5.3.4", fmt.Sprintf("message size %d exceeds the limit %d of the server", len(body), ext.MaxSize))
+		}
+		return results, nil
+	}
+	senderUTF8 := !isASCII(msg.ReturnPath)
+	if senderUTF8 && !ext.SMTPUTF8 {
+		for i := range results {
+			results[i] = k.local(queue.Permanent, "5.6.7", "non-ASCII sender address, and the server does not support SMTPUTF8")
+		}
+		return results, nil
+	}
+
+	sendIdx := make([]int, 0, len(rcpts)) // indexes of the recipients sent
+	smtpRcpts := make([]smtpclient.Rcpt, 0, len(rcpts))
+	needUTF8 := senderUTF8
+	for i, r := range rcpts {
+		if !isASCII(r.Addr) {
+			if !ext.SMTPUTF8 {
+				results[i] = k.local(queue.Permanent, "5.6.7", "non-ASCII recipient address, and the server does not support SMTPUTF8")
+				continue
+			}
+			needUTF8 = true
+		}
+		var params []string
+		if isKeyword(r.Notify, true) {
+			params = append(params, "NOTIFY="+r.Notify)
+		}
+		if typ, _, _ := strings.Cut(r.ORCPT, ";"); r.ORCPT != "" && isKeyword(typ, false) {
+			params = append(params, "ORCPT="+encodeORCPT(r.ORCPT))
+		}
+		sendIdx = append(sendIdx, i)
+		smtpRcpts = append(smtpRcpts, smtpclient.Rcpt{Addr: r.Addr, Params: params})
+	}
+	if len(smtpRcpts) == 0 {
+		return results, nil
+	}
+
+	params := make([]string, 0, 5)
+	if has8bit(body) {
+		params = append(params, "BODY=8BITMIME")
+	}
+	if needUTF8 {
+		params = append(params, "SMTPUTF8")
+	}
+	params = append(params, "SIZE="+strconv.Itoa(len(body)))
+	if isKeyword(msg.Ret, false) {
+		params = append(params, "RET="+msg.Ret)
+	}
+	if msg.EnvID != "" {
+		params = append(params, "ENVID="+xtext(msg.EnvID))
+	}
+
+	res, err := k.client.Send(ctx, msg.ReturnPath, params, smtpRcpts, body)
+	if errors.Is(err, smtpclient.ErrInvalidInput) {
+		for _, i := range sendIdx {
+			results[i] = k.local(queue.Permanent, "5.5.2", err.Error())
+		}
+		return results, nil
+	}
+	for j, i := range sendIdx {
+		switch {
+		case res.Mail.Code/100 != 2:
+			results[i] = k.result(res.Mail, err)
+		case res.Rcpts[j].Code/100 != 2:
+			results[i] = k.result(res.Rcpts[j], err)
+		default:
+			results[i] = k.result(res.Data, err)
+		}
+	}
+	return results, k.client.Err()
+}
+
+// result maps a reply to a Result; a missing reply (Code 0) is a temporary
+// failure explained by err.
+func (k *conn) result(rep smtpclient.Reply, err error) queue.Result {
+	if rep.Code == 0 {
+		text := "no reply"
+		if err != nil {
+			text = err.Error()
+		}
+		return k.local(queue.Temporary, "4.4.2", text)
+	}
+	r := queue.Result{Code: rep.Code, Enhanced: rep.Enhanced, Text: rep.Text, Remote: k.remote}
+	switch rep.Code / 100 {
+	case 2:
+		r.Status = queue.Delivered
+	case 5:
+		r.Status = queue.Permanent
+	default:
+		r.Status = queue.Temporary
+	}
+	k.courier.classify(&r)
+	return r
+}
+
+// local is a failure found on this side of the connection.
+func (k *conn) local(status queue.Status, enhanced, text string) queue.Result {
+	r := queue.Result{Status: status, Enhanced: enhanced, Text: text, Remote: k.remote}
+	k.courier.classify(&r)
+	return r
+}
+
+// Close ends the session with QUIT, or just closes a broken connection.
+func (k *conn) Close() error {
+	if k.client.Err() != nil {
+		return k.client.Close()
+	}
+	return k.client.Quit()
+}
+
+// isKeyword reports whether s is a non-empty parameter value made of
+// letters, digits and hyphens (and commas if list), as NOTIFY, RET and the
+// ORCPT address type are. Values that are not are dropped rather than sent.
+func isKeyword(s string, list bool) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || list && c == ',') {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func has8bit(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// xtext encodes s as RFC 3461 xtext: printable ASCII but "+" and "=" as
+// is, every other byte as "+HH".
+func xtext(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c > ' ' && c < 0x7f && c != '+' && c != '=' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "+%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// encodeORCPT encodes a decoded ORCPT value "addr-type;address": xtext for
+// rfc822 (and unknown types), utf-8-addr-xtext for utf-8 (RFC 6533 3). A
+// value without a type is an rfc822 address.
+func encodeORCPT(v string) string {
+	typ, addr, ok := strings.Cut(v, ";")
+	if !ok {
+		typ, addr = "rfc822", v
+	}
+	if !strings.EqualFold(typ, "utf-8") {
+		return typ + ";" + xtext(addr)
+	}
+	var b strings.Builder
+	b.WriteString(typ + ";")
+	for _, r := range addr {
+		switch {
+		case r == utf8.RuneError:
+			b.WriteString(`\x{FFFD}`)
+		case r > ' ' && r < 0x7f && r != '+' && r != '=' && r != '\\':
+			b.WriteRune(r)
+		default:
+			fmt.Fprintf(&b, `\x{%02X}`, r)
+		}
+	}
+	return b.String()
+}

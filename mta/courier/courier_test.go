@@ -1,0 +1,526 @@
+package courier
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"drover/mta/resolve"
+	"drover/mta/resolve/dnstest"
+	"drover/queue"
+
+	"github.com/emersion/go-smtp"
+)
+
+// fakeMX is a go-smtp server that answers recipients on cue: a local part
+// starting with "defer" gets 451, "refuse" 550, "drop" a closed connection;
+// a body containing "REJECT-ME" gets 554.
+type fakeMX struct {
+	name string
+	addr string
+
+	mu    sync.Mutex
+	conns int // sessions (EHLOs on new connections)
+	msgs  []*gotMsg
+}
+
+type gotMsg struct {
+	from     string
+	mailOpts smtp.MailOptions
+	rcpts    []string
+	rcptOpts []smtp.RcptOptions
+	data     []byte
+	helo     string
+}
+
+type mxOptions struct {
+	dsn, smtputf8 bool
+	maxSize       int64
+}
+
+func serveMX(t *testing.T, ln net.Listener, name string, o mxOptions) *fakeMX {
+	mx := &fakeMX{name: name, addr: ln.Addr().String()}
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		mx.mu.Lock()
+		mx.conns++
+		mx.mu.Unlock()
+		return &session{mx: mx, conn: c}, nil
+	}))
+	srv.Domain = name
+	srv.EnableDSN = o.dsn
+	srv.EnableSMTPUTF8 = o.smtputf8
+	srv.MaxMessageBytes = o.maxSize
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return mx
+}
+
+func (mx *fakeMX) stats() (conns int, msgs []*gotMsg) {
+	mx.mu.Lock()
+	defer mx.mu.Unlock()
+	return mx.conns, append([]*gotMsg(nil), mx.msgs...)
+}
+
+type session struct {
+	mx   *fakeMX
+	conn *smtp.Conn
+	msg  *gotMsg
+}
+
+func (s *session) Reset()        { s.msg = nil }
+func (s *session) Logout() error { return nil }
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.msg = &gotMsg{from: from, helo: s.conn.Hostname()}
+	if opts != nil {
+		s.msg.mailOpts = *opts
+	}
+	return nil
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	switch {
+	case strings.HasPrefix(to, "defer"):
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy"}
+	case strings.HasPrefix(to, "refuse"):
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	case strings.HasPrefix(to, "drop"):
+		s.conn.Conn().Close()
+		return errors.New("dropped")
+	}
+	s.msg.rcpts = append(s.msg.rcpts, to)
+	if opts != nil {
+		s.msg.rcptOpts = append(s.msg.rcptOpts, *opts)
+	}
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if bytes.Contains(data, []byte("REJECT-ME")) {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "content rejected"}
+	}
+	s.msg.data = data
+	s.mx.mu.Lock()
+	s.mx.msgs = append(s.mx.msgs, s.msg)
+	s.mx.mu.Unlock()
+	return nil
+}
+
+// serveGreeting answers every connection with greeting and closes it.
+func serveGreeting(t *testing.T, ln net.Listener, greeting string) {
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, greeting)
+			bufio.NewReader(c).ReadString('\n') // QUIT
+			c.Close()
+		}
+	}()
+}
+
+// world is a set of fake MX servers on 127.0.0.1, .2 and .4, all on one
+// port as MX hosts are; 127.0.0.3 has nothing listening. Another server on
+// 127.0.0.1 with its own port is the target of routes.
+type world struct {
+	port     int
+	dns      *dnstest.Server
+	mx1, mx2 *fakeMX // 127.0.0.1, 127.0.0.2
+	dsnMX    *fakeMX // 127.0.0.5: DSN, SMTPUTF8, SIZE 1000
+	relay    *fakeMX // 127.0.0.1, own port
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	var lns []net.Listener
+	for try := 0; ; try++ {
+		lns = lns[:0]
+		first, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, first)
+		port := first.Addr().(*net.TCPAddr).Port
+		for _, ip := range []string{"127.0.0.2", "127.0.0.4", "127.0.0.5"} {
+			ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
+			if err != nil {
+				break
+			}
+			lns = append(lns, ln)
+		}
+		if len(lns) == 4 {
+			break
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+		if try == 10 {
+			t.Fatal("no port free on 127.0.0.1-5")
+		}
+	}
+	relayLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{port: lns[0].Addr().(*net.TCPAddr).Port}
+	w.mx1 = serveMX(t, lns[0], "mx1.ok.test", mxOptions{})
+	w.mx2 = serveMX(t, lns[1], "mx2.fallback.test", mxOptions{})
+	serveGreeting(t, lns[2], "421 4.7.0 busy.greet.test too busy, try later\r\n")
+	w.dsnMX = serveMX(t, lns[3], "mx.dsn.test", mxOptions{dsn: true, smtputf8: true, maxSize: 1000})
+	w.relay = serveMX(t, relayLn, "relay.test", mxOptions{})
+	w.dns = dnstest.Start(t, fmt.Sprintf(`
+test.                 3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60
+ok.test.              300 IN MX 10 mx1.ok.test.
+mx1.ok.test.          300 IN A 127.0.0.1
+fallback.test.        300 IN MX 10 dead.fallback.test.
+fallback.test.        300 IN MX 20 mx2.fallback.test.
+fallback.test.        300 IN MX 30 mx1.ok.test.
+dead.fallback.test.   300 IN A 127.0.0.3
+mx2.fallback.test.    300 IN A 127.0.0.2
+greet.test.           300 IN MX 10 busy.greet.test.
+greet.test.           300 IN MX 20 mx2.fallback.test.
+busy.greet.test.      300 IN A 127.0.0.4
+allbad.test.          300 IN MX 10 dead.fallback.test.
+allbad.test.          300 IN MX 20 busy.greet.test.
+allbad.test.          300 IN MX 30 nowhere.test.
+lastgreet.test.       300 IN MX 10 dead.fallback.test.
+lastgreet.test.       300 IN MX 20 busy.greet.test.
+dead.test.            300 IN MX 10 dead.fallback.test.
+dsn.test.             300 IN MX 10 mx.dsn.test.
+mx.dsn.test.          300 IN A 127.0.0.5
+null.test.            300 IN MX 0 .
+routed.test.          300 IN MX 10 dead.fallback.test.
+implicit.test.        300 IN A 127.0.0.2
+relay.test.           300 IN A 127.0.0.1
+`))
+	return w
+}
+
+// courier returns a Courier for the world; routes send routed.test and
+// *.routed.test to the relay.
+func (w *world) courier(t *testing.T, mod func(*Config)) *Courier {
+	t.Helper()
+	routes, err := resolve.NewRoutes(map[string]string{
+		"routed.test":   fmt.Sprintf("relay.test:%d", w.relay.port()),
+		"*.routed.test": fmt.Sprintf("[127.0.0.1]:%d", w.relay.port()),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Hostname:       "out1.drover.test",
+		Resolver:       resolve.New(resolve.Config{Servers: []string{w.dns.Addr}, Timeout: time.Second}),
+		Routes:         routes,
+		Port:           w.port,
+		ConnectTimeout: 2 * time.Second,
+		CommandTimeout: 2 * time.Second,
+		DataTimeout:    2 * time.Second,
+		Classify: func(code int, enhanced, text string) (string, string) {
+			if strings.HasPrefix(enhanced, "5") {
+				return "hard", "test:" + enhanced
+			}
+			return "soft", "test:" + enhanced
+		},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	return New(cfg)
+}
+
+func (mx *fakeMX) port() int {
+	_, p, _ := net.SplitHostPort(mx.addr)
+	var n int
+	fmt.Sscan(p, &n)
+	return n
+}
+
+func open(t *testing.T, c *Courier, dest string) queue.Conn {
+	t.Helper()
+	conn, err := c.Open(t.Context(), dest)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", dest, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func rcpts(addrs ...string) []queue.Recipient {
+	var rs []queue.Recipient
+	for i, a := range addrs {
+		rs = append(rs, queue.Recipient{Index: i, Addr: a, Domain: a[strings.IndexByte(a, '@')+1:]})
+	}
+	return rs
+}
+
+func statuses(rs []queue.Result) []queue.Status {
+	var out []queue.Status
+	for _, r := range rs {
+		out = append(out, r.Status)
+	}
+	return out
+}
+
+var msg = &queue.Message{ID: "m1", ReturnPath: "bounces+tok@drover.test"}
+
+func TestDeliverAndReuse(t *testing.T) {
+	w := newWorld(t)
+	c := w.courier(t, nil)
+	conn := open(t, c, "ok.test")
+
+	res, err := conn.Deliver(t.Context(), msg, rcpts("a@ok.test", "refuse@ok.test", "defer@ok.test", "b@ok.test"), []byte("Subject: 1\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []queue.Result{
+		{Status: queue.Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Remote: "mx1.ok.test[127.0.0.1]:" + fmt.Sprint(w.port)},
+		{Status: queue.Permanent, Code: 550, Enhanced: "5.1.1", Text: "no such user", Class: "hard", Reason: "test:5.1.1"},
+		{Status: queue.Temporary, Code: 451, Enhanced: "4.2.0", Text: "mailbox busy", Class: "soft", Reason: "test:4.2.0"},
+		{Status: queue.Delivered, Code: 250, Enhanced: "2.0.0", Text: "OK: queued"},
+	}
+	for i := range want {
+		want[i].Remote = want[0].Remote
+		if res[i] != want[i] {
+			t.Errorf("result %d:\n got %+v\nwant %+v", i, res[i], want[i])
+		}
+	}
+
+	// The same connection takes the next messages; a refused DATA fails
+	// every accepted recipient with its reply.
+	res, err = conn.Deliver(t.Context(), msg, rcpts("c@ok.test", "refuse2@ok.test"), []byte("REJECT-ME\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Code != 554 || res[0].Status != queue.Permanent || res[1].Code != 550 {
+		t.Errorf("refused data: %+v", res)
+	}
+	res, err = conn.Deliver(t.Context(), msg, rcpts("d@ok.test"), []byte("Subject: 3\r\n\r\nbody\r\n"))
+	if err != nil || res[0].Status != queue.Delivered {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if err := conn.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+
+	conns, msgs := w.mx1.stats()
+	if conns != 1 || len(msgs) != 2 {
+		t.Fatalf("%d connections, %d messages", conns, len(msgs))
+	}
+	if m := msgs[0]; m.from != msg.ReturnPath || !slices.Equal(m.rcpts, []string{"a@ok.test", "b@ok.test"}) || m.helo != "out1.drover.test" {
+		t.Errorf("server got %+v", m)
+	}
+}
+
+func TestMXFallback(t *testing.T) {
+	w := newWorld(t)
+	c := w.courier(t, nil)
+	for _, dest := range []string{"fallback.test", "greet.test"} {
+		conn := open(t, c, dest)
+		res, err := conn.Deliver(t.Context(), msg, rcpts("a@"+dest), []byte("x\r\n"))
+		if err != nil || res[0].Status != queue.Delivered || !strings.HasPrefix(res[0].Remote, "mx2.fallback.test[127.0.0.2]") {
+			t.Errorf("%s: %+v %v", dest, res, err)
+		}
+	}
+	if _, msgs := w.mx2.stats(); len(msgs) != 2 {
+		t.Errorf("second MX got %d messages", len(msgs))
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	w := newWorld(t)
+	c := w.courier(t, nil)
+	tests := []struct {
+		dest     string
+		perm     bool
+		enhanced string
+		cause    error
+	}{
+		{"null.test", true, "5.1.10", resolve.ErrNullMX},
+		{"missing.test", true, "5.1.2", resolve.ErrNoSuchDomain},
+		// Every host failed: temporary, naming the last failure (here an
+		// MX host that does not exist).
+		{"allbad.test", false, "4.4.4", resolve.ErrNoSuchDomain},
+	}
+	for _, tt := range tests {
+		_, err := c.Open(t.Context(), tt.dest)
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Fatalf("%s: error %v (%T)", tt.dest, err, err)
+		}
+		r := e.Result()
+		if e.Permanent() != tt.perm || e.Temporary() == tt.perm || r.Enhanced != tt.enhanced || r.Code != 0 || r.Remote != "" || !errors.Is(err, tt.cause) {
+			t.Errorf("%s: %v, result %+v", tt.dest, err, r)
+		}
+		if r.Class == "" || (r.Status == queue.Permanent) != tt.perm {
+			t.Errorf("%s: result %+v", tt.dest, r)
+		}
+	}
+
+	// The last failure is a refusing greeting: its reply is the result.
+	_, err := c.Open(t.Context(), "lastgreet.test")
+	var e *Error
+	if !errors.As(err, &e) || e.Permanent() {
+		t.Fatalf("error %v", err)
+	}
+	if r := e.Result(); r.Code != 421 || r.Enhanced != "4.7.0" || !strings.HasPrefix(r.Remote, "busy.greet.test[127.0.0.4]:") || r.Status != queue.Temporary {
+		t.Errorf("result %+v", r)
+	}
+	if !strings.Contains(err.Error(), "busy.greet.test") || !strings.Contains(err.Error(), "421") {
+		t.Errorf("error text %q", err)
+	}
+
+	// Only a dead host: the connect failure.
+	_, err = c.Open(t.Context(), "dead.test")
+	if !errors.As(err, &e) || e.Permanent() || e.Result().Enhanced != "4.4.1" {
+		t.Errorf("dead host: %v", err)
+	}
+
+	// A wrong network: no usable address.
+	c6 := w.courier(t, func(cfg *Config) { cfg.Network = "ip6" })
+	if _, err := c6.Open(t.Context(), "ok.test"); !errors.As(err, &e) || e.Permanent() || !strings.Contains(err.Error(), "no usable address") {
+		t.Errorf("ip6: %v", err)
+	}
+	bad := w.courier(t, func(cfg *Config) { cfg.Hostname = "" })
+	if _, err := bad.Open(t.Context(), "ok.test"); err == nil {
+		t.Error("no hostname accepted")
+	}
+}
+
+func TestRoutesAndLiterals(t *testing.T) {
+	w := newWorld(t)
+	c := w.courier(t, nil)
+	// routed.test has an MX that does not answer: the route wins.
+	for _, dest := range []string{"routed.test", "a.b.routed.test"} {
+		conn := open(t, c, dest)
+		res, err := conn.Deliver(t.Context(), msg, rcpts("x@"+dest), []byte("x\r\n"))
+		if err != nil || res[0].Status != queue.Delivered || !strings.HasSuffix(res[0].Remote, fmt.Sprintf("[127.0.0.1]:%d", w.relay.port())) {
+			t.Errorf("%s: %+v %v", dest, res, err)
+		}
+	}
+	if _, msgs := w.relay.stats(); len(msgs) != 2 {
+		t.Errorf("relay got %d messages", len(msgs))
+	}
+	// An address literal and an implicit MX.
+	for _, dest := range []string{"[127.0.0.2]", "implicit.test"} {
+		conn := open(t, c, dest)
+		if res, err := conn.Deliver(t.Context(), msg, rcpts("x@"+dest), []byte("x\r\n")); err != nil || res[0].Status != queue.Delivered {
+			t.Errorf("%s: %+v %v", dest, res, err)
+		}
+	}
+}
+
+func TestParameters(t *testing.T) {
+	w := newWorld(t)
+	c := w.courier(t, nil)
+	m := &queue.Message{ReturnPath: "bounces@drover.test", EnvID: "id+1 x=y", Ret: "HDRS"}
+	rs := rcpts("a@dsn.test", "üser@dsn.test", "b@dsn.test")
+	rs[0].Notify, rs[0].ORCPT = "FAILURE,DELAY", "rfc822;a+b=c@dsn.test"
+	rs[1].ORCPT = "utf-8;üser@dsn.test"
+	rs[2].Notify = "BAD VALUE" // dropped, not sent
+	conn := open(t, c, "dsn.test")
+	body := []byte("Subject: caf\xc3\xa9\r\n\r\n8-bit body \xc3\xa9\r\n")
+	res, err := conn.Deliver(t.Context(), m, rs, body)
+	if err != nil || !slices.Equal(statuses(res), []queue.Status{queue.Delivered, queue.Delivered, queue.Delivered}) {
+		t.Fatalf("%+v %v", res, err)
+	}
+	_, msgs := w.dsnMX.stats()
+	got := msgs[0]
+	o := got.mailOpts
+	if o.Body != smtp.Body8BitMIME || !o.UTF8 || o.Size != int64(len(body)) || o.Return != smtp.DSNReturnHeaders || o.EnvelopeID != "id+1 x=y" {
+		t.Errorf("MAIL options %+v", o)
+	}
+	r0, r1, r2 := got.rcptOpts[0], got.rcptOpts[1], got.rcptOpts[2]
+	if !slices.Equal(r0.Notify, []smtp.DSNNotify{smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed}) || r0.OriginalRecipient != "a+b=c@dsn.test" || r0.OriginalRecipientType != smtp.DSNAddressTypeRFC822 {
+		t.Errorf("RCPT 1 options %+v", r0)
+	}
+	if r1.OriginalRecipient != "üser@dsn.test" || r1.OriginalRecipientType != smtp.DSNAddressTypeUTF8 {
+		t.Errorf("RCPT 2 options %+v", r1)
+	}
+	if r2.Notify != nil {
+		t.Errorf("RCPT 3 options %+v", r2)
+	}
+
+	// The same message to a server without DSN, SMTPUTF8 or 8BITMIME
+	// announcements: the non-ASCII recipient fails here, the others go.
+	conn = open(t, c, "ok.test")
+	rs = rcpts("a@ok.test", "üser@ok.test")
+	res, err = conn.Deliver(t.Context(), m, rs, body)
+	if err != nil || res[0].Status != queue.Delivered || res[1].Status != queue.Permanent || res[1].Enhanced != "5.6.7" || res[1].Code != 0 || res[1].Class != "hard" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	_, msgs = w.mx1.stats()
+	if o := msgs[0].mailOpts; o.UTF8 || o.EnvelopeID != "" || o.Return != "" {
+		t.Errorf("MAIL options %+v", o)
+	}
+	// A non-ASCII sender cannot go at all.
+	res, err = conn.Deliver(t.Context(), &queue.Message{ReturnPath: "bóunces@drover.test"}, rcpts("a@ok.test"), body)
+	if err != nil || res[0].Status != queue.Permanent || res[0].Enhanced != "5.6.7" {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+func TestSizeLimitAndBrokenConnection(t *testing.T) {
+	w := newWorld(t)
+	c := w.courier(t, nil)
+	conn := open(t, c, "dsn.test") // SIZE 1000
+	res, err := conn.Deliver(t.Context(), msg, rcpts("a@dsn.test"), bytes.Repeat([]byte("x"), 1001))
+	if err != nil || res[0].Status != queue.Permanent || res[0].Enhanced != "5.3.4" {
+		t.Fatalf("%+v %v", res, err)
+	}
+
+	res, err = conn.Deliver(t.Context(), msg, rcpts("a@dsn.test", "drop@dsn.test"), []byte("x\r\n"))
+	if err == nil {
+		t.Fatal("no error from a broken connection")
+	}
+	for _, r := range res {
+		if r.Status != queue.Temporary || r.Code != 0 || r.Enhanced != "4.4.2" || r.Text == "" {
+			t.Errorf("result %+v", r)
+		}
+	}
+	res, err = conn.Deliver(t.Context(), msg, rcpts("a@dsn.test"), []byte("x\r\n"))
+	if err == nil || res[0].Status != queue.Temporary {
+		t.Errorf("after the break: %+v %v", res, err)
+	}
+}
+
+func TestXtext(t *testing.T) {
+	for in, want := range map[string]string{
+		"":            "",
+		"abc":         "abc",
+		"a+b=c":       "a+2Bb+3Dc",
+		"a b\x00":     "a+20b+00",
+		"\xc3\xa9":    "+C3+A9",
+		"~!\"#<>\x7f": "~!\"#<>+7F",
+	} {
+		if got := xtext(in); got != want {
+			t.Errorf("xtext(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"rfc822;a+b@x":   "rfc822;a+2Bb@x",
+		"a@x":            "rfc822;a@x",
+		"utf-8;ü+\\@x":   `utf-8;\x{FC}\x{2B}\x{5C}@x`,
+		"UTF-8;a=\xff@x": `UTF-8;a\x{3D}\x{FFFD}@x`,
+	} {
+		if got := encodeORCPT(in); got != want {
+			t.Errorf("encodeORCPT(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,161 @@
+package smtpclient
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startSmtpSink runs Postfix's smtp-sink on a free local port; with capture
+// it writes every transaction into the returned dump file. Without
+// smtp-sink the test is skipped, unless CI is set: then it fails.
+func startSmtpSink(tb testing.TB, capture bool, args ...string) (addr, dump string) {
+	tb.Helper()
+	path, err := exec.LookPath("smtp-sink")
+	if err != nil {
+		path, err = exec.LookPath("/usr/sbin/smtp-sink")
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatal("smtp-sink not found (install postfix); required when CI is set")
+		}
+		tb.Skip("smtp-sink not found (install postfix)")
+	}
+	// smtp-sink drops privileges to -u when run as root: the dump
+	// directory must be writable by that user.
+	dir, err := os.MkdirTemp("", "smtp-sink")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	argv := append([]string{"-h", "sink.test"}, args...)
+	if capture {
+		dump = filepath.Join(dir, "dump")
+		argv = append(argv, "-D", dump)
+	}
+	if os.Geteuid() == 0 {
+		argv = append(argv, "-u", "nobody")
+	}
+	cmd := exec.Command(path, append(argv, addr, "64")...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return addr, dump
+		}
+		if time.Since(start) > 5*time.Second {
+			tb.Fatalf("smtp-sink does not listen on %s: %v", addr, err)
+		}
+	}
+}
+
+// sinkDump reads the dump file of smtp-sink once it holds n messages. The
+// dump has LF line endings and unstuffed dots.
+func sinkDump(t *testing.T, dump string, n int) string {
+	t.Helper()
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(dump)
+		if bytes.Count(b, []byte("X-Client-Addr:")) >= n {
+			return string(b)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("smtp-sink dump: %q", b)
+		}
+	}
+}
+
+func TestSmtpSink(t *testing.T) {
+	body := "Subject: sink\r\n\r\n.dot\r\nbare LF\nbare CR\r.\n..\r\nend"
+	wantBody := "Subject: sink\n\n.dot\nbare LF\nbare CR\n.\n..\nend\n"
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		pipelining bool
+	}{
+		{"pipelining", nil, true},
+		{"no pipelining", []string{"-p"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, dump := startSmtpSink(t, true, tc.args...)
+			c := dialT(t, addr, testConfig())
+			if c.Extensions().Pipelining != tc.pipelining || !c.Extensions().DSN || !c.Extensions().EnhancedStatusCodes {
+				t.Fatalf("extensions %+v", c.Extensions())
+			}
+			for i := range 2 {
+				res, err := c.Send(t.Context(), "bounces+"+strconv.Itoa(i)+"@drover.test", []string{"BODY=8BITMIME", "RET=HDRS"},
+					[]Rcpt{{Addr: "a@example.test", Params: []string{"NOTIFY=FAILURE"}}, {Addr: "b@example.test"}}, []byte(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Mail.Enhanced != "2.1.0" || !slices.Equal(codes(res.Rcpts), []int{250, 250}) || res.Data.Code != 250 {
+					t.Fatalf("replies %v %v %v", res.Mail, res.Rcpts, res.Data)
+				}
+			}
+			if err := c.Quit(); err != nil {
+				t.Fatal(err)
+			}
+			got := sinkDump(t, dump, 2)
+			for _, want := range []string{
+				"X-Helo-Args: " + ehloName + "\n",
+				"X-Mail-Args: <bounces+0@drover.test> BODY=8BITMIME RET=HDRS\n",
+				"X-Mail-Args: <bounces+1@drover.test> BODY=8BITMIME RET=HDRS\n",
+				"X-Rcpt-Args: <a@example.test> NOTIFY=FAILURE\nX-Rcpt-Args: <b@example.test>\n",
+			} {
+				if !strings.Contains(got, want) {
+					t.Errorf("dump lacks %q:\n%s", want, got)
+				}
+			}
+			// The body follows the three lines of the Received header.
+			msgs := strings.Split(got, "X-Client-Addr:")[1:]
+			for _, m := range msgs {
+				_, rest, _ := strings.Cut(m, "Received: ")
+				parts := strings.SplitN(rest, "\n", 4)
+				if len(parts) < 4 || parts[3] != wantBody+"\n" {
+					t.Errorf("body in the dump: %q, want %q", parts[len(parts)-1], wantBody+"\n")
+				}
+			}
+		})
+	}
+}
+
+func TestSmtpSinkRefusals(t *testing.T) {
+	addr, _ := startSmtpSink(t, false, "-f", "RCPT")
+	c := dialT(t, addr, testConfig())
+	res, err := c.Send(t.Context(), "a@drover.test", nil, []Rcpt{{Addr: "a@example.test"}, {Addr: "b@example.test"}}, []byte("x\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(codes(res.Rcpts), []int{500, 500}) || res.Rcpts[0].Enhanced != "5.3.0" || res.Data.Code != 0 {
+		t.Fatalf("replies %v %v", res.Rcpts, res.Data)
+	}
+	if c.Err() != nil {
+		t.Fatal(c.Err())
+	}
+	if err := c.Reset(); err != nil {
+		t.Fatal(err)
+	}
+}
