@@ -39,6 +39,7 @@ type Recipient struct {
 	Attempts    int       // delivery attempts made so far
 	NextAttempt time.Time // when it is due next
 	LastError   string    // last temporary failure, "" if none
+	LastAttempt time.Time // when it was last tried, zero if never
 }
 
 // Status is the outcome of one delivery attempt for one recipient.
@@ -66,7 +67,9 @@ type Result struct {
 type Courier interface {
 	// Open connects to the mail servers of dest (a lower-cased recipient
 	// domain). An error whose Permanent() method returns true fails every
-	// recipient waiting for dest; every other error is temporary.
+	// recipient waiting for dest; every other error is temporary. An error
+	// with a Result() Result method (here and from Deliver) gives the result
+	// to record for the recipients, SMTP reply included.
 	Open(ctx context.Context, dest string) (Conn, error)
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"drover/bounce"
 	"drover/configs"
 	"drover/httpapi"
 	"drover/mta"
@@ -149,7 +150,7 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 		ConnectTimeout: cfg.Delivery.ConnectTimeout,
 		CommandTimeout: cfg.Delivery.CommandTimeout,
 		DataTimeout:    cfg.Delivery.DataTimeout,
-		Classify:       classifyReply,  // bounce.ClassifyReply
+		Classify:       classifyReply,
 		Logger:         log,
 	})
 	limits := queue.Limits{
@@ -265,4 +266,11 @@ func nonEmpty(s string) []string {
 		return nil
 	}
 	return []string{s}
+}
+
+// classifyReply gives the courier the bounce classifier's judgement of a
+// synchronous reply.
+func classifyReply(code int, enhanced, text string) (class, reason string) {
+	c := bounce.ClassifyReply(code, enhanced, text)
+	return c.Class, c.Reason
 }

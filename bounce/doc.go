@@ -1,0 +1,85 @@
+// Package bounce classifies delivery failures and reads the mail that
+// reports them: synchronous SMTP replies during delivery, RFC 3464
+// delivery status notifications, the non-standard bounces of real MTAs
+// and providers, RFC 5965 (ARF) feedback reports, RFC 3834 auto-replies
+// and success DSNs. It also makes the VERP return paths of outgoing mail
+// and writes the DSNs Drover sends itself. It imports nothing of Drover
+// and stores nothing (no key prefixes).
+//
+// # Contract
+//
+// Every recipient a message reports on becomes one Classification:
+//
+//   - Recipient: the failed (or complained-about, or auto-replying)
+//     address.
+//   - Status: the RFC 3463 enhanced status code. When the report and the
+//     server's reply both give one, the server's wins unless it is X.0.0;
+//     when neither gives one, the code is made up from the reason as
+//     Sisimai does ("5.0.911" for userunknown, "4.0.947" for a temporary
+//     expiry, ...).
+//   - ReplyCode: the SMTP reply code found, if any.
+//   - Reason: one of Reasons, Sisimai's v5 vocabulary, plus "delivered",
+//     "feedback" (FeedbackType holds the ARF Feedback-Type) and
+//     "vacation", which are not failures.
+//   - Class: "hard" for userunknown, hostunknown and hasmoved, and for
+//     notaccept unless the failure is temporary; "soft" for every other
+//     failure; "" for delivered, feedback and vacation. HardBounce is
+//     Class == "hard".
+//   - Category: the PowerMTA bounce category of the reason (bad-mailbox,
+//     bad-domain, inactive-mailbox, quota-issues, spam-related,
+//     policy-related, message-expired, content-related, protocol-errors,
+//     relaying-issues, routing-errors, no-answer-from-host,
+//     bad-connection, invalid-sender, bad-configuration, virus-related,
+//     other).
+//
+// Classification.JSON is the line `drover bounce classify` prints, one
+// per recipient, which shared/corpus/bounces/score reads.
+//
+// # How a reason is decided
+//
+// The rules are data: rules.yaml, embedded, holds the phrase families of
+// every reason, the reason each enhanced status code points to, the
+// order the reasons are tried in, how reports write the failed SMTP
+// command, per-format hints and per-provider rule sets (Google,
+// Microsoft, Yahoo, au/KDDI, NTT DOCOMO, Orange/La Poste, GoDaddy,
+// Tencent, ...). The procedure that applies them is Sisimai's, described
+// at ruleSet.decide: admin rules first, then the provider's rules, then
+// a reason the report format states, then status code and phrases with
+// a few guards (a "user unknown" after DATA is a filter, a status that
+// says "mailbox" does not beat a text that says "relaying denied", ...).
+// Admins add rules (Rule: a pattern, a status prefix, a host, a reason)
+// in the config; NewClassifier tries them before the embedded table.
+// ClassifyReply runs the same rules on a reply received during delivery.
+//
+// # Parsing
+//
+// The MIME structure is read with a small hand-written parser (mime.go)
+// instead of net/mail and mime/multipart, because real bounces break
+// what those accept: missing or wrong closing boundaries, boundaries
+// declared but never used, bare CR or CR CR LF line ends, header lines
+// without colons, quoted-printable with bad escapes, base64 with stray
+// characters. The standard library still does what it does well here
+// (mime.ParseMediaType first, mime.WordDecoder, encoding/base64,
+// encoding/json for Amazon SES notifications). Non-standard bounces are
+// read by a line scanner (textscan.go) that knows the ways reports write
+// a failed recipient and where the returned message starts. All of it
+// is fuzzed (FuzzParseMessage, FuzzParseDSN, FuzzVERPDecode).
+//
+// Work and memory are bounded: at most MaxMessageSize bytes of a message
+// are read, multiparts are followed maxDepth levels deep and at most
+// maxParts parts are looked at, header fields are capped in number and
+// length, and every pass over the text is linear (Go regular expressions
+// do not backtrack).
+//
+// # VERP
+//
+// VERP.Encode makes the return path bounces+TOKEN@domain of one
+// recipient of one message; TOKEN carries the message ID, the recipient
+// index and the sender name under an HMAC-SHA256 tag, so VERP.Decode
+// rejects forged or garbled tokens (ErrBadToken).
+//
+// # DSN generation
+//
+// NewDSN writes the RFC 3464 report Drover sends to a sender that asked
+// for delivery status notifications, in CRLF form ready for the queue.
+package bounce

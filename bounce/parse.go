@@ -1,0 +1,418 @@
+package bounce
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+)
+
+// ErrNotMessage is returned by ParseMessage for input without a single
+// header field.
+var ErrNotMessage = errors.New("bounce: input is not a mail message")
+
+// message is what ParseMessage gathers from one raw message.
+type message struct {
+	header        header
+	from, subject string
+	to            string // the bounce's To: the original sender
+	texts         []string
+	dsn           []string
+	feedback      []header
+	orig          header // header of the returned message
+	origBody      string
+	reportingMTA  string
+	envID         string
+	origMessageID string
+	reportText    string
+	reportMatch   string
+}
+
+// ParseMessage reads one raw message (an mbox "From " line is allowed,
+// LF or CRLF line ends) and returns one Classification per recipient it
+// reports on: failed recipients of a DSN or non-standard bounce,
+// delivered recipients of a success DSN, the complained-about recipient
+// of an ARF report, the sender of an auto-reply. It returns no
+// classification and no error for a message that is none of these.
+func (c *Classifier) ParseMessage(raw []byte) ([]Classification, error) {
+	b := normalize(raw)
+	h, body := splitHeader(b)
+	if len(h) == 0 {
+		return nil, ErrNotMessage
+	}
+	m := &message{
+		header:  h,
+		from:    decodeWords(h.get("from")),
+		subject: decodeWords(h.get("subject")),
+		to:      h.get("to"),
+	}
+	var w walker
+	w.walk(h, body, 0, 0)
+	var html []string
+	for _, p := range w.parts {
+		switch p.mediaType {
+		case "message/delivery-status", "message/global-delivery-status":
+			m.dsn = append(m.dsn, string(p.body))
+		case "message/feedback-report":
+			fh, _ := splitHeader(append(p.body, '\n'))
+			m.feedback = append(m.feedback, fh)
+		case "message/rfc822", "message/global", "text/rfc822-headers", "message/rfc822-headers", "message/global-headers":
+			if m.orig == nil {
+				oh, ob := splitHeader(p.body)
+				m.orig, m.origBody = oh, string(ob)
+			}
+		case "text/html":
+			html = append(html, stripHTML(string(p.body)))
+		default:
+			if strings.HasPrefix(p.mediaType, "text/") || p.mediaType == "" {
+				m.texts = append(m.texts, string(p.body))
+			}
+		}
+	}
+	if len(m.texts) == 0 {
+		m.texts = html
+	}
+	if m.orig == nil {
+		m.findInlineOriginal()
+	}
+	m.origMessageID = strings.Trim(m.orig.get("message-id"), "<> ")
+
+	if recs := m.feedbackRecords(); recs != nil {
+		return c.finish(recs, m), nil
+	}
+	if recs := m.sesRecords(); recs != nil {
+		return c.finish(recs, m), nil
+	}
+	if recs := c.dsnRecords(m); recs != nil {
+		return c.finish(recs, m), nil
+	}
+	if m.isAutoReply(true) {
+		return c.finish(m.autoReplyRecords(), m), nil
+	}
+	if recs := c.textRecords(m); recs != nil {
+		return c.finish(recs, m), nil
+	}
+	if m.isAutoReply(false) {
+		return c.finish(m.autoReplyRecords(), m), nil
+	}
+	return nil, nil
+}
+
+// report returns the text of the report: the text parts up to the
+// returned message.
+func (m *message) report() string {
+	if m.reportText == "" {
+		var b strings.Builder
+		for _, t := range m.texts {
+			if at := cutAt(t); at >= 0 {
+				t = t[:at]
+			}
+			b.WriteString(t)
+			b.WriteByte('\n')
+		}
+		m.reportText = truncate("Subject: "+m.subject+"\n"+b.String(), maxReport)
+	}
+	return m.reportText
+}
+
+// reportLower is report() prepared by matchText, computed once.
+func (m *message) reportLower() string {
+	if m.reportMatch == "" {
+		m.reportMatch = matchText(m.report())
+	}
+	return m.reportMatch
+}
+
+// finish classifies the records, completing bare local parts from the
+// returned message and dropping duplicates.
+func (c *Classifier) finish(recs []record, m *message) []Classification {
+	var out []Classification
+	seen := map[string]bool{}
+	for _, r := range recs {
+		if !strings.Contains(r.recipient, "@") {
+			r.recipient = m.completeAddress(r.recipient)
+		}
+		r.recipient = strings.Trim(r.recipient, "<>\"' ")
+		key := strings.ToLower(r.recipient)
+		if r.recipient == "" || seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, c.classify(r, m))
+	}
+	return out
+}
+
+// completeAddress finds an address with the local part local among the
+// recipients of the returned message.
+func (m *message) completeAddress(local string) string {
+	if local == "" {
+		return ""
+	}
+	for _, v := range []string{m.header.get("x-failed-recipients"), m.orig.get("to"), m.orig.get("cc"), m.orig.get("delivered-to"), m.orig.get("x-original-to")} {
+		for _, a := range addrRe.FindAllString(v, -1) {
+			if strings.EqualFold(a[:strings.IndexByte(a, '@')], local) {
+				return a
+			}
+		}
+	}
+	return ""
+}
+
+// findInlineOriginal reads the header of a returned message quoted in a
+// text part after a marker ("------ This is a copy of the message ...").
+func (m *message) findInlineOriginal() {
+	for _, t := range m.texts {
+		at := cutAt(t)
+		if at < 0 {
+			continue
+		}
+		rest := t[at:]
+		if !strings.HasPrefix(strings.ToLower(rest), "return-path") {
+			if i := strings.IndexByte(rest, '\n'); i >= 0 {
+				rest = rest[i+1:]
+			} else {
+				rest = ""
+			}
+		}
+		rest = strings.TrimLeft(rest, "\n")
+		oh, ob := splitHeader([]byte(rest))
+		if len(oh) > 0 {
+			m.orig, m.origBody = oh, string(ob)
+			return
+		}
+	}
+}
+
+// excluded returns the addresses that are never failed recipients: the
+// bounce's own To and From, and the sender of the returned message.
+func (m *message) excluded() map[string]bool {
+	ex := map[string]bool{}
+	for _, v := range []string{m.to, m.from, m.header.get("reply-to"), m.orig.get("from"), m.orig.get("return-path"), m.orig.get("sender")} {
+		for _, a := range addrRe.FindAllString(v, -1) {
+			ex[strings.ToLower(a)] = true
+		}
+	}
+	return ex
+}
+
+var remoteHostRe = regexp.MustCompile(`(?i)\b(?:host|server|mx)\s+\[?([A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,})\]?\s*\[`)
+
+// dsnRecords returns the recipients of the RFC 3464 reports of m, with
+// the human-readable part supplying what the report lacks.
+func (c *Classifier) dsnRecords(m *message) []record {
+	var reports []dsnReport
+	for _, d := range m.dsn {
+		reports = append(reports, parseDSN(d))
+	}
+	if len(reports) == 0 {
+		for _, t := range m.texts {
+			if hasDSNFields(t) {
+				reports = append(reports, parseDSN(t))
+			}
+		}
+	}
+	var dr []dsnRecipient
+	for _, rep := range reports {
+		if m.reportingMTA == "" {
+			m.reportingMTA = rep.reportingMTA
+		}
+		if m.envID == "" {
+			m.envID = rep.envID
+		}
+		dr = append(dr, rep.recipients...)
+	}
+	if len(dr) == 0 {
+		return nil
+	}
+	texts, preamble := m.scan()
+	var recs []record
+	for _, d := range dr {
+		addr := dsnAddress(d)
+		var tr *textRecord
+		if addr != "" {
+			tr = texts[strings.ToLower(addr)]
+		} else if len(texts) > 0 {
+			// An unusable Final-Recipient (a pipe or a file): take the
+			// address the text names, in order.
+			for _, t := range m.textOrder(texts) {
+				if !containsRecipient(recs, t.addr) {
+					tr, addr = t, t.addr
+					break
+				}
+			}
+		}
+		if addr == "" {
+			if xf := m.header.get("x-failed-recipients"); xf != "" {
+				addr = addrRe.FindString(xf)
+			}
+		}
+		if addr == "" {
+			continue
+		}
+		r := record{
+			recipient: addr,
+			original:  d.original,
+			status:    d.status,
+			diag:      d.diagnostic,
+			diagType:  d.diagType,
+			action:    d.action,
+			remoteMTA: d.remoteMTA,
+		}
+		ctx := ""
+		if tr != nil {
+			ctx = strings.Join(tr.lines, "\n")
+		}
+		if len(dr) == 1 {
+			ctx = strings.TrimSpace(ctx + "\n" + preamble)
+		}
+		if !informative(r.diag) {
+			r.diag = strings.TrimSpace(r.diag + "\n" + ctx)
+		}
+		if c := statusComment(d.status); c != "" {
+			r.diag = strings.TrimSpace(r.diag + "\n" + c)
+		}
+		r.context = ctx
+		if r.remoteMTA == "" {
+			if mm := remoteHostRe.FindStringSubmatch(ctx); mm != nil {
+				r.remoteMTA = mm[1]
+			}
+		}
+		recs = append(recs, r)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	return recs
+}
+
+func containsRecipient(recs []record, addr string) bool {
+	for _, r := range recs {
+		if strings.EqualFold(r.recipient, addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// dsnAddress is the recipient address of a DSN block: Final-Recipient,
+// else X-Actual-Recipient, else Original-Recipient, when it is an
+// address (not a pipe, a file or a mangled route).
+func dsnAddress(d dsnRecipient) string {
+	for _, v := range []string{d.final, d.actual, d.original} {
+		v = strings.Trim(strings.TrimSpace(v), "<>\"'")
+		if v != "" && addrRe.FindString(v) == v {
+			return v
+		}
+	}
+	for _, v := range []string{d.final, d.actual, d.original} {
+		v = strings.TrimSpace(v)
+		if strings.HasPrefix(v, "|") || strings.HasPrefix(v, "/") {
+			continue
+		}
+		if a := addrRe.FindString(v); a != "" {
+			return a
+		}
+	}
+	return ""
+}
+
+// scan runs the free-text scanner over the text parts of m.
+func (m *message) scan() (map[string]*textRecord, string) {
+	out := map[string]*textRecord{}
+	ex := m.excluded()
+	var pre []string
+	order := 0
+	for _, t := range m.texts {
+		recs, preamble := scanText(t, ex)
+		pre = append(pre, preamble)
+		for _, r := range recs {
+			key := strings.ToLower(r.addr)
+			if old, ok := out[key]; ok {
+				old.lines = append(old.lines, r.lines...)
+				continue
+			}
+			r.order = order
+			order++
+			out[key] = r
+		}
+	}
+	return out, strings.Join(pre, "\n")
+}
+
+// textOrder returns the records of a scan in the order found.
+func (m *message) textOrder(recs map[string]*textRecord) []*textRecord {
+	out := make([]*textRecord, len(recs))
+	for _, r := range recs {
+		out[r.order] = r
+	}
+	return out
+}
+
+// textRecords reads a non-standard bounce: recipients and their
+// diagnostics from free text.
+func (c *Classifier) textRecords(m *message) []record {
+	if !m.looksLikeBounce() {
+		return nil
+	}
+	texts, preamble := m.scan()
+	ordered := m.textOrder(texts)
+	if len(ordered) == 0 {
+		// No recipient in the text: the X-Failed-Recipients header of
+		// Exim, else the one recipient of the returned message.
+		addrs := addrRe.FindAllString(m.header.get("x-failed-recipients"), -1)
+		if len(addrs) == 0 {
+			if to := addrRe.FindAllString(m.orig.get("to"), -1); len(to) == 1 {
+				addrs = to
+			}
+		}
+		body := m.report()
+		var recs []record
+		for _, a := range addrs {
+			recs = append(recs, record{recipient: a, diag: body, context: body})
+		}
+		return recs
+	}
+	var recs []record
+	for _, t := range ordered {
+		diag := strings.TrimSpace(strings.Join(t.lines, "\n"))
+		// The text before the first recipient says why when there is one
+		// recipient (or nothing follows the address).
+		if len(ordered) == 1 || !informative(diag) {
+			diag = strings.TrimSpace(diag + "\n" + preamble)
+		}
+		r := record{recipient: t.addr, diag: diag, context: diag}
+		if mm := remoteHostRe.FindStringSubmatch(diag); mm != nil {
+			r.remoteMTA = mm[1]
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+var bounceFrom = regexp.MustCompile(`(?i)mailer-daemon|postmaster|mail delivery|mail.?deliver|mailer|mmsc|<>|no-?reply|bounce|system administrator|returned`)
+var bounceSubject = regexp.MustCompile(`(?i)undeliver|deliver(y|ed)? (status|fail|notification)|returned mail|failure|failed|mail system error|delivery|bounce|not delivered|non.?delivery|returning message|could not send|warning|error|rejected|undelivered|delayed|notice|returned`)
+
+// looksLikeBounce reports whether m is written by a mail system about a
+// delivery, judged by its sender, subject and header.
+func (m *message) looksLikeBounce() bool {
+	if m.header.has("x-failed-recipients") {
+		return true
+	}
+	return bounceFrom.MatchString(m.from) || bounceSubject.MatchString(m.subject) || m.from == ""
+}
+
+var tagRe = regexp.MustCompile(`(?s)<(?:style|script)[^>]*>.*?</(?:style|script)>|<br\s*/?>|</(?:p|div|tr|td|h\d|li)>|<[^>]*>`)
+
+// stripHTML turns HTML into rough text: tags go, line-breaking tags
+// become line ends, common entities are decoded.
+func stripHTML(s string) string {
+	s = tagRe.ReplaceAllStringFunc(s, func(t string) string {
+		lt := strings.ToLower(t)
+		if strings.HasPrefix(lt, "<br") || strings.HasPrefix(lt, "</") {
+			return "\n"
+		}
+		return ""
+	})
+	r := strings.NewReplacer("&nbsp;", " ", "&lt;", "<", "&gt;", ">", "&amp;", "&", "&quot;", `"`, "&#39;", "'")
+	return r.Replace(s)
+}

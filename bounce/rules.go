@@ -1,0 +1,278 @@
+package bounce
+
+import (
+	_ "embed"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed rules.yaml
+var defaultRulesYAML []byte
+
+// Reasons is the reason vocabulary (Sisimai v5), the values of
+// Classification.Reason.
+var Reasons = []string{
+	"authfailure", "badreputation", "blocked", "contenterror", "delivered",
+	"exceedlimit", "expired", "failedstarttls", "feedback", "filtered",
+	"hasmoved", "hostunknown", "mailboxfull", "mailererror", "mesgtoobig",
+	"networkerror", "norelaying", "notaccept", "notcompliantrfc", "onhold",
+	"policyviolation", "rejected", "requireptr", "securityerror",
+	"spamdetected", "speeding", "suppressed", "suspend", "syntaxerror",
+	"systemerror", "systemfull", "toomanyconn", "undefined", "userunknown",
+	"vacation", "virusdetected",
+}
+
+// Rule is an admin rule from the config, tried before the embedded table.
+// Pattern is a regular expression (case-insensitive) on the diagnostic
+// text; Status, when set, limits the rule to status codes starting with
+// it ("5.7." or "4."); Host, when set, limits it to remote MTAs or
+// recipient domains ending in it. A rule with an empty Pattern matches on
+// Status and Host alone. Reason must be in Reasons.
+type Rule struct {
+	Pattern string `yaml:"pattern" json:"pattern"`
+	Status  string `yaml:"status" json:"status"`
+	Host    string `yaml:"host" json:"host"`
+	Reason  string `yaml:"reason" json:"reason"`
+}
+
+// ruleFile is the schema of rules.yaml (documented in the file).
+type ruleFile struct {
+	Reasons map[string][]string `yaml:"reasons"`
+	Order   struct {
+		First    []string `yaml:"first"`
+		Phrases  []string `yaml:"phrases"`
+		Fallback []string `yaml:"fallback"`
+	} `yaml:"order"`
+	Status    map[string]string `yaml:"status"`
+	Pseudo    map[string]string `yaml:"pseudo"`
+	Category  map[string]string `yaml:"category"`
+	Commands  []commandRule     `yaml:"commands"`
+	Hints     []hintRule        `yaml:"hints"`
+	Providers []provider        `yaml:"providers"`
+}
+
+type commandRule struct {
+	Command string   `yaml:"command"`
+	Phrases []string `yaml:"phrases"`
+	phrases []phrase
+}
+
+// hintRule is a format-specific wording; see "hints" in rules.yaml.
+type hintRule struct {
+	Phrase  string `yaml:"phrase"`
+	Pattern string `yaml:"pattern"`
+	Reason  string `yaml:"reason"`
+	Command string `yaml:"command"`
+	From    string `yaml:"from"`
+	Subject string `yaml:"subject"`
+	Scope   string `yaml:"scope"` // "report" or "" (the recipient's text)
+	phrase  phrase
+	re      *regexp.Regexp
+	fromRe  *regexp.Regexp
+	subjRe  *regexp.Regexp
+}
+
+// provider is a per-provider rule set; see "providers" in rules.yaml.
+type provider struct {
+	Name  string   `yaml:"name"`
+	Hosts []string `yaml:"hosts"`
+	Rules []struct {
+		Phrase string `yaml:"phrase"`
+		Status string `yaml:"status"`
+		Reason string `yaml:"reason"`
+		phrase phrase
+	} `yaml:"rules"`
+}
+
+// phrase is a compiled phrase: its fragments must occur in order.
+type phrase []string
+
+func compilePhrase(s string) phrase {
+	s = foldSpace(strings.ToLower(s))
+	if !strings.Contains(s, " * ") {
+		return phrase{s}
+	}
+	return phrase(strings.Split(s, " * "))
+}
+
+func (p phrase) in(text string) bool {
+	for _, frag := range p {
+		i := strings.Index(text, frag)
+		if i < 0 {
+			return false
+		}
+		text = text[i+len(frag):]
+	}
+	return len(p) > 0
+}
+
+// ruleSet is the compiled form of the embedded table plus admin rules.
+type ruleSet struct {
+	reasonIdx map[string]int // reason name -> index in phrasesOf
+	phrasesOf [][]phrase     // phrases of each reason
+	names     []string       // reason names by index
+	first     []string
+	phrases   []string
+	fallback  []string
+	status    map[string]string
+	pseudo    map[string]string
+	category  map[string]string
+	commands  []commandRule
+	hints     []hintRule
+	providers []provider
+	extra     []compiledRule
+}
+
+type compiledRule struct {
+	Rule
+	re *regexp.Regexp
+}
+
+func isReason(r string) bool {
+	_, ok := slices.BinarySearch(Reasons, r)
+	return ok
+}
+
+// loadRules compiles the embedded table and the admin rules.
+func loadRules(data []byte, extra []Rule) (*ruleSet, error) {
+	var f ruleFile
+	if err := yaml.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("bounce rules: %w", err)
+	}
+	rs := &ruleSet{
+		reasonIdx: map[string]int{},
+		first:     f.Order.First,
+		phrases:   f.Order.Phrases,
+		fallback:  f.Order.Fallback,
+		status:    f.Status,
+		pseudo:    f.Pseudo,
+		category:  f.Category,
+		commands:  f.Commands,
+		hints:     f.Hints,
+		providers: f.Providers,
+	}
+	for _, r := range Reasons {
+		rs.reasonIdx[r] = len(rs.names)
+		rs.names = append(rs.names, r)
+		var ps []phrase
+		for _, s := range f.Reasons[r] {
+			ps = append(ps, compilePhrase(s))
+		}
+		rs.phrasesOf = append(rs.phrasesOf, ps)
+	}
+	for name := range f.Reasons {
+		if !isReason(name) {
+			return nil, fmt.Errorf("bounce rules: unknown reason %q", name)
+		}
+	}
+	for _, list := range [][]string{f.Order.First, f.Order.Phrases, f.Order.Fallback} {
+		for _, r := range list {
+			if !isReason(r) {
+				return nil, fmt.Errorf("bounce rules: unknown reason %q in order", r)
+			}
+		}
+	}
+	for code, r := range f.Status {
+		if !isReason(r) {
+			return nil, fmt.Errorf("bounce rules: status %s: unknown reason %q", code, r)
+		}
+	}
+	var err error
+	for i := range rs.commands {
+		c := &rs.commands[i]
+		for _, p := range c.Phrases {
+			c.phrases = append(c.phrases, compilePhrase(p))
+		}
+	}
+	for i := range rs.hints {
+		h := &rs.hints[i]
+		if h.Reason != "" && !isReason(h.Reason) {
+			return nil, fmt.Errorf("bounce rules: hint %q: unknown reason %q", h.Phrase+h.Pattern, h.Reason)
+		}
+		if h.Scope != "" && h.Scope != "report" {
+			return nil, fmt.Errorf("bounce rules: hint %q: unknown scope %q", h.Phrase+h.Pattern, h.Scope)
+		}
+		if h.Phrase != "" {
+			h.phrase = compilePhrase(h.Phrase)
+		}
+		if h.Pattern != "" {
+			if h.re, err = regexp.Compile(h.Pattern); err != nil {
+				return nil, fmt.Errorf("bounce rules: hint pattern %q: %w", h.Pattern, err)
+			}
+		}
+		if h.From != "" {
+			if h.fromRe, err = regexp.Compile("(?i)" + h.From); err != nil {
+				return nil, fmt.Errorf("bounce rules: hint from %q: %w", h.From, err)
+			}
+		}
+		if h.Subject != "" {
+			if h.subjRe, err = regexp.Compile("(?i)" + h.Subject); err != nil {
+				return nil, fmt.Errorf("bounce rules: hint subject %q: %w", h.Subject, err)
+			}
+		}
+	}
+	for i := range rs.providers {
+		p := &rs.providers[i]
+		for j := range p.Rules {
+			r := &p.Rules[j]
+			if !isReason(r.Reason) {
+				return nil, fmt.Errorf("bounce rules: provider %s: unknown reason %q", p.Name, r.Reason)
+			}
+			if r.Phrase != "" {
+				r.phrase = compilePhrase(r.Phrase)
+			}
+		}
+	}
+	for _, r := range extra {
+		if !isReason(r.Reason) {
+			return nil, fmt.Errorf("bounce rule %q: unknown reason %q", r.Pattern, r.Reason)
+		}
+		cr := compiledRule{Rule: r}
+		if r.Pattern != "" {
+			if cr.re, err = regexp.Compile("(?i)" + r.Pattern); err != nil {
+				return nil, fmt.Errorf("bounce rule %q: %w", r.Pattern, err)
+			}
+		}
+		rs.extra = append(rs.extra, cr)
+	}
+	return rs, nil
+}
+
+// statusReason returns the reason an enhanced status code points to.
+func (rs *ruleSet) statusReason(code string) string {
+	if code == "" {
+		return ""
+	}
+	if r, ok := rs.status[code]; ok {
+		return r
+	}
+	if i := strings.IndexByte(code, '.'); i > 0 {
+		return rs.status[code[i+1:]]
+	}
+	return ""
+}
+
+// foldSpace replaces every run of blanks (space, tab, newline) by one
+// space and trims the ends.
+func foldSpace(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+			space = b.Len() > 0
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

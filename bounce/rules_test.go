@@ -1,0 +1,241 @@
+package bounce
+
+import (
+	"strings"
+	"testing"
+)
+
+// commandFor is the SMTP command a reply of each reason typically
+// answers, so that the guards of holds let the phrase speak.
+var commandFor = map[string]string{
+	"spamdetected": "DATA", "virusdetected": "DATA", "contenterror": "DATA",
+	"filtered": "DATA", "mesgtoobig": "DATA", "notcompliantrfc": "DATA",
+	"policyviolation": "DATA", "rejected": "MAIL", "blocked": "CONN",
+}
+
+// TestEveryPhraseIsReachable replays every phrase of rules.yaml as a
+// synchronous reply and checks that it gives its reason: a phrase that
+// another reason's phrase shadows is a dead rule.
+func TestEveryPhraseIsReachable(t *testing.T) {
+	c := NewClassifier(nil)
+	for i, name := range c.rs.names {
+		if name == "vacation" {
+			continue
+		}
+		cmd := commandFor[name]
+		if cmd == "" {
+			cmd = "RCPT"
+		}
+		for _, p := range c.rs.phrasesOf[i] {
+			text := "550 " + strings.Join(p, " x ")
+			if got := c.ClassifyCommandReply(cmd, 550, "", text); got.Reason != name {
+				t.Errorf("%s reply %q: reason %s, want %s", cmd, text, got.Reason, name)
+			}
+		}
+	}
+}
+
+// TestStatusCodes checks that a bare enhanced status code gives the
+// reason rules.yaml maps it to.
+func TestStatusCodes(t *testing.T) {
+	c := NewClassifier(nil)
+	for code, want := range c.rs.status {
+		full := code
+		if strings.Count(code, ".") == 1 {
+			full = "5." + code
+		}
+		cmd := commandFor[want]
+		if cmd == "" {
+			cmd = "RCPT"
+		}
+		got := c.ClassifyCommandReply(cmd, 550, full, "550 "+full+" go away please")
+		if got.Reason != want && !(want == "blocked" || got.Reason == "blocked") {
+			t.Errorf("status %s: reason %s, want %s", full, got.Reason, want)
+		}
+		if got.Status != full {
+			t.Errorf("status %s: got status %s", full, got.Status)
+		}
+	}
+}
+
+// TestProviderRules replays every provider rule as a reply from one of
+// the provider's hosts.
+func TestProviderRules(t *testing.T) {
+	c := NewClassifier(nil)
+	for _, p := range c.rs.providers {
+		for _, r := range p.Rules {
+			text := "550 " + strings.Join(r.phrase, " x ")
+			status := r.Status
+			if len(status) < 5 {
+				status += strings.Repeat(".0", (5-len(status))/2)
+			}
+			got := c.Classify(Reply{Command: "RCPT", Code: 550, Enhanced: status, Text: text,
+				RemoteMTA: "mx1." + p.Hosts[0], Recipient: "user@example.org"})
+			if got.Reason != r.Reason {
+				t.Errorf("provider %s: %q (status %s): reason %s, want %s", p.Name, text, status, got.Reason, r.Reason)
+			}
+		}
+	}
+}
+
+// TestReplies covers the synchronous replies a bulk sender sees most,
+// one or more per reason.
+func TestReplies(t *testing.T) {
+	tests := []struct {
+		cmd      string
+		code     int
+		enhanced string
+		text     string
+		reason   string
+		class    string
+		status   string
+	}{
+		{"RCPT", 550, "5.1.1", "<user@example.org>: Recipient address rejected: User unknown in virtual mailbox table", "userunknown", "hard", "5.1.1"},
+		{"RCPT", 550, "", "5.1.1 The email account that you tried to reach does not exist.", "userunknown", "hard", "5.1.1"},
+		{"RCPT", 550, "", "No such user here", "userunknown", "hard", "5.0.911"},
+		{"RCPT", 450, "4.1.1", "<user@example.org>: Recipient address rejected: unverified address", "userunknown", "hard", "4.1.1"},
+		{"DATA", 550, "", "User unknown", "filtered", "soft", "5.0.910"},
+		{"RCPT", 550, "5.1.2", "Host unknown", "hostunknown", "hard", "5.1.2"},
+		{"RCPT", 551, "5.1.6", "User has moved; please try <new@example.org>", "hasmoved", "hard", "5.1.6"},
+		{"RCPT", 552, "5.2.2", "Mailbox full", "mailboxfull", "soft", "5.2.2"},
+		{"RCPT", 452, "4.2.2", "The email account that you tried to reach is over quota.", "mailboxfull", "soft", "4.2.2"},
+		{"RCPT", 550, "5.2.1", "The email account that you tried to reach is disabled.", "suspend", "soft", "5.2.1"},
+		{"RCPT", 525, "5.7.13", "Disabled recipient address", "suspend", "soft", "5.7.13"},
+		{"MAIL", 553, "5.1.8", "Sender address rejected: Domain not found", "rejected", "soft", "5.1.8"},
+		{"MAIL", 550, "", "Sender verify failed", "rejected", "soft", "5.0.918"},
+		{"CONN", 554, "", "mx.example.org ESMTP not accepting connections", "blocked", "soft", "5.0.971"},
+		{"RCPT", 554, "5.7.1", "Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", "blocked", "soft", "5.7.1"},
+		{"MAIL", 421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints", "badreputation", "soft", "4.7.0"},
+		{"DATA", 550, "5.7.25", "The IP address sending this message does not have a PTR record setup", "requireptr", "soft", "5.7.25"},
+		{"DATA", 550, "5.7.26", "Unauthenticated email from example.org is not accepted due to domain's DMARC policy", "authfailure", "soft", "5.7.26"},
+		{"DATA", 550, "5.7.1", "Message content rejected, UBE, id=12345", "spamdetected", "soft", "5.7.1"},
+		{"DATA", 554, "5.7.1", "Message was infected with a virus: Eicar-Test-Signature", "virusdetected", "soft", "5.7.1"},
+		{"DATA", 550, "5.6.0", "Improper use of 8-bit data in message header", "contenterror", "soft", "5.6.0"},
+		{"DATA", 550, "5.7.1", "This message is not RFC 5322 compliant", "notcompliantrfc", "soft", "5.7.1"},
+		{"DATA", 554, "5.7.1", "Email not accepted for policy reasons", "policyviolation", "soft", "5.7.1"},
+		{"MAIL", 530, "5.7.0", "Authentication required", "securityerror", "soft", "5.7.0"},
+		{"STARTTLS", 454, "4.7.0", "TLS not available due to local problem", "securityerror", "soft", "4.7.0"},
+		{"DATA", 552, "5.3.4", "Message size exceeds fixed limit", "mesgtoobig", "soft", "5.3.4"},
+		{"RCPT", 452, "4.5.3", "Too many recipients", "exceedlimit", "soft", "4.5.3"},
+		{"CONN", 421, "4.7.0", "Too many concurrent SMTP connections; please try again later", "toomanyconn", "soft", "4.7.0"},
+		{"MAIL", 450, "4.2.1", "The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered", "speeding", "soft", "4.2.1"},
+		{"RCPT", 554, "5.7.1", "<user@example.org>: Relay access denied", "norelaying", "soft", "5.7.1"},
+		{"RCPT", 556, "5.1.10", "Recipient address has null MX", "notaccept", "hard", "5.1.10"},
+		{"EHLO", 501, "5.5.2", "Syntax error in parameters or arguments", "syntaxerror", "soft", "5.5.2"},
+		{"DATA", 451, "4.3.0", "Local configuration error", "systemerror", "soft", "4.3.0"},
+		{"DATA", 452, "4.3.1", "Insufficient system storage", "systemfull", "soft", "4.3.1"},
+		{"RCPT", 451, "", "Mail forwarding loop for user@example.org", "networkerror", "soft", "4.0.944"},
+		{"DATA", 554, "", "Message expired after sitting in queue for 5 days", "expired", "soft", "5.0.947"},
+		{"RCPT", 250, "2.1.5", "Ok", "delivered", "", "2.1.5"},
+		{"DATA", 250, "", "Ok: queued as 12345", "delivered", "", "2.0.0"},
+		{"RCPT", 550, "", "", "undefined", "soft", "5.0.900"},
+		{"RCPT", 550, "", "computer says no", "onhold", "soft", "5.0.901"},
+	}
+	for _, tt := range tests {
+		got := ClassifyCommandReply(tt.cmd, tt.code, tt.enhanced, tt.text)
+		if got.Reason != tt.reason || got.Class != tt.class || got.Status != tt.status {
+			t.Errorf("%s %d %s %q: got %s/%s/%s, want %s/%s/%s", tt.cmd, tt.code, tt.enhanced, tt.text,
+				got.Reason, got.Class, got.Status, tt.reason, tt.class, tt.status)
+		}
+		if got.Reason != "delivered" && got.Category == "" {
+			t.Errorf("%q: no category", tt.text)
+		}
+	}
+}
+
+// TestClassifyReplyIsRCPT: the short form reads a reply as the answer
+// to RCPT TO.
+func TestClassifyReplyIsRCPT(t *testing.T) {
+	got := ClassifyReply(550, "", "User unknown")
+	if got.Reason != "userunknown" || got.Command != "RCPT" || got.ReplyCode != "550" {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+// TestProviderByHost: a provider's rules apply to its MX hosts and its
+// recipients' domain.
+func TestProviderByHost(t *testing.T) {
+	text := "550 : User unknown"
+	if got := Classify(Reply{Code: 550, Text: text, Recipient: "x@ezweb.ne.jp"}); got.Reason != "filtered" {
+		t.Errorf("au recipient: %s, want filtered", got.Reason)
+	}
+	if got := Classify(Reply{Code: 550, Text: text, RemoteMTA: "lsean.ezweb.ne.jp"}); got.Reason != "filtered" {
+		t.Errorf("au host: %s, want filtered", got.Reason)
+	}
+	if got := Classify(Reply{Code: 550, Text: text, RemoteMTA: "mx.example.org", Recipient: "x@example.org"}); got.Reason != "userunknown" {
+		t.Errorf("other host: %s, want userunknown", got.Reason)
+	}
+}
+
+// TestAdminRules: rules from the config come first, are checked, and
+// limited by status and host.
+func TestAdminRules(t *testing.T) {
+	if err := CheckRules([]Rule{{Pattern: "(", Reason: "blocked"}}); err == nil {
+		t.Error("bad pattern accepted")
+	}
+	if err := CheckRules([]Rule{{Pattern: "x", Reason: "nonsense"}}); err == nil {
+		t.Error("unknown reason accepted")
+	}
+	c := NewClassifier([]Rule{
+		{Pattern: `our custom wording \d+`, Reason: "mailboxfull"},
+		{Pattern: `user unknown`, Status: "5.1.", Host: "example.net", Reason: "suspend"},
+		{Pattern: "(", Reason: "blocked"}, // invalid: left out
+	})
+	if got := c.ClassifyReply(550, "5.1.1", "our custom wording 42, user unknown"); got.Reason != "mailboxfull" {
+		t.Errorf("custom rule: %s", got.Reason)
+	}
+	if got := c.Classify(Reply{Code: 550, Enhanced: "5.1.1", Text: "User unknown", RemoteMTA: "mx.example.net"}); got.Reason != "suspend" {
+		t.Errorf("host rule: %s", got.Reason)
+	}
+	if got := c.Classify(Reply{Code: 550, Enhanced: "5.1.1", Text: "User unknown", RemoteMTA: "mx.example.com"}); got.Reason != "userunknown" {
+		t.Errorf("host rule applied elsewhere: %s", got.Reason)
+	}
+	if got := c.Classify(Reply{Code: 450, Enhanced: "4.2.0", Text: "User unknown", RemoteMTA: "mx.example.net"}); got.Reason == "suspend" {
+		t.Errorf("status prefix ignored: %s", got.Reason)
+	}
+}
+
+// TestHardBounceRule is the README's rule.
+func TestHardBounceRule(t *testing.T) {
+	for _, r := range Reasons {
+		want := r == "userunknown" || r == "hostunknown" || r == "hasmoved" || r == "notaccept"
+		if got := hardBounce(r, false); got != want {
+			t.Errorf("%s permanent: hard=%v", r, got)
+		}
+	}
+	if hardBounce("notaccept", true) {
+		t.Error("temporary notaccept is hard")
+	}
+	if !hardBounce("userunknown", true) {
+		t.Error("temporary userunknown is soft")
+	}
+}
+
+func TestFindStatus(t *testing.T) {
+	tests := map[string]string{
+		"550 5.1.1 <a@example.org>... User unknown":                "5.1.1",
+		"host 192.0.2.153 said 550 5.2.2 full":                      "5.2.2",
+		"5.1.0 - Unknown address error 550-'5.7.1 <x@y.z>... no":    "5.7.1",
+		"sorry (#5.1.1 - chkusr)":                                  "5.1.1",
+		"451 4.7.650 The mail server [192.0.2.25] has been limited": "4.7.650",
+		"Exim 4.72 at 10.4.5.6 said nothing":                        "",
+		"version 5.2.3.4":                                           "",
+		"":                                                          "",
+	}
+	for in, want := range tests {
+		if got := findStatus(in); got != want {
+			t.Errorf("findStatus(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestMatchTextJoinsMultilineReplies(t *testing.T) {
+	got := matchText("550-5.7.1 Messages with multiple\n550-5.7.1 addresses in From: header\n550 5.7.1 are not accepted.")
+	if !strings.Contains(got, "messages with multiple addresses in from: header are not accepted") {
+		t.Errorf("got %q", got)
+	}
+	got = matchText("550 5.1.351 Remote server returned unknown recipient -> 550 : User unknown")
+	if !strings.Contains(got, "-> 550 : user unknown") {
+		t.Errorf("inner reply lost: %q", got)
+	}
+}

@@ -1,0 +1,370 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"net/smtp"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The README's first command: `drover serve` with no file, on the embedded
+// default (127.0.0.1:2525 and 127.0.0.1:8025, spool in ./drover-data).
+func TestServeWithoutConfig(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(droverBin, "serve")
+	cmd.Dir = dir
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitFor(t, 20*time.Second, "the default HTTP listener", func() bool {
+		resp, err := http.Get("http://127.0.0.1:8025/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	c, err := smtp.Dial("127.0.0.1:2525")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("app@example.com"); err != nil {
+		t.Fatalf("loopback sender refused: %v", err)
+	}
+	c.Quit()
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "drover-data")); err != nil {
+		t.Errorf("no spool directory: %v", err)
+	}
+}
+
+var queuedAs = regexp.MustCompile(`queued as ([A-Za-z0-9_-]+)`)
+
+// A message with three recipients: one accepted, one deferred, one refused
+// by the MX. The accepted one arrives without control headers; the
+// refused one produces a bounce and a DSN to the sender; the deferred one
+// stays queued with its error shown by `drover queue ls`.
+func TestDeliveryOutcomes(t *testing.T) {
+	mx := startFakeMX(t)
+	d := startDrover(t, t.TempDir(), fmt.Sprintf("queue:\n  retry_interval: 1h\n  max_retry_interval: 2h\nroutes:\n  \"*.test\": %q\n", mx.addr))
+	out := swaks(t, "--server", d.smtp, "--from", "news@sender.test",
+		"--to", "ok@dest.test,defer@dest.test,refuse@dest.test",
+		"--header", "X-Drover-Campaign: autumn", "--header", "X-Drover-Stream: marketing",
+		"--header", "Subject: e2e", "--body", "hello\nbare-lf line\n.leading dot\n")
+	m := queuedAs.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no queue id in swaks output:\n%s", out)
+	}
+	id := m[1]
+
+	waitFor(t, 20*time.Second, "delivery and DSN", func() bool { return len(mx.received()) >= 2 })
+	var msg, dsn *received
+	for _, r := range mx.received() {
+		r := r
+		if r.From == "" {
+			dsn = &r
+		} else {
+			msg = &r
+		}
+	}
+	if msg == nil || dsn == nil {
+		t.Fatalf("got %+v", mx.received())
+	}
+	if len(msg.Rcpts) != 1 || msg.Rcpts[0] != "ok@dest.test" || msg.From != "news@sender.test" {
+		t.Errorf("delivered envelope %q -> %q", msg.From, msg.Rcpts)
+	}
+	body := string(msg.Data)
+	if strings.Contains(strings.ToLower(body), "x-drover") {
+		t.Errorf("control header delivered:\n%s", body)
+	}
+	if !strings.Contains(body, "\r\n.leading dot\r\n") || !strings.Contains(body, "Subject: e2e") {
+		t.Errorf("body not delivered intact:\n%q", body)
+	}
+	if msg.Helo != "drover.test" {
+		t.Errorf("EHLO name %q, want the configured hostname", msg.Helo)
+	}
+	if len(dsn.Rcpts) != 1 || dsn.Rcpts[0] != "news@sender.test" {
+		t.Errorf("DSN sent to %q", dsn.Rcpts)
+	}
+	for _, want := range []string{"multipart/report", "report-type=delivery-status", "Final-Recipient: rfc822; refuse@dest.test", "Action: failed", "Status: 5.1.1"} {
+		if !strings.Contains(string(dsn.Data), want) {
+			t.Errorf("DSN lacks %q:\n%s", want, dsn.Data)
+		}
+	}
+
+	// The mail log has every event, with the campaign.
+	waitFor(t, 5*time.Second, "the mail log", func() bool {
+		kinds := map[string]bool{}
+		for _, ev := range d.mailLog() {
+			kinds[ev["event"].(string)] = true
+		}
+		return kinds["received"] && kinds["delivered"] && kinds["deferred"] && kinds["bounced"]
+	})
+	for _, ev := range d.mailLog() {
+		if ev["id"] == id && ev["campaign"] != "autumn" {
+			t.Errorf("event without campaign: %v", ev)
+		}
+		if ev["event"] == "bounced" && (ev["rcpt"] != "refuse@dest.test" || ev["class"] != "hard" || ev["reason"] != "userunknown") {
+			t.Errorf("bounce event %v", ev)
+		}
+	}
+
+	// The deferred recipient is still queued, visible through the admin API.
+	ls, err := d.cli("queue", "ls", "--config", d.cfgPath)
+	if err != nil || !strings.Contains(ls, "dest.test") || !strings.Contains(ls, "try later") {
+		t.Errorf("queue ls: %v\n%s", err, ls)
+	}
+	show, err := d.cli("queue", "show", id, "--config", d.cfgPath)
+	if err != nil || !strings.Contains(show, "defer@dest.test") || strings.Contains(show, "ok@dest.test") || !strings.Contains(show, "autumn") {
+		t.Errorf("queue show: %v\n%s", err, show)
+	}
+	if out, err := d.cli("queue", "ls", "--config", d.cfgPath, "--token", "wrong"); err == nil {
+		t.Errorf("queue ls with a wrong token worked:\n%s", out)
+	}
+
+	// Metrics pass promtool and count what happened.
+	metrics := d.metrics(t)
+	for _, want := range []string{"drover_messages_received_total 1", `drover_deliveries_total{result="delivered"} 2`, `drover_deliveries_total{result="bounced"} 1`, `drover_queue_recipients{state="deferred"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	promtool := needTool(t, "promtool")
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = strings.NewReader(metrics)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	d.stop()
+}
+
+func TestSubmissionRefusalsWithSwaks(t *testing.T) {
+	dir := t.TempDir()
+	mx := startFakeMX(t)
+	strict := freePort(t)
+	d := startDrover(t, dir, fmt.Sprintf(`limits:
+  max_message_size: 20KB
+  max_recipients: 2
+senders:
+  default:
+    from_domains: [sender.test]
+  other:
+    from_domains: ["*"]
+routes:
+  "*": %q
+`, mx.addr))
+	// A second listener without a loopback sender: nobody may relay.
+	cfg, _ := os.ReadFile(d.cfgPath)
+	cfg = []byte(strings.Replace(string(cfg), "listeners:\n", fmt.Sprintf("listeners:\n  - {address: %q, mode: starttls}\n", strict), 1))
+	os.WriteFile(d.cfgPath, cfg, 0o600)
+	d.stop()
+	d.start()
+
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"open relay attempt", []string{"--server", strict, "--from", "a@sender.test", "--to", "x@dest.test"}, "530 5.7.0"},
+		{"foreign envelope domain", []string{"--server", d.smtp, "--from", "ceo@bank.example", "--to", "x@dest.test"}, "550 5.7.1"},
+		{"foreign From header", []string{"--server", d.smtp, "--from", "a@sender.test", "--h-From", "ceo@bank.example", "--to", "x@dest.test"}, "550 5.7.1"},
+		{"oversize", []string{"--server", d.smtp, "--from", "a@sender.test", "--to", "x@dest.test", "--body", strings.Repeat("0123456789abcdef\n", 2000)}, "552 5.3.4"},
+		{"too many recipients", []string{"--server", d.smtp, "--from", "a@sender.test", "--to", "x@dest.test,y@dest.test,z@dest.test"}, "452 4.5.3"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if out := swaks(t, tc.args...); !strings.Contains(out, "<** "+tc.want) && !strings.Contains(out, "<~* "+tc.want) {
+				t.Errorf("swaks output lacks %q:\n%s", tc.want, out)
+			}
+		})
+	}
+	// AUTH over plain text from loopback is allowed; a wrong password is 535.
+	out := swaks(t, "--server", strict, "--from", "a@sender.test", "--to", "x@dest.test", "--auth", "PLAIN", "--auth-user", "nobody", "--auth-password", "x", "-tls")
+	if !strings.Contains(out, "535 5.7.8") {
+		t.Errorf("bad AUTH:\n%s", out)
+	}
+	// Only the first two recipients of the too-many case were accepted.
+	time.Sleep(300 * time.Millisecond)
+	for _, m := range mx.received() {
+		if m.From != "a@sender.test" || strings.Join(m.Rcpts, ",") != "x@dest.test,y@dest.test" {
+			t.Errorf("refused mail was delivered: %q -> %q", m.From, m.Rcpts)
+		}
+	}
+}
+
+// SIGTERM: acknowledged mail survives a clean stop and is delivered after
+// the restart.
+func TestSIGTERMKeepsQueuedMail(t *testing.T) {
+	dir := t.TempDir()
+	dead := freePort(t) // nothing listens: every delivery defers
+	d := startDrover(t, dir, fmt.Sprintf("queue:\n  retry_interval: 1s\n  max_retry_interval: 1s\nroutes:\n  \"*\": %q\n", dead))
+	const n = 20
+	for i := 0; i < n; i++ {
+		if err := smtp.SendMail(d.smtp, nil, "a@sender.test", []string{fmt.Sprintf("r%d@dest.test", i)},
+			[]byte(fmt.Sprintf("From: a@sender.test\r\nSubject: %d\r\n\r\nbody\r\n", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.stop()
+	mx := startFakeMX(t)
+	cfg, _ := os.ReadFile(d.cfgPath)
+	os.WriteFile(d.cfgPath, []byte(strings.Replace(string(cfg), dead, mx.addr, 1)), 0o600)
+	d.start()
+	waitFor(t, 30*time.Second, "every message after restart", func() bool { return len(mx.received()) >= n })
+	d.stop()
+}
+
+// kill -9 under load: every message that got a 250 is delivered after the
+// restart. smtp-source loads Drover; Postfix's smtp-sink counts at the far
+// end.
+func TestKill9LosesNothingAcknowledged(t *testing.T) {
+	source := needTool(t, "smtp-source")
+	sinkBin := needTool(t, "smtp-sink")
+	dir := t.TempDir()
+	sinkAddr := freePort(t)
+	// smtp-sink drops root privileges to nobody: its dump lives in a
+	// directory of its own that nobody may write.
+	sinkDir, err := os.MkdirTemp("", "drover-sink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sinkDir)
+	dump := filepath.Join(sinkDir, "dump")
+	sinkArgs := []string{"-D", dump, sinkAddr, "100"}
+	if os.Geteuid() == 0 {
+		sinkArgs = append([]string{"-u", "nobody"}, sinkArgs...)
+		os.Chmod(sinkDir, 0o777)
+	}
+	sink := exec.Command(sinkBin, sinkArgs...)
+	if err := sink.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Process.Kill()
+	d := startDrover(t, dir, fmt.Sprintf("queue:\n  retry_interval: 1s\n  max_retry_interval: 2s\nroutes:\n  \"*\": %q\n", sinkAddr))
+
+	// Our own acknowledged-set client: 10 sessions, each recording the
+	// recipients that got a 250 to DATA, until the kill.
+	const sessions, perSession = 10, 400
+	acked := make(chan string, sessions*perSession)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	for s := 0; s < sessions; s++ {
+		go func(s int) {
+			defer func() { done <- struct{}{} }()
+			c, err := smtp.Dial(d.smtp)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			for i := 0; i < perSession; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				rcpt := fmt.Sprintf("s%dm%d@dest.example", s, i)
+				if c.Mail("load@sender.example") != nil || c.Rcpt(rcpt) != nil {
+					return
+				}
+				w, err := c.Data()
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(w, "From: load@sender.example\r\nSubject: %s\r\n\r\n%s\r\n", rcpt, strings.Repeat("x", 2000))
+				if w.Close() != nil {
+					return
+				}
+				acked <- rcpt
+			}
+		}(s)
+	}
+	// smtp-source adds concurrent load from a real client meanwhile.
+	src := exec.Command(source, "-s", "10", "-m", "2000", "-l", "5000", "-f", "src@sender.example", "-t", "src@dest.example", d.smtp)
+	src.Start()
+	waitFor(t, 60*time.Second, "load to build up", func() bool { return len(acked) >= sessions*perSession/3 })
+	d.kill()
+	close(stop)
+	for s := 0; s < sessions; s++ {
+		<-done
+	}
+	src.Process.Kill()
+	src.Wait()
+	close(acked)
+	want := map[string]bool{}
+	for r := range acked {
+		want[r] = true
+	}
+
+	d.start()
+	waitFor(t, 120*time.Second, "every acknowledged message at the sink", func() bool {
+		got := sinkRecipients(dump)
+		for r := range want {
+			if got[r] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	got := sinkRecipients(dump)
+	dups := 0
+	for r := range want {
+		dups += got[r] - 1
+	}
+	t.Logf("acknowledged %d, duplicates %d (deliveries in flight at the kill)", len(want), dups)
+	if dups > sessions*10 {
+		t.Errorf("%d duplicates: more than the deliveries in flight", dups)
+	}
+	d.stop()
+}
+
+// sinkRecipients counts the recipients in smtp-sink's -D dump.
+func sinkRecipients(path string) map[string]int {
+	got := map[string]int{}
+	f, err := os.Open(path)
+	if err != nil {
+		return got
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "X-Rcpt-Args: <"); ok {
+			if i := strings.IndexByte(rest, '>'); i > 0 {
+				got[rest[:i]]++
+			}
+		}
+	}
+	return got
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join("..", "..", "configs", "drover.example.yaml")
+	if out, err := exec.Command(droverBin, "config", "check", good).CombinedOutput(); err != nil {
+		t.Errorf("example config: %v\n%s", err, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("hostname: x.test\nqueue:\n  max_age: 5d\n  retry_intervl: 1m\n"), 0o600)
+	out, err := exec.Command(droverBin, "config", "check", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "line 4: field retry_intervl not found") {
+		t.Errorf("bad config: %v\n%s", err, out)
+	}
+	bad2 := filepath.Join(dir, "bad2.yaml")
+	os.WriteFile(bad2, []byte("listeners: [{address: 127.0.0.1:2525, mode: plain}]\nsenders:\n  s:\n    from_domains: [a.test]\n    dkim:\n      - {domain: a.test, selector: x, key_file: /nonexistent.pem}\n"), 0o600)
+	out, err = exec.Command(droverBin, "config", "check", bad2).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "senders.s.dkim[0]") {
+		t.Errorf("missing DKIM key: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,654 @@
+package queue
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// worker is a delivery goroutine of one destination. It holds at most one
+// connection and takes one message (group) at a time.
+type worker struct {
+	wake   chan struct{}
+	timer  *time.Timer
+	conn   Conn
+	sent   int  // messages sent on conn
+	exited bool // take has taken the worker off its destination
+}
+
+// kickLocked gets a worker for new work in d's ready queue: an idle one,
+// or a new one while d has fewer than MaxConnections.
+func (s *Spool) kickLocked(d *dest) {
+	if s.closing {
+		return
+	}
+	if n := len(d.idle); n > 0 {
+		w := d.idle[n-1]
+		d.idle = d.idle[:n-1]
+		w.wake <- struct{}{}
+		return
+	}
+	if d.workers < d.limits.MaxConnections {
+		d.workers++
+		s.wg.Add(1)
+		go s.runWorker(d)
+	}
+}
+
+func (s *Spool) runWorker(d *dest) {
+	w := &worker{wake: make(chan struct{}, 1)}
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("queue: panic in delivery worker", "dest", d.name, "panic", r, "stack", string(debug.Stack()))
+		}
+		if w.conn != nil {
+			s.closeConn(d, w)
+		}
+		if !w.exited {
+			s.mu.Lock()
+			d.workers--
+			if d.nready > 0 {
+				s.kickLocked(d) // a replacement, after a panic
+			}
+			s.maybeReapLocked(d)
+			s.mu.Unlock()
+		}
+		s.wg.Done()
+	}()
+	for {
+		g, lim := s.take(d, w)
+		if g == nil {
+			return
+		}
+		if dead := s.handle(d, w, g, lim, nil); dead != nil {
+			s.failReady(d, w, *dead)
+		}
+	}
+}
+
+// take returns the next message to deliver, waiting up to the idle timeout
+// while the worker has a connection open. It returns nil when the worker
+// should stop. A worker leaves its destination's count only once its
+// connection is closed and under the same lock as its last look for work,
+// so neither MaxConnections nor a recipient placed meanwhile is missed.
+func (s *Spool) take(d *dest, w *worker) (*group, Limits) {
+	s.mu.Lock()
+	for {
+		if s.closing {
+			s.mu.Unlock()
+			return nil, Limits{}
+		}
+		if d.nready > 0 {
+			g, lim := s.takeLocked(d, true)
+			s.mu.Unlock()
+			return g, lim
+		}
+		if w.conn == nil {
+			d.workers--
+			w.exited = true
+			s.maybeReapLocked(d)
+			s.mu.Unlock()
+			return nil, Limits{}
+		}
+		d.idle = append(d.idle, w)
+		s.mu.Unlock()
+		if w.timer == nil {
+			w.timer = time.NewTimer(s.idle)
+		} else {
+			w.timer.Reset(s.idle)
+		}
+		select {
+		case <-w.wake:
+			w.timer.Stop()
+			s.mu.Lock()
+		case <-w.timer.C:
+			s.mu.Lock()
+			if s.removeIdleLocked(d, w) {
+				s.mu.Unlock()
+				s.closeConn(d, w)
+				s.mu.Lock()
+				continue
+			}
+			<-w.wake // kicked while the timer fired; sent under the lock
+		case <-s.stop:
+			w.timer.Stop()
+			s.mu.Lock()
+			if !s.removeIdleLocked(d, w) {
+				<-w.wake
+			}
+		}
+	}
+}
+
+func (s *Spool) removeIdleLocked(d *dest, w *worker) bool {
+	for i, x := range d.idle {
+		if x == w {
+			d.idle = append(d.idle[:i], d.idle[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// takeLocked takes the first message of d's ready queue, with up to
+// MaxRecipientsPerMessage of its recipients, and puts them in flight. With
+// kick, it gets another worker going if more work is waiting.
+func (s *Spool) takeLocked(d *dest, kick bool) (*group, Limits) {
+	g := d.ready[d.head]
+	if n := d.limits.MaxRecipientsPerMessage; len(g.es) > n {
+		t := &group{m: g.m, es: g.es[:n:n]}
+		g.es = g.es[n:]
+		g = t
+	} else {
+		d.ready[d.head] = nil
+		d.head++
+		if d.head == len(d.ready) {
+			d.ready, d.head = d.ready[:0], 0
+		} else if d.head >= 64 && 2*d.head >= len(d.ready) {
+			n := copy(d.ready, d.ready[d.head:])
+			clear(d.ready[n:])
+			d.ready, d.head = d.ready[:n], 0
+		}
+	}
+	n := len(g.es)
+	d.nready -= n
+	s.nready -= n
+	s.ninflight += n
+	for i := range g.es {
+		if g.es[i].r.Attempts > 0 {
+			s.ndeferred--
+		}
+	}
+	if kick && d.nready > 0 {
+		s.kickLocked(d) // more work than workers: another connection
+	}
+	if d.state == stFull && d.nready <= s.readyCap/2 {
+		d.state = stDue
+		s.dueList = append(s.dueList, d)
+		s.wakeLocked()
+	}
+	return g, d.limits
+}
+
+// outcome is what happened to one recipient of a group.
+type outcome struct {
+	res     Result
+	tried   bool     // a delivery attempt was made
+	release bool     // no attempt (shutdown): give the recipient back unchanged
+	final   *failure // failed for good without an attempt: expired, or its hook is retried
+}
+
+// handle delivers a group (or applies forced, the result of a failed
+// connection, without delivering) and records the outcome. It returns the
+// result to fail d's other ready recipients with when d is unreachable.
+func (s *Spool) handle(d *dest, w *worker, g *group, lim Limits, forced *Result) (dead *Result) {
+	finished := false
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("queue: panic in delivery", "dest", d.name, "id", g.m.id, "panic", r, "stack", string(debug.Stack()))
+			if !finished {
+				outs := make([]outcome, len(g.es))
+				for i := range outs {
+					outs[i].release = true
+				}
+				s.finish(d, g, outs, s.now(), lim)
+			}
+			dead = nil
+		}
+	}()
+	now := s.now()
+	outs := make([]outcome, len(g.es))
+	todo := make([]int, 0, len(g.es))
+	for i := range g.es {
+		e := &g.es[i]
+		switch {
+		case e.fail != nil:
+			outs[i].final = e.fail
+		case now.Sub(g.m.msg.Received) > lim.MaxAge:
+			outs[i].final = expired(e.r.Attempts, e.r.LastError, Result{})
+		default:
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) > 0 {
+		dead = s.attempt(d, w, g, lim, forced, todo, outs)
+	}
+	finished = true
+	s.finish(d, g, outs, now, lim)
+	return dead
+}
+
+// attempt delivers the recipients todo of g and fills in their outcomes.
+func (s *Spool) attempt(d *dest, w *worker, g *group, lim Limits, forced *Result, todo []int, outs []outcome) (dead *Result) {
+	setAll := func(res Result) {
+		for _, i := range todo {
+			outs[i].res, outs[i].tried = res, true
+		}
+	}
+	if forced != nil {
+		setAll(*forced)
+		return nil
+	}
+	body, err := s.bodyOf(g.m)
+	if err != nil {
+		s.log.Error("queue: reading body", "id", g.m.id, "err", err)
+		setAll(Result{Status: Temporary, Text: "local error: " + err.Error()})
+		return nil
+	}
+	if w.conn == nil {
+		if err := s.open(d, w); err != nil {
+			if s.ctx.Err() != nil {
+				for _, i := range todo {
+					outs[i].release = true
+				}
+				return nil
+			}
+			res := errResult(err)
+			setAll(res)
+			s.mu.Lock()
+			unreachable := res.Status == Permanent || d.conns == 0
+			s.mu.Unlock()
+			if unreachable {
+				return &res
+			}
+			return nil
+		}
+	}
+	rcpts := make([]Recipient, len(todo))
+	for j, i := range todo {
+		rcpts[j] = g.es[i].r
+	}
+	results, err := s.deliver(w.conn, g.m.msg, rcpts, body)
+	w.sent++
+	for j, i := range todo {
+		switch {
+		case j < len(results):
+			outs[i].res, outs[i].tried = results[j], true
+		case err != nil && s.ctx.Err() != nil:
+			outs[i].release = true
+		case err != nil:
+			outs[i].res, outs[i].tried = errResult(err), true
+		default:
+			outs[i].res, outs[i].tried = Result{Status: Temporary, Text: "local error: no result from courier"}, true
+		}
+	}
+	if err != nil || w.sent >= lim.MaxMessagesPerConnection {
+		s.closeConn(d, w)
+	}
+	return nil
+}
+
+// failReady fails the recipients that were waiting in d's ready queue with
+// res, after a connection to d failed with no other connection open.
+func (s *Spool) failReady(d *dest, w *worker, res Result) {
+	s.mu.Lock()
+	n := d.nready
+	s.mu.Unlock()
+	for n > 0 {
+		s.mu.Lock()
+		if s.closing || d.nready == 0 {
+			s.mu.Unlock()
+			return
+		}
+		g, lim := s.takeLocked(d, false)
+		s.mu.Unlock()
+		n -= len(g.es)
+		s.handle(d, w, g, lim, &res)
+	}
+}
+
+// Actions on a recipient after an attempt.
+const (
+	actRelease   = iota // back to the schedule unchanged
+	actDelivered        // done
+	actFailed           // done: bounced or expired
+	actDeferred         // rescheduled after a temporary failure
+	actHookRetry        // failed, but OnFailure failed: rescheduled to retry the hook
+)
+
+type action struct {
+	kind int
+	r    Recipient // the updated record
+	res  Result    // for the event
+	fail *failure
+	next int64  // new due time
+	key  []byte // new schedule key
+}
+
+// finish writes the outcome of a group tried at start, calling OnFailure
+// first for the recipients that failed for good, and emits the events.
+func (s *Spool) finish(d *dest, g *group, outs []outcome, start time.Time, lim Limits) {
+	m, msg := g.m, g.m.msg
+	now := s.now()
+	acts := make([]action, len(g.es))
+	var failed []Failed
+	for i := range g.es {
+		e, o, a := &g.es[i], &outs[i], &acts[i]
+		a.r = e.r
+		if o.release {
+			continue
+		}
+		if o.tried {
+			a.r.Attempts++
+			a.r.LastAttempt = start
+		}
+		f := o.final
+		if f == nil {
+			switch o.res.Status {
+			case Delivered:
+				a.kind, a.res = actDelivered, o.res
+				continue
+			case Permanent:
+				f = &failure{Result: o.res}
+			default:
+				a.r.LastError = describe(o.res)
+				if now.Sub(msg.Received) <= lim.MaxAge {
+					a.kind, a.res = actDeferred, o.res
+					a.next = dueTime(now.Add(backoff(a.r.Attempts, lim)))
+					continue
+				}
+				f = expired(a.r.Attempts, a.r.LastError, o.res)
+			}
+		}
+		a.kind, a.fail, a.res = actFailed, f, f.Result
+		failed = append(failed, Failed{Recipient: a.r, Result: f.Result, Expired: f.Expired})
+	}
+	if len(failed) > 0 && s.opts.OnFailure != nil {
+		if err := s.failureHook(m, failed); err != nil {
+			s.log.Warn("queue: OnFailure failed, will retry", "id", m.id, "err", err)
+			next := dueTime(now.Add(backoff(1, lim)))
+			for i := range acts {
+				if acts[i].kind == actFailed {
+					acts[i].kind, acts[i].next = actHookRetry, next
+				}
+			}
+		}
+	}
+
+	b := s.db.NewBatch()
+	defer b.Close()
+	ndone := 0
+	var buf []byte
+	for i := range acts {
+		a, e := &acts[i], &g.es[i]
+		switch a.kind {
+		case actDelivered, actFailed:
+			ndone++
+			buf = appendRcptKey(buf[:0], m.id, e.r.Index)
+			_ = b.Delete(buf, nil)
+			buf = appendSchedKey(buf[:0], d.name, e.due, m.id, e.r.Index)
+			_ = b.SingleDelete(buf, nil)
+		case actDeferred, actHookRetry:
+			var f *failure
+			if a.kind == actHookRetry {
+				f = a.fail
+			}
+			a.r.NextAttempt = time.Unix(0, a.next)
+			buf = appendSchedKey(buf[:0], d.name, e.due, m.id, e.r.Index)
+			_ = b.SingleDelete(buf, nil)
+			a.key = appendSchedKey(nil, d.name, a.next, m.id, e.r.Index)
+			_ = b.Set(a.key, schedValue(buf[:0], a.r.Attempts), nil)
+			buf = appendRcptKey(buf[:0], m.id, e.r.Index)
+			k := len(buf)
+			buf = appendRecipient(buf, &a.r, f)
+			_ = b.Set(buf[:k], buf[k:], nil)
+		}
+	}
+	last := false
+	if ndone > 0 {
+		s.mu.Lock()
+		m.remaining -= ndone
+		last = m.remaining == 0
+		s.mu.Unlock()
+		if last {
+			_ = b.SingleDelete(msgKey(m.id), nil)
+			_ = b.SingleDelete(bodyKey(m.id), nil)
+		}
+	}
+	if !b.Empty() {
+		// Not synced: losing it in a crash means a duplicate delivery
+		// or retry, never a lost message.
+		if err := b.Commit(pebble.NoSync); err != nil {
+			s.log.Error("queue: recording delivery outcome", "id", m.id, "err", err)
+			s.mu.Lock()
+			m.remaining += ndone
+			s.mu.Unlock()
+			for i := range acts {
+				acts[i] = action{r: g.es[i].r}
+			}
+			ndone, last = 0, false
+		}
+	}
+
+	s.mu.Lock()
+	s.ninflight -= len(g.es)
+	if s.globalWait && s.nready+s.ninflight <= s.maxMem-s.maxMem/4 {
+		s.globalWait = false
+		s.wakeLocked()
+	}
+	s.nrcpts -= ndone
+	if last {
+		s.nmsgs--
+		if m.id == s.oldestID {
+			s.oldestStale = true
+		}
+	}
+	for i := range acts {
+		a, e := &acts[i], &g.es[i]
+		m.clear(e.r.Index)
+		switch a.kind {
+		case actRelease:
+			if e.r.Attempts > 0 {
+				s.ndeferred++
+			}
+			s.rewindLocked(d, appendSchedKey(nil, d.name, e.due, m.id, e.r.Index), e.due)
+		case actDeferred, actHookRetry:
+			if a.r.Attempts > 0 {
+				s.ndeferred++
+			}
+			s.rewindLocked(d, a.key, a.next)
+		}
+	}
+	s.unrefLocked(m, len(g.es))
+	s.mu.Unlock()
+
+	if s.opts.OnEvent == nil {
+		return
+	}
+	for i := range acts {
+		a := &acts[i]
+		var kind EventKind
+		switch {
+		case a.kind == actDelivered:
+			kind = EventDelivered
+		case a.kind == actDeferred:
+			kind = EventDeferred
+		case a.kind == actFailed && a.fail.Expired:
+			kind = EventExpired
+		case a.kind == actFailed:
+			kind = EventBounced
+		default:
+			continue
+		}
+		ev := messageEvent(kind, now, msg)
+		ev.Recipient = a.r.Addr
+		ev.Attempt = a.r.Attempts
+		ev.Code, ev.Enhanced, ev.Text, ev.Remote = a.res.Code, a.res.Enhanced, a.res.Text, a.res.Remote
+		ev.Class, ev.Reason = a.res.Class, a.res.Reason
+		ev.Delay = now.Sub(msg.Received)
+		if kind == EventDeferred {
+			ev.NextRetry = a.r.NextAttempt
+		}
+		s.emit(ev)
+	}
+}
+
+// failureHook calls OnFailure, turning a panic into an error.
+func (s *Spool) failureHook(m *msgMem, failed []Failed) (err error) {
+	body, err := s.bodyOf(m)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in OnFailure: %v", r)
+		}
+	}()
+	return s.opts.OnFailure(m.msg, body, failed)
+}
+
+// bodyOf returns the body of m, from memory or from disk; a body read from
+// disk is kept while there is room in the body cache.
+func (s *Spool) bodyOf(m *msgMem) ([]byte, error) {
+	s.mu.Lock()
+	body := m.body
+	s.mu.Unlock()
+	if body != nil {
+		return body, nil
+	}
+	v, closer, err := s.db.Get(bodyKey(m.id))
+	if err != nil {
+		return nil, fmt.Errorf("body of %s: %w", m.id, err)
+	}
+	body = bytes.Clone(v)
+	closer.Close()
+	s.mu.Lock()
+	if m.body == nil && m.refs > 0 && s.bodyBytes+len(body) <= s.bodyBudget {
+		m.body = body
+		s.bodyBytes += len(body)
+	}
+	s.mu.Unlock()
+	return body, nil
+}
+
+// open connects w to d.
+func (s *Spool) open(d *dest, w *worker) (err error) {
+	lim := s.limitsFor(d.name)
+	s.mu.Lock()
+	d.limits = lim
+	s.mu.Unlock()
+	var c Conn
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("queue: panic in Courier.Open", "dest", d.name, "panic", r, "stack", string(debug.Stack()))
+				err = fmt.Errorf("local error: panic in courier: %v", r)
+			}
+		}()
+		c, err = s.opts.Courier.Open(s.ctx, d.name)
+	}()
+	if err == nil && c == nil {
+		err = errors.New("local error: courier returned no connection")
+	}
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	d.conns++
+	s.mu.Unlock()
+	w.conn, w.sent = c, 0
+	return nil
+}
+
+// deliver calls Conn.Deliver, turning a panic into an error.
+func (s *Spool) deliver(c Conn, msg *Message, rcpts []Recipient, body []byte) (results []Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("queue: panic in Conn.Deliver", "id", msg.ID, "panic", r, "stack", string(debug.Stack()))
+			results, err = nil, fmt.Errorf("local error: panic in courier: %v", r)
+		}
+	}()
+	return c.Deliver(s.ctx, msg, rcpts, body)
+}
+
+func (s *Spool) closeConn(d *dest, w *worker) {
+	c := w.conn
+	w.conn = nil
+	s.mu.Lock()
+	d.conns--
+	s.mu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("queue: panic in Conn.Close", "dest", d.name, "panic", r)
+		}
+	}()
+	if err := c.Close(); err != nil {
+		s.log.Debug("queue: closing connection", "dest", d.name, "err", err)
+	}
+}
+
+// backoff is the delay before attempt attempts+1: RetryInterval doubled
+// per attempt, capped at MaxRetryInterval, with ±20% jitter (below the cap).
+func backoff(attempts int, lim Limits) time.Duration {
+	d := float64(lim.RetryInterval) * math.Pow(2, float64(max(attempts-1, 0)))
+	maxd := float64(lim.MaxRetryInterval)
+	if d >= maxd {
+		return time.Duration(maxd * (0.8 + 0.2*rand.Float64()))
+	}
+	return time.Duration(min(d*(0.8+0.4*rand.Float64()), maxd))
+}
+
+// expired is the failure of a recipient older than MaxAge: a local
+// decision (Code 0) whose text ends with the last error; last is the
+// result of the attempt that found it expired, if any.
+func expired(attempts int, lastErr string, last Result) *failure {
+	text := fmt.Sprintf("4.4.7 message expired after %d attempts", attempts)
+	if lastErr != "" {
+		text += ": " + lastErr
+	}
+	return &failure{Expired: true, Result: Result{
+		Status: Permanent, Enhanced: "4.4.7", Text: text,
+		Remote: last.Remote, Class: "soft", Reason: "expired",
+	}}
+}
+
+// describe renders a result for Recipient.LastError: "451 4.7.1 text".
+func describe(r Result) string {
+	var parts []string
+	if r.Code != 0 {
+		parts = append(parts, strconv.Itoa(r.Code))
+	}
+	if r.Enhanced != "" && !strings.HasPrefix(r.Text, r.Enhanced) {
+		parts = append(parts, r.Enhanced)
+	}
+	if r.Text != "" {
+		parts = append(parts, r.Text)
+	}
+	if len(parts) == 0 {
+		return "temporary failure"
+	}
+	return strings.Join(parts, " ")
+}
+
+// errResult is the result of a Courier error: the one it carries (a
+// Result() Result method), else its text, temporary unless the error says
+// it is permanent.
+func errResult(err error) Result {
+	var r interface{ Result() Result }
+	if errors.As(err, &r) {
+		res := r.Result()
+		if res.Status == Delivered {
+			res.Status = Temporary
+		}
+		if res.Text == "" {
+			res.Text = oneLine(err.Error())
+		}
+		return res
+	}
+	res := Result{Status: Temporary, Text: oneLine(err.Error())}
+	var p interface{ Permanent() bool }
+	if errors.As(err, &p) && p.Permanent() {
+		res.Status = Permanent
+	}
+	return res
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

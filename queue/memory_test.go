@@ -1,0 +1,163 @@
+package queue
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A backlog far larger than the ready queue stays on disk: memory holds at
+// most ReadyCapacity waiting recipients (plus the ones in flight), and the
+// scheduler refills the ready queue as deliveries drain it.
+func TestBoundedMemory(t *testing.T) {
+	const msgs, perMsg = 2000, 100 // 200,000 recipients
+	dir := t.TempDir()
+	c := &fakeCourier{gate: make(chan struct{})}
+	s := openSpool(t, Options{Dir: dir, Courier: c, NoSync: true, ReadyCapacity: 100,
+		Limits: func(string) Limits { return Limits{MaxConnections: 2, MaxRecipientsPerMessage: 10} }})
+	check := func() {
+		t.Helper()
+		st := s.Stats()
+		s.mu.Lock()
+		inMem := len(s.mem)
+		s.mu.Unlock()
+		if st.Ready > 100 || st.InFlight > 2*10 || inMem > 100+2*10 {
+			t.Fatalf("memory not bounded: %+v, %d messages in memory", st, inMem)
+		}
+	}
+	addrs := make([]string, perMsg)
+	for i := range msgs {
+		for j := range addrs {
+			addrs[j] = fmt.Sprintf("u%d.%d@big.test", i, j)
+		}
+		enqueue(t, s, nil, "body", addrs...)
+		if i%100 == 0 {
+			check()
+		}
+	}
+	waitFor(t, "two transactions in flight", func() bool { return s.Stats().InFlight == 20 })
+	check()
+	if st := s.Stats(); st.Recipients != msgs*perMsg || st.Messages != msgs || st.Ready != 100 {
+		t.Fatalf("stats: %+v", st)
+	}
+
+	// 30 transactions of 10: three times the ready queue.
+	for range 30 {
+		c.gate <- struct{}{}
+		check()
+	}
+	waitFor(t, "300 deliveries", func() bool {
+		_, delivered, _ := c.snapshot()
+		return len(delivered) == 300 && s.Stats().InFlight == 20
+	})
+	_, delivered, _ := c.snapshot()
+	for k, n := range delivered {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", k, n)
+		}
+	}
+	waitFor(t, "the ready queue refilled from disk", func() bool { return s.Stats().Ready >= 50 })
+	check()
+	if st := s.Stats(); st.Recipients != msgs*perMsg-300 {
+		t.Errorf("after 300 deliveries: %+v", st)
+	}
+
+	// Close gives up on the hanging deliveries when its context expires;
+	// they go back to the queue unchanged.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Close with hanging deliveries: %v", err)
+	}
+	s = openSpool(t, Options{Dir: dir})
+	if st := s.Stats(); st.Recipients != msgs*perMsg-300 || st.Messages != msgs-3 || st.Deferred != 0 || st.Ready != 0 {
+		t.Errorf("after reopening: %+v", st)
+	}
+}
+
+// Over many destinations, MaxInMemory bounds what is in memory, and the
+// scheduler still gets to every destination.
+func TestBoundedMemoryManyDestinations(t *testing.T) {
+	c := &fakeCourier{gate: make(chan struct{})}
+	s := openSpool(t, Options{Courier: c, NoSync: true, ReadyCapacity: 10, MaxInMemory: 50})
+	for i := range 300 {
+		enqueue(t, s, nil, "x", fmt.Sprintf("a@d%d.test", i), fmt.Sprintf("b@d%d.test", i))
+		if st := s.Stats(); st.Ready+st.InFlight > 50 {
+			t.Fatalf("memory not bounded: %+v", st)
+		}
+	}
+	close(c.gate)
+	waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
+	if _, delivered, _ := c.snapshot(); len(delivered) != 600 {
+		t.Errorf("%d deliveries, want 600", len(delivered))
+	}
+}
+
+// After kill -9, every acknowledged message is delivered, including the
+// recipients that were in flight, at once (no lease to wait for).
+func TestCrashRestart(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$")
+	cmd.Env = append(os.Environ(), "QUEUE_CRASH_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	ready := false
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if id, ok := strings.CutPrefix(line, "id "); ok {
+			ids = append(ids, id)
+		}
+		if line == "ready" {
+			ready = true
+			break
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if !ready || len(ids) != 50 {
+		t.Fatalf("helper acknowledged %d messages, ready=%v", len(ids), ready)
+	}
+
+	c := &fakeCourier{}
+	s := openSpool(t, Options{Dir: dir, Courier: c})
+	waitFor(t, "delivery after restart", func() bool { return s.Stats().Messages == 0 })
+	_, delivered, _ := c.snapshot()
+	for _, id := range ids {
+		if delivered[id+" a@one.test"] != 1 || delivered[id+" b@two.test"] != 1 {
+			t.Errorf("%s not delivered", id)
+		}
+	}
+}
+
+// TestCrashHelper is the process that TestCrashRestart kills.
+func TestCrashHelper(t *testing.T) {
+	dir := os.Getenv("QUEUE_CRASH_DIR")
+	if dir == "" {
+		t.Skip("helper process for TestCrashRestart")
+	}
+	c := &fakeCourier{gate: make(chan struct{})} // deliveries hang
+	s, err := Open(Options{Dir: dir, Courier: c, Logger: testLogger(),
+		Limits: func(string) Limits { return Limits{MaxConnections: 2} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		fmt.Printf("id %s\n", enqueue(t, s, nil, "x", "a@one.test", "b@two.test"))
+	}
+	waitFor(t, "deliveries in flight", func() bool { return s.Stats().InFlight == 4 })
+	fmt.Println("ready")
+	time.Sleep(time.Minute) // killed here
+}

@@ -1,0 +1,788 @@
+package queue
+
+import (
+	"bytes"
+	"cmp"
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// ErrNotFound is returned by Show and Body for an unknown message ID.
+var ErrNotFound = errors.New("queue: message not found")
+
+// ErrClosed is returned by Enqueue after Close has been called.
+var ErrClosed = errors.New("queue: spool closed")
+
+// DefaultLimits are the limits of a destination when Options.Limits is nil;
+// zero fields of the limits it returns are taken from here too.
+var DefaultLimits = Limits{
+	MaxConnections:           20,
+	MaxMessagesPerConnection: 1000,
+	MaxRecipientsPerMessage:  100,
+	RetryInterval:            5 * time.Minute,
+	MaxRetryInterval:         4 * time.Hour,
+	MaxAge:                   5 * 24 * time.Hour,
+}
+
+// Options configure a Spool. Only Dir is required.
+type Options struct {
+	Dir string // Pebble directory, created if missing
+
+	// Courier delivers. It may be nil: the spool then only stores what is
+	// enqueued and delivers nothing (admin commands, tests).
+	Courier Courier
+
+	// Limits returns the limits of a destination; nil means DefaultLimits,
+	// and zero fields are taken from DefaultLimits. It is consulted when a
+	// destination becomes active and whenever a connection is opened, so
+	// changed limits apply as connections cycle. It must not call the Spool.
+	Limits func(dest string) Limits
+
+	// OnEvent receives the delivery events: delivered, deferred, bounced
+	// and expired (received is the submitter's to report). It is called
+	// from the delivery workers and must not block. May be nil.
+	OnEvent func(Event)
+
+	// OnFailure is called once per message and attempt with the recipients
+	// that failed for good (bounced or expired), before their records are
+	// deleted, so that a DSN can be enqueued durably first. If it returns an
+	// error the records are kept and the hook is called again after the
+	// retry interval (without another delivery attempt). body must not be
+	// kept after the call returns. May be nil.
+	OnFailure func(msg *Message, body []byte, failed []Failed) error
+
+	// ReadyCapacity is the maximum number of recipients held in memory per
+	// destination, waiting for a connection (default 1000).
+	ReadyCapacity int
+
+	// MaxInMemory is the maximum number of recipients held in memory,
+	// waiting or in flight, over all destinations (default 50 *
+	// ReadyCapacity). It also bounds the number of delivery workers.
+	MaxInMemory int
+
+	// BodyCacheBytes bounds the bodies kept in memory for queued messages
+	// (default 64 MiB). A body that does not fit is read back from Pebble
+	// when it is delivered.
+	BodyCacheBytes int
+
+	// IdleTimeout is how long an unused connection is kept open (default 2s).
+	IdleTimeout time.Duration
+
+	Now    func() time.Time // clock (default time.Now)
+	Logger *slog.Logger     // default slog.Default()
+
+	// NoSync commits enqueued messages without waiting for fsync: much
+	// faster, but a crash of the machine (not of the process) can lose
+	// messages that were acknowledged. Off by default.
+	NoSync bool
+}
+
+// Stats are the spool's counters, maintained in memory.
+type Stats struct {
+	Messages   int       // messages queued
+	Recipients int       // recipients queued
+	Ready      int       // recipients in memory waiting for a connection
+	InFlight   int       // recipients being delivered
+	Deferred   int       // recipients attempted at least once and waiting
+	Oldest     time.Time // receipt time of the oldest queued message; zero if none
+}
+
+// DestSummary describes the recipients queued for one destination.
+type DestSummary struct {
+	Dest       string
+	Recipients int
+	Oldest     time.Time // receipt time of its oldest message
+	LastError  string    // error of its most recently tried recipient, "" if none
+}
+
+// Spool is the durable queue. Its methods are safe for concurrent use.
+type Spool struct {
+	opts       Options
+	db         *pebble.DB
+	log        *slog.Logger
+	now        func() time.Time
+	commitOpt  *pebble.WriteOptions
+	readyCap   int
+	maxMem     int
+	bodyBudget int
+	idle       time.Duration
+	idCounter  atomic.Uint32
+
+	ctx    context.Context // cancelled when Close stops waiting for deliveries
+	cancel context.CancelFunc
+	stop   chan struct{} // closed when Close starts
+	wake   chan struct{} // wakes the scheduler
+	wg     sync.WaitGroup
+	enqWG  sync.WaitGroup
+
+	dbMu     sync.RWMutex // held shared by reads of the database from outside
+	dbClosed bool
+
+	mu         sync.Mutex
+	closing    bool
+	mem        map[string]*msgMem // messages with recipients in memory
+	dests      map[string]*dest
+	waiting    destHeap // destinations waiting for their next due time
+	dueList    []*dest  // destinations with due recipients to load
+	wakeAt     int64    // when the scheduler wakes by itself
+	globalWait bool     // the scheduler waits for room under MaxInMemory
+	bodyBytes  int
+
+	nmsgs, nrcpts, nready, ninflight, ndeferred int
+
+	oldestID    string // smallest queued message ID
+	oldest      time.Time
+	oldestStale bool   // oldestID was deleted: recompute on demand
+	oldestGen   uint64 // bumped when oldestID changes
+}
+
+// msgMem is a message with recipients in memory (ready or in flight).
+type msgMem struct {
+	id        string
+	msg       *Message
+	body      []byte   // nil until loaded; counted in Spool.bodyBytes
+	remaining int      // recipients of the message still queued, in memory or not
+	refs      int      // recipients in memory, plus the scheduler's pins
+	inMem     []uint64 // bit set of the recipient indexes in memory
+}
+
+func (m *msgMem) has(idx int) bool {
+	w := idx / 64
+	return w < len(m.inMem) && m.inMem[w]&(1<<(idx%64)) != 0
+}
+
+func (m *msgMem) set(idx int) {
+	w := idx / 64
+	for w >= len(m.inMem) {
+		m.inMem = append(m.inMem, 0)
+	}
+	m.inMem[w] |= 1 << (idx % 64)
+}
+
+func (m *msgMem) clear(idx int) {
+	if w := idx / 64; w < len(m.inMem) {
+		m.inMem[w] &^= 1 << (idx % 64)
+	}
+}
+
+// entry is a recipient in memory.
+type entry struct {
+	r    Recipient
+	due  int64    // the time in its schedule key
+	fail *failure // a final outcome whose OnFailure hook must be retried
+}
+
+// group is recipients of one message for one destination.
+type group struct {
+	m  *msgMem
+	es []entry
+}
+
+// Open opens (or creates) the spool in opts.Dir, counts what is queued
+// without loading it into memory, and starts the scheduler and delivery.
+func Open(opts Options) (*Spool, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("queue: Options.Dir is required")
+	}
+	if opts.ReadyCapacity <= 0 {
+		opts.ReadyCapacity = 1000
+	}
+	if opts.MaxInMemory <= 0 {
+		opts.MaxInMemory = 50 * opts.ReadyCapacity
+	}
+	if opts.BodyCacheBytes <= 0 {
+		opts.BodyCacheBytes = 64 << 20
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 2 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	db, err := pebble.Open(opts.Dir, &pebble.Options{
+		// Bodies are usually deleted within seconds: a large memtable lets
+		// most of them die before they are flushed to a table.
+		MemTableSize:       16 << 20,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{opts.Logger},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: open %s: %w", opts.Dir, err)
+	}
+	s := &Spool{
+		opts:       opts,
+		db:         db,
+		log:        opts.Logger,
+		now:        opts.Now,
+		commitOpt:  pebble.Sync,
+		readyCap:   opts.ReadyCapacity,
+		maxMem:     opts.MaxInMemory,
+		bodyBudget: opts.BodyCacheBytes,
+		idle:       opts.IdleTimeout,
+		stop:       make(chan struct{}),
+		wake:       make(chan struct{}, 1),
+		mem:        make(map[string]*msgMem),
+		dests:      make(map[string]*dest),
+		wakeAt:     math.MaxInt64,
+	}
+	if opts.NoSync {
+		s.commitOpt = pebble.NoSync
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.idCounter.Store(rand.Uint32())
+	if err := s.count(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if opts.Courier != nil {
+		s.wg.Add(1)
+		go s.schedule()
+	}
+	return s, nil
+}
+
+// count counts the queued messages and recipients and puts every
+// destination with scheduled recipients on the scheduler's heap, due at its
+// earliest entry. Recipients that were in flight when the process stopped
+// kept their schedule entry, so they are due at once.
+func (s *Spool) count() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixSched), UpperBound: prefixEnd(prefixSched)})
+	if err != nil {
+		return fmt.Errorf("queue: open: %w", err)
+	}
+	var cur *dest
+	for valid := it.First(); valid; valid = it.Next() {
+		e, ok := parseSchedKey(it.Key())
+		if !ok {
+			s.log.Error("queue: malformed schedule key", "key", fmt.Sprintf("%q", it.Key()))
+			continue
+		}
+		if cur == nil || cur.name != string(e.dest) {
+			cur = s.destLocked(string(e.dest))
+			cur.nextDue = e.due
+			cur.state = stWaiting
+			heap.Push(&s.waiting, cur)
+		}
+		s.nrcpts++
+		if parseSchedValue(it.Value()) > 0 {
+			s.ndeferred++
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("queue: open: %w", err)
+	}
+	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixMsg), UpperBound: prefixEnd(prefixMsg)})
+	if err != nil {
+		return fmt.Errorf("queue: open: %w", err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		if s.nmsgs == 0 {
+			id := string(it.Key()[len(prefixMsg):])
+			m, err := decodeMessage(id, it.Value())
+			if err != nil {
+				it.Close()
+				return fmt.Errorf("queue: open: %w", err)
+			}
+			s.oldestID, s.oldest = id, m.Received
+		}
+		s.nmsgs++
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("queue: open: %w", err)
+	}
+	return nil
+}
+
+// DB returns the Pebble database, for packages that keep their own data
+// beside the spool under their own key prefixes (never one starting with
+// 'q'). It is closed by Close.
+func (s *Spool) DB() *pebble.DB { return s.db }
+
+// Enqueue stores msg with its recipients and body and returns its ID. It
+// sets msg.ID, msg.Size, and msg.Received when zero. It returns only after
+// the write is committed to disk (unless Options.NoSync), so a 250 reply may
+// be sent when it returns nil. Concurrent calls share disk syncs.
+//
+// The spool keeps a copy of *msg but keeps body itself: the caller must not
+// modify body after the call.
+func (s *Spool) Enqueue(msg *Message, rcpts []NewRecipient, body []byte) (string, error) {
+	if msg == nil || len(rcpts) == 0 {
+		return "", errors.New("queue: enqueue needs a message and at least one recipient")
+	}
+	if len(rcpts) > math.MaxUint32 {
+		return "", errors.New("queue: too many recipients")
+	}
+	domains := make([]string, len(rcpts))
+	for i, r := range rcpts {
+		d, err := domainOf(r.Addr)
+		if err != nil {
+			return "", err
+		}
+		domains[i] = d
+	}
+	now := s.now()
+	due := dueTime(now)
+	if msg.Received.IsZero() {
+		msg.Received = now
+	}
+	msg.Size = len(body)
+	msg.ID = newID(now, s.idCounter.Add(1))
+	id := msg.ID
+	mc := *msg
+	m := &msgMem{id: id, msg: &mc, remaining: len(rcpts), refs: len(rcpts)}
+	entries := make([]entry, len(rcpts))
+	for i, r := range rcpts {
+		entries[i] = entry{due: due, r: Recipient{
+			Index: i, Addr: r.Addr, Domain: domains[i], Notify: r.Notify, ORCPT: r.ORCPT,
+			NextAttempt: time.Unix(0, due),
+		}}
+		m.set(i)
+	}
+
+	// Register the recipients as in memory before they are visible on disk,
+	// so that the scheduler does not load them too.
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return "", ErrClosed
+	}
+	s.enqWG.Add(1)
+	s.mem[id] = m
+	s.mu.Unlock()
+	defer s.enqWG.Done()
+
+	if err := s.write(&mc, entries, body); err != nil {
+		s.mu.Lock()
+		delete(s.mem, id)
+		s.mu.Unlock()
+		return "", err
+	}
+
+	s.mu.Lock()
+	s.nmsgs++
+	s.nrcpts += len(rcpts)
+	if s.nmsgs == 1 || id < s.oldestID {
+		s.oldestID, s.oldest, s.oldestStale = id, mc.Received, false
+		s.oldestGen++
+	}
+	deliver := s.opts.Courier != nil && !s.closing
+	if deliver && s.bodyBytes+len(body) <= s.bodyBudget {
+		m.body = body
+		s.bodyBytes += len(body)
+	}
+	if slices.ContainsFunc(entries, func(e entry) bool { return e.r.Domain != entries[0].r.Domain }) {
+		// Several destinations: one run of recipients per destination.
+		slices.SortStableFunc(entries, func(a, b entry) int { return strings.Compare(a.r.Domain, b.r.Domain) })
+	}
+	for start := 0; start < len(entries); {
+		end := start + 1
+		for end < len(entries) && entries[end].r.Domain == entries[start].r.Domain {
+			end++
+		}
+		es := entries[start:end:end]
+		start = end
+		d := s.destLocked(es[0].r.Domain)
+		n := 0
+		if deliver {
+			n = s.placeLocked(d, m, es)
+		}
+		for i := n; i < len(es); i++ {
+			s.releaseLocked(d, m, es[i].r.Index, es[i].due)
+		}
+	}
+	s.unrefLocked(m, 0)
+	s.mu.Unlock()
+	return id, nil
+}
+
+// write commits a new message in one batch.
+func (s *Spool) write(msg *Message, entries []entry, body []byte) error {
+	mv := appendMessage(nil, msg)
+	size := 64 + len(mv) + len(body)
+	for i := range entries {
+		r := &entries[i].r
+		size += 96 + 2*len(r.Domain) + len(r.Addr) + len(r.Notify) + len(r.ORCPT)
+	}
+	b := s.db.NewBatchWithSize(size)
+	defer b.Close()
+	var scratch [256]byte
+	buf := append(scratch[:0], prefixMsg...)
+	buf = append(buf, msg.ID...)
+	_ = b.Set(buf, mv, nil)
+	buf = append(buf[:0], prefixBody...)
+	buf = append(buf, msg.ID...)
+	_ = b.Set(buf, body, nil)
+	for i := range entries {
+		e := &entries[i]
+		buf = appendRcptKey(buf[:0], msg.ID, e.r.Index)
+		k := len(buf)
+		buf = appendRecipient(buf, &e.r, nil)
+		_ = b.Set(buf[:k], buf[k:], nil)
+		buf = appendSchedKey(buf[:0], e.r.Domain, e.due, msg.ID, e.r.Index)
+		k = len(buf)
+		buf = schedValue(buf, 0)
+		_ = b.Set(buf[:k], buf[k:], nil)
+	}
+	if err := b.Commit(s.commitOpt); err != nil {
+		return fmt.Errorf("queue: enqueue: %w", err)
+	}
+	return nil
+}
+
+// domainOf returns the destination of an address: its lower-cased domain.
+func domainOf(addr string) (string, error) {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 || at == len(addr)-1 {
+		return "", fmt.Errorf("queue: recipient %q has no domain", addr)
+	}
+	d := strings.ToLower(addr[at+1:])
+	if strings.IndexByte(d, 0) >= 0 {
+		return "", fmt.Errorf("queue: recipient %q has a NUL byte in its domain", addr)
+	}
+	return d, nil
+}
+
+// dueTime is the schedule time of t: Unix nanoseconds, at least 1.
+func dueTime(t time.Time) int64 { return max(t.UnixNano(), 1) }
+
+// placeLocked appends as many of es (recipients of m for d, registered in
+// memory) to d's ready queue as there is room for, and returns how many.
+func (s *Spool) placeLocked(d *dest, m *msgMem, es []entry) int {
+	n := min(len(es), s.readyCap-d.nready, s.maxMem-s.nready-s.ninflight)
+	if n <= 0 {
+		return 0
+	}
+	if last := len(d.ready) - 1; last >= d.head && d.ready[last].m == m {
+		d.ready[last].es = append(d.ready[last].es, es[:n]...)
+	} else {
+		d.ready = append(d.ready, &group{m: m, es: es[:n:n]})
+	}
+	d.nready += n
+	s.nready += n
+	s.kickLocked(d)
+	return n
+}
+
+// releaseLocked takes recipient idx of m out of memory, unchanged: it is
+// due again at its schedule time. Counters of the recipient are the
+// caller's business.
+func (s *Spool) releaseLocked(d *dest, m *msgMem, idx int, due int64) {
+	m.clear(idx)
+	m.refs--
+	s.rewindLocked(d, appendSchedKey(nil, d.name, due, m.id, idx), due)
+}
+
+// unrefLocked drops n references to m and forgets m when none is left.
+func (s *Spool) unrefLocked(m *msgMem, n int) {
+	m.refs -= n
+	if m.refs > 0 {
+		return
+	}
+	if s.mem[m.id] == m {
+		delete(s.mem, m.id)
+	}
+	s.bodyBytes -= len(m.body)
+	m.body = nil
+}
+
+// Close stops scheduling, lets in-flight deliveries finish (cancelling
+// them when ctx expires), closes connections and then the database. It
+// waits for the delivery workers to return in any case: a Courier must
+// honour context cancellation. Recipients not delivered stay queued.
+func (s *Spool) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closing = true
+	s.mu.Unlock()
+	close(s.stop)
+	s.enqWG.Wait()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.cancel()
+		<-done
+	}
+	s.cancel()
+	s.dbMu.Lock()
+	s.dbClosed = true
+	s.dbMu.Unlock()
+	if cerr := s.db.Close(); cerr != nil {
+		return fmt.Errorf("queue: close: %w", cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("queue: close: deliveries interrupted: %w", err)
+	}
+	return nil
+}
+
+// readDB guards a read of the database by a caller of the Spool against
+// Close; done must be called when it returns nil.
+func (s *Spool) readDB() (done func(), err error) {
+	s.dbMu.RLock()
+	if s.dbClosed {
+		s.dbMu.RUnlock()
+		return nil, ErrClosed
+	}
+	return s.dbMu.RUnlock, nil
+}
+
+// Stats returns the spool's counters. Oldest may need one short seek in
+// Pebble after the oldest message was delivered.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	st := Stats{Messages: s.nmsgs, Recipients: s.nrcpts, Ready: s.nready, InFlight: s.ninflight, Deferred: s.ndeferred, Oldest: s.oldest}
+	stale, from, gen := s.oldestStale, s.oldestID, s.oldestGen
+	s.mu.Unlock()
+	if st.Messages == 0 {
+		st.Oldest = time.Time{}
+		return st
+	}
+	if !stale {
+		return st
+	}
+	// Message IDs are time-ordered, and the new oldest sorts after the
+	// deleted one: seek from there, past its tombstone.
+	done, err := s.readDB()
+	if err != nil {
+		return st
+	}
+	id, received, err := s.firstMessage(from)
+	done()
+	if err != nil {
+		s.log.Error("queue: stats", "err", err)
+		return st
+	}
+	st.Oldest = received
+	s.mu.Lock()
+	if s.oldestGen == gen {
+		s.oldestID, s.oldest, s.oldestStale = id, received, false
+		s.oldestGen++
+	}
+	s.mu.Unlock()
+	return st
+}
+
+func (s *Spool) firstMessage(from string) (string, time.Time, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: msgKey(from), UpperBound: prefixEnd(prefixMsg)})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return "", time.Time{}, it.Error()
+	}
+	id := string(it.Key()[len(prefixMsg):])
+	m, err := decodeMessage(id, it.Value())
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return id, m.Received, nil
+}
+
+// Destinations scans the recipient records and summarises them per
+// destination, largest first. Memory is proportional to the number of
+// destinations, not of recipients.
+func (s *Spool) Destinations() ([]DestSummary, error) {
+	done, err := s.readDB()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	rit, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixRcpt), UpperBound: prefixEnd(prefixRcpt)})
+	if err != nil {
+		return nil, fmt.Errorf("queue: destinations: %w", err)
+	}
+	defer rit.Close()
+	mit, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixMsg), UpperBound: prefixEnd(prefixMsg)})
+	if err != nil {
+		return nil, fmt.Errorf("queue: destinations: %w", err)
+	}
+	defer mit.Close()
+	type sum struct {
+		DestSummary
+		lastTry time.Time
+	}
+	sums := make(map[string]*sum)
+	var curID []byte
+	var received time.Time
+	for valid := rit.First(); valid; valid = rit.Next() {
+		id, idx, ok := parseRcptKey(rit.Key())
+		if !ok {
+			continue
+		}
+		if !bytes.Equal(id, curID) {
+			curID = append(curID[:0], id...)
+			received = time.Time{}
+			if mit.SeekGE(msgKey(string(id))) && bytes.Equal(mit.Key()[len(prefixMsg):], id) {
+				if m, err := decodeMessage(string(id), mit.Value()); err == nil {
+					received = m.Received
+				}
+			}
+		}
+		r, _, err := decodeRecipient(idx, rit.Value())
+		if err != nil {
+			return nil, fmt.Errorf("queue: destinations: %s: %w", id, err)
+		}
+		sm := sums[r.Domain]
+		if sm == nil {
+			sm = &sum{DestSummary: DestSummary{Dest: r.Domain}}
+			sums[r.Domain] = sm
+		}
+		sm.Recipients++
+		if !received.IsZero() && (sm.Oldest.IsZero() || received.Before(sm.Oldest)) {
+			sm.Oldest = received
+		}
+		if r.LastError != "" && r.LastAttempt.After(sm.lastTry) {
+			sm.LastError, sm.lastTry = r.LastError, r.LastAttempt
+		}
+	}
+	if err := rit.Error(); err != nil {
+		return nil, fmt.Errorf("queue: destinations: %w", err)
+	}
+	out := make([]DestSummary, 0, len(sums))
+	for _, sm := range sums {
+		out = append(out, sm.DestSummary)
+	}
+	slices.SortFunc(out, func(a, b DestSummary) int {
+		if c := cmp.Compare(b.Recipients, a.Recipients); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Dest, b.Dest)
+	})
+	return out, nil
+}
+
+// Show returns a queued message and its remaining recipients as stored.
+func (s *Spool) Show(id string) (*Message, []Recipient, error) {
+	if !validID(id) {
+		return nil, nil, ErrNotFound
+	}
+	done, err := s.readDB()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer done()
+	v, closer, err := s.db.Get(msgKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue: show %s: %w", id, err)
+	}
+	msg, err := decodeMessage(id, v)
+	closer.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue: show: %w", err)
+	}
+	rcpts, _, err := s.recipients(id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue: show %s: %w", id, err)
+	}
+	return msg, rcpts, nil
+}
+
+// recipients reads the recipient records of a message.
+func (s *Spool) recipients(id string) ([]Recipient, []*failure, error) {
+	lower := appendRcptKey(nil, id, 0)
+	upper := prefixEnd(string(lower[:len(prefixRcpt)+idLen]))
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer it.Close()
+	var rcpts []Recipient
+	var fails []*failure
+	for valid := it.First(); valid; valid = it.Next() {
+		_, idx, ok := parseRcptKey(it.Key())
+		if !ok {
+			continue
+		}
+		r, f, err := decodeRecipient(idx, it.Value())
+		if err != nil {
+			return nil, nil, err
+		}
+		rcpts = append(rcpts, r)
+		fails = append(fails, f)
+	}
+	return rcpts, fails, it.Error()
+}
+
+// Body returns the body of a queued message.
+func (s *Spool) Body(id string) ([]byte, error) {
+	if !validID(id) {
+		return nil, ErrNotFound
+	}
+	done, err := s.readDB()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	v, closer, err := s.db.Get(bodyKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: body %s: %w", id, err)
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}
+
+// emit sends ev to OnEvent, recovering a panic in it.
+func (s *Spool) emit(ev Event) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("queue: panic in OnEvent", "panic", r, "event", ev.Kind, "id", ev.MsgID)
+		}
+	}()
+	s.opts.OnEvent(ev)
+}
+
+func messageEvent(kind EventKind, now time.Time, msg *Message) Event {
+	return Event{
+		Kind: kind, Time: now, MsgID: msg.ID, Sender: msg.Sender, ReturnPath: msg.ReturnPath,
+		Size: msg.Size, Stream: msg.Stream, Campaign: msg.Campaign, List: msg.List, Flow: msg.Flow,
+	}
+}
+
+// pebbleLogger sends Pebble's log lines to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Info(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble")
+	panic("pebble: " + msg)
+}
