@@ -240,6 +240,7 @@ func (c *Classifier) classify(r record, m *message) Classification {
 		diag:      r.diag,
 		command:   r.command,
 		action:    r.action,
+		diagType:  r.diagType,
 		host:      strings.ToLower(r.remoteMTA),
 		preset:    r.reason,
 	}
@@ -250,9 +251,9 @@ func (c *Classifier) classify(r record, m *message) Classification {
 	if f.command == "" {
 		f.command = c.rs.findCommand(matchText(r.context) + " " + f.lower)
 	}
-	from, subject, report := "", "", ""
+	from, subject, report := "", "", func() string { return "" }
 	if m != nil {
-		from, subject, report = m.from, m.subject, m.reportLower()
+		from, subject, report = m.from, m.subject, m.reportLower
 		f.reporter = strings.ToLower(m.reportingMTA)
 		if f.reporter == "" {
 			if a := addrRe.FindString(m.from); a != "" {

@@ -11,7 +11,6 @@ type dsnRecipient struct {
 	action, status          string
 	remoteMTA, diagnostic   string
 	diagType                string
-	lastAttempt             string
 }
 
 // dsnReport is a parsed delivery-status body.
@@ -61,7 +60,7 @@ func parseDSN(text string) dsnReport {
 			rep.envID = value
 			return
 		case "final-recipient", "original-recipient", "x-actual-recipient", "action", "status",
-			"remote-mta", "diagnostic-code", "last-attempt-date":
+			"remote-mta", "diagnostic-code":
 		default:
 			return
 		}
@@ -93,8 +92,6 @@ func parseDSN(text string) dsnReport {
 			} else {
 				cur.diagnostic = value
 			}
-		case "last-attempt-date":
-			cur.lastAttempt = value
 		}
 	}
 	for _, line := range strings.Split(text, "\n") {

@@ -56,11 +56,37 @@ func (h header) has(name string) bool {
 	return false
 }
 
-// normalize strips an mbox "From " line, cuts the message at
-// MaxMessageSize and turns CRLF, CR CR LF and bare CR line ends into LF.
+// normalize cuts the message at MaxMessageSize, turns CRLF, CR CR LF and
+// bare CR line ends into LF and strips an mbox "From " line.
 func normalize(raw []byte) []byte {
 	if len(raw) > MaxMessageSize {
 		raw = raw[:MaxMessageSize]
+	}
+	if bytes.IndexByte(raw, '\r') >= 0 {
+		out := make([]byte, 0, len(raw))
+		for i := 0; i < len(raw); i++ {
+			c := raw[i]
+			if c != '\r' {
+				out = append(out, c)
+				continue
+			}
+			// CR LF and CR CR LF end one line; a bare CR (old Mac
+			// files) ends a line each.
+			j := i
+			for j < len(raw) && raw[j] == '\r' {
+				j++
+			}
+			if j < len(raw) && raw[j] == '\n' {
+				out = append(out, '\n')
+				i = j
+				continue
+			}
+			for ; i < j; i++ {
+				out = append(out, '\n')
+			}
+			i--
+		}
+		raw = out
 	}
 	if bytes.HasPrefix(raw, []byte("From ")) {
 		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
@@ -69,25 +95,7 @@ func normalize(raw []byte) []byte {
 			raw = nil
 		}
 	}
-	if bytes.IndexByte(raw, '\r') < 0 {
-		return raw
-	}
-	out := make([]byte, 0, len(raw))
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		if c != '\r' {
-			out = append(out, c)
-			continue
-		}
-		for i+1 < len(raw) && raw[i+1] == '\r' {
-			i++
-		}
-		if i+1 < len(raw) && raw[i+1] == '\n' {
-			i++
-		}
-		out = append(out, '\n')
-	}
-	return out
+	return raw
 }
 
 // splitHeader parses the header block at the start of b and returns it
@@ -175,12 +183,12 @@ func mediaType(v string) (string, map[string]string) {
 }
 
 // part is one leaf of a message's MIME tree with its body decoded from
-// its transfer encoding.
+// its transfer encoding. An attached message (message/rfc822) is a leaf:
+// its own parts are the returned message, not the report.
 type part struct {
 	mediaType string
 	header    header
 	body      []byte
-	depth     int // number of message/rfc822 levels above it
 }
 
 // walker collects the leaves of a MIME tree within the limits.
@@ -191,7 +199,7 @@ type walker struct {
 // walk visits the entity with header h and body b. Multiparts are split
 // by hand because real bounces have missing closing boundaries, bad
 // parameters and wrong line ends that mime/multipart rejects.
-func (w *walker) walk(h header, b []byte, level, msgDepth int) {
+func (w *walker) walk(h header, b []byte, level int) {
 	if len(w.parts) >= maxParts || level > maxDepth {
 		return
 	}
@@ -200,13 +208,13 @@ func (w *walker) walk(h header, b []byte, level, msgDepth int) {
 	case strings.HasPrefix(mt, "multipart/"):
 		boundary := params["boundary"]
 		if boundary == "" {
-			w.parts = append(w.parts, part{"text/plain", h, b, msgDepth})
+			w.parts = append(w.parts, part{"text/plain", h, b})
 			return
 		}
 		subs := splitMultipart(b, boundary)
 		if len(subs) == 0 {
 			// No delimiter at all: read the body as text.
-			w.parts = append(w.parts, part{"text/plain", h, b, msgDepth})
+			w.parts = append(w.parts, part{"text/plain", h, b})
 			return
 		}
 		for _, sub := range subs {
@@ -216,13 +224,13 @@ func (w *walker) walk(h header, b []byte, level, msgDepth int) {
 				// also forget the empty line after the boundary.
 				sb = sub
 			}
-			w.walk(sh, sb, level+1, msgDepth)
+			w.walk(sh, sb, level+1)
 			if len(w.parts) >= maxParts {
 				return
 			}
 		}
 	default:
-		w.parts = append(w.parts, part{mt, h, decodeBody(h.get("content-transfer-encoding"), b), msgDepth})
+		w.parts = append(w.parts, part{mt, h, decodeBody(h.get("content-transfer-encoding"), b)})
 	}
 }
 

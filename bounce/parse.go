@@ -19,10 +19,11 @@ type message struct {
 	dsn           []string
 	feedback      []header
 	orig          header // header of the returned message
-	origBody      string
 	reportingMTA  string
 	envID         string
 	origMessageID string
+	origRaw       []byte // the returned message, when attached whole
+	level         int    // how many messages deep this one is attached
 	reportText    string
 	reportMatch   string
 }
@@ -34,34 +35,40 @@ type message struct {
 // of an ARF report, the sender of an auto-reply. It returns no
 // classification and no error for a message that is none of these.
 func (c *Classifier) ParseMessage(raw []byte) ([]Classification, error) {
+	return c.parse(raw, 0)
+}
+
+// parse is ParseMessage for a message nested level messages deep.
+func (c *Classifier) parse(raw []byte, level int) ([]Classification, error) {
 	b := normalize(raw)
 	h, body := splitHeader(b)
 	if len(h) == 0 {
 		return nil, ErrNotMessage
 	}
 	m := &message{
+		level:   level,
 		header:  h,
 		from:    decodeWords(h.get("from")),
 		subject: decodeWords(h.get("subject")),
 		to:      h.get("to"),
 	}
 	var w walker
-	w.walk(h, body, 0, 0)
-	var html []string
+	w.walk(h, body, 0)
+	var html [][]byte
 	for _, p := range w.parts {
 		switch p.mediaType {
 		case "message/delivery-status", "message/global-delivery-status":
 			m.dsn = append(m.dsn, string(p.body))
 		case "message/feedback-report":
-			fh, _ := splitHeader(append(p.body, '\n'))
+			fh, _ := splitHeader(p.body)
 			m.feedback = append(m.feedback, fh)
 		case "message/rfc822", "message/global", "text/rfc822-headers", "message/rfc822-headers", "message/global-headers":
 			if m.orig == nil {
-				oh, ob := splitHeader(p.body)
-				m.orig, m.origBody = oh, string(ob)
+				m.orig, _ = splitHeader(p.body)
+				m.origRaw = p.body
 			}
 		case "text/html":
-			html = append(html, stripHTML(string(p.body)))
+			html = append(html, p.body)
 		default:
 			if strings.HasPrefix(p.mediaType, "text/") || p.mediaType == "" {
 				m.texts = append(m.texts, string(p.body))
@@ -69,7 +76,9 @@ func (c *Classifier) ParseMessage(raw []byte) ([]Classification, error) {
 		}
 	}
 	if len(m.texts) == 0 {
-		m.texts = html
+		for _, h := range html {
+			m.texts = append(m.texts, stripHTML(string(h)))
+		}
 	}
 	if m.orig == nil {
 		m.findInlineOriginal()
@@ -137,9 +146,27 @@ func (c *Classifier) finish(recs []record, m *message) []Classification {
 			continue
 		}
 		seen[key] = true
-		out = append(out, c.classify(r, m))
+		cl := c.classify(r, m)
+		if (cl.Reason == "onhold" || cl.Reason == "undefined") && m.level == 0 && len(m.origRaw) > 0 {
+			cl = c.fromReturned(cl, m)
+		}
+		out = append(out, cl)
 	}
 	return out
+}
+
+// fromReturned looks into the returned message when a report says no
+// more than that delivery failed: some relays (InterScan, for one)
+// return the bounce they received, which names the reason.
+func (c *Classifier) fromReturned(cl Classification, m *message) Classification {
+	inner, _ := c.parse(m.origRaw, m.level+1)
+	for _, ic := range inner {
+		if strings.EqualFold(ic.Recipient, cl.Recipient) && ic.Reason != "onhold" && ic.Reason != "undefined" {
+			ic.OriginalMessageID = cl.OriginalMessageID
+			return ic
+		}
+	}
+	return cl
 }
 
 // completeAddress finds an address with the local part local among the
@@ -175,9 +202,8 @@ func (m *message) findInlineOriginal() {
 			}
 		}
 		rest = strings.TrimLeft(rest, "\n")
-		oh, ob := splitHeader([]byte(rest))
-		if len(oh) > 0 {
-			m.orig, m.origBody = oh, string(ob)
+		if oh, _ := splitHeader([]byte(rest)); len(oh) > 0 {
+			m.orig = oh
 			return
 		}
 	}
@@ -187,7 +213,11 @@ func (m *message) findInlineOriginal() {
 // bounce's own To and From, and the sender of the returned message.
 func (m *message) excluded() map[string]bool {
 	ex := map[string]bool{}
-	for _, v := range []string{m.to, m.from, m.header.get("reply-to"), m.orig.get("from"), m.orig.get("return-path"), m.orig.get("sender")} {
+	to := m.to
+	if m.level > 0 {
+		to = "" // a returned message is addressed to the recipient
+	}
+	for _, v := range []string{to, m.from, m.header.get("reply-to"), m.orig.get("from"), m.orig.get("return-path"), m.orig.get("sender")} {
 		for _, a := range addrRe.FindAllString(v, -1) {
 			ex[strings.ToLower(a)] = true
 		}
@@ -351,7 +381,9 @@ func (m *message) textOrder(recs map[string]*textRecord) []*textRecord {
 // textRecords reads a non-standard bounce: recipients and their
 // diagnostics from free text.
 func (c *Classifier) textRecords(m *message) []record {
-	if !m.looksLikeBounce() {
+	// A returned message that is itself a report is read whatever its
+	// sender says (only a recipient the outer report names is taken).
+	if m.level == 0 && !m.looksLikeBounce() {
 		return nil
 	}
 	texts, preamble := m.scan()
@@ -371,6 +403,33 @@ func (c *Classifier) textRecords(m *message) []record {
 			recs = append(recs, record{recipient: a, diag: body, context: body})
 		}
 		return recs
+	}
+	// Exim and Google name the failed recipients in X-Failed-Recipients:
+	// trust the header over the text when both exist.
+	if xf := addrRe.FindAllString(m.header.get("x-failed-recipients"), -1); len(xf) > 0 {
+		want := map[string]bool{}
+		for _, a := range xf {
+			want[strings.ToLower(a)] = true
+		}
+		kept := ordered[:0:0]
+		found := map[string]bool{}
+		for _, t := range ordered {
+			addr := t.addr
+			if !strings.Contains(addr, "@") {
+				addr = m.completeAddress(addr)
+			}
+			if want[strings.ToLower(addr)] {
+				kept = append(kept, t)
+				found[strings.ToLower(addr)] = true
+			}
+		}
+		for _, a := range xf {
+			if !found[strings.ToLower(a)] {
+				found[strings.ToLower(a)] = true
+				kept = append(kept, &textRecord{addr: a})
+			}
+		}
+		ordered = kept
 	}
 	var recs []record
 	for _, t := range ordered {
@@ -401,18 +460,38 @@ func (m *message) looksLikeBounce() bool {
 	return bounceFrom.MatchString(m.from) || bounceSubject.MatchString(m.subject) || m.from == ""
 }
 
-var tagRe = regexp.MustCompile(`(?s)<(?:style|script)[^>]*>.*?</(?:style|script)>|<br\s*/?>|</(?:p|div|tr|td|h\d|li)>|<[^>]*>`)
-
 // stripHTML turns HTML into rough text: tags go, line-breaking tags
-// become line ends, common entities are decoded.
+// (<br>, closing </p>, </div>, </td>, ...) become line ends, the content
+// of <style> and <script> goes, common entities are decoded.
 func stripHTML(s string) string {
-	s = tagRe.ReplaceAllStringFunc(s, func(t string) string {
-		lt := strings.ToLower(t)
-		if strings.HasPrefix(lt, "<br") || strings.HasPrefix(lt, "</") {
-			return "\n"
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c != '<' {
+			b.WriteByte(c)
+			i++
+			continue
 		}
-		return ""
-	})
+		j := strings.IndexByte(s[i:], '>')
+		if j < 0 {
+			break
+		}
+		tag := strings.ToLower(s[i+1 : i+j])
+		i += j + 1
+		name := strings.TrimLeft(tag, "/")
+		if k := strings.IndexAny(name, " \t\n/"); k >= 0 {
+			name = name[:k]
+		}
+		switch {
+		case !strings.HasPrefix(tag, "/") && (name == "style" || name == "script"):
+			if k := strings.Index(strings.ToLower(s[i:]), "</"+name); k >= 0 {
+				i += k
+			}
+		case name == "br", strings.HasPrefix(tag, "/") && (name == "p" || name == "div" || name == "tr" || name == "td" || name == "li" || len(name) == 2 && name[0] == 'h'):
+			b.WriteByte('\n')
+		}
+	}
 	r := strings.NewReplacer("&nbsp;", " ", "&lt;", "<", "&gt;", ">", "&amp;", "&", "&quot;", `"`, "&#39;", "'")
-	return r.Replace(s)
+	return r.Replace(b.String())
 }

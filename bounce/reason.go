@@ -12,6 +12,7 @@ type facts struct {
 	diag      string // diagnostic text as found
 	command   string // SMTP command that failed: CONN EHLO MAIL RCPT DATA ...
 	action    string // RFC 3464 Action, lowercased
+	diagType  string // Diagnostic-Code type: "smtp", "x-unix", "x-postfix", ...
 	host      string // remote MTA host name, lowercased
 	domain    string // recipient domain, lowercased
 	reporter  string // host that wrote the report (Reporting-MTA or From domain), lowercased
@@ -20,6 +21,8 @@ type facts struct {
 	lower string     // diag prepared by matchText
 	index *textIndex // trigrams of lower
 	seen  [64]int8   // per reason index: 0 not yet tested, 1 matches, 2 does not
+	sn    string     // statusName
+	snSet bool
 	rs    *ruleSet
 }
 
@@ -62,8 +65,13 @@ func (f *facts) indexed() *textIndex {
 	return f.index
 }
 
-// statusName is the reason the status code points to.
-func (f *facts) statusName() string { return f.rs.statusReason(f.status) }
+// statusName is the reason the status code points to (cached).
+func (f *facts) statusName() string {
+	if !f.snSet {
+		f.sn, f.snSet = f.rs.statusReason(f.status), true
+	}
+	return f.sn
+}
 
 // holds is Sisimai's "true" test of reason r: the format said so, the
 // status code points to it, or its phrases match, with these guards:
@@ -160,9 +168,10 @@ func (f *facts) holds(r string) bool {
 //  3. a reason set by the bounce format, unless it is a guess (retried);
 //  4. a 2.x.x status is "delivered";
 //  5. the "first" reasons of rules.yaml, each tested with holds;
-//  6. what the status code points to, refined where it is vague (or one
-//     of the "phrases" reasons) by the phrases of the "phrases" reasons
-//     and then the holds test of the "fallback" reasons;
+//  6. what the status code points to, refined where it is vague, one of
+//     the "phrases" reasons, or the diagnostic is no SMTP reply, by the
+//     phrases of the "phrases" reasons and then the holds test of the
+//     "fallback" reasons;
 //  7. a delayed action is "expired", a failure at EHLO/HELO "blocked";
 //  8. otherwise "vacation" wording, then "onhold" when there is text,
 //     "undefined" when there is none.
@@ -206,7 +215,9 @@ func (rs *ruleSet) another(f *facts) string {
 		return f.preset
 	}
 	sn := f.statusName()
-	try := sn == "" || sn == "onhold" || sn == "undefined"
+	// A vague status, or a diagnostic that is not an SMTP reply, is
+	// refined by phrases.
+	try := sn == "" || sn == "onhold" || sn == "undefined" || f.diagType != "" && f.diagType != "smtp"
 	for _, r := range rs.phrases {
 		if r == sn {
 			try = true
@@ -272,7 +283,7 @@ func (rs *ruleSet) providerReason(f *facts) string {
 			if r.Status != "" && !strings.HasPrefix(f.status, r.Status) {
 				continue
 			}
-			if r.phrase != nil && !f.indexed().contains(r.phrase) {
+			if r.phrase.frags != nil && !f.indexed().contains(r.phrase) {
 				continue
 			}
 			return r.Reason
@@ -299,7 +310,7 @@ func hostIn(f *facts, h string) bool {
 // the text that is not such a repetition (the reply of the next hop in
 // "... -> 550 : User unknown") stays.
 func matchText(diag string) string {
-	s := foldSpace(strings.ToLower(diag))
+	s := lowerFold(diag)
 	first := -1
 	var code, enh string
 	multi := false

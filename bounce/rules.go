@@ -88,26 +88,39 @@ type provider struct {
 	} `yaml:"rules"`
 }
 
-// phrase is a compiled phrase: its fragments must occur in order.
-type phrase []string
+// phrase is a compiled phrase: its fragments must occur in order. grams
+// holds, for each fragment of three bytes or more, the hashes of three of
+// its trigrams (see textIndex).
+type phrase struct {
+	frags []string
+	grams [][3]uint32
+}
 
 func compilePhrase(s string) phrase {
 	s = foldSpace(strings.ToLower(s))
-	if !strings.Contains(s, " * ") {
-		return phrase{s}
+	p := phrase{frags: []string{s}}
+	if strings.Contains(s, " * ") {
+		p.frags = strings.Split(s, " * ")
 	}
-	return phrase(strings.Split(s, " * "))
+	for _, f := range p.frags {
+		var g [3]uint32
+		if n := len(f); n >= 3 {
+			g = [3]uint32{trigramHash(f[0], f[1], f[2]), trigramHash(f[n-3], f[n-2], f[n-1]), trigramHash(f[(n-3)/2], f[(n-3)/2+1], f[(n-3)/2+2])}
+		}
+		p.grams = append(p.grams, g)
+	}
+	return p
 }
 
 func (p phrase) in(text string) bool {
-	for _, frag := range p {
+	for _, frag := range p.frags {
 		i := strings.Index(text, frag)
 		if i < 0 {
 			return false
 		}
 		text = text[i+len(frag):]
 	}
-	return len(p) > 0
+	return len(p.frags) > 0
 }
 
 // ruleSet is the compiled form of the embedded table plus admin rules.
@@ -193,6 +206,9 @@ func loadRules(data []byte, extra []Rule) (*ruleSet, error) {
 		if h.Reason != "" && !isReason(h.Reason) {
 			return nil, fmt.Errorf("bounce rules: hint %q: unknown reason %q", h.Phrase+h.Pattern, h.Reason)
 		}
+		if h.Phrase == "" && h.Pattern == "" && h.From == "" && h.Subject == "" {
+			return nil, fmt.Errorf("bounce rules: hint without a condition")
+		}
 		if h.Scope != "" && h.Scope != "report" {
 			return nil, fmt.Errorf("bounce rules: hint %q: unknown scope %q", h.Phrase+h.Pattern, h.Scope)
 		}
@@ -205,12 +221,12 @@ func loadRules(data []byte, extra []Rule) (*ruleSet, error) {
 			}
 		}
 		if h.From != "" {
-			if h.fromRe, err = regexp.Compile("(?i)" + h.From); err != nil {
+			if h.fromRe, err = regexp.Compile(strings.ToLower(h.From)); err != nil {
 				return nil, fmt.Errorf("bounce rules: hint from %q: %w", h.From, err)
 			}
 		}
 		if h.Subject != "" {
-			if h.subjRe, err = regexp.Compile("(?i)" + h.Subject); err != nil {
+			if h.subjRe, err = regexp.Compile(strings.ToLower(h.Subject)); err != nil {
 				return nil, fmt.Errorf("bounce rules: hint subject %q: %w", h.Subject, err)
 			}
 		}
@@ -254,6 +270,34 @@ func (rs *ruleSet) statusReason(code string) string {
 		return rs.status[code[i+1:]]
 	}
 	return ""
+}
+
+// lowerFold is foldSpace(strings.ToLower(s)) in one pass for ASCII.
+func lowerFold(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return foldSpace(strings.ToLower(s))
+		}
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+			space = b.Len() > 0
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // foldSpace replaces every run of blanks (space, tab, newline) by one

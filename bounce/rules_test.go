@@ -27,7 +27,7 @@ func TestEveryPhraseIsReachable(t *testing.T) {
 			cmd = "RCPT"
 		}
 		for _, p := range c.rs.phrasesOf[i] {
-			text := "550 " + strings.Join(p, " x ")
+			text := "550 " + strings.Join(p.frags, " x ")
 			if got := c.ClassifyCommandReply(cmd, 550, "", text); got.Reason != name {
 				t.Errorf("%s reply %q: reason %s, want %s", cmd, text, got.Reason, name)
 			}
@@ -64,7 +64,7 @@ func TestProviderRules(t *testing.T) {
 	c := NewClassifier(nil)
 	for _, p := range c.rs.providers {
 		for _, r := range p.Rules {
-			text := "550 " + strings.Join(r.phrase, " x ")
+			text := "550 " + strings.Join(r.phrase.frags, " x ")
 			status := r.Status
 			if len(status) < 5 {
 				status += strings.Repeat(".0", (5-len(status))/2)
@@ -213,10 +213,10 @@ func TestHardBounceRule(t *testing.T) {
 
 func TestFindStatus(t *testing.T) {
 	tests := map[string]string{
-		"550 5.1.1 <a@example.org>... User unknown":                "5.1.1",
+		"550 5.1.1 <a@example.org>... User unknown":                 "5.1.1",
 		"host 192.0.2.153 said 550 5.2.2 full":                      "5.2.2",
 		"5.1.0 - Unknown address error 550-'5.7.1 <x@y.z>... no":    "5.7.1",
-		"sorry (#5.1.1 - chkusr)":                                  "5.1.1",
+		"sorry (#5.1.1 - chkusr)":                                   "5.1.1",
 		"451 4.7.650 The mail server [192.0.2.25] has been limited": "4.7.650",
 		"Exim 4.72 at 10.4.5.6 said nothing":                        "",
 		"version 5.2.3.4":                                           "",

@@ -144,9 +144,10 @@ func (rs *ruleSet) findCommand(low string) string {
 
 // applyHints sets f.preset and f.command from the first format hints
 // that match the diagnostic text (f.lower) or the whole report
-// (reportLower, prepared by matchText) and the bounce's From and
-// Subject.
-func (rs *ruleSet) applyHints(f *facts, from, subject, reportLower string) {
+// (reportLower returns it prepared by matchText) and the bounce's From
+// and Subject.
+func (rs *ruleSet) applyHints(f *facts, from, subject string, reportLower func() string) {
+	from, subject = strings.ToLower(from), strings.ToLower(subject)
 	lower := f.indexed()
 	var report *textIndex
 	for i := range rs.hints {
@@ -160,11 +161,11 @@ func (rs *ruleSet) applyHints(f *facts, from, subject, reportLower string) {
 		low := lower
 		if h.Scope == "report" {
 			if report == nil {
-				report = newTextIndex(reportLower)
+				report = newTextIndex(reportLower())
 			}
 			low = report
 		}
-		if h.phrase != nil && !low.contains(h.phrase) {
+		if h.phrase.frags != nil && !low.contains(h.phrase) {
 			continue
 		}
 		if h.re != nil && !h.re.MatchString(low.text) {

@@ -8,6 +8,7 @@
 //
 //	GET /v1/queue        destinations: recipients, oldest, last error
 //	GET /v1/queue/{id}   one message and its recipients
+//	GET /debug/pprof/    Go's profiler (admin only)
 package httpapi
 
 import (
@@ -16,6 +17,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,6 +75,9 @@ func Handler(cfg Config) http.Handler {
 		writeJSON(w, map[string]any{"message": msg, "recipients": rcpts})
 	})
 	mux.Handle("/v1/", requireAdmin(cfg.AdminToken, admin))
+	// Go's profiler, for operators chasing CPU or memory; admin only.
+	mux.Handle("/debug/pprof/", requireAdmin(cfg.AdminToken, http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/profile", requireAdmin(cfg.AdminToken, http.HandlerFunc(pprof.Profile)))
 	return mux
 }
 

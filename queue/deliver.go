@@ -33,7 +33,10 @@ func (s *Spool) kickLocked(d *dest) {
 	if n := len(d.idle); n > 0 {
 		w := d.idle[n-1]
 		d.idle = d.idle[:n-1]
-		w.wake <- struct{}{}
+		select {
+		case w.wake <- struct{}{}: // empty: a worker is idle once per wait
+		default:
+		}
 		return
 	}
 	if d.workers < d.limits.MaxConnections {

@@ -21,11 +21,15 @@
 // dest is the lower-cased domain of the recipient. Records are a version
 // byte followed by varints and length-prefixed strings. The schedule is
 // keyed by destination, then time: the scheduler loads the due recipients
-// of one destination with one forward scan from a cursor that only moves
-// back when a recipient is rescheduled, so neither a backlog on one
-// destination nor tombstones of delivered recipients are ever rescanned.
-// qm, qb and qs keys are written once and removed with SingleDelete; qr
-// records are rewritten on each retry and removed with Delete.
+// of one destination with a forward scan from a cursor that moves back only
+// when a recipient goes back to the schedule, so a backlog is not rescanned
+// per message and the tombstones of delivered recipients are passed once,
+// not on every load. qm, qb and qs keys are written once and removed with
+// SingleDelete; qr records are rewritten on each retry and removed with
+// Delete. New recipients go straight to the ready queues (and wake a
+// worker) when there is room, else they wake the scheduler; it also wakes
+// when a ready queue runs half empty, on a reschedule earlier than its
+// timer and at the next due time, and never polls.
 //
 // # Guarantees
 //
@@ -57,8 +61,13 @@
 // closes it after Options.IdleTimeout without work. A temporary failure is
 // retried after RetryInterval * 2^(attempts-1), capped at MaxRetryInterval,
 // with ±20% jitter; a recipient older than MaxAge at a temporary failure or
-// when due fails as expired (4.4.7). When a connection cannot be opened and
-// no other connection to the destination is open, every recipient waiting
-// in its ready queue is deferred with the same error (or bounced, if the
-// error is permanent). All goroutines recover and log panics.
+// when due fails as expired (Result: Permanent, Code 0, Enhanced 4.4.7,
+// Reason "expired", Text "4.4.7 message expired after N attempts: <last
+// error>"). A Courier error with a Result() Result method gives the result
+// to record; others become a temporary result with the error's text,
+// permanent if the error has a Permanent() method that says so. When a
+// connection cannot be opened and no other connection to the destination
+// is open, every recipient waiting in its ready queue gets the same result.
+// OnEvent gets delivered, deferred, bounced and expired events; received is
+// left to the submitter. All goroutines recover and log panics.
 package queue

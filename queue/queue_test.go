@@ -698,7 +698,7 @@ func TestOrphanRecipientRemoved(t *testing.T) {
 	if len(delivered) != 1 || delivered[keep+" b@o.test"] != 1 {
 		t.Errorf("delivered: %v", delivered)
 	}
-	if keys := spoolKeys(t, s); len(keys) != 1 || !strings.Contains(keys[0], "qb"+id) {
-		t.Errorf("keys left: %v (only the orphan's body may stay)", keys)
+	if keys := spoolKeys(t, s); len(keys) > 0 {
+		t.Errorf("keys left: %v", keys)
 	}
 }

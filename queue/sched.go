@@ -370,11 +370,13 @@ func (s *Spool) load(d *dest, chunk []candidate) (placed int, full bool) {
 			continue
 		}
 		msg, n, err := s.readMessage(c.id)
+		if errors.Is(err, pebble.ErrNotFound) {
+			s.log.Warn("queue: removing a recipient without message", "id", c.id, "idx", c.idx)
+			s.deleteOrphan(c)
+		} else if err != nil {
+			s.log.Error("queue: reading message", "id", c.id, "err", err.Error())
+		}
 		if err != nil {
-			s.log.Error("queue: recipient without message", "id", c.id, "idx", c.idx, "err", err)
-			if errors.Is(err, pebble.ErrNotFound) {
-				s.deleteOrphan(c)
-			}
 			c.drop = true
 			continue
 		}
@@ -445,13 +447,14 @@ func (s *Spool) readMessage(id string) (*Message, int, error) {
 	return msg, n, it.Close()
 }
 
-// deleteOrphan removes a recipient whose message record is gone: it was
-// done, and a crash or a failed write left it behind.
+// deleteOrphan removes a recipient whose message record is gone (it was
+// done, and a failed write left it behind), and the body if any.
 func (s *Spool) deleteOrphan(c *candidate) {
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Delete(appendRcptKey(nil, c.id, c.idx), nil)
 	_ = b.Delete(c.key, nil)
+	_ = b.Delete(bodyKey(c.id), nil)
 	if err := b.Commit(pebble.NoSync); err != nil {
 		s.log.Error("queue: deleting orphan recipient", "id", c.id, "err", err)
 		return
