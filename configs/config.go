@@ -43,6 +43,7 @@ type Config struct {
 	Limits    Limits             `yaml:"limits"`
 	Queue     Queue              `yaml:"queue"`
 	Delivery  Delivery           `yaml:"delivery"`
+	Bounces   Bounces            `yaml:"bounces"`
 	Senders   map[string]*Sender `yaml:"senders"`
 	Routes    map[string]string  `yaml:"routes"`
 	lines     map[string]int     // key path → line, for semantic errors
@@ -102,12 +103,31 @@ type Delivery struct {
 	DataTimeout    time.Duration `yaml:"data_timeout"`
 }
 
+// Bounces configures VERP return paths, the inbound listener for
+// asynchronous bounces and feedback reports, and extra classifier rules.
+type Bounces struct {
+	VERPKeyFile       string       `yaml:"verp_key_file"`
+	InboundAddress    string       `yaml:"inbound_address"`
+	FeedbackAddresses []string     `yaml:"feedback_addresses"`
+	Rules             []BounceRule `yaml:"rules"`
+}
+
+// BounceRule is an admin rule of the bounce classifier, tried before the
+// embedded table.
+type BounceRule struct {
+	Pattern string `yaml:"pattern"`
+	Status  string `yaml:"status"`
+	Host    string `yaml:"host"`
+	Reason  string `yaml:"reason"`
+}
+
 // Sender is an account that submits mail.
 type Sender struct {
 	Login        string   `yaml:"login"`
 	PasswordHash string   `yaml:"password_hash"`
 	FromDomains  []string `yaml:"from_domains"`
 	DSN          bool     `yaml:"dsn"`
+	BounceDomain string   `yaml:"bounce_domain"`
 	DKIM         []DKIM   `yaml:"dkim"`
 }
 
@@ -312,6 +332,11 @@ func (c *Config) validate() error {
 	}
 	if q.MaxRecipientsPerMessage < 1 {
 		add("queue.max_recipients_per_message", "must be at least 1")
+	}
+	if a := c.Bounces.InboundAddress; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			add("bounces.inbound_address", "%q is not host:port", a)
+		}
 	}
 	d := c.Delivery
 	if d.Resolver != "" {

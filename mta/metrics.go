@@ -19,6 +19,7 @@ type Metrics struct {
 	received      prometheus.Counter
 	receivedBytes prometheus.Counter
 	deliveries    *prometheus.CounterVec
+	complaints    *prometheus.CounterVec
 	latency       prometheus.Histogram
 }
 
@@ -36,6 +37,9 @@ func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats) *Metrics {
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drover_deliveries_total", Help: "Delivery outcomes per recipient, by result (delivered, deferred, bounced, expired)."},
 			[]string{"result"}),
+		complaints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drover_complaints_total", Help: "Feedback reports (ARF) received, by feedback type."},
+			[]string{"type"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "drover_delivery_latency_seconds",
 			Help:    "Time from acceptance to successful delivery of a recipient.",
@@ -48,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats) *Metrics {
 	gauge := func(name, help string, f func(queue.Stats) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(stats()) })
 	}
-	reg.MustRegister(m.sessions, m.sessionsTotal, m.received, m.receivedBytes, m.deliveries, m.latency,
+	reg.MustRegister(m.sessions, m.sessionsTotal, m.received, m.receivedBytes, m.deliveries, m.complaints, m.latency,
 		newQueueCollector(stats),
 		gauge("drover_queue_messages", "Messages in the spool.", func(s queue.Stats) float64 { return float64(s.Messages) }),
 	)
@@ -64,6 +68,8 @@ func (m *Metrics) Observe(ev queue.Event) {
 	case queue.EventDelivered:
 		m.deliveries.WithLabelValues("delivered").Inc()
 		m.latency.Observe(ev.Delay.Seconds())
+	case queue.EventComplained:
+		m.complaints.WithLabelValues(ev.FeedbackType).Inc()
 	default:
 		m.deliveries.WithLabelValues(string(ev.Kind)).Inc()
 	}

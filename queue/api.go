@@ -101,6 +101,9 @@ const (
 	EventDeferred  EventKind = "deferred"
 	EventBounced   EventKind = "bounced"
 	EventExpired   EventKind = "expired"
+	// EventComplained is a feedback report (ARF) about a recipient,
+	// received by the inbound listener.
+	EventComplained EventKind = "complained"
 )
 
 // Event is one entry of the event stream. Consumers must not block.
@@ -126,6 +129,11 @@ type Event struct {
 	Reason     string        `json:"reason,omitempty"`
 	Delay      time.Duration `json:"delay_ns,omitempty"` // delivered/bounced/expired: time since received
 	NextRetry  time.Time     `json:"next_retry,omitzero"`
+	// FeedbackType is the ARF Feedback-Type of a complained event.
+	FeedbackType string `json:"feedback_type,omitempty"`
+	// MessageID is the Message-ID header of the message an asynchronous
+	// report returned, when it named one.
+	MessageID string `json:"message_id,omitempty"`
 }
 
 // Failed is a recipient that failed for good (bounced or expired), handed

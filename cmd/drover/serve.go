@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -51,16 +52,28 @@ func newServeCmd() *cobra.Command {
 // static is what is built from the configuration before anything listens:
 // the parts `drover config check` verifies too.
 type static struct {
-	senders []*mta.Sender
-	signer  *dkim.Signer
-	routes  *resolve.Routes
-	tls     *tls.Config
+	senders    []*mta.Sender
+	signer     *dkim.Signer
+	routes     *resolve.Routes
+	tls        *tls.Config
+	classifier *bounce.Classifier
+	// bounceDomains maps a sender to its VERP domain ("" = no VERP).
+	bounceDomains map[string]string
 }
 
 func buildStatic(cfg *configs.Config) (*static, error) {
-	st := &static{}
+	st := &static{bounceDomains: map[string]string{}}
+	var rules []bounce.Rule
+	for _, r := range cfg.Bounces.Rules {
+		rules = append(rules, bounce.Rule{Pattern: r.Pattern, Status: r.Status, Host: r.Host, Reason: r.Reason})
+	}
+	if err := bounce.CheckRules(rules); err != nil {
+		return nil, fmt.Errorf("bounces.rules: %w", err)
+	}
+	st.classifier = bounce.NewClassifier(rules)
 	var keys []*dkim.Key
 	for name, s := range cfg.Senders {
+		st.bounceDomains[name] = strings.ToLower(s.BounceDomain)
 		snd := &mta.Sender{Name: name, Login: s.Login, PasswordHash: []byte(s.PasswordHash), DSN: s.DSN}
 		for _, d := range s.FromDomains {
 			snd.FromDomains = append(snd.FromDomains, strings.ToLower(d))
@@ -137,6 +150,10 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 		mailLog.Write(ev)
 	}
 
+	verp, err := loadVERPKey(cfg)
+	if err != nil {
+		return err
+	}
 	resolver := resolve.New(resolve.Config{Servers: nonEmpty(cfg.Delivery.Resolver)})
 	tlsMode := map[string]smtpclient.TLSMode{
 		"opportunistic": smtpclient.TLSOpportunistic, "required": smtpclient.TLSRequired, "disabled": smtpclient.TLSDisabled,
@@ -150,8 +167,12 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 		ConnectTimeout: cfg.Delivery.ConnectTimeout,
 		CommandTimeout: cfg.Delivery.CommandTimeout,
 		DataTimeout:    cfg.Delivery.DataTimeout,
-		Classify:       classifyReply,
-		Logger:         log,
+		Classify: func(code int, enhanced, text string) (class, reason string) {
+			c := st.classifier.ClassifyReply(code, enhanced, text)
+			return c.Class, c.Reason
+		},
+		ReturnPath: verpReturnPath(verp, st.bounceDomains),
+		Logger:     log,
 	})
 	limits := queue.Limits{
 		MaxConnections:           cfg.Queue.MaxConnections,
@@ -208,6 +229,33 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 	for _, a := range addrs {
 		log.Info("smtp listening", "addr", a.String())
 	}
+	var inbound *mta.Inbound
+	if cfg.Bounces.InboundAddress != "" {
+		var domains []string
+		for _, d := range st.bounceDomains {
+			if d != "" {
+				domains = append(domains, d)
+			}
+		}
+		inbound = mta.NewInbound(mta.InboundConfig{
+			Address:        cfg.Bounces.InboundAddress,
+			Hostname:       cfg.Hostname,
+			BounceDomains:  domains,
+			FeedbackAddrs:  cfg.Bounces.FeedbackAddresses,
+			VERP:           verp,
+			Classifier:     st.classifier,
+			MaxMessageSize: int64(cfg.Limits.MaxMessageSize),
+			OnEvent:        emit,
+			Logger:         log,
+		})
+		a, err := inbound.Start()
+		if err != nil {
+			sub.Close()
+			spool.Close(context.Background())
+			return err
+		}
+		log.Info("inbound listening (bounces, feedback reports)", "addr", a.String())
+	}
 
 	var httpSrv *http.Server
 	if cfg.HTTP.Address != "" {
@@ -243,6 +291,9 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 	if err := sub.Shutdown(shutCtx); err != nil {
 		errs = append(errs, fmt.Errorf("smtp shutdown: %w", err))
 	}
+	if inbound != nil {
+		inbound.Shutdown(shutCtx)
+	}
 	if err := spool.Close(shutCtx); err != nil {
 		errs = append(errs, fmt.Errorf("spool close: %w", err))
 	}
@@ -268,9 +319,41 @@ func nonEmpty(s string) []string {
 	return []string{s}
 }
 
-// classifyReply gives the courier the bounce classifier's judgement of a
-// synchronous reply.
-func classifyReply(code int, enhanced, text string) (class, reason string) {
-	c := bounce.ClassifyReply(code, enhanced, text)
-	return c.Class, c.Reason
+// verpReturnPath gives the courier the VERP return path of a recipient of
+// a sender with a bounce domain; nil when no sender has one.
+func verpReturnPath(verp bounce.VERP, domains map[string]string) func(*queue.Message, queue.Recipient) string {
+	used := false
+	for _, d := range domains {
+		used = used || d != ""
+	}
+	if !used {
+		return nil
+	}
+	return func(m *queue.Message, r queue.Recipient) string {
+		if d := domains[m.Sender]; d != "" {
+			return verp.Encode(m.ID, r.Index, m.Sender, d)
+		}
+		return m.ReturnPath
+	}
+}
+
+// loadVERPKey reads the VERP HMAC key, making one on first start.
+func loadVERPKey(cfg *configs.Config) (bounce.VERP, error) {
+	path := cfg.Bounces.VERPKeyFile
+	if path == "" {
+		path = filepath.Join(cfg.DataDir, "verp.key")
+	}
+	key, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && cfg.Bounces.VERPKeyFile == "" {
+		key = make([]byte, 32)
+		rand.Read(key)
+		err = os.WriteFile(path, key, 0o600)
+	}
+	if err != nil {
+		return bounce.VERP{}, fmt.Errorf("verp key: %w", err)
+	}
+	if len(key) < 16 {
+		return bounce.VERP{}, fmt.Errorf("verp key %s: at least 16 bytes needed", path)
+	}
+	return bounce.VERP{Key: key}, nil
 }

@@ -94,6 +94,10 @@ type Config struct {
 	// Classify, when set, gives the bounce class ("hard", "soft") and
 	// reason of every failed result.
 	Classify func(code int, enhanced, text string) (class, reason string)
+	// ReturnPath, when set, gives the envelope sender of each recipient
+	// (a VERP address); each recipient then gets its own transaction.
+	// Messages with the null return path (DSNs) keep it.
+	ReturnPath func(msg *queue.Message, rcpt queue.Recipient) string
 	// Logger gets debug records of connection attempts; nil discards them.
 	Logger *slog.Logger
 }
@@ -342,8 +346,29 @@ type conn struct {
 	remote  string
 }
 
-// Deliver sends one message to rcpts.
+// Deliver sends one message to rcpts: in one transaction, or with a VERP
+// return path (Config.ReturnPath) in one transaction per recipient.
 func (k *conn) Deliver(ctx context.Context, msg *queue.Message, rcpts []queue.Recipient, body []byte) ([]queue.Result, error) {
+	verp := k.courier.cfg.ReturnPath
+	if verp == nil || msg.ReturnPath == "" {
+		return k.send(ctx, msg, msg.ReturnPath, rcpts, body)
+	}
+	results := make([]queue.Result, 0, len(rcpts))
+	for i := range rcpts {
+		res, err := k.send(ctx, msg, verp(msg, rcpts[i]), rcpts[i:i+1], body)
+		results = append(results, res...)
+		if err != nil { // the connection broke: the others were not tried
+			for range rcpts[i+1:] {
+				results = append(results, k.result(smtpclient.Reply{}, err))
+			}
+			return results, err
+		}
+	}
+	return results, nil
+}
+
+// send runs one transaction with return path from.
+func (k *conn) send(ctx context.Context, msg *queue.Message, from string, rcpts []queue.Recipient, body []byte) ([]queue.Result, error) {
 	results := make([]queue.Result, len(rcpts))
 	if err := k.client.Err(); err != nil {
 		for i := range results {
@@ -358,7 +383,7 @@ func (k *conn) Deliver(ctx context.Context, msg *queue.Message, rcpts []queue.Re
 		}
 		return results, nil
 	}
-	senderUTF8 := !isASCII(msg.ReturnPath)
+	senderUTF8 := !isASCII(from)
 	if senderUTF8 && !ext.SMTPUTF8 {
 		for i := range results {
 			results[i] = k.local(queue.Permanent, "5.6.7", "non-ASCII sender address, and the server does not support SMTPUTF8")
@@ -406,7 +431,7 @@ func (k *conn) Deliver(ctx context.Context, msg *queue.Message, rcpts []queue.Re
 		params = append(params, "ENVID="+xtext(msg.EnvID))
 	}
 
-	res, err := k.client.Send(ctx, msg.ReturnPath, params, smtpRcpts, body)
+	res, err := k.client.Send(ctx, from, params, smtpRcpts, body)
 	if errors.Is(err, smtpclient.ErrInvalidInput) {
 		for _, i := range sendIdx {
 			results[i] = k.local(queue.Permanent, "5.5.2", err.Error())

@@ -524,3 +524,40 @@ func TestXtext(t *testing.T) {
 		}
 	}
 }
+
+// With a VERP return path every recipient gets its own transaction and
+// envelope sender; DSNs (null return path) keep theirs.
+func TestVERPTransactions(t *testing.T) {
+	w := newWorld(t)
+	c := w.courier(t, func(cfg *Config) {
+		cfg.ReturnPath = func(m *queue.Message, r queue.Recipient) string {
+			return fmt.Sprintf("bounces+%s.%d@b.test", m.ID, r.Index)
+		}
+	})
+	conn := open(t, c, "ok.test")
+	rs := rcpts("a@ok.test", "refuse@ok.test", "b@ok.test")
+	for i := range rs {
+		rs[i].Index = i
+	}
+	res, err := conn.Deliver(t.Context(), msg, rs, []byte("Subject: v\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := statuses(res); !slices.Equal(got, []queue.Status{queue.Delivered, queue.Permanent, queue.Delivered}) {
+		t.Errorf("statuses %v", got)
+	}
+	dsn := &queue.Message{ID: "m2"}
+	if _, err := conn.Deliver(t.Context(), dsn, rcpts("c@ok.test", "d@ok.test"), []byte("Subject: dsn\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	_, msgs := w.mx1.stats()
+	var got []string
+	for _, m := range msgs {
+		got = append(got, m.from+" -> "+strings.Join(m.rcpts, ","))
+	}
+	want := []string{"bounces+m1.0@b.test -> a@ok.test", "bounces+m1.2@b.test -> b@ok.test", " -> c@ok.test,d@ok.test"}
+	if !slices.Equal(got, want) {
+		t.Errorf("transactions:\n got %q\nwant %q", got, want)
+	}
+}

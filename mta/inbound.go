@@ -1,0 +1,208 @@
+package mta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"drover/bounce"
+	"drover/queue"
+)
+
+// InboundConfig configures the listener that takes asynchronous bounces
+// and feedback reports.
+type InboundConfig struct {
+	Address        string
+	Hostname       string
+	BounceDomains  []string // VERP domains: bounces+TOKEN@D and fbl@D are accepted
+	FeedbackAddrs  []string // more addresses that take feedback reports
+	VERP           bounce.VERP
+	Classifier     *bounce.Classifier
+	MaxMessageSize int64
+	OnEvent        func(queue.Event)
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Inbound is the SMTP listener for bounces and feedback reports. It
+// accepts mail only for VERP return paths with a valid token and for
+// feedback addresses (every other recipient gets 550 5.1.1: it relays
+// nothing), classifies each message with the bounce package, maps it back
+// to the message, recipient and sender through the token (falling back to
+// the report's Original-Recipient and Message-ID) and emits the same
+// bounced events as failures during delivery; feedback reports become
+// complained events. It never answers mail with mail.
+type Inbound struct {
+	cfg     InboundConfig
+	domains map[string]bool
+	fbl     map[string]bool
+	srv     *smtp.Server
+}
+
+// NewInbound returns a listener ready to Start.
+func NewInbound(cfg InboundConfig) *Inbound {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Classifier == nil {
+		cfg.Classifier = bounce.NewClassifier(nil)
+	}
+	in := &Inbound{cfg: cfg, domains: map[string]bool{}, fbl: map[string]bool{}}
+	for _, d := range cfg.BounceDomains {
+		d = strings.ToLower(d)
+		in.domains[d] = true
+		in.fbl["fbl@"+d] = true
+	}
+	for _, a := range cfg.FeedbackAddrs {
+		in.fbl[strings.ToLower(a)] = true
+	}
+	return in
+}
+
+// Start listens and serves in the background; it returns the bound address.
+func (in *Inbound) Start() (net.Addr, error) {
+	ln, err := net.Listen("tcp", in.cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("inbound listen %s: %w", in.cfg.Address, err)
+	}
+	in.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &inboundSession{in: in}, nil
+	}))
+	in.srv.Domain = in.cfg.Hostname
+	in.srv.MaxMessageBytes = in.cfg.MaxMessageSize
+	in.srv.MaxRecipients = 100
+	in.srv.ReadTimeout = 5 * time.Minute
+	in.srv.WriteTimeout = time.Minute
+	in.srv.ErrorLog = slogAdapter{in.cfg.Logger}
+	go func() {
+		if err := in.srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+			in.cfg.Logger.Error("inbound listener stopped", "err", err)
+		}
+	}()
+	return ln.Addr(), nil
+}
+
+// Shutdown stops the listener, letting sessions finish until ctx ends.
+func (in *Inbound) Shutdown(ctx context.Context) error {
+	if in.srv == nil {
+		return nil
+	}
+	err := in.srv.Shutdown(ctx)
+	in.srv.Close()
+	return err
+}
+
+// origin is what a recipient address of the inbound listener tells about
+// the message a report is about.
+type origin struct {
+	msgID    string
+	index    int
+	sender   string
+	feedback bool
+}
+
+type inboundSession struct {
+	in      *Inbound
+	origins []origin
+}
+
+var errNoSuchUser = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user: this server accepts only bounces and feedback reports"}
+
+func (s *inboundSession) Mail(string, *smtp.MailOptions) error { return nil }
+
+func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	addr := strings.ToLower(to)
+	if s.in.fbl[addr] {
+		s.origins = append(s.origins, origin{feedback: true})
+		return nil
+	}
+	_, domain, _ := strings.Cut(addr, "@")
+	if !s.in.domains[domain] {
+		return errNoSuchUser
+	}
+	id, idx, sender, err := s.in.cfg.VERP.Decode(addr)
+	if err != nil {
+		return errNoSuchUser
+	}
+	s.origins = append(s.origins, origin{msgID: id, index: idx, sender: sender})
+	return nil
+}
+
+func (s *inboundSession) Data(r io.Reader) error {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Report too large"}
+		}
+		return err
+	}
+	results, err := s.in.cfg.Classifier.ParseMessage(raw)
+	if err != nil {
+		// Unreadable reports are accepted and logged: refusing them would
+		// only make the reporting MTA bounce the bounce.
+		s.in.cfg.Logger.Warn("inbound: unreadable report", "err", err)
+		return nil
+	}
+	var o origin
+	for _, cand := range s.origins {
+		if cand.msgID != "" {
+			o = cand
+			break
+		}
+	}
+	for _, c := range results {
+		s.in.emit(o, c)
+	}
+	if len(results) == 0 {
+		s.in.cfg.Logger.Info("inbound: nothing to report in message", "msg", o.msgID)
+	}
+	return nil
+}
+
+func (in *Inbound) emit(o origin, c bounce.Classification) {
+	rcpt := c.Recipient
+	if rcpt == "" {
+		rcpt = c.OriginalRecipient
+	}
+	ev := queue.Event{
+		Time:      in.cfg.Now(),
+		MsgID:     o.msgID,
+		Sender:    o.sender,
+		Recipient: rcpt,
+		Enhanced:  c.Status,
+		Text:      c.Diagnostic,
+		Remote:    c.RemoteMTA,
+		Class:     c.Class,
+		Reason:    c.Reason,
+		MessageID: c.OriginalMessageID,
+	}
+	if c.ReplyCode != "" {
+		fmt.Sscan(c.ReplyCode, &ev.Code)
+	}
+	switch c.Reason {
+	case "feedback":
+		ev.Kind = queue.EventComplained
+		ev.FeedbackType = c.FeedbackType
+	case "vacation", "delivered":
+		in.cfg.Logger.Info("inbound: not a failure", "reason", c.Reason, "rcpt", rcpt, "msg", o.msgID)
+		return
+	default:
+		ev.Kind = queue.EventBounced
+	}
+	if in.cfg.OnEvent != nil {
+		in.cfg.OnEvent(ev)
+	}
+}
+
+func (s *inboundSession) Reset()        { s.origins = nil }
+func (s *inboundSession) Logout() error { return nil }
