@@ -25,7 +25,7 @@ func (m *message) feedbackRecords() []record {
 	case complaintSubject.MatchString(m.subject) && m.orig != nil:
 		return []record{{recipient: UndisclosedRecipient, reason: "feedback", feedbackType: "abuse"}}
 	case strings.EqualFold(strings.TrimSpace(m.header.get("x-apple-unsubscribe")), "true"):
-		return []record{{recipient: addrRe.FindString(m.from), reason: "feedback", feedbackType: "opt-out"}}
+		return []record{{recipient: findAddress(m.from), reason: "feedback", feedbackType: "opt-out"}}
 	default:
 		return nil
 	}
@@ -40,11 +40,11 @@ func (m *message) feedbackRecords() []record {
 	var addrs []string
 	for _, f := range fh {
 		if f.name == "original-rcpt-to" || f.name == "removal-recipient" {
-			addrs = append(addrs, addrRe.FindAllString(f.value, -1)...)
+			addrs = append(addrs, findAddresses(f.value)...)
 		}
 	}
 	if len(addrs) == 0 {
-		addrs = addrRe.FindAllString(m.orig.get("to"), -1)
+		addrs = findAddresses(m.orig.get("to"))
 	}
 	if len(addrs) == 0 {
 		addrs = []string{UndisclosedRecipient}

@@ -31,7 +31,7 @@ func (m *message) isAutoReply(strict bool) bool {
 // autoReplyRecords reports the sender of an auto-reply, which is the
 // recipient of the mail it answers.
 func (m *message) autoReplyRecords() []record {
-	a := addrRe.FindString(m.from)
+	a := findAddress(m.from)
 	if a == "" {
 		return nil
 	}

@@ -214,7 +214,7 @@ func (c *Classifier) classify(r record, m *message) Classification {
 	out := Classification{
 		Recipient:         r.recipient,
 		OriginalRecipient: r.original,
-		Diagnostic:        strings.TrimSpace(foldSpace(r.diag)),
+		Diagnostic:        truncate(foldSpace(r.diag), maxDiagnosticOut),
 		RemoteMTA:         r.remoteMTA,
 		Action:            r.action,
 		FeedbackType:      r.feedbackType,
@@ -255,16 +255,18 @@ func (c *Classifier) classify(r record, m *message) Classification {
 	if m != nil {
 		from, subject, report = m.from, m.subject, m.reportLower
 		f.reporter = strings.ToLower(m.reportingMTA)
-		if f.reporter == "" {
-			if a := addrRe.FindString(m.from); a != "" {
-				f.reporter = strings.ToLower(a[strings.IndexByte(a, '@')+1:])
-			}
+		if a := findAddress(m.from); a != "" {
+			f.sender = strings.ToLower(a[strings.IndexByte(a, '@')+1:])
 		}
 	}
 	c.rs.applyHints(&f, from, subject, report)
 	out.Command = f.command
 	out.Reason = c.rs.decide(&f)
-	if out.Reason == "delivered" {
+	switch out.Reason {
+	case "vacation", "feedback": // said by the text, not by a report
+		out.Status, out.ReplyCode, out.Command = "", "", ""
+		return out
+	case "delivered":
 		if out.Status == "" {
 			out.Status = "2.0.0"
 		}
@@ -285,9 +287,6 @@ func (c *Classifier) classify(r record, m *message) Classification {
 	if out.HardBounce {
 		out.Class = "hard"
 	}
-	out.Category = c.rs.category[out.Reason]
-	if out.Category == "" {
-		out.Category = "other"
-	}
+	out.Category = c.rs.categoryOf(&f, out.Reason)
 	return out
 }

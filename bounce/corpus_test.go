@@ -113,22 +113,24 @@ func TestCorpus(t *testing.T) {
 	}
 }
 
-// TestCRLFAndMbox: the same sample with CRLF line ends and an mbox
-// "From " line gives the same result.
+// TestCRLFAndMbox: the same sample with CRLF, CR or CR CR LF line ends
+// and an mbox "From " line gives the same result.
 func TestCRLFAndMbox(t *testing.T) {
 	raw, err := os.ReadFile("testdata/corpus/emails/lhost-postfix-02.eml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want, _ := ParseMessage(raw)
-	crlf := []byte("From MAILER-DAEMON Thu Apr 29 23:34:45 2014\r\n" + strings.ReplaceAll(string(raw), "\n", "\r\n"))
-	got, _ := ParseMessage(crlf)
-	if len(got) != len(want) || len(got) != 2 {
-		t.Fatalf("got %d recipients, want %d", len(got), len(want))
-	}
-	for i := range got {
-		if got[i] != want[i] {
-			t.Errorf("CRLF form differs:\n%+v\n%+v", got[i], want[i])
+	for name, nl := range map[string]string{"CRLF": "\r\n", "CR": "\r", "CR CR LF": "\r\r\n"} {
+		variant := []byte("From MAILER-DAEMON Thu Apr 29 23:34:45 2014" + nl + strings.ReplaceAll(string(raw), "\n", nl))
+		got, _ := ParseMessage(variant)
+		if len(got) != len(want) || len(got) != 2 {
+			t.Fatalf("%s: got %d recipients, want %d", name, len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Errorf("%s form differs:\n%+v\n%+v", name, got[i], want[i])
+			}
 		}
 	}
 }

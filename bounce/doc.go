@@ -48,8 +48,12 @@
 // a few guards (a "user unknown" after DATA is a filter, a status that
 // says "mailbox" does not beat a text that says "relaying denied", ...).
 // Admins add rules (Rule: a pattern, a status prefix, a host, a reason)
-// in the config; NewClassifier tries them before the embedded table.
-// ClassifyReply runs the same rules on a reply received during delivery.
+// in the config; NewClassifier tries them before the embedded table
+// (CheckRules validates them). Classify (and its short forms
+// ClassifyReply and ClassifyCommandReply) runs the same rules on a reply
+// received during delivery; the command it answered matters ("user
+// unknown" after DATA is a filter), and the remote host selects the
+// provider rules.
 //
 // # Parsing
 //
@@ -63,13 +67,18 @@
 // encoding/json for Amazon SES notifications). Non-standard bounces are
 // read by a line scanner (textscan.go) that knows the ways reports write
 // a failed recipient and where the returned message starts. All of it
-// is fuzzed (FuzzParseMessage, FuzzParseDSN, FuzzVERPDecode).
+// is fuzzed (FuzzParseMessage, FuzzParseDSN, FuzzReply, FuzzVERPDecode),
+// and TestHostileMessages feeds deeply nested, very wide and very large
+// messages.
 //
 // Work and memory are bounded: at most MaxMessageSize bytes of a message
 // are read, multiparts are followed maxDepth levels deep and at most
 // maxParts parts are looked at, header fields are capped in number and
-// length, and every pass over the text is linear (Go regular expressions
-// do not backtrack).
+// length, the text classified per recipient and the report searched for
+// hints are capped, and every pass over the text is linear (Go regular
+// expressions do not backtrack exponentially). Phrases are first tested
+// against a trigram index of the text (textindex.go), which keeps the
+// cost of hundreds of phrases low.
 //
 // # VERP
 //

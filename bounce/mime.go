@@ -23,6 +23,8 @@ const (
 	// maxReport how much of a report is searched for format hints.
 	maxDiagnostic = 16 << 10
 	maxReport     = 64 << 10
+	// maxDiagnosticOut is how much of it Classification.Diagnostic keeps.
+	maxDiagnosticOut = 2 << 10
 	// maxLine is the length up to which a line is tested as a recipient
 	// line (those are short; long lines are text).
 	maxLine = 1 << 10
@@ -101,17 +103,23 @@ func normalize(raw []byte) []byte {
 // splitHeader parses the header block at the start of b and returns it
 // with the body that follows the first empty line. It never fails: a line
 // that is neither a field nor a continuation is skipped, and a message
-// without an empty line is all header.
+// without an empty line is all header. Values are unfolded (a folded
+// value is capped at 64 KiB) and trimmed.
 func splitHeader(b []byte) (header, []byte) {
 	var h header
-	var name string
-	var val strings.Builder
+	name := ""
+	var val []byte   // value being built when folded
+	var first []byte // the value's first line
+	folded := false
 	flush := func() {
 		if name != "" && len(h) < maxHeaderFields {
-			h = append(h, field{name, strings.TrimSpace(val.String())})
+			v := first
+			if folded {
+				v = val
+			}
+			h = append(h, field{name, string(bytes.TrimSpace(v))})
 		}
-		name = ""
-		val.Reset()
+		name, folded = "", false
 	}
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
@@ -131,9 +139,15 @@ func splitHeader(b []byte) (header, []byte) {
 			return h, b
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			if name != "" && val.Len() < 64<<10 {
-				val.WriteByte(' ')
-				val.Write(bytes.TrimSpace(line))
+			if name != "" {
+				if !folded {
+					val = append(val[:0], first...)
+					folded = true
+				}
+				if len(val) < 64<<10 {
+					val = append(val, ' ')
+					val = append(val, bytes.TrimSpace(line)...)
+				}
 			}
 			continue
 		}
@@ -142,15 +156,25 @@ func splitHeader(b []byte) (header, []byte) {
 		if c <= 0 {
 			continue
 		}
-		n := strings.ToLower(strings.TrimSpace(string(line[:c])))
-		if n == "" || strings.ContainsAny(n, " \t") {
+		n := bytes.TrimSpace(line[:c])
+		if len(n) == 0 || bytes.ContainsAny(n, " \t") {
 			continue
 		}
-		name = n
-		val.Write(bytes.TrimSpace(line[c+1:]))
+		name = lowerASCII(n)
+		first = line[c+1:]
 	}
 	flush()
 	return h, nil
+}
+
+// lowerASCII returns b lowercased as a string; field names are ASCII.
+func lowerASCII(b []byte) string {
+	for _, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			return strings.ToLower(string(b))
+		}
+	}
+	return string(b)
 }
 
 // mediaType returns the lowercased media type and parameters of a

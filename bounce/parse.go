@@ -176,7 +176,7 @@ func (m *message) completeAddress(local string) string {
 		return ""
 	}
 	for _, v := range []string{m.header.get("x-failed-recipients"), m.orig.get("to"), m.orig.get("cc"), m.orig.get("delivered-to"), m.orig.get("x-original-to")} {
-		for _, a := range addrRe.FindAllString(v, -1) {
+		for _, a := range findAddresses(v) {
 			if strings.EqualFold(a[:strings.IndexByte(a, '@')], local) {
 				return a
 			}
@@ -218,14 +218,12 @@ func (m *message) excluded() map[string]bool {
 		to = "" // a returned message is addressed to the recipient
 	}
 	for _, v := range []string{to, m.from, m.header.get("reply-to"), m.orig.get("from"), m.orig.get("return-path"), m.orig.get("sender")} {
-		for _, a := range addrRe.FindAllString(v, -1) {
+		for _, a := range findAddresses(v) {
 			ex[strings.ToLower(a)] = true
 		}
 	}
 	return ex
 }
-
-var remoteHostRe = regexp.MustCompile(`(?i)\b(?:host|server|mx)\s+\[?([A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,})\]?\s*\[`)
 
 // dsnRecords returns the recipients of the RFC 3464 reports of m, with
 // the human-readable part supplying what the report lacks.
@@ -273,7 +271,7 @@ func (c *Classifier) dsnRecords(m *message) []record {
 		}
 		if addr == "" {
 			if xf := m.header.get("x-failed-recipients"); xf != "" {
-				addr = addrRe.FindString(xf)
+				addr = findAddress(xf)
 			}
 		}
 		if addr == "" {
@@ -303,9 +301,7 @@ func (c *Classifier) dsnRecords(m *message) []record {
 		}
 		r.context = ctx
 		if r.remoteMTA == "" {
-			if mm := remoteHostRe.FindStringSubmatch(ctx); mm != nil {
-				r.remoteMTA = mm[1]
-			}
+			r.remoteMTA = remoteHost(ctx)
 		}
 		recs = append(recs, r)
 	}
@@ -330,7 +326,7 @@ func containsRecipient(recs []record, addr string) bool {
 func dsnAddress(d dsnRecipient) string {
 	for _, v := range []string{d.final, d.actual, d.original} {
 		v = strings.Trim(strings.TrimSpace(v), "<>\"'")
-		if v != "" && addrRe.FindString(v) == v {
+		if v != "" && findAddress(v) == v {
 			return v
 		}
 	}
@@ -339,7 +335,7 @@ func dsnAddress(d dsnRecipient) string {
 		if strings.HasPrefix(v, "|") || strings.HasPrefix(v, "/") {
 			continue
 		}
-		if a := addrRe.FindString(v); a != "" {
+		if a := findAddress(v); a != "" {
 			return a
 		}
 	}
@@ -391,9 +387,9 @@ func (c *Classifier) textRecords(m *message) []record {
 	if len(ordered) == 0 {
 		// No recipient in the text: the X-Failed-Recipients header of
 		// Exim, else the one recipient of the returned message.
-		addrs := addrRe.FindAllString(m.header.get("x-failed-recipients"), -1)
+		addrs := findAddresses(m.header.get("x-failed-recipients"))
 		if len(addrs) == 0 {
-			if to := addrRe.FindAllString(m.orig.get("to"), -1); len(to) == 1 {
+			if to := findAddresses(m.orig.get("to")); len(to) == 1 {
 				addrs = to
 			}
 		}
@@ -406,7 +402,7 @@ func (c *Classifier) textRecords(m *message) []record {
 	}
 	// Exim and Google name the failed recipients in X-Failed-Recipients:
 	// trust the header over the text when both exist.
-	if xf := addrRe.FindAllString(m.header.get("x-failed-recipients"), -1); len(xf) > 0 {
+	if xf := findAddresses(m.header.get("x-failed-recipients")); len(xf) > 0 {
 		want := map[string]bool{}
 		for _, a := range xf {
 			want[strings.ToLower(a)] = true
@@ -440,9 +436,7 @@ func (c *Classifier) textRecords(m *message) []record {
 			diag = strings.TrimSpace(diag + "\n" + preamble)
 		}
 		r := record{recipient: t.addr, diag: diag, context: diag}
-		if mm := remoteHostRe.FindStringSubmatch(diag); mm != nil {
-			r.remoteMTA = mm[1]
-		}
+		r.remoteMTA = remoteHost(diag)
 		recs = append(recs, r)
 	}
 	return recs

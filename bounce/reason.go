@@ -15,7 +15,8 @@ type facts struct {
 	diagType  string // Diagnostic-Code type: "smtp", "x-unix", "x-postfix", ...
 	host      string // remote MTA host name, lowercased
 	domain    string // recipient domain, lowercased
-	reporter  string // host that wrote the report (Reporting-MTA or From domain), lowercased
+	reporter  string // host that wrote the report (Reporting-MTA), lowercased
+	sender    string // domain of the report's From, lowercased
 	preset    string // reason set by the bounce format (a hint)
 
 	lower string     // diag prepared by matchText
@@ -81,8 +82,8 @@ func (f *facts) statusName() string {
 //   - filtered: a filtered status needs a user-unknown or filter phrase;
 //     otherwise those phrases count when the failure was not at MAIL or
 //     RCPT (a "user unknown" after DATA is a filter in disguise).
-//   - rejected: the phrases count after MAIL FROM, after DATA (unless
-//     the status points to userunknown) or when the status says little.
+//   - rejected: the phrases count after MAIL FROM or DATA, or when the
+//     status says little.
 //   - hostunknown: a status pointing to it counts unless the text is a
 //     DNS failure; spamdetected never holds before DATA; mesgtoobig never
 //     holds on an exceedlimit status; suspend, norelaying,
@@ -126,7 +127,7 @@ func (f *facts) holds(r string) bool {
 		case "MAIL":
 			return f.has(r)
 		case "DATA":
-			return sn != "userunknown" && f.has(r)
+			return f.has(r)
 		}
 		switch sn {
 		case "", "onhold", "undefined", "securityerror", "systemerror":
@@ -163,8 +164,8 @@ func (f *facts) holds(r string) bool {
 
 // decide returns the reason for one failed recipient. The order:
 //  1. admin rules from the config;
-//  2. the rule set of the provider the remote host or the recipient
-//     domain belongs to;
+//  2. the rule set of the provider that the remote host, the recipient
+//     domain or the host that wrote the report belongs to;
 //  3. a reason set by the bounce format, unless it is a guess (retried);
 //  4. a 2.x.x status is "delivered";
 //  5. the "first" reasons of rules.yaml, each tested with holds;
@@ -292,10 +293,11 @@ func (rs *ruleSet) providerReason(f *facts) string {
 	return ""
 }
 
-// hostIn reports whether the remote host, the recipient domain or the
-// reporting host is h or ends in "."+h.
+// hostIn reports whether the remote host, the recipient domain, the
+// reporting host or the domain the report came from is h or ends in
+// "."+h.
 func hostIn(f *facts, h string) bool {
-	for _, s := range [...]string{f.host, f.domain, f.reporter} {
+	for _, s := range [...]string{f.host, f.domain, f.reporter, f.sender} {
 		if len(s) >= len(h) && strings.EqualFold(s[len(s)-len(h):], h) && (len(s) == len(h) || s[len(s)-len(h)-1] == '.') {
 			return true
 		}
@@ -359,6 +361,21 @@ func replyAt(s string, i int) (code, enh string, end int, ok bool) {
 		end += len(st) + 1
 	}
 	return s[i : i+3], enh, end, true
+}
+
+// categoryOf returns the PowerMTA category of reason for the failure f.
+func (rs *ruleSet) categoryOf(f *facts, reason string) string {
+	for _, c := range rs.catRules {
+		for _, r := range c.Reasons {
+			if r == reason && f.indexed().contains(c.phrase) {
+				return c.Category
+			}
+		}
+	}
+	if c := rs.category[reason]; c != "" {
+		return c
+	}
+	return "other"
 }
 
 // temporary reports whether the failure is said to be temporary: a 4.x.x

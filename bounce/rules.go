@@ -47,12 +47,21 @@ type ruleFile struct {
 		Phrases  []string `yaml:"phrases"`
 		Fallback []string `yaml:"fallback"`
 	} `yaml:"order"`
-	Status    map[string]string `yaml:"status"`
-	Pseudo    map[string]string `yaml:"pseudo"`
-	Category  map[string]string `yaml:"category"`
-	Commands  []commandRule     `yaml:"commands"`
-	Hints     []hintRule        `yaml:"hints"`
-	Providers []provider        `yaml:"providers"`
+	Status     map[string]string `yaml:"status"`
+	Pseudo     map[string]string `yaml:"pseudo"`
+	Category   map[string]string `yaml:"category"`
+	Categories []categoryRule    `yaml:"categories"`
+	Commands   []commandRule     `yaml:"commands"`
+	Hints      []hintRule        `yaml:"hints"`
+	Providers  []provider        `yaml:"providers"`
+}
+
+// categoryRule refines the category of some reasons by wording.
+type categoryRule struct {
+	Reasons  []string `yaml:"reasons"`
+	Phrase   string   `yaml:"phrase"`
+	Category string   `yaml:"category"`
+	phrase   phrase
 }
 
 type commandRule struct {
@@ -134,6 +143,7 @@ type ruleSet struct {
 	status    map[string]string
 	pseudo    map[string]string
 	category  map[string]string
+	catRules  []categoryRule
 	commands  []commandRule
 	hints     []hintRule
 	providers []provider
@@ -164,6 +174,7 @@ func loadRules(data []byte, extra []Rule) (*ruleSet, error) {
 		status:    f.Status,
 		pseudo:    f.Pseudo,
 		category:  f.Category,
+		catRules:  f.Categories,
 		commands:  f.Commands,
 		hints:     f.Hints,
 		providers: f.Providers,
@@ -195,6 +206,15 @@ func loadRules(data []byte, extra []Rule) (*ruleSet, error) {
 		}
 	}
 	var err error
+	for i := range rs.catRules {
+		c := &rs.catRules[i]
+		c.phrase = compilePhrase(c.Phrase)
+		for _, r := range c.Reasons {
+			if !isReason(r) {
+				return nil, fmt.Errorf("bounce rules: category %s: unknown reason %q", c.Category, r)
+			}
+		}
+	}
 	for i := range rs.commands {
 		c := &rs.commands[i]
 		for _, p := range c.Phrases {

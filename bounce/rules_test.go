@@ -239,3 +239,40 @@ func TestMatchTextJoinsMultilineReplies(t *testing.T) {
 		t.Errorf("inner reply lost: %q", got)
 	}
 }
+
+// powerMTACategories are the 17 bounce categories of PowerMTA.
+var powerMTACategories = []string{"bad-mailbox", "bad-domain", "inactive-mailbox", "quota-issues",
+	"spam-related", "policy-related", "message-expired", "content-related", "protocol-errors",
+	"relaying-issues", "routing-errors", "no-answer-from-host", "bad-connection", "invalid-sender",
+	"bad-configuration", "virus-related", "other"}
+
+// TestCategories: every category is a PowerMTA name, and every name is
+// used.
+func TestCategories(t *testing.T) {
+	c := NewClassifier(nil)
+	valid := map[string]bool{}
+	for _, n := range powerMTACategories {
+		valid[n] = true
+	}
+	used := map[string]bool{"other": true}
+	for r, cat := range c.rs.category {
+		if !valid[cat] {
+			t.Errorf("reason %s: category %q is no PowerMTA category", r, cat)
+		}
+		used[cat] = true
+	}
+	for _, cr := range c.rs.catRules {
+		if !valid[cr.Category] {
+			t.Errorf("category rule %q: %q is no PowerMTA category", cr.Phrase, cr.Category)
+		}
+		used[cr.Category] = true
+	}
+	for _, n := range powerMTACategories {
+		if !used[n] {
+			t.Errorf("PowerMTA category %s is never given", n)
+		}
+	}
+	if got := ClassifyCommandReply("CONN", 421, "4.4.2", "connect to mx.example.org[192.0.2.1]:25: Connection timed out"); got.Category != "no-answer-from-host" {
+		t.Errorf("timeout: category %s (%s)", got.Category, got.Reason)
+	}
+}

@@ -17,6 +17,79 @@ const addrPat = `[A-Za-z0-9!#$%&'*+/=?^_{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Z
 
 var addrRe = regexp.MustCompile(addrPat)
 
+func isLocalChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+/=?^_{|}~.-", c) >= 0
+}
+
+func isDomainChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-'
+}
+
+// findAddresses returns the addresses in s, like addrRe.FindAllString
+// but without the cost of the regular expression: around each "@", the
+// longest run of local-part characters before it and of domain
+// characters after it, when the domain has a dot.
+func findAddresses(s string) []string {
+	var out []string
+	for i := 0; i < len(s); i++ {
+		if s[i] != '@' {
+			continue
+		}
+		l := i
+		for l > 0 && isLocalChar(s[l-1]) {
+			l--
+		}
+		r := i + 1
+		for r < len(s) && isDomainChar(s[r]) {
+			r++
+		}
+		dom := strings.Trim(s[i+1:r], ".-")
+		if l == i || !strings.Contains(dom, ".") || strings.Contains(dom, "..") {
+			continue
+		}
+		out = append(out, s[l:i+1]+dom)
+		i = i + len(dom)
+	}
+	return out
+}
+
+// findAddress returns the first address in s, or "".
+func findAddress(s string) string {
+	if a := findAddresses(s); len(a) > 0 {
+		return a[0]
+	}
+	return ""
+}
+
+// remoteHost returns the host name a report says answered: "host
+// mx.example.org[192.0.2.1] said", "host mx.example.org [192.0.2.1]:".
+func remoteHost(text string) string {
+	for i := 0; i < len(text); i++ {
+		j := strings.IndexByte(text[i:], '[')
+		if j < 0 {
+			return ""
+		}
+		i += j
+		k := i
+		for k > 0 && text[k-1] == ' ' {
+			k--
+		}
+		e := k
+		for k > 0 && isDomainChar(text[k-1]) {
+			k--
+		}
+		name := text[k:e]
+		if !strings.Contains(name, ".") || !strings.ContainsAny(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+			continue
+		}
+		w := strings.TrimRight(text[:k], " ")
+		if hasSuffixFold(w, "host") || hasSuffixFold(w, "server") || hasSuffixFold(w, " mx") {
+			return strings.Trim(name, ".-")
+		}
+	}
+	return ""
+}
+
 // recipientLine is one way a report writes a failed recipient. pre is
 // a cheap test of the trimmed, lowercased line that must pass before the
 // pattern is tried.
@@ -57,9 +130,9 @@ var recipientLines = []recipientLine{
 		re: regexp.MustCompile(`^\s*([A-Za-z][^:<>@]{2,80}):\s*<?(` + addrPat + `)>?\s*$`), prefix: true},
 	// Sentences that name the recipient.
 	{pre: func(l string) bool {
-		return strings.Contains(l, "deliver") || strings.Contains(l, "recipient") || strings.Contains(l, "address") || strings.Contains(l, "sending to")
+		return strings.Contains(l, "deliver") || strings.Contains(l, "recipient") || strings.Contains(l, "address") || strings.Contains(l, "sending to") || strings.Contains(l, " to ")
 	},
-		re: regexp.MustCompile(`(?i)(?:deliver(?:ed|y|ing)?(?: your)?(?: mail| message| e-?mail)?(?: to)?|unable to deliver(?: message| mail)?(?: to)?:?|error delivering your mail to|wasn't delivered to|could not be delivered to|could not deliver (?:mail |message )?to|failed to deliver to|recipient:|to the following (?:recipient|address)(?:\(?e?s\)?)?:?|sending to)\s*<?(` + addrPat + `)>?[.,:]?(.*)$`)},
+		re: regexp.MustCompile(`(?i)(?:deliver(?:ed|y|ing)?(?: your)?(?: mail| message| e-?mail)?(?: to)?|unable to deliver(?: message| mail)?(?: to)?:?|error delivering your mail to|delivered to:?|could not deliver (?:mail |message )?to|failed to deliver to|recipient:|recipient address:|to the following (?:recipient|address)(?:\(?e?s\)?)?:?|sending to|your (?:message|mail|e-?mail) to)\s*<?(` + addrPat + `)>?[.,:]?(.*)$`)},
 }
 
 // aliasLine starts the block of a local delivery (pipe or file) whose
