@@ -47,6 +47,7 @@ package courier
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -515,6 +516,13 @@ func isASCII(s string) bool {
 }
 
 func has8bit(b []byte) bool {
+	// Eight bytes at a time: this runs over every body delivered.
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return true
+		}
+		b = b[8:]
+	}
 	for _, c := range b {
 		if c >= 0x80 {
 			return true

@@ -117,8 +117,8 @@ const (
 	defaultDataTimeout    = 10 * time.Minute
 	quitTimeout           = 10 * time.Second
 
-	readBufferSize  = 4096 // also the longest reply line accepted (RFC 5321 allows 512)
-	writeBufferSize = 8192
+	readBufferSize  = 4096     // also the longest reply line accepted (RFC 5321 allows 512)
+	writeBufferSize = 32 << 10 // a typical campaign message and its end in one write
 )
 
 // ErrTLS marks a failure to set up TLS: a failed handshake, or, in Required
