@@ -4,7 +4,9 @@
 //
 // Only cmd/drover reads this package; every other package takes plain
 // values. Loading is strict: an unknown key is an error, and every error
-// names the offending key and its line.
+// names the offending key and its line. The one import of ours is
+// queue/shaping, a leaf package whose option structs are the schema of the
+// `shaping:` section, so that the strict decoder checks them too.
 package configs
 
 import (
@@ -23,6 +25,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"drover/queue/shaping"
 )
 
 //go:embed default.yaml
@@ -33,20 +37,22 @@ func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
 
 // Config is the whole configuration file.
 type Config struct {
-	Hostname  string             `yaml:"hostname"`
-	DataDir   string             `yaml:"data_dir"`
-	LogLevel  string             `yaml:"log_level"`
-	MailLog   string             `yaml:"mail_log"`
-	TLS       TLS                `yaml:"tls"`
-	Listeners []Listener         `yaml:"listeners"`
-	HTTP      HTTP               `yaml:"http"`
-	Limits    Limits             `yaml:"limits"`
-	Queue     Queue              `yaml:"queue"`
-	Delivery  Delivery           `yaml:"delivery"`
-	Bounces   Bounces            `yaml:"bounces"`
-	Senders   map[string]*Sender `yaml:"senders"`
-	Routes    map[string]string  `yaml:"routes"`
-	lines     map[string]int     // key path → line, for semantic errors
+	Hostname  string              `yaml:"hostname"`
+	DataDir   string              `yaml:"data_dir"`
+	LogLevel  string              `yaml:"log_level"`
+	MailLog   string              `yaml:"mail_log"`
+	TLS       TLS                 `yaml:"tls"`
+	Listeners []Listener          `yaml:"listeners"`
+	HTTP      HTTP                `yaml:"http"`
+	Limits    Limits              `yaml:"limits"`
+	Queue     Queue               `yaml:"queue"`
+	Shaping   shaping.Config      `yaml:"shaping"`
+	Pools     map[string][]string `yaml:"pools"`
+	Delivery  Delivery            `yaml:"delivery"`
+	Bounces   Bounces             `yaml:"bounces"`
+	Senders   map[string]*Sender  `yaml:"senders"`
+	Routes    map[string]string   `yaml:"routes"`
+	lines     map[string]int      // key path → line, for semantic errors
 }
 
 // TLS names the certificate used by TLS listeners. When both files are
@@ -82,22 +88,16 @@ type Limits struct {
 	WriteTimeout   time.Duration `yaml:"write_timeout"`
 }
 
-// Queue configures the spool, retries and per-destination limits.
+// Queue configures the spool. Retries and per-site limits are shaping.
 type Queue struct {
-	Durable                  bool          `yaml:"durable"`
-	RetryInterval            time.Duration `yaml:"retry_interval"`
-	MaxRetryInterval         time.Duration `yaml:"max_retry_interval"`
-	MaxAge                   time.Duration `yaml:"max_age"`
-	MaxConnections           int           `yaml:"max_connections"`
-	MaxMessagesPerConnection int           `yaml:"max_messages_per_connection"`
-	MaxRecipientsPerMessage  int           `yaml:"max_recipients_per_message"`
+	Durable     bool          `yaml:"durable"`
+	DelayNotice time.Duration `yaml:"delay_notice"`
 }
 
 // Delivery configures the outbound SMTP client and DNS.
 type Delivery struct {
 	Resolver       string        `yaml:"resolver"`
 	Port           int           `yaml:"port"`
-	TLS            string        `yaml:"tls"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	CommandTimeout time.Duration `yaml:"command_timeout"`
 	DataTimeout    time.Duration `yaml:"data_timeout"`
@@ -127,6 +127,7 @@ type Sender struct {
 	PasswordHash string   `yaml:"password_hash"`
 	FromDomains  []string `yaml:"from_domains"`
 	DSN          bool     `yaml:"dsn"`
+	DelayDSN     bool     `yaml:"delay_dsn"`
 	BounceDomain string   `yaml:"bounce_domain"`
 	DKIM         []DKIM   `yaml:"dkim"`
 }
@@ -314,28 +315,31 @@ func (c *Config) validate() error {
 	if c.Limits.MaxLineLength != 0 && c.Limits.MaxLineLength < 1000 {
 		add("limits.max_line_length", "must be 0 (no limit) or at least 1000 (RFC 5321)")
 	}
-	q := c.Queue
-	if q.RetryInterval <= 0 {
-		add("queue.retry_interval", "must be positive")
+	if c.Queue.DelayNotice < 0 {
+		add("queue.delay_notice", "must not be negative")
 	}
-	if q.MaxRetryInterval < q.RetryInterval {
-		add("queue.max_retry_interval", "must be at least retry_interval")
+	if _, err := shaping.New(c.Shaping); err != nil {
+		for _, e := range strings.Split(err.Error(), "\n") {
+			e = strings.TrimSpace(e)
+			if e == "" {
+				continue
+			}
+			path, msg, ok := strings.Cut(strings.TrimPrefix(e, "shaping: "), ": ")
+			if !ok {
+				path, msg = "", e
+			}
+			path = "shaping." + path
+			if i := strings.Index(path, " ("); i > 0 { // rules[2] (name).factor
+				path = path[:i] + path[strings.Index(path, ")")+1:]
+			}
+			add(path, "%s", msg)
+		}
 	}
-	if q.MaxAge <= 0 {
-		add("queue.max_age", "must be positive")
-	}
-	if q.MaxConnections < 1 {
-		add("queue.max_connections", "must be at least 1")
-	}
-	if q.MaxMessagesPerConnection < 1 {
-		add("queue.max_messages_per_connection", "must be at least 1")
-	}
-	if q.MaxRecipientsPerMessage < 1 {
-		add("queue.max_recipients_per_message", "must be at least 1")
-	}
-	if a := c.Bounces.InboundAddress; a != "" {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			add("bounces.inbound_address", "%q is not host:port", a)
+	for name, ips := range c.Pools {
+		for i, ip := range ips {
+			if net.ParseIP(ip) == nil {
+				add(fmt.Sprintf("pools.%s[%d]", name, i), "%q is not an IP address", ip)
+			}
 		}
 	}
 	d := c.Delivery
@@ -346,11 +350,6 @@ func (c *Config) validate() error {
 	}
 	if d.Port < 1 || d.Port > 65535 {
 		add("delivery.port", "%d is not a port", d.Port)
-	}
-	switch d.TLS {
-	case "opportunistic", "required", "disabled":
-	default:
-		add("delivery.tls", "%q is not one of opportunistic, required, disabled", d.TLS)
 	}
 	logins := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(c.Senders)) {

@@ -72,14 +72,18 @@ func TestExampleDocumentsEveryOption(t *testing.T) {
 func TestErrorsNameKeyAndLine(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"unknown key", "log_level: info\nqueue:\n  retry_intervall: 5m\n", "line 3: field retry_intervall not found"},
+		{"unknown shaping key", "shaping:\n  default:\n    max_conections: 5\n", "line 3: field max_conections not found"},
 		{"bad level", "hostname: a.example\nlog_level: loud\n", "line 2: log_level"},
-		{"bad duration", "queue:\n  max_age: soon\n", "line 2"},
+		{"bad duration", "queue:\n  delay_notice: soon\n", "line 2"},
+		{"bad shaping", "shaping:\n  default:\n    max_connections: 0\n", "line 3: shaping.default.max_connections"},
+		{"bad rule", "shaping:\n  rules:\n    - {name: x, action: slow, factor: 2, duration: 1m, code: 421}\n", "shaping.rules[0]"},
+		{"bad pool", "pools:\n  p: [not-an-ip]\n", "line 2: pools.p[0]"},
 		{"bad size", "limits:\n  max_message_size: huge\n", "line 2"},
 		{"bad listener", "listeners:\n  - address: nowhere\n    mode: plain\n", "line 2: listeners[0].address"},
 		{"unknown sender", "listeners:\n  - address: 127.0.0.1:25\n    mode: plain\n    loopback_sender: bob\n", "line 4: listeners[0].loopback_sender: no sender named \"bob\""},
 		{"login without hash", "senders:\n  a:\n    login: a\n    from_domains: [a.example]\n", "senders.a.password_hash"},
 		{"bad route", "routes:\n  \"*.test\": \"127.0.0.1:99999\"\n", "line 2: routes.*.test"},
-		{"bad tls", "delivery:\n  tls: maybe\n", "line 2: delivery.tls"},
+		{"bad tls", "shaping:\n  domains:\n    a.example:\n      tls: maybe\n", "shaping.domains.a.example.tls"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,11 +96,11 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 }
 
 func TestOverrides(t *testing.T) {
-	c, err := Parse([]byte("queue:\n  max_age: 1h\nlimits:\n  max_message_size: 512KiB\nroutes:\n  \"*\": \"[10.0.0.1]:2526\"\n"))
+	c, err := Parse([]byte("queue:\n  delay_notice: 1h\nlimits:\n  max_message_size: 512KiB\nroutes:\n  \"*\": \"[10.0.0.1]:2526\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Queue.MaxAge.Hours() != 1 || c.Queue.RetryInterval.Minutes() != 5 || c.Limits.MaxMessageSize != 512<<10 || c.Routes["*"] != "[10.0.0.1]:2526" {
+	if c.Queue.DelayNotice.Hours() != 1 || !c.Queue.Durable || c.Limits.MaxMessageSize != 512<<10 || c.Routes["*"] != "[10.0.0.1]:2526" {
 		t.Errorf("config = %+v", c)
 	}
 }

@@ -6,19 +6,36 @@
 // The admin API requires "Authorization: Bearer <token>" when a token is
 // configured; without one it answers only clients on a loopback address.
 //
-//	GET /v1/queue        destinations: recipients, oldest, last error
-//	GET /v1/queue/{id}   one message and its recipients
+//	GET  /v1/queue?by=site|domain|sender|campaign
+//	                         recipients, messages, oldest, last error (and
+//	                         shaping state by site) per group
+//	GET  /v1/queue/{id}      one message and its recipients
+//	POST /v1/queue/suspend   {"site"|"domain": name, "for": "1h", "reason": "..."}
+//	POST /v1/queue/resume    {"site"|"domain": name}
+//	POST /v1/queue/flush     {selector}: retry now
+//	POST /v1/queue/bounce    {selector, "reason": "...", "dry_run": true}
+//	POST /v1/queue/delete    {selector, "dry_run": true}
+//	POST /v1/reload          reload the configuration (as SIGHUP)
+//
+// A selector is any of "site", "domain", "sender", "campaign"; recipients
+// matching all the given fields are affected. Mutations answer
+// {"affected": N, "dry_run": bool}; bad input gets 400 and changes nothing.
+//
 //	GET /debug/pprof/    Go's profiler (admin only)
 package httpapi
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,17 +43,24 @@ import (
 	"drover/queue"
 )
 
-// QueueView is what the admin API reads from the spool.
-type QueueView interface {
-	Destinations() ([]queue.DestSummary, error)
+// Queue is what the admin API uses of the spool.
+type Queue interface {
+	Summaries(groupBy string) ([]queue.Summary, error)
 	Show(id string) (*queue.Message, []queue.Recipient, error)
+	Suspend(kind, name string, until time.Time, reason string) error
+	Resume(kind, name string) error
+	Flush(sel queue.Selector) (int, error)
+	Bounce(sel queue.Selector, reason string, dryRun bool) (int, error)
+	Delete(sel queue.Selector, dryRun bool) (int, error)
 }
 
 // Config wires the handler.
 type Config struct {
 	Gatherer   prometheus.Gatherer
-	Queue      QueueView
+	Queue      Queue
 	AdminToken string
+	// Reload re-reads the configuration; nil = not offered.
+	Reload func() error
 	// Healthy reports whether the server is serving; nil = always.
 	Healthy func() error
 }
@@ -56,12 +80,88 @@ func Handler(cfg Config) http.Handler {
 	})
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /v1/queue", func(w http.ResponseWriter, r *http.Request) {
-		dests, err := cfg.Queue.Destinations()
+		by := r.URL.Query().Get("by")
+		if by == "" {
+			by = "site"
+		}
+		if !slices.Contains([]string{"site", "domain", "sender", "campaign"}, by) {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("by=%q: group by site, domain, sender or campaign", by))
+			return
+		}
+		sums, err := cfg.Queue.Summaries(by)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err)
 			return
 		}
-		writeJSON(w, map[string]any{"destinations": dests})
+		writeJSON(w, map[string]any{"by": by, "groups": sums})
+	})
+	admin.HandleFunc("POST /v1/queue/{op}", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			queue.Selector
+			For    string `json:"for"`
+			Reason string `json:"reason"`
+			DryRun bool   `json:"dry_run"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+			return
+		}
+		sel := req.Selector
+		var n int
+		var err error
+		switch op := r.PathValue("op"); op {
+		case "suspend", "resume":
+			kind, name, kerr := siteOrDomain(sel)
+			if kerr != nil {
+				writeError(w, http.StatusBadRequest, kerr)
+				return
+			}
+			if op == "resume" {
+				err = cfg.Queue.Resume(kind, name)
+				break
+			}
+			d := time.Hour
+			if req.For != "" {
+				if d, err = time.ParseDuration(req.For); err != nil || d <= 0 {
+					writeError(w, http.StatusBadRequest, fmt.Errorf("for=%q: not a positive duration (e.g. 30m, 4h)", req.For))
+					return
+				}
+			}
+			err = cfg.Queue.Suspend(kind, name, time.Now().Add(d), cmp.Or(req.Reason, "suspended by operator"))
+		case "flush":
+			n, err = cfg.Queue.Flush(sel)
+		case "bounce", "delete":
+			if sel == (queue.Selector{}) {
+				writeError(w, http.StatusBadRequest, errors.New("name at least one of site, domain, sender, campaign"))
+				return
+			}
+			if op == "bounce" {
+				n, err = cfg.Queue.Bounce(sel, cmp.Or(req.Reason, "bounced by operator"), req.DryRun)
+			} else {
+				n, err = cfg.Queue.Delete(sel, req.DryRun)
+			}
+		default:
+			writeError(w, http.StatusNotFound, fmt.Errorf("no queue operation %q", op))
+			return
+		}
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		writeJSON(w, map[string]any{"affected": n, "dry_run": req.DryRun})
+	})
+	admin.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Reload == nil {
+			writeError(w, http.StatusNotImplemented, errors.New("reload not available"))
+			return
+		}
+		if err := cfg.Reload(); err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		writeJSON(w, map[string]any{"reloaded": true})
 	})
 	admin.HandleFunc("GET /v1/queue/{id}", func(w http.ResponseWriter, r *http.Request) {
 		msg, rcpts, err := cfg.Queue.Show(r.PathValue("id"))
@@ -79,6 +179,20 @@ func Handler(cfg Config) http.Handler {
 	mux.Handle("/debug/pprof/", requireAdmin(cfg.AdminToken, http.HandlerFunc(pprof.Index)))
 	mux.Handle("/debug/pprof/profile", requireAdmin(cfg.AdminToken, http.HandlerFunc(pprof.Profile)))
 	return mux
+}
+
+// siteOrDomain reads the target of suspend and resume: exactly one of
+// site and domain.
+func siteOrDomain(sel queue.Selector) (kind, name string, err error) {
+	switch {
+	case sel.Sender != "" || sel.Campaign != "":
+		return "", "", errors.New("suspend and resume take a site or a domain, not a sender or campaign")
+	case sel.Site != "" && sel.Domain == "":
+		return "site", sel.Site, nil
+	case sel.Domain != "" && sel.Site == "":
+		return "domain", sel.Domain, nil
+	}
+	return "", "", errors.New("name exactly one of site and domain")
 }
 
 func requireAdmin(token string, next http.Handler) http.Handler {

@@ -20,6 +20,9 @@ type DSNNotifier struct {
 	Hostname string // reporting MTA
 	Queue    Enqueuer
 	Now      func() time.Time
+	// DelayDSN names the senders that want delay notices for recipients
+	// submitted without NOTIFY.
+	DelayDSN map[string]bool
 }
 
 // OnFailure implements queue.Options.OnFailure.
@@ -27,18 +30,8 @@ func (n *DSNNotifier) OnFailure(msg *queue.Message, body []byte, failed []queue.
 	if msg.ReturnPath == "" || !msg.WantDSN {
 		return nil
 	}
-	now := time.Now()
-	if n.Now != nil {
-		now = n.Now()
-	}
-	in := bounce.DSNInput{
-		ReportingMTA: n.Hostname,
-		From:         "MAILER-DAEMON@" + n.Hostname,
-		To:           msg.ReturnPath,
-		EnvID:        msg.EnvID,
-		Ret:          msg.Ret,
-		Arrival:      msg.Received,
-	}
+	now := n.now()
+	in := n.input(msg)
 	for _, f := range failed {
 		if !notifyFailure(f.Recipient.Notify) {
 			continue
@@ -62,6 +55,55 @@ func (n *DSNNotifier) OnFailure(msg *queue.Message, body []byte, failed []queue.
 			Status: status, RemoteMTA: r.Remote, Diagnostic: diag, LastAttempt: now,
 		})
 	}
+	return n.send(msg, in, body, now)
+}
+
+// OnDelay implements queue.Options.OnDelay: a delay notice for recipients
+// still queued after a temporary failure, when NOTIFY asks for DELAY, or
+// without NOTIFY when the sender wants delay notices.
+func (n *DSNNotifier) OnDelay(msg *queue.Message, rcpts []queue.Recipient) error {
+	if msg.ReturnPath == "" {
+		return nil
+	}
+	now := n.now()
+	in := n.input(msg)
+	for _, r := range rcpts {
+		if !hasNotify(r.Notify, "DELAY") && (r.Notify != "" || !n.DelayDSN[msg.Sender]) {
+			continue
+		}
+		diag := ""
+		if r.LastError != "" {
+			diag = "X-Drover; " + r.LastError
+		}
+		in.Recipients = append(in.Recipients, bounce.DSNRecipient{
+			Addr: r.Addr, ORCPT: r.ORCPT, Action: "delayed", Status: "4.4.7",
+			Diagnostic: diag, LastAttempt: r.LastAttempt, WillRetryUntil: r.NextAttempt,
+		})
+	}
+	return n.send(msg, in, nil, now)
+}
+
+func (n *DSNNotifier) now() time.Time {
+	if n.Now != nil {
+		return n.Now()
+	}
+	return time.Now()
+}
+
+func (n *DSNNotifier) input(msg *queue.Message) bounce.DSNInput {
+	return bounce.DSNInput{
+		ReportingMTA: n.Hostname,
+		From:         "MAILER-DAEMON@" + n.Hostname,
+		To:           msg.ReturnPath,
+		EnvID:        msg.EnvID,
+		Ret:          msg.Ret,
+		Arrival:      msg.Received,
+	}
+}
+
+// send queues the DSN to the message's return path, with the returned
+// header (and body for RET=FULL) when body is given.
+func (n *DSNNotifier) send(msg *queue.Message, in bounce.DSNInput, body []byte, now time.Time) error {
 	if len(in.Recipients) == 0 {
 		return nil
 	}
@@ -84,11 +126,12 @@ func (n *DSNNotifier) OnFailure(msg *queue.Message, body []byte, failed []queue.
 // notifyFailure reports whether a NOTIFY parameter asks for failure DSNs:
 // absent means yes (RFC 3461 leaves the default to the MTA), NEVER means no.
 func notifyFailure(notify string) bool {
-	if notify == "" {
-		return true
-	}
+	return notify == "" || hasNotify(notify, "FAILURE")
+}
+
+func hasNotify(notify, what string) bool {
 	for _, n := range strings.Split(notify, ",") {
-		if strings.EqualFold(n, "FAILURE") {
+		if strings.EqualFold(n, what) {
 			return true
 		}
 	}

@@ -80,7 +80,7 @@ func BenchmarkEnqueue(b *testing.B) {
 
 type nopCourier struct{}
 
-func (nopCourier) Open(context.Context, string) (Conn, error) { return nopConn{}, nil }
+func (nopCourier) Open(context.Context, string, Limits) (Conn, error) { return nopConn{}, nil }
 
 type nopConn struct{}
 

@@ -15,17 +15,23 @@ import (
 )
 
 // worker is a delivery goroutine of one destination. It holds at most one
-// connection and takes one message (group) at a time.
+// connection, and the connection slot of its site that goes with it, and
+// takes one message (group) at a time.
 type worker struct {
-	wake   chan struct{}
-	timer  *time.Timer
-	conn   Conn
-	sent   int  // messages sent on conn
-	exited bool // take has taken the worker off its destination
+	wake    chan struct{}
+	timer   *time.Timer
+	conn    Conn
+	site    *site // the site whose connection slot the worker holds; nil: none
+	leaving bool  // its slot counts in site.leaving: closing to get under max
+	shed    bool  // close the connection at the next look for work
+	sent    int   // messages sent on conn
+	exited  bool  // the worker has left its destination's count
 }
 
 // kickLocked gets a worker for new work in d's ready queue: an idle one,
-// or a new one while d has fewer than MaxConnections.
+// or a new one while d has fewer than MaxConnections and its site has a
+// free connection slot (else d waits for one). Nothing starts while d or
+// its site is suspended.
 func (s *Spool) kickLocked(d *dest) {
 	if s.closing {
 		return
@@ -33,21 +39,43 @@ func (s *Spool) kickLocked(d *dest) {
 	if n := len(d.idle); n > 0 {
 		w := d.idle[n-1]
 		d.idle = d.idle[:n-1]
+		if w.site != nil {
+			w.site.nidle--
+		}
 		select {
 		case w.wake <- struct{}{}: // empty: a worker is idle once per wait
 		default:
 		}
 		return
 	}
-	if d.workers < d.limits.MaxConnections {
-		d.workers++
-		s.wg.Add(1)
-		go s.runWorker(d)
+	if d.hold != nil {
+		return
+	}
+	st := d.site
+	if st == nil {
+		// The site is not known yet: one worker looks it up.
+		if d.workers == 0 {
+			s.startWorkerLocked(d, nil)
+		}
+		return
+	}
+	if d.waiting || d.workers >= d.limits.MaxConnections || st.suspendedLocked() {
+		return
+	}
+	if s.grabSlotLocked(st, d) {
+		s.startWorkerLocked(d, st)
 	}
 }
 
-func (s *Spool) runWorker(d *dest) {
-	w := &worker{wake: make(chan struct{}, 1)}
+// startWorkerLocked starts a worker for d, holding a slot of slot if not nil.
+func (s *Spool) startWorkerLocked(d *dest, slot *site) {
+	d.workers++
+	s.wg.Add(1)
+	go s.runWorker(d, slot)
+}
+
+func (s *Spool) runWorker(d *dest, slot *site) {
+	w := &worker{wake: make(chan struct{}, 1), site: slot}
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("queue: panic in delivery worker", "dest", d.name, "panic", r, "stack", string(debug.Stack()))
@@ -55,20 +83,29 @@ func (s *Spool) runWorker(d *dest) {
 		if w.conn != nil {
 			s.closeConn(d, w)
 		}
+		s.mu.Lock()
+		if w.site != nil {
+			s.dropSlotLocked(w)
+		}
 		if !w.exited {
-			s.mu.Lock()
 			d.workers--
 			if d.nready > 0 {
 				s.kickLocked(d) // a replacement, after a panic
 			}
 			s.maybeReapLocked(d)
-			s.mu.Unlock()
 		}
+		s.mu.Unlock()
 		s.wg.Done()
 	}()
 	for {
-		g, lim := s.take(d, w)
+		if w.conn == nil && !s.acquire(d, w) {
+			return
+		}
+		g, lim, again := s.take(d, w)
 		if g == nil {
+			if again {
+				continue
+			}
 			return
 		}
 		if dead := s.handle(d, w, g, lim, nil); dead != nil {
@@ -77,31 +114,114 @@ func (s *Spool) runWorker(d *dest) {
 	}
 }
 
+// acquire prepares w to open a connection to d: it looks up d's site (the
+// only call of Options.SiteOf, which may block on DNS), refreshes the
+// limits of both, and takes a connection slot of the site. It returns
+// false, with the worker off its destination's count, when there is
+// nothing to do, d is suspended, or the site has no free slot (d then
+// waits for one).
+func (s *Spool) acquire(d *dest, w *worker) bool {
+	site := s.siteOf(d)
+	lim := s.limitsFor(site, d.name)
+	slim := s.limitsFor(site, "")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		s.exitLocked(d, w)
+		return false
+	}
+	st := s.siteLocked(site.Name)
+	if site.MX != nil || st.mx == nil {
+		st.mx = site.MX
+	}
+	s.bindLocked(d, st)
+	d.limits = lim
+	s.setSiteLimitsLocked(st, slim)
+	if w.site != nil && w.site != st {
+		s.dropSlotLocked(w)
+	}
+	if d.nready == 0 || s.heldLocked(d) {
+		s.exitLocked(d, w)
+		return false
+	}
+	if w.site == nil {
+		if !s.grabSlotLocked(st, d) {
+			s.exitLocked(d, w)
+			return false
+		}
+		w.site = st
+	}
+	return true
+}
+
+// exitLocked takes w off d's count, with the slot it holds if any.
+func (s *Spool) exitLocked(d *dest, w *worker) {
+	if w.site != nil {
+		s.dropSlotLocked(w)
+	}
+	d.workers--
+	w.exited = true
+	s.maybeReapLocked(d)
+}
+
+// dropSlotLocked gives back w's connection slot.
+func (s *Spool) dropSlotLocked(w *worker) {
+	st, leaving := w.site, w.leaving
+	w.site, w.leaving = nil, false
+	s.releaseSlotLocked(st, leaving)
+}
+
 // take returns the next message to deliver, waiting up to the idle timeout
 // while the worker has a connection open. It returns nil when the worker
-// should stop. A worker leaves its destination's count only once its
+// should stop, or with again set when it must acquire a connection slot
+// first. A worker leaves its destination's count only once its
 // connection is closed and under the same lock as its last look for work,
 // so neither MaxConnections nor a recipient placed meanwhile is missed.
-func (s *Spool) take(d *dest, w *worker) (*group, Limits) {
+// A connection closes here, after its message, when its site went over its
+// (lowered) MaxConnections, when d or its site is suspended, and when
+// another destination of the site waits for the slot of an idle one.
+func (s *Spool) take(d *dest, w *worker) (*group, Limits, bool) {
 	s.mu.Lock()
 	for {
 		if s.closing {
 			s.mu.Unlock()
-			return nil, Limits{}
+			return nil, Limits{}, false
+		}
+		if st := w.site; st != nil {
+			held := s.heldLocked(d)
+			over := st.slots-st.leaving > st.max
+			if w.shed || st != d.site || held || over {
+				if over && !w.shed && !held && st == d.site && !w.leaving {
+					w.leaving = true
+					st.leaving++
+				}
+				w.shed = false
+				if w.conn == nil {
+					s.dropSlotLocked(w)
+					continue
+				}
+				s.mu.Unlock()
+				s.closeConn(d, w)
+				s.mu.Lock()
+				continue
+			}
 		}
 		if d.nready > 0 {
+			if w.site == nil {
+				s.mu.Unlock()
+				return nil, Limits{}, true
+			}
 			g, lim := s.takeLocked(d, true)
 			s.mu.Unlock()
-			return g, lim
+			return g, lim, false
 		}
 		if w.conn == nil {
-			d.workers--
-			w.exited = true
-			s.maybeReapLocked(d)
+			s.exitLocked(d, w)
 			s.mu.Unlock()
-			return nil, Limits{}
+			return nil, Limits{}, false
 		}
 		d.idle = append(d.idle, w)
+		w.site.nidle++
 		s.mu.Unlock()
 		if w.timer == nil {
 			w.timer = time.NewTimer(s.idle)
@@ -135,6 +255,9 @@ func (s *Spool) removeIdleLocked(d *dest, w *worker) bool {
 	for i, x := range d.idle {
 		if x == w {
 			d.idle = append(d.idle[:i], d.idle[i+1:]...)
+			if w.site != nil {
+				w.site.nidle--
+			}
 			return true
 		}
 	}
@@ -230,16 +353,26 @@ func (s *Spool) handle(d *dest, w *worker, g *group, lim Limits, forced *Result)
 }
 
 // attempt delivers the recipients todo of g and fills in their outcomes.
+// The worker holds a slot of its site; it waits for the site's connection
+// rate before opening and for its message rate before each transaction,
+// and gives the recipients back unchanged if the spool stops or d is
+// suspended meanwhile.
 func (s *Spool) attempt(d *dest, w *worker, g *group, lim Limits, forced *Result, todo []int, outs []outcome) (dead *Result) {
 	setAll := func(res Result) {
 		for _, i := range todo {
 			outs[i].res, outs[i].tried = res, true
 		}
 	}
+	release := func() {
+		for _, i := range todo {
+			outs[i].release = true
+		}
+	}
 	if forced != nil {
 		setAll(*forced)
 		return nil
 	}
+	st := w.site
 	body, err := s.bodyOf(g.m)
 	if err != nil {
 		s.log.Error("queue: reading body", "id", g.m.id, "err", err)
@@ -247,23 +380,30 @@ func (s *Spool) attempt(d *dest, w *worker, g *group, lim Limits, forced *Result
 		return nil
 	}
 	if w.conn == nil {
-		if err := s.open(d, w); err != nil {
+		if !s.rateWait(d, &st.connRate) {
+			release()
+			return nil
+		}
+		if err := s.open(d, w, lim); err != nil {
 			if s.ctx.Err() != nil {
-				for _, i := range todo {
-					outs[i].release = true
-				}
+				release()
 				return nil
 			}
-			res := errResult(err)
-			setAll(res)
+			res := []Result{errResult(err)}
+			s.adapt(st, res)
+			setAll(res[0])
 			s.mu.Lock()
-			unreachable := res.Status == Permanent || d.conns == 0
+			unreachable := res[0].Status == Permanent || d.conns == 0
 			s.mu.Unlock()
 			if unreachable {
-				return &res
+				return &res[0]
 			}
 			return nil
 		}
+	}
+	if !s.rateWait(d, &st.msgRate) {
+		release()
+		return nil
 	}
 	rcpts := make([]Recipient, len(todo))
 	for j, i := range todo {
@@ -271,6 +411,10 @@ func (s *Spool) attempt(d *dest, w *worker, g *group, lim Limits, forced *Result
 	}
 	results, err := s.deliver(w.conn, g.m.msg, rcpts, body)
 	w.sent++
+	if len(results) > len(todo) {
+		results = results[:len(todo)]
+	}
+	s.adapt(st, results)
 	for j, i := range todo {
 		switch {
 		case j < len(results):
@@ -287,6 +431,22 @@ func (s *Spool) attempt(d *dest, w *worker, g *group, lim Limits, forced *Result
 		s.closeConn(d, w)
 	}
 	return nil
+}
+
+// rateWait waits for the next event of a site limiter. After a wait, it
+// reports false if the spool is stopping or d was suspended meanwhile.
+func (s *Spool) rateWait(d *dest, l *limiter) bool {
+	wait := l.reserve()
+	if wait == 0 {
+		return true
+	}
+	if !s.wait(wait) {
+		return false
+	}
+	s.mu.Lock()
+	ok := !s.closing && !s.heldLocked(d)
+	s.mu.Unlock()
+	return ok
 }
 
 // failReady fails the recipients that were waiting in d's ready queue with
@@ -356,6 +516,7 @@ func (s *Spool) finish(d *dest, g *group, outs []outcome, start time.Time, lim L
 				if now.Sub(msg.Received) <= lim.MaxAge {
 					a.kind, a.res = actDeferred, o.res
 					a.next = dueTime(now.Add(backoff(a.r.Attempts, lim)))
+					a.r.NextAttempt = time.Unix(0, a.next)
 					continue
 				}
 				f = expired(a.r.Attempts, a.r.LastError, o.res)
@@ -363,6 +524,9 @@ func (s *Spool) finish(d *dest, g *group, outs []outcome, start time.Time, lim L
 		}
 		a.kind, a.fail, a.res = actFailed, f, f.Result
 		failed = append(failed, Failed{Recipient: a.r, Result: f.Result, Expired: f.Expired})
+	}
+	if s.opts.DelayNotice > 0 && s.opts.OnDelay != nil {
+		s.delayNotices(msg, acts, now)
 	}
 	if len(failed) > 0 && s.opts.OnFailure != nil {
 		if err := s.failureHook(m, failed); err != nil {
@@ -494,6 +658,43 @@ func (s *Spool) finish(d *dest, g *group, outs []outcome, start time.Time, lim L
 	}
 }
 
+// delayNotices calls OnDelay for the deferred recipients of acts queued
+// longer than DelayNotice and not notified yet, and marks them notified
+// when it succeeds (the mark is written with the deferral).
+func (s *Spool) delayNotices(msg *Message, acts []action, now time.Time) {
+	if now.Sub(msg.Received) < s.opts.DelayNotice {
+		return
+	}
+	var rcpts []Recipient
+	for i := range acts {
+		if a := &acts[i]; a.kind == actDeferred && !a.r.DelayNotified {
+			rcpts = append(rcpts, a.r)
+		}
+	}
+	if len(rcpts) == 0 {
+		return
+	}
+	if err := s.delayHook(msg, rcpts); err != nil {
+		s.log.Warn("queue: OnDelay failed, will retry at the next deferral", "id", msg.ID, "err", err)
+		return
+	}
+	for i := range acts {
+		if a := &acts[i]; a.kind == actDeferred {
+			a.r.DelayNotified = true
+		}
+	}
+}
+
+// delayHook calls OnDelay, turning a panic into an error.
+func (s *Spool) delayHook(msg *Message, rcpts []Recipient) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in OnDelay: %v", r)
+		}
+	}()
+	return s.opts.OnDelay(msg, rcpts)
+}
+
 // failureHook calls OnFailure, turning a panic into an error.
 func (s *Spool) failureHook(m *msgMem, failed []Failed) (err error) {
 	body, err := s.bodyOf(m)
@@ -532,12 +733,8 @@ func (s *Spool) bodyOf(m *msgMem) ([]byte, error) {
 	return body, nil
 }
 
-// open connects w to d.
-func (s *Spool) open(d *dest, w *worker) (err error) {
-	lim := s.limitsFor(d.name)
-	s.mu.Lock()
-	d.limits = lim
-	s.mu.Unlock()
+// open connects w to d under lim; on failure, w gives back its slot.
+func (s *Spool) open(d *dest, w *worker, lim Limits) (err error) {
 	var c Conn
 	func() {
 		defer func() {
@@ -546,17 +743,19 @@ func (s *Spool) open(d *dest, w *worker) (err error) {
 				err = fmt.Errorf("local error: panic in courier: %v", r)
 			}
 		}()
-		c, err = s.opts.Courier.Open(s.ctx, d.name)
+		c, err = s.opts.Courier.Open(s.ctx, d.name, lim)
 	}()
 	if err == nil && c == nil {
 		err = errors.New("local error: courier returned no connection")
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
+		s.dropSlotLocked(w)
 		return err
 	}
-	s.mu.Lock()
 	d.conns++
-	s.mu.Unlock()
+	w.site.conns++
 	w.conn, w.sent = c, 0
 	return nil
 }
@@ -572,20 +771,29 @@ func (s *Spool) deliver(c Conn, msg *Message, rcpts []Recipient, body []byte) (r
 	return c.Deliver(s.ctx, msg, rcpts, body)
 }
 
+// closeConn closes w's connection, and then gives back its slot: a
+// destination waiting for it opens only after the remote saw this one
+// close.
 func (s *Spool) closeConn(d *dest, w *worker) {
 	c := w.conn
 	w.conn = nil
-	s.mu.Lock()
-	d.conns--
-	s.mu.Unlock()
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("queue: panic in Conn.Close", "dest", d.name, "panic", r)
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("queue: panic in Conn.Close", "dest", d.name, "panic", r)
+			}
+		}()
+		if err := c.Close(); err != nil {
+			s.log.Debug("queue: closing connection", "dest", d.name, "err", err)
 		}
 	}()
-	if err := c.Close(); err != nil {
-		s.log.Debug("queue: closing connection", "dest", d.name, "err", err)
+	s.mu.Lock()
+	d.conns--
+	if w.site != nil {
+		w.site.conns--
+		s.dropSlotLocked(w)
 	}
+	s.mu.Unlock()
 }
 
 // backoff is the delay before attempt attempts+1: RetryInterval doubled

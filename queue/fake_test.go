@@ -56,7 +56,7 @@ type resultError struct{ r Result }
 func (e resultError) Error() string  { return "courier: " + e.r.Text }
 func (e resultError) Result() Result { return e.r }
 
-func (c *fakeCourier) Open(ctx context.Context, dest string) (Conn, error) {
+func (c *fakeCourier) Open(ctx context.Context, dest string, lim Limits) (Conn, error) {
 	if c.gate != nil && c.gateOpen {
 		select {
 		case <-c.gate:

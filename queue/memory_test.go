@@ -20,7 +20,7 @@ func TestBoundedMemory(t *testing.T) {
 	dir := t.TempDir()
 	c := &fakeCourier{gate: make(chan struct{})}
 	s := openSpool(t, Options{Dir: dir, Courier: c, NoSync: true, ReadyCapacity: 100,
-		Limits: func(string) Limits { return Limits{MaxConnections: 2, MaxRecipientsPerMessage: 10} }})
+		Limits: func(Site, string) Limits { return Limits{MaxConnections: 2, MaxRecipientsPerMessage: 10} }})
 	check := func() {
 		t.Helper()
 		st := s.Stats()
@@ -148,7 +148,7 @@ func TestCrashHelper(t *testing.T) {
 	}
 	c := &fakeCourier{gate: make(chan struct{})} // deliveries hang
 	s, err := Open(Options{Dir: dir, Courier: c, Logger: testLogger(),
-		Limits: func(string) Limits { return Limits{MaxConnections: 2} }})
+		Limits: func(Site, string) Limits { return Limits{MaxConnections: 2} }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,7 +167,7 @@ func TestNoDuplicateDeliveries(t *testing.T) {
 		return Result{Status: Delivered}
 	}}
 	s := openSpool(t, Options{Courier: c, NoSync: true, ReadyCapacity: 3, MaxInMemory: 8,
-		Limits: func(string) Limits {
+		Limits: func(Site, string) Limits {
 			return Limits{MaxConnections: 2, MaxRecipientsPerMessage: 2, RetryInterval: time.Millisecond, MaxRetryInterval: 3 * time.Millisecond}
 		}})
 	var mu sync.Mutex
@@ -212,7 +212,7 @@ func TestNoDuplicateDeliveries(t *testing.T) {
 
 func TestGroupingAndSplit(t *testing.T) {
 	c := &fakeCourier{}
-	s := openSpool(t, Options{Courier: c, Limits: func(string) Limits { return Limits{MaxRecipientsPerMessage: 2} }})
+	s := openSpool(t, Options{Courier: c, Limits: func(Site, string) Limits { return Limits{MaxRecipientsPerMessage: 2} }})
 	addrs := []string{"1@a.test", "1@b.test", "2@a.test", "3@a.test", "2@b.test", "4@A.test", "5@a.test", "3@b.test"}
 	id := enqueue(t, s, nil, "x", addrs...)
 	waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
@@ -241,7 +241,7 @@ func TestGroupingAndSplit(t *testing.T) {
 func TestConnectionLimits(t *testing.T) {
 	c := &fakeCourier{delay: 2 * time.Millisecond}
 	s := openSpool(t, Options{Courier: c, NoSync: true, IdleTimeout: 50 * time.Millisecond,
-		Limits: func(string) Limits { return Limits{MaxConnections: 3, MaxMessagesPerConnection: 4} }})
+		Limits: func(Site, string) Limits { return Limits{MaxConnections: 3, MaxMessagesPerConnection: 4} }})
 	for i := range 60 {
 		enqueue(t, s, nil, "x", fmt.Sprintf("u%d@big.test", i))
 	}
@@ -274,7 +274,7 @@ func TestBackoffAndExpiry(t *testing.T) {
 	var mu sync.Mutex
 	var hooked []Failed
 	lim := Limits{RetryInterval: time.Minute, MaxRetryInterval: 4 * time.Minute, MaxAge: 20 * time.Minute}
-	s := openSpool(t, Options{Courier: c, Now: clk.Now, OnEvent: ev.add, Limits: func(string) Limits { return lim },
+	s := openSpool(t, Options{Courier: c, Now: clk.Now, OnEvent: ev.add, Limits: func(Site, string) Limits { return lim },
 		OnFailure: func(msg *Message, body []byte, failed []Failed) error {
 			mu.Lock()
 			hooked = append(hooked, failed...)
@@ -344,7 +344,7 @@ func TestExpiredAtTemporaryFailure(t *testing.T) {
 		return Result{Status: Temporary, Code: 451, Enhanced: "4.4.1", Text: "busy", Remote: "mx.slow.test"}
 	}}
 	var ev events
-	s := openSpool(t, Options{Courier: c, Now: clk.Now, OnEvent: ev.add, Limits: func(string) Limits { return Limits{MaxAge: time.Hour} }})
+	s := openSpool(t, Options{Courier: c, Now: clk.Now, OnEvent: ev.add, Limits: func(Site, string) Limits { return Limits{MaxAge: time.Hour} }})
 	enqueue(t, s, nil, "x", "u@slow.test")
 	waitFor(t, "expiry", func() bool { return s.Stats().Messages == 0 })
 	x := ev.of(EventExpired)
@@ -468,7 +468,7 @@ func TestOpenErrorDefersDestination(t *testing.T) {
 			var ev events
 			var mu sync.Mutex
 			hooks := 0
-			s := openSpool(t, Options{Courier: c, OnEvent: ev.add, Limits: func(string) Limits { return Limits{MaxConnections: 1} },
+			s := openSpool(t, Options{Courier: c, OnEvent: ev.add, Limits: func(Site, string) Limits { return Limits{MaxConnections: 1} },
 				OnFailure: func(*Message, []byte, []Failed) error {
 					mu.Lock()
 					hooks++
@@ -572,7 +572,7 @@ func TestReopen(t *testing.T) {
 func TestStatsOldest(t *testing.T) {
 	clk := newClock()
 	c := &fakeCourier{gate: make(chan struct{})}
-	s := openSpool(t, Options{Courier: c, Now: clk.Now, Limits: func(string) Limits { return Limits{MaxConnections: 1} }})
+	s := openSpool(t, Options{Courier: c, Now: clk.Now, Limits: func(Site, string) Limits { return Limits{MaxConnections: 1} }})
 	t0 := clk.Now()
 	enqueue(t, s, nil, "x", "a@o.test")
 	clk.Set(t0.Add(time.Minute))

@@ -30,7 +30,9 @@ const fillChunk = 512
 // its recipients on disk stand.
 type dest struct {
 	name   string
-	limits Limits
+	limits Limits // from Options.Limits(site, name), refreshed at each connection
+	site   *site  // nil until a worker has looked it up
+	hold   *hold  // operator suspension of the domain, nil if none
 
 	ready   []*group // FIFO from head
 	head    int
@@ -38,6 +40,8 @@ type dest struct {
 	workers int       // worker goroutines
 	conns   int       // open connections
 	idle    []*worker // workers waiting for work, with a connection
+	waiting bool      // queued for a connection slot of its site
+	reaped  bool      // forgotten by the spool
 
 	// Every schedule entry of the destination below cursor is in memory
 	// or gone; nextDue is the earliest due time at or after it (when
@@ -55,7 +59,10 @@ func (s *Spool) destLocked(name string) *dest {
 	d := s.dests[name]
 	if d == nil {
 		lower, _ := destRange(name)
-		d = &dest{name: name, limits: s.limitsFor(name), cursor: lower, nextDue: math.MaxInt64, heapIdx: -1}
+		d = &dest{name: name, limits: DefaultLimits, cursor: lower, nextDue: math.MaxInt64, heapIdx: -1}
+		if len(s.holds) > 0 {
+			d.hold = s.holds[holdKey("domain", name)]
+		}
 		s.dests[name] = d
 	}
 	return d
@@ -65,16 +72,22 @@ func (s *Spool) destLocked(name string) *dest {
 func (s *Spool) maybeReapLocked(d *dest) {
 	if d.state == stIdle && d.workers == 0 && d.nready == 0 && s.dests[d.name] == d {
 		delete(s.dests, d.name)
+		d.reaped = true
+		if st := d.site; st != nil {
+			delete(st.dests, d)
+			s.maybeReapSiteLocked(st)
+		}
 	}
 }
 
-// limitsFor returns the limits of dest, with defaults for zero fields.
-func (s *Spool) limitsFor(dest string) Limits {
+// limitsFor returns the limits of dest at site (of the site as a whole
+// when dest is ""), with defaults for zero fields.
+func (s *Spool) limitsFor(site Site, dest string) Limits {
 	l := DefaultLimits
 	if s.opts.Limits == nil {
 		return l
 	}
-	c := s.opts.Limits(dest)
+	c := s.opts.Limits(site, dest)
 	if c.MaxConnections > 0 {
 		l.MaxConnections = c.MaxConnections
 	}
@@ -93,6 +106,13 @@ func (s *Spool) limitsFor(dest string) Limits {
 	if c.MaxAge > 0 {
 		l.MaxAge = c.MaxAge
 	}
+	if c.MaxMessageRate > 0 {
+		l.MaxMessageRate = c.MaxMessageRate
+	}
+	if c.MaxConnectionRate > 0 {
+		l.MaxConnectionRate = c.MaxConnectionRate
+	}
+	l.TLS, l.Pool = c.TLS, c.Pool
 	return l
 }
 

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"bytes"
-	"cmp"
 	"container/heap"
 	"context"
 	"errors"
@@ -45,11 +44,40 @@ type Options struct {
 	// enqueued and delivers nothing (admin commands, tests).
 	Courier Courier
 
-	// Limits returns the limits of a destination; nil means DefaultLimits,
-	// and zero fields are taken from DefaultLimits. It is consulted when a
-	// destination becomes active and whenever a connection is opened, so
-	// changed limits apply as connections cycle. It must not call the Spool.
-	Limits func(dest string) Limits
+	// SiteOf returns the site of a destination (see Site); nil makes every
+	// destination a site of its own, named like it. It is called from a
+	// delivery worker before each connection is opened, never under a
+	// lock, and may block (on DNS) until ctx ends. On an error the
+	// destination keeps the site it had, or gets a site named like itself.
+	// It must not call the Spool.
+	SiteOf func(ctx context.Context, dest string) (Site, error)
+
+	// Limits returns the limits of a destination of a site, or of the site
+	// as a whole when dest is "" (for MaxConnections, MaxMessageRate and
+	// MaxConnectionRate, which are shared by the site's destinations). nil
+	// means DefaultLimits, and zero fields are taken from DefaultLimits. It
+	// is consulted whenever a connection is to be opened (so changed limits
+	// apply as connections cycle) and by Reconfigure. It must be cheap and
+	// must not call the Spool.
+	Limits func(site Site, dest string) Limits
+
+	// Rules maps the remote replies of failed recipients (and of failed
+	// connections) to adaptive-backoff actions: slow the site down,
+	// suspend it, or bounce the recipient. nil: no adaptive backoff.
+	Rules RuleMatcher
+
+	// DelayNotice is how long a recipient stays queued, with at least one
+	// temporary failure, before OnDelay is called for it (0: never). The
+	// check is made when the recipient is deferred.
+	DelayNotice time.Duration
+
+	// OnDelay is called, once per recipient and at most once per message
+	// and attempt, with the deferred recipients queued longer than
+	// DelayNotice (their records are marked so that it is not called again,
+	// across restarts too; if it fails, it is called again at the next
+	// deferral). It decides from NOTIFY and the sender whether to send a
+	// delay DSN. It is called from a delivery worker. May be nil.
+	OnDelay func(msg *Message, rcpts []Recipient) error
 
 	// OnEvent receives the delivery events: delivered, deferred, bounced
 	// and expired (received is the submitter's to report). It is called
@@ -100,14 +128,6 @@ type Stats struct {
 	Oldest     time.Time // receipt time of the oldest queued message; zero if none
 }
 
-// DestSummary describes the recipients queued for one destination.
-type DestSummary struct {
-	Dest       string
-	Recipients int
-	Oldest     time.Time // receipt time of its oldest message
-	LastError  string    // error of its most recently tried recipient, "" if none
-}
-
 // Spool is the durable queue. Its methods are safe for concurrent use.
 type Spool struct {
 	opts       Options
@@ -131,10 +151,14 @@ type Spool struct {
 	dbMu     sync.RWMutex // held shared by reads of the database from outside
 	dbClosed bool
 
+	ctlMu sync.Mutex // serialises Flush, Bounce and Delete
+
 	mu         sync.Mutex
 	closing    bool
 	mem        map[string]*msgMem // messages with recipients in memory
 	dests      map[string]*dest
+	sites      map[string]*site
+	holds      map[string]*hold // operator suspensions by holdKey
 	waiting    destHeap // destinations waiting for their next due time
 	dueList    []*dest  // destinations with due recipients to load
 	wakeAt     int64    // when the scheduler wakes by itself
@@ -242,6 +266,8 @@ func Open(opts Options) (*Spool, error) {
 		wake:       make(chan struct{}, 1),
 		mem:        make(map[string]*msgMem),
 		dests:      make(map[string]*dest),
+		sites:      make(map[string]*site),
+		holds:      make(map[string]*hold),
 		wakeAt:     math.MaxInt64,
 	}
 	if opts.NoSync {
@@ -515,6 +541,16 @@ func (s *Spool) Close(ctx context.Context) error {
 		return ErrClosed
 	}
 	s.closing = true
+	for _, st := range s.sites {
+		if st.timer != nil {
+			st.timer.Stop()
+		}
+	}
+	for _, h := range s.holds {
+		if h.timer != nil {
+			h.timer.Stop()
+		}
+	}
 	s.mu.Unlock()
 	close(s.stop)
 	s.enqWG.Wait()
@@ -606,79 +642,6 @@ func (s *Spool) firstMessage(from string) (string, time.Time, error) {
 		return "", time.Time{}, err
 	}
 	return id, m.Received, nil
-}
-
-// Destinations scans the recipient records and summarises them per
-// destination, largest first. Memory is proportional to the number of
-// destinations, not of recipients.
-func (s *Spool) Destinations() ([]DestSummary, error) {
-	done, err := s.readDB()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	rit, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixRcpt), UpperBound: prefixEnd(prefixRcpt)})
-	if err != nil {
-		return nil, fmt.Errorf("queue: destinations: %w", err)
-	}
-	defer rit.Close()
-	mit, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixMsg), UpperBound: prefixEnd(prefixMsg)})
-	if err != nil {
-		return nil, fmt.Errorf("queue: destinations: %w", err)
-	}
-	defer mit.Close()
-	type sum struct {
-		DestSummary
-		lastTry time.Time
-	}
-	sums := make(map[string]*sum)
-	var curID []byte
-	var received time.Time
-	for valid := rit.First(); valid; valid = rit.Next() {
-		id, idx, ok := parseRcptKey(rit.Key())
-		if !ok {
-			continue
-		}
-		if !bytes.Equal(id, curID) {
-			curID = append(curID[:0], id...)
-			received = time.Time{}
-			if mit.SeekGE(msgKey(string(id))) && bytes.Equal(mit.Key()[len(prefixMsg):], id) {
-				if m, err := decodeMessage(string(id), mit.Value()); err == nil {
-					received = m.Received
-				}
-			}
-		}
-		r, _, err := decodeRecipient(idx, rit.Value())
-		if err != nil {
-			return nil, fmt.Errorf("queue: destinations: %s: %w", id, err)
-		}
-		sm := sums[r.Domain]
-		if sm == nil {
-			sm = &sum{DestSummary: DestSummary{Dest: r.Domain}}
-			sums[r.Domain] = sm
-		}
-		sm.Recipients++
-		if !received.IsZero() && (sm.Oldest.IsZero() || received.Before(sm.Oldest)) {
-			sm.Oldest = received
-		}
-		if r.LastError != "" && r.LastAttempt.After(sm.lastTry) {
-			sm.LastError, sm.lastTry = r.LastError, r.LastAttempt
-		}
-	}
-	if err := rit.Error(); err != nil {
-		return nil, fmt.Errorf("queue: destinations: %w", err)
-	}
-	out := make([]DestSummary, 0, len(sums))
-	for _, sm := range sums {
-		out = append(out, sm.DestSummary)
-	}
-	slices.SortFunc(out, func(a, b DestSummary) int {
-		if c := cmp.Compare(b.Recipients, a.Recipients); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Dest, b.Dest)
-	})
-	return out, nil
 }
 
 // Show returns a queued message and its remaining recipients as stored.

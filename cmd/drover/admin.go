@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -119,7 +120,23 @@ func addAdminFlags(cmd *cobra.Command) *adminClient {
 }
 
 func (c *adminClient) get(path string, out any) error {
-	req, err := http.NewRequest("GET", strings.TrimRight(c.base, "/")+path, nil)
+	return c.do("GET", path, nil, out)
+}
+
+func (c *adminClient) post(path string, body, out any) error {
+	return c.do("POST", path, body, out)
+}
+
+func (c *adminClient) do(method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, strings.TrimRight(c.base, "/")+path, rd)
 	if err != nil {
 		return err
 	}
@@ -144,33 +161,35 @@ func newQueueCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "queue", Short: "Inspect the queue of a running server (admin API)"}
 	client := addAdminFlags(cmd)
 	var asJSON bool
+	var by string
 	ls := &cobra.Command{
 		Use:   "ls",
-		Short: "List destinations: recipients waiting, oldest message, last error",
+		Short: "List the queue by site, domain, sender or campaign: recipients, oldest, last error, shaping state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var resp struct {
-				Destinations []queue.DestSummary `json:"destinations"`
+				Groups []queue.Summary `json:"groups"`
 			}
-			if err := client.get("/v1/queue", &resp); err != nil {
+			if err := client.get("/v1/queue?by="+url.QueryEscape(by), &resp); err != nil {
 				return err
 			}
 			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(resp.Destinations)
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(resp.Groups)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "DESTINATION\tRECIPIENTS\tOLDEST\tLAST ERROR")
-			for _, d := range resp.Destinations {
+			fmt.Fprintf(tw, "%s\tRECIPIENTS\tMESSAGES\tOLDEST\tSTATE\tLAST ERROR\n", strings.ToUpper(by))
+			for _, g := range resp.Groups {
 				age := "-"
-				if !d.Oldest.IsZero() {
-					age = time.Since(d.Oldest).Round(time.Second).String()
+				if !g.Oldest.IsZero() {
+					age = time.Since(g.Oldest).Round(time.Second).String()
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", d.Dest, d.Recipients, age, d.LastError)
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", g.Key, g.Recipients, g.Messages, age, siteState(g.Site), g.LastError)
 			}
 			return tw.Flush()
 		},
 	}
 	ls.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	ls.Flags().StringVar(&by, "by", "site", "group by site, domain, sender or campaign")
 	show := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show one queued message and its recipients",
@@ -205,5 +224,90 @@ func newQueueCmd() *cobra.Command {
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(ls, show)
+	cmd.AddCommand(queueOps(client)...)
 	return cmd
+}
+
+// siteState renders a site's shaping state for `queue ls`.
+func siteState(s *queue.SiteStatus) string {
+	if s == nil {
+		return "-"
+	}
+	now := time.Now()
+	var parts []string
+	if s.SuspendedUntil.After(now) {
+		parts = append(parts, "suspended "+s.SuspendedUntil.Sub(now).Round(time.Second).String())
+	}
+	if s.Factor > 0 && s.Factor < 1 && s.SlowUntil.After(now) {
+		parts = append(parts, fmt.Sprintf("slowed x%.2g %s", s.Factor, s.SlowUntil.Sub(now).Round(time.Second)))
+	}
+	parts = append(parts, fmt.Sprintf("conns %d/%d", s.Connections, s.MaxConnections))
+	if s.Reason != "" && len(parts) > 1 {
+		parts = append(parts, "("+s.Reason+")")
+	}
+	return strings.Join(parts, " ")
+}
+
+// queueOps are the queue's control commands: suspend, resume, flush,
+// bounce, delete.
+func queueOps(client *adminClient) []*cobra.Command {
+	type request struct {
+		Site     string `json:"site,omitempty"`
+		Domain   string `json:"domain,omitempty"`
+		Sender   string `json:"sender,omitempty"`
+		Campaign string `json:"campaign,omitempty"`
+		For      string `json:"for,omitempty"`
+		Reason   string `json:"reason,omitempty"`
+		DryRun   bool   `json:"dry_run,omitempty"`
+	}
+	mk := func(op, short string, selector, duration, reason, dryRun bool) *cobra.Command {
+		var req request
+		cmd := &cobra.Command{
+			Use:   op,
+			Short: short,
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				var resp struct {
+					Affected int  `json:"affected"`
+					DryRun   bool `json:"dry_run"`
+				}
+				if err := client.post("/v1/queue/"+op, req, &resp); err != nil {
+					return err
+				}
+				switch {
+				case op == "suspend" || op == "resume":
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", op)
+				case resp.DryRun:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %d recipients would be affected (dry run)\n", op, resp.Affected)
+				default:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %d recipients affected\n", op, resp.Affected)
+				}
+				return nil
+			},
+		}
+		f := cmd.Flags()
+		f.StringVar(&req.Site, "site", "", "site (as `drover queue ls` names it)")
+		f.StringVar(&req.Domain, "domain", "", "recipient domain")
+		if selector {
+			f.StringVar(&req.Sender, "sender", "", "sender (account) name")
+			f.StringVar(&req.Campaign, "campaign", "", "campaign (X-Drover-Campaign)")
+		}
+		if duration {
+			f.StringVar(&req.For, "for", "1h", "how long")
+		}
+		if reason {
+			f.StringVar(&req.Reason, "reason", "", "reason, shown in queue ls and DSNs")
+		}
+		if dryRun {
+			f.BoolVar(&req.DryRun, "dry-run", false, "count what would be affected, change nothing")
+		}
+		return cmd
+	}
+	return []*cobra.Command{
+		mk("suspend", "Stop delivering to a site or domain for a while", false, true, true, false),
+		mk("resume", "Resume a suspended site or domain", false, false, false, false),
+		mk("flush", "Retry now every matching recipient", true, false, false, false),
+		mk("bounce", "Fail matching recipients for good (DSNs and bounce events follow)", true, false, true, true),
+		mk("delete", "Remove matching recipients silently (a deleted event each)", true, false, false, true),
+	}
 }

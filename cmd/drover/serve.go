@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,9 +28,10 @@ import (
 	"drover/mta"
 	"drover/mta/courier"
 	"drover/mta/dkim"
+	"drover/mta/mtasts"
 	"drover/mta/resolve"
-	"drover/mta/smtpclient"
 	"drover/queue"
+	"drover/queue/shaping"
 )
 
 func newServeCmd() *cobra.Command {
@@ -42,7 +45,7 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), cfg)
+			return serve(cmd.Context(), cfgPath, cfg)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (default: the embedded default)")
@@ -57,6 +60,8 @@ type static struct {
 	routes     *resolve.Routes
 	tls        *tls.Config
 	classifier *bounce.Classifier
+	shaper     *shaping.Shaper
+	pools      map[string][]netip.Addr
 	// bounceDomains maps a sender to its VERP domain ("" = no VERP).
 	bounceDomains map[string]string
 }
@@ -67,10 +72,24 @@ func buildStatic(cfg *configs.Config) (*static, error) {
 	for _, r := range cfg.Bounces.Rules {
 		rules = append(rules, bounce.Rule{Pattern: r.Pattern, Status: r.Status, Host: r.Host, Reason: r.Reason})
 	}
-	if err := bounce.CheckRules(rules); err != nil {
+	err := bounce.CheckRules(rules)
+	if err != nil {
 		return nil, fmt.Errorf("bounces.rules: %w", err)
 	}
 	st.classifier = bounce.NewClassifier(rules)
+	if st.shaper, err = shaping.New(cfg.Shaping); err != nil {
+		return nil, fmt.Errorf("shaping: %w", err)
+	}
+	st.pools = map[string][]netip.Addr{}
+	for name, ips := range cfg.Pools {
+		for _, ip := range ips {
+			a, err := netip.ParseAddr(ip)
+			if err != nil {
+				return nil, fmt.Errorf("pools.%s: %w", name, err)
+			}
+			st.pools[name] = append(st.pools[name], a.Unmap())
+		}
+	}
 	var keys []*dkim.Key
 	for name, s := range cfg.Senders {
 		st.bounceDomains[name] = strings.ToLower(s.BounceDomain)
@@ -124,7 +143,7 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-func serve(ctx context.Context, cfg *configs.Config) error {
+func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 	log := newLogger(cfg.LogLevel)
 	slog.SetDefault(log)
 	st, err := buildStatic(cfg)
@@ -155,15 +174,16 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 		return err
 	}
 	resolver := resolve.New(resolve.Config{Servers: nonEmpty(cfg.Delivery.Resolver)})
-	tlsMode := map[string]smtpclient.TLSMode{
-		"opportunistic": smtpclient.TLSOpportunistic, "required": smtpclient.TLSRequired, "disabled": smtpclient.TLSDisabled,
-	}[cfg.Delivery.TLS]
+	var txt mtasts.TXTLookup
+	if cfg.Delivery.Resolver != "" {
+		txt = mtasts.DNSLookup(cfg.Delivery.Resolver, 5*time.Second)
+	}
+	sts := mtasts.New(mtasts.Config{TXT: txt, Logger: log})
 	cour := courier.New(courier.Config{
 		Hostname:       cfg.Hostname,
 		Resolver:       resolver,
 		Routes:         st.routes,
 		Port:           cfg.Delivery.Port,
-		TLSMode:        tlsMode,
 		ConnectTimeout: cfg.Delivery.ConnectTimeout,
 		CommandTimeout: cfg.Delivery.CommandTimeout,
 		DataTimeout:    cfg.Delivery.DataTimeout,
@@ -172,25 +192,28 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 			return c.Class, c.Reason
 		},
 		ReturnPath: verpReturnPath(verp, st.bounceDomains),
+		Pools:      st.pools,
+		MTASTS:     sts,
 		Logger:     log,
 	})
-	limits := queue.Limits{
-		MaxConnections:           cfg.Queue.MaxConnections,
-		MaxMessagesPerConnection: cfg.Queue.MaxMessagesPerConnection,
-		MaxRecipientsPerMessage:  cfg.Queue.MaxRecipientsPerMessage,
-		RetryInterval:            cfg.Queue.RetryInterval,
-		MaxRetryInterval:         cfg.Queue.MaxRetryInterval,
-		MaxAge:                   cfg.Queue.MaxAge,
+	dsn := &mta.DSNNotifier{Hostname: cfg.Hostname, DelayDSN: map[string]bool{}}
+	for name, s := range cfg.Senders {
+		dsn.DelayDSN[name] = s.DelayDSN
 	}
-	dsn := &mta.DSNNotifier{Hostname: cfg.Hostname}
+	var shaper liveShaper
+	shaper.Store(st.shaper)
 	spool, err = queue.Open(queue.Options{
-		Dir:       filepath.Join(cfg.DataDir, "spool"),
-		Courier:   cour,
-		Limits:    func(string) queue.Limits { return limits },
-		OnEvent:   emit,
-		OnFailure: dsn.OnFailure,
-		Logger:    log,
-		NoSync:    !cfg.Queue.Durable,
+		Dir:         filepath.Join(cfg.DataDir, "spool"),
+		Courier:     cour,
+		SiteOf:      siteOf(st.routes, resolver, &shaper),
+		Limits:      shaper.limits,
+		Rules:       &shaper,
+		OnEvent:     emit,
+		OnFailure:   dsn.OnFailure,
+		DelayNotice: cfg.Queue.DelayNotice,
+		OnDelay:     dsn.OnDelay,
+		Logger:      log,
+		NoSync:      !cfg.Queue.Durable,
 	})
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
@@ -257,6 +280,23 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 		log.Info("inbound listening (bounces, feedback reports)", "addr", a.String())
 	}
 
+	// reload re-reads the configuration file and applies what can change
+	// without a restart: shaping and its rules. A bad file changes nothing.
+	reload := func() error {
+		next, err := configs.Load(cfgPath)
+		if err == nil {
+			var nst *static
+			if nst, err = buildStatic(next); err == nil {
+				shaper.Store(nst.shaper)
+				spool.Reconfigure()
+				log.Info("configuration reloaded: shaping and rules applied (other changes need a restart)", "file", cfgPath)
+				return nil
+			}
+		}
+		log.Error("configuration reload refused; the running configuration stays", "file", cfgPath, "err", err)
+		return err
+	}
+
 	var httpSrv *http.Server
 	if cfg.HTTP.Address != "" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Address)
@@ -266,7 +306,7 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 			return fmt.Errorf("http listen: %w", err)
 		}
 		httpSrv = &http.Server{
-			Handler:           httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: spool, AdminToken: cfg.HTTP.AdminToken}),
+			Handler:           httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: spool, AdminToken: cfg.HTTP.AdminToken, Reload: reload}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		go httpSrv.Serve(ln)
@@ -275,11 +315,20 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 	log.Info("drover started", "hostname", cfg.Hostname, "data_dir", cfg.DataDir, "durable", cfg.Queue.Durable)
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case s := <-sig:
-		log.Info("shutting down", "signal", s.String())
-	case <-ctx.Done():
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				reload()
+				continue
+			}
+			log.Info("shutting down", "signal", s.String())
+			break wait
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	signal.Stop(sig)
 
@@ -302,6 +351,47 @@ func serve(ctx context.Context, cfg *configs.Config) error {
 	}
 	log.Info("drover stopped")
 	return errors.Join(errs...)
+}
+
+// liveShaper holds the shaping in force; a reload swaps it.
+type liveShaper struct{ atomic.Pointer[shaping.Shaper] }
+
+// Match implements queue.RuleMatcher.
+func (l *liveShaper) Match(code int, enhanced, text string) *shaping.Rule {
+	return l.Load().Match(code, enhanced, text)
+}
+
+// limits implements queue.Options.Limits: the shaping of the site, or of
+// one of its domains.
+func (l *liveShaper) limits(site queue.Site, dest string) queue.Limits {
+	r, _ := l.Load().Resolve(site.Name, dest, site.MX)
+	return queue.Limits{
+		MaxConnections:           r.MaxConnections,
+		MaxMessagesPerConnection: r.MaxMessagesPerConnection,
+		MaxRecipientsPerMessage:  r.MaxRecipientsPerMessage,
+		RetryInterval:            r.RetryInterval,
+		MaxRetryInterval:         r.MaxRetryInterval,
+		MaxAge:                   r.MaxAge,
+		MaxMessageRate:           r.MaxMessageRate.PerSecond(),
+		MaxConnectionRate:        r.MaxConnectionRate.PerSecond(),
+		TLS:                      r.TLS,
+		Pool:                     r.Pool,
+	}
+}
+
+// siteOf implements queue.Options.SiteOf: a routed domain's site is its
+// route; others are named after their MX hosts.
+func siteOf(routes *resolve.Routes, resolver *resolve.Resolver, shaper *liveShaper) func(context.Context, string) (queue.Site, error) {
+	return func(ctx context.Context, dest string) (queue.Site, error) {
+		if target, ok := routes.Lookup(dest); ok {
+			return queue.Site{Name: shaping.RouteSite(target), MX: []string{target}}, nil
+		}
+		mx, err := resolver.MX(ctx, dest)
+		if err != nil {
+			return queue.Site{}, err
+		}
+		return queue.Site{Name: shaper.Load().Site(dest, mx), MX: mx}, nil
+	}
 }
 
 func listeners(cfg *configs.Config) []mta.Listener {

@@ -58,7 +58,7 @@ var queuedAs = regexp.MustCompile(`queued as ([A-Za-z0-9_-]+)`)
 // stays queued with its error shown by `drover queue ls`.
 func TestDeliveryOutcomes(t *testing.T) {
 	mx := startFakeMX(t)
-	d := startDrover(t, t.TempDir(), fmt.Sprintf("queue:\n  retry_interval: 1h\n  max_retry_interval: 2h\nroutes:\n  \"*.test\": %q\n", mx.addr))
+	d := startDrover(t, t.TempDir(), fmt.Sprintf("shaping:\n  default:\n    retry_interval: 1h\n    max_retry_interval: 2h\nroutes:\n  \"*.test\": %q\n", mx.addr))
 	out := swaks(t, "--server", d.smtp, "--from", "news@sender.test",
 		"--to", "ok@dest.test,defer@dest.test,refuse@dest.test",
 		"--header", "X-Drover-Campaign: autumn", "--header", "X-Drover-Stream: marketing",
@@ -122,9 +122,13 @@ func TestDeliveryOutcomes(t *testing.T) {
 	}
 
 	// The deferred recipient is still queued, visible through the admin API.
-	ls, err := d.cli("queue", "ls", "--config", d.cfgPath)
+	ls, err := d.cli("queue", "ls", "--by", "domain", "--config", d.cfgPath)
 	if err != nil || !strings.Contains(ls, "dest.test") || !strings.Contains(ls, "try later") {
-		t.Errorf("queue ls: %v\n%s", err, ls)
+		t.Errorf("queue ls --by domain: %v\n%s", err, ls)
+	}
+	ls, err = d.cli("queue", "ls", "--config", d.cfgPath)
+	if err != nil || !strings.Contains(ls, "route:"+mx.addr) || !strings.Contains(ls, "conns") {
+		t.Errorf("queue ls (by site): %v\n%s", err, ls)
 	}
 	show, err := d.cli("queue", "show", id, "--config", d.cfgPath)
 	if err != nil || !strings.Contains(show, "defer@dest.test") || strings.Contains(show, "ok@dest.test") || !strings.Contains(show, "autumn") {
@@ -209,7 +213,7 @@ routes:
 func TestSIGTERMKeepsQueuedMail(t *testing.T) {
 	dir := t.TempDir()
 	dead := freePort(t) // nothing listens: every delivery defers
-	d := startDrover(t, dir, fmt.Sprintf("queue:\n  retry_interval: 1s\n  max_retry_interval: 1s\nroutes:\n  \"*\": %q\n", dead))
+	d := startDrover(t, dir, fmt.Sprintf("shaping:\n  default:\n    retry_interval: 1s\n    max_retry_interval: 1s\nroutes:\n  \"*\": %q\n", dead))
 	const n = 20
 	for i := 0; i < n; i++ {
 		if err := smtp.SendMail(d.smtp, nil, "a@sender.test", []string{fmt.Sprintf("r%d@dest.test", i)},
@@ -252,7 +256,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sink.Process.Kill()
-	d := startDrover(t, dir, fmt.Sprintf("queue:\n  retry_interval: 1s\n  max_retry_interval: 2s\nroutes:\n  \"*\": %q\n", sinkAddr))
+	d := startDrover(t, dir, fmt.Sprintf("shaping:\n  default:\n    retry_interval: 1s\n    max_retry_interval: 2s\nroutes:\n  \"*\": %q\n", sinkAddr))
 
 	// Our own acknowledged-set client: 10 sessions, each recording the
 	// recipients that got a 250 to DATA, until the kill.

@@ -47,6 +47,7 @@ package courier
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -55,12 +56,15 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
+	"drover/mta/mtasts"
 	"drover/mta/resolve"
 	"drover/mta/smtpclient"
 	"drover/queue"
+	"drover/queue/shaping"
 )
 
 // Config configures a Courier.
@@ -95,6 +99,17 @@ type Config struct {
 	// Classify, when set, gives the bounce class ("hard", "soft") and
 	// reason of every failed result.
 	Classify func(code int, enhanced, text string) (class, reason string)
+	// Pools are the source addresses of each pool named by Limits.Pool,
+	// used in turn; a pool not listed (and "") means the Local addresses.
+	Pools map[string][]netip.Addr
+	// MTASTS, when set, enforces the MTA-STS policies (RFC 8461) of
+	// destinations whose Limits.TLS is "mta-sts": in enforce mode only MX
+	// hosts the policy names are tried, over TLS with a certificate valid
+	// for the host; testing mode violations are logged. Routed
+	// destinations are not subject to it.
+	MTASTS *mtasts.Cache
+	// STSRoots verifies certificates for MTA-STS (nil: the system roots).
+	STSRoots *x509.CertPool
 	// ReturnPath, when set, gives the envelope sender of each recipient
 	// (a VERP address); each recipient then gets its own transaction.
 	// Messages with the null return path (DSNs) keep it.
@@ -109,7 +124,8 @@ type Courier struct {
 	cfg      Config
 	resolver *resolve.Resolver
 	log      *slog.Logger
-	err      error // invalid configuration, reported by Open
+	err      error         // invalid configuration, reported by Open
+	turn     atomic.Uint64 // round robin over pool addresses
 }
 
 var _ queue.Courier = (*Courier)(nil)
@@ -157,21 +173,38 @@ type hop struct {
 	port uint16
 }
 
-// Open connects to the mail servers of dest.
-func (c *Courier) Open(ctx context.Context, dest string) (queue.Conn, error) {
+// Open connects to the mail servers of dest, under the TLS mode and
+// source pool of lim.
+func (c *Courier) Open(ctx context.Context, dest string, lim queue.Limits) (queue.Conn, error) {
 	if c.err != nil {
 		return nil, c.openError(dest, "", c.err, false)
 	}
-	hops, err := c.hops(ctx, dest)
+	mode, ok := tlsModes[lim.TLS]
+	if !ok {
+		mode = c.cfg.TLSMode
+	}
+	hops, routed, err := c.hops(ctx, dest)
 	if err != nil {
 		var re *resolve.Error
 		return nil, c.openError(dest, "", err, errors.As(err, &re) && re.Permanent())
 	}
+	var policy *mtasts.Policy
+	if lim.TLS == shaping.TLSMTASTS && !routed && c.cfg.MTASTS != nil {
+		if policy, err = c.cfg.MTASTS.Get(ctx, dest); err != nil {
+			c.log.Warn("courier: MTA-STS policy unavailable, delivering without it", "dest", dest, "err", err)
+		}
+	}
+	enforce := policy != nil && policy.Mode == mtasts.Enforce
 	var last error
 	lastRemote := ""
 	tries := 0
 hosts:
 	for _, h := range hops {
+		if err := policy.Check(h.name, true); err != nil {
+			c.log.Warn("courier: MX skipped by MTA-STS policy", "dest", dest, "host", h.name, "err", err)
+			last, lastRemote = err, h.name
+			continue
+		}
 		addrs, err := c.resolver.Addrs(ctx, h.name)
 		if err != nil {
 			c.log.Debug("courier: no address", "dest", dest, "host", h.name, "err", err)
@@ -187,11 +220,25 @@ hosts:
 			}
 			tries++
 			remote := fmt.Sprintf("%s[%s]:%d", h.name, a, h.port)
-			cl, err := smtpclient.Dial(ctx, netip.AddrPortFrom(a, h.port).String(), c.clientConfig(h.name, a))
+			cfg := c.clientConfig(h.name, a, mode, lim.Pool)
+			if enforce {
+				cfg.TLSMode = smtpclient.TLSRequired
+				cfg.TLS = &tls.Config{ServerName: h.name, RootCAs: c.cfg.STSRoots, MinVersion: tls.VersionTLS12}
+			}
+			cl, err := smtpclient.Dial(ctx, netip.AddrPortFrom(a, h.port).String(), cfg)
 			if err != nil {
-				c.log.Debug("courier: connection failed", "dest", dest, "remote", remote, "err", err)
+				if errors.Is(err, smtpclient.ErrTLS) {
+					c.log.Warn("courier: TLS failure", "dest", dest, "remote", remote, "reason", tlsFailure(err), "err", err)
+				} else {
+					c.log.Debug("courier: connection failed", "dest", dest, "remote", remote, "err", err)
+				}
 				last, lastRemote = err, remote
 				continue
+			}
+			if policy != nil && policy.Mode == mtasts.Testing {
+				if v := policy.Violation(h.name, c.verified(cl, h.name)); v != nil {
+					c.log.Warn("courier: MTA-STS testing-mode violation (delivering anyway)", "dest", dest, "remote", remote, "err", v)
+				}
 			}
 			c.log.Debug("courier: connected", "dest", dest, "remote", remote, "tls", cl.TLS())
 			return &conn{courier: c, client: cl, remote: remote}, nil
@@ -206,18 +253,64 @@ hosts:
 	return nil, c.openError(dest, lastRemote, last, false)
 }
 
-// hops returns the hosts to try for dest, in order.
-func (c *Courier) hops(ctx context.Context, dest string) ([]hop, error) {
+var tlsModes = map[string]smtpclient.TLSMode{
+	shaping.TLSOpportunistic: smtpclient.TLSOpportunistic,
+	shaping.TLSMTASTS:        smtpclient.TLSOpportunistic,
+	shaping.TLSRequired:      smtpclient.TLSRequired,
+	shaping.TLSDisabled:      smtpclient.TLSDisabled,
+}
+
+// verified reports whether the session runs over TLS with a certificate
+// valid for host.
+func (c *Courier) verified(cl *smtpclient.Client, host string) bool {
+	st, ok := cl.TLSConnectionState()
+	if !ok || len(st.PeerCertificates) == 0 {
+		return false
+	}
+	opts := x509.VerifyOptions{DNSName: host, Roots: c.cfg.STSRoots, Intermediates: x509.NewCertPool()}
+	for _, ic := range st.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(ic)
+	}
+	_, err := st.PeerCertificates[0].Verify(opts)
+	return err == nil
+}
+
+// tlsFailure names the kind of a TLS failure for the log.
+func tlsFailure(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var name x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var alert tls.AlertError
+	switch {
+	case errors.As(err, &unknown):
+		return "certificate signed by an unknown authority"
+	case errors.As(err, &name):
+		return "certificate not valid for the host name"
+	case errors.As(err, &invalid):
+		return "certificate invalid or expired"
+	case errors.As(err, &alert):
+		return "handshake refused by the server"
+	case strings.Contains(err.Error(), "STARTTLS not offered"):
+		return "STARTTLS not offered"
+	case strings.Contains(err.Error(), "STARTTLS refused"):
+		return "STARTTLS refused"
+	}
+	return "handshake failed"
+}
+
+// hops returns the hosts to try for dest, in order, and whether a route
+// chose them.
+func (c *Courier) hops(ctx context.Context, dest string) ([]hop, bool, error) {
 	if target, ok := c.cfg.Routes.Lookup(dest); ok {
 		host, p, err := net.SplitHostPort(target)
 		if err != nil {
-			return nil, fmt.Errorf("route target %q: %w", target, err)
+			return nil, true, fmt.Errorf("route target %q: %w", target, err)
 		}
 		port, err := strconv.ParseUint(p, 10, 16)
 		if err != nil {
-			return nil, fmt.Errorf("route target %q: %w", target, err)
+			return nil, true, fmt.Errorf("route target %q: %w", target, err)
 		}
-		return []hop{{host, uint16(port)}}, nil
+		return []hop{{host, uint16(port)}}, true, nil
 	}
 	port := uint16(c.cfg.Port)
 	if lit, ok := strings.CutPrefix(dest, "["); ok {
@@ -227,19 +320,19 @@ func (c *Courier) hops(ctx context.Context, dest string) ([]hop, error) {
 		}
 		ip, err := netip.ParseAddr(lit)
 		if err != nil {
-			return nil, fmt.Errorf("address literal %q: %w", dest, err)
+			return nil, false, fmt.Errorf("address literal %q: %w", dest, err)
 		}
-		return []hop{{ip.String(), port}}, nil
+		return []hop{{ip.String(), port}}, false, nil
 	}
 	hosts, err := c.resolver.MX(ctx, dest)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	hops := make([]hop, len(hosts))
 	for i, h := range hosts {
 		hops[i] = hop{h, port}
 	}
-	return hops, nil
+	return hops, false, nil
 }
 
 // usable reports whether the configured network allows address a.
@@ -253,14 +346,17 @@ func (c *Courier) usable(a netip.Addr) bool {
 	return true
 }
 
-func (c *Courier) clientConfig(host string, a netip.Addr) smtpclient.Config {
+func (c *Courier) clientConfig(host string, a netip.Addr, mode smtpclient.TLSMode, pool string) smtpclient.Config {
 	tc := c.cfg.TLS.Clone()
 	if tc.ServerName == "" {
 		tc.ServerName = host
 	}
+	if mode == smtpclient.TLSRequired && c.cfg.TLSMode != smtpclient.TLSRequired {
+		tc.InsecureSkipVerify = false // a site that requires TLS gets a verified certificate
+	}
 	cfg := smtpclient.Config{
 		Hostname:       c.cfg.Hostname,
-		TLSMode:        c.cfg.TLSMode,
+		TLSMode:        mode,
 		TLS:            tc,
 		ConnectTimeout: c.cfg.ConnectTimeout,
 		CommandTimeout: c.cfg.CommandTimeout,
@@ -270,7 +366,24 @@ func (c *Courier) clientConfig(host string, a netip.Addr) smtpclient.Config {
 	if a.Is4() {
 		cfg.LocalAddr = c.cfg.LocalIPv4
 	}
+	if src := c.source(pool, a.Is4()); src.IsValid() {
+		cfg.LocalAddr = src
+	}
 	return cfg
+}
+
+// source picks the next address of pool in the family of the remote.
+func (c *Courier) source(pool string, v4 bool) netip.Addr {
+	var fam []netip.Addr
+	for _, a := range c.cfg.Pools[pool] {
+		if a.Is4() == v4 {
+			fam = append(fam, a)
+		}
+	}
+	if len(fam) == 0 {
+		return netip.Addr{}
+	}
+	return fam[c.turn.Add(1)%uint64(len(fam))]
 }
 
 // Error is a failure to open a connection to a destination.

@@ -3,6 +3,7 @@ package courier
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,7 @@ type fakeMX struct {
 }
 
 type gotMsg struct {
+	tls      bool
 	from     string
 	mailOpts smtp.MailOptions
 	rcpts    []string
@@ -45,6 +47,7 @@ type gotMsg struct {
 type mxOptions struct {
 	dsn, smtputf8 bool
 	maxSize       int64
+	tls           *tls.Config // offer STARTTLS with it
 }
 
 func serveMX(t *testing.T, ln net.Listener, name string, o mxOptions) *fakeMX {
@@ -59,6 +62,7 @@ func serveMX(t *testing.T, ln net.Listener, name string, o mxOptions) *fakeMX {
 	srv.EnableDSN = o.dsn
 	srv.EnableSMTPUTF8 = o.smtputf8
 	srv.MaxMessageBytes = o.maxSize
+	srv.TLSConfig = o.tls
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -81,7 +85,8 @@ func (s *session) Reset()        { s.msg = nil }
 func (s *session) Logout() error { return nil }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	s.msg = &gotMsg{from: from, helo: s.conn.Hostname()}
+	_, isTLS := s.conn.TLSConnectionState()
+	s.msg = &gotMsg{from: from, helo: s.conn.Hostname(), tls: isTLS}
 	if opts != nil {
 		s.msg.mailOpts = *opts
 	}
@@ -254,7 +259,7 @@ func (mx *fakeMX) port() int {
 
 func open(t *testing.T, c *Courier, dest string) queue.Conn {
 	t.Helper()
-	conn, err := c.Open(t.Context(), dest)
+	conn, err := c.Open(t.Context(), dest, queue.Limits{})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", dest, err)
 	}
@@ -359,7 +364,7 @@ func TestOpenErrors(t *testing.T) {
 		{"allbad.test", false, "4.4.4", resolve.ErrNoSuchDomain},
 	}
 	for _, tt := range tests {
-		_, err := c.Open(t.Context(), tt.dest)
+		_, err := c.Open(t.Context(), tt.dest, queue.Limits{})
 		var e *Error
 		if !errors.As(err, &e) {
 			t.Fatalf("%s: error %v (%T)", tt.dest, err, err)
@@ -374,7 +379,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 
 	// The last failure is a refusing greeting: its reply is the result.
-	_, err := c.Open(t.Context(), "lastgreet.test")
+	_, err := c.Open(t.Context(), "lastgreet.test", queue.Limits{})
 	var e *Error
 	if !errors.As(err, &e) || e.Permanent() {
 		t.Fatalf("error %v", err)
@@ -387,18 +392,18 @@ func TestOpenErrors(t *testing.T) {
 	}
 
 	// Only a dead host: the connect failure.
-	_, err = c.Open(t.Context(), "dead.test")
+	_, err = c.Open(t.Context(), "dead.test", queue.Limits{})
 	if !errors.As(err, &e) || e.Permanent() || e.Result().Enhanced != "4.4.1" {
 		t.Errorf("dead host: %v", err)
 	}
 
 	// A wrong network: no usable address.
 	c6 := w.courier(t, func(cfg *Config) { cfg.Network = "ip6" })
-	if _, err := c6.Open(t.Context(), "ok.test"); !errors.As(err, &e) || e.Permanent() || !strings.Contains(err.Error(), "no usable address") {
+	if _, err := c6.Open(t.Context(), "ok.test", queue.Limits{}); !errors.As(err, &e) || e.Permanent() || !strings.Contains(err.Error(), "no usable address") {
 		t.Errorf("ip6: %v", err)
 	}
 	bad := w.courier(t, func(cfg *Config) { cfg.Hostname = "" })
-	if _, err := bad.Open(t.Context(), "ok.test"); err == nil {
+	if _, err := bad.Open(t.Context(), "ok.test", queue.Limits{}); err == nil {
 		t.Error("no hostname accepted")
 	}
 }

@@ -1,0 +1,173 @@
+package courier
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"drover/mta/mtasts"
+	"drover/mta/resolve"
+	"drover/mta/resolve/dnstest"
+	"drover/queue"
+)
+
+// testCA makes a CA and a server certificate for host signed by it.
+func testCA(t *testing.T, host string) (*x509.CertPool, tls.Certificate) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return pool, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+type stsTXT map[string]string
+
+func (s stsTXT) LookupTXT(_ context.Context, name string) ([]string, error) {
+	if v, ok := s[name]; ok {
+		return []string{v}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+
+type stsFetch map[string]string
+
+func (s stsFetch) Fetch(_ context.Context, domain string) ([]byte, error) {
+	if v, ok := s[domain]; ok {
+		return []byte(v), nil
+	}
+	return nil, errors.New("no policy")
+}
+
+func TestMTASTS(t *testing.T) {
+	roots, cert := testCA(t, "mx.sts.test")
+	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := tlsLn.Addr().(*net.TCPAddr).Port
+	plainLn, err := net.Listen("tcp", fmt.Sprintf("127.0.0.2:%d", port))
+	if err != nil {
+		t.Skip("127.0.0.2 not usable:", err)
+	}
+	secure := serveMX(t, tlsLn, "mx.sts.test", mxOptions{tls: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	plain := serveMX(t, plainLn, "plain.sts.test", mxOptions{})
+	dns := dnstest.Start(t, `
+test.             3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60
+mx.sts.test.      300 IN A 127.0.0.1
+plain.sts.test.   300 IN A 127.0.0.2
+good.test.        300 IN MX 10 mx.sts.test.
+foreign.test.     300 IN MX 10 plain.sts.test.
+notls.test.       300 IN MX 10 plain.sts.test.
+testing.test.     300 IN MX 10 plain.sts.test.
+`)
+	policy := func(mode, mx string) string {
+		return "version: STSv1\nmode: " + mode + "\nmx: " + mx + "\nmax_age: 86400\n"
+	}
+	sts := mtasts.New(mtasts.Config{
+		TXT: stsTXT{"_mta-sts.good.test": "v=STSv1; id=1", "_mta-sts.foreign.test": "v=STSv1; id=1",
+			"_mta-sts.notls.test": "v=STSv1; id=1", "_mta-sts.testing.test": "v=STSv1; id=1"},
+		Fetch: stsFetch{"good.test": policy("enforce", "*.sts.test"), "foreign.test": policy("enforce", "mx.other.test"),
+			"notls.test": policy("enforce", "plain.sts.test"), "testing.test": policy("testing", "mx.other.test")},
+	})
+	c := New(Config{
+		Hostname: "out.drover.test", Port: port, MTASTS: sts, STSRoots: roots,
+		Resolver:       resolve.New(resolve.Config{Servers: []string{dns.Addr}, Timeout: time.Second}),
+		ConnectTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second,
+	})
+	lim := queue.Limits{TLS: "mta-sts"}
+	deliver := func(dest string) error {
+		conn, err := c.Open(t.Context(), dest, lim)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		res, err := conn.Deliver(t.Context(), &queue.Message{ID: "s", ReturnPath: "a@b.test"}, rcpts("x@"+dest), []byte("Subject: s\r\n\r\nx\r\n"))
+		if err == nil && res[0].Status != queue.Delivered {
+			err = errors.New(res[0].Text)
+		}
+		return err
+	}
+
+	// Enforce: a policy MX with a valid certificate is used, over TLS.
+	if err := deliver("good.test"); err != nil {
+		t.Errorf("good.test: %v", err)
+	}
+	if _, msgs := secure.stats(); len(msgs) != 1 || !msgs[0].tls {
+		t.Errorf("good.test not delivered over TLS: %+v", msgs)
+	}
+	// Enforce: an MX the policy does not name, or one without TLS, gets
+	// nothing; the failure is temporary.
+	for _, dest := range []string{"foreign.test", "notls.test"} {
+		err := deliver(dest)
+		var e *Error
+		if !errors.As(err, &e) || e.Permanent() {
+			t.Errorf("%s: %v, want a temporary open error", dest, err)
+		}
+	}
+	if _, msgs := plain.stats(); len(msgs) != 0 {
+		t.Errorf("enforce mode delivered to a non-compliant MX: %+v", msgs)
+	}
+	// Testing mode reports but delivers.
+	if err := deliver("testing.test"); err != nil {
+		t.Errorf("testing.test: %v", err)
+	}
+	// Without mta-sts in the limits, no policy is looked at.
+	lim.TLS = "opportunistic"
+	if err := deliver("foreign.test"); err != nil {
+		t.Errorf("opportunistic foreign.test: %v", err)
+	}
+	if _, msgs := plain.stats(); len(msgs) != 2 {
+		t.Errorf("plain MX got %d messages, want 2 (testing mode, opportunistic)", len(msgs))
+	}
+	// A site that requires TLS does not deliver in plain text.
+	lim.TLS = "required"
+	if err := deliver("foreign.test"); err == nil {
+		t.Error("required TLS delivered in plain text")
+	}
+}
+
+// Connections bind to the addresses of the pool named by the limits, in turn.
+func TestSourcePool(t *testing.T) {
+	w := newWorld(t)
+	c := w.courier(t, func(cfg *Config) {
+		cfg.Pools = map[string][]netip.Addr{"p": {netip.MustParseAddr("127.0.0.7"), netip.MustParseAddr("127.0.0.8")}}
+	})
+	seen := map[string]bool{}
+	for range 2 {
+		qc, err := c.Open(t.Context(), "ok.test", queue.Limits{Pool: "p"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[qc.(*conn).client.LocalAddr().(*net.TCPAddr).IP.String()] = true
+		qc.Close()
+	}
+	if !seen["127.0.0.7"] || !seen["127.0.0.8"] {
+		t.Errorf("source addresses %v, want both of the pool", seen)
+	}
+}

@@ -1,0 +1,311 @@
+package shaping
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"golang.org/x/net/publicsuffix"
+)
+
+// Provider is a mailbox provider: the MX host patterns that identify it and
+// the settings of every site whose MX hosts match.
+type Provider struct {
+	// MX are host patterns: "aspmx.l.google.com" matches that host only,
+	// "*.google.com" any host ending in ".google.com" (not google.com
+	// itself). Case and a trailing dot are ignored; "*" is allowed only as
+	// the leading label. An empty list matches nothing (an operator can
+	// switch a shipped provider off that way).
+	MX       []string `yaml:"mx"`
+	Settings `yaml:",inline"`
+}
+
+// Config is the operator's shaping configuration. cmd/drover decodes it
+// from YAML; the zero Config gives the built-in limits, the shipped
+// providers and the shipped rules.
+type Config struct {
+	// Default is layered over BuiltinLimits for every site.
+	Default Settings `yaml:"default"`
+	// Providers, by name, are layered over the shipped providers: an entry
+	// replaces the shipped provider of the same name entirely.
+	Providers map[string]Provider `yaml:"providers"`
+	// Sites, by site name (as Site returns it: "google.com",
+	// "a.example+b.example", "route:127.0.0.1:2526").
+	Sites map[string]Settings `yaml:"sites"`
+	// Domains, by recipient domain. A domain listed here is its own site
+	// (see Shaper.Site).
+	Domains map[string]Settings `yaml:"domains"`
+	// Rules are evaluated before the shipped rules; one named like a
+	// shipped rule replaces it, and {name: <shipped rule>, action: none}
+	// with no condition switches the shipped rule off.
+	Rules []Rule `yaml:"rules"`
+}
+
+// Shaper resolves limits for sites and matches replies against the
+// adaptive-backoff rules. It is immutable, so safe for concurrent use; a
+// configuration reload builds a new one.
+type Shaper struct {
+	base      Limits
+	providers []provider // sorted by name
+	sites     map[string]*Settings
+	domains   map[string]*Settings
+	rules     []compiledRule
+}
+
+type provider struct {
+	name     string
+	operator bool
+	patterns []hostPattern
+	settings Settings
+}
+
+// hostPattern is a normalized MX pattern: an exact host, or a suffix
+// beginning with "." for "*." patterns.
+type hostPattern struct {
+	s        string
+	wildcard bool
+}
+
+// New validates cfg and builds a Shaper over the shipped defaults
+// (DefaultProviders). The error lists every problem, each naming its
+// entry: "default.max_connections: 0 is less than 1",
+// "providers.google.mx[1]: ...", "rules[2] (google-rate).factor: ...".
+func New(cfg Config) (*Shaper, error) {
+	var errs errorList
+	s := &Shaper{
+		base:    BuiltinLimits,
+		sites:   map[string]*Settings{},
+		domains: map[string]*Settings{},
+	}
+	cfg.Default.validate("default", &errs)
+	s.base.apply(&cfg.Default)
+
+	shippedProviders, shippedRules := DefaultProviders()
+	for _, name := range slices.Sorted(maps.Keys(cfg.Providers)) {
+		path := "providers." + name
+		if strings.TrimSpace(name) == "" {
+			path = `providers[""]`
+			errs.add(path, "empty provider name")
+		}
+		p := cfg.Providers[name]
+		p.Settings.validate(path, &errs)
+		for i, pat := range p.MX {
+			if _, err := parseHostPattern(pat); err != nil {
+				errs.add(fmt.Sprintf("%s.mx[%d]", path, i), "%v", err)
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(shippedProviders)) {
+		if _, ok := cfg.Providers[name]; !ok {
+			sp := shippedProviders[name]
+			sp.Settings.validate("shipped providers."+name, &errs)
+			s.providers = append(s.providers, compileProvider(name, shippedProviders[name], false))
+		}
+	}
+	for name, p := range cfg.Providers {
+		s.providers = append(s.providers, compileProvider(name, p, true))
+	}
+	slices.SortFunc(s.providers, func(a, b provider) int { return strings.Compare(a.name, b.name) })
+
+	addLevel := func(kind string, in map[string]Settings, out map[string]*Settings, norm func(string) string) {
+		for _, key := range slices.Sorted(maps.Keys(in)) {
+			path := kind + "." + key
+			k := norm(key)
+			if k == "" {
+				errs.add(fmt.Sprintf("%s[%q]", kind, key), "empty name")
+				continue
+			}
+			if _, dup := out[k]; dup {
+				errs.add(path, "listed twice (names are case-insensitive)")
+				continue
+			}
+			v := in[key].clone() // the Shaper is immutable: own every value
+			v.validate(path, &errs)
+			out[k] = &v
+		}
+	}
+	addLevel("sites", cfg.Sites, s.sites, func(k string) string { return strings.ToLower(strings.TrimSpace(k)) })
+	addLevel("domains", cfg.Domains, s.domains, normalizeHost)
+
+	shippedNames := map[string]bool{}
+	for _, r := range shippedRules {
+		shippedNames[r.Name] = true
+	}
+	names := map[string]int{}
+	for i := range cfg.Rules {
+		r := cfg.Rules[i] // a copy: the Shaper owns what Match returns
+		label := ruleLabel(i, &r)
+		if j, dup := names[r.Name]; dup && r.Name != "" {
+			errs.add(label, "name is also used by rules[%d]", j)
+		}
+		names[r.Name] = i
+		if r.Action == ActionNone && r.Pattern == "" && r.Status == "" && r.Code == 0 && shippedNames[r.Name] {
+			continue // {name: <shipped rule>, action: none}: the shipped rule is switched off
+		}
+		if c, ok := compileRule(label, &r, &errs); ok {
+			s.rules = append(s.rules, c)
+		}
+	}
+	for i := range shippedRules {
+		r := shippedRules[i]
+		if _, replaced := names[r.Name]; replaced {
+			continue
+		}
+		c, ok := compileRule(fmt.Sprintf("shipped %s", ruleLabel(i, &r)), &r, &errs)
+		if ok {
+			s.rules = append(s.rules, c)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("shaping: %w", errors.Join(errs...))
+	}
+	return s, nil
+}
+
+func compileProvider(name string, p Provider, operator bool) provider {
+	c := provider{name: name, operator: operator, settings: p.Settings.clone()}
+	for _, pat := range p.MX {
+		if hp, err := parseHostPattern(pat); err == nil {
+			c.patterns = append(c.patterns, hp)
+		}
+	}
+	return c
+}
+
+// parseHostPattern validates and normalizes an MX host pattern.
+func parseHostPattern(pat string) (hostPattern, error) {
+	p := normalizeHost(pat)
+	host, wildcard := strings.CutPrefix(p, "*.")
+	if host == "" {
+		return hostPattern{}, fmt.Errorf("empty host pattern")
+	}
+	if strings.Contains(host, "*") {
+		return hostPattern{}, fmt.Errorf("%q: only a leading \"*.\" wildcard is supported", pat)
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
+			return hostPattern{}, fmt.Errorf("%q is not a host name", pat)
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return hostPattern{}, fmt.Errorf("%q is not a host name", pat)
+			}
+		}
+	}
+	if wildcard {
+		if ps, _ := publicsuffix.PublicSuffix(host); ps == host {
+			return hostPattern{}, fmt.Errorf("%q would match every host under the public suffix %q", pat, host)
+		}
+		return hostPattern{s: "." + host, wildcard: true}, nil
+	}
+	return hostPattern{s: host}, nil
+}
+
+// normalizeHost lower-cases h and drops surrounding space and a trailing
+// dot.
+func normalizeHost(h string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
+}
+
+// matchHost reports whether host (normalized) matches p, and how
+// specific the match is: exact matches beat wildcards, longer suffixes
+// beat shorter ones.
+func (p hostPattern) matchHost(host string) (int, bool) {
+	if p.wildcard {
+		if len(host) > len(p.s) && strings.HasSuffix(host, p.s) {
+			return len(p.s), true
+		}
+		return 0, false
+	}
+	if host == p.s {
+		return 1 << 20, true
+	}
+	return 0, false
+}
+
+// Provider returns the name of the provider whose MX patterns match
+// mxHosts, "" if none. When several do, the most specific match wins (an
+// exact host beats a wildcard, a longer wildcard suffix beats a shorter
+// one), then an operator's provider beats a shipped one, then the name
+// that sorts first.
+func (s *Shaper) Provider(mxHosts []string) string {
+	if p := s.provider(mxHosts); p != nil {
+		return p.name
+	}
+	return ""
+}
+
+func (s *Shaper) provider(mxHosts []string) *provider {
+	var best *provider
+	bestScore := -1
+	for _, h := range mxHosts {
+		host := normalizeHost(h)
+		for i := range s.providers {
+			p := &s.providers[i]
+			for _, pat := range p.patterns {
+				score, ok := pat.matchHost(host)
+				if !ok {
+					continue
+				}
+				// s.providers is sorted by name, so on a full tie the
+				// first one found keeps its place.
+				if score > bestScore || score == bestScore && p.operator && !best.operator {
+					best, bestScore = p, score
+				}
+			}
+		}
+	}
+	return best
+}
+
+// Site returns the site that recipients of domain are queued under:
+// domain itself (lower-cased) when Config.Domains lists it, so that its
+// own limits and adaptive state apply to it alone; else SiteName(mxHosts);
+// else (no MX hosts given) the domain.
+func (s *Shaper) Site(domain string, mxHosts []string) string {
+	d := normalizeHost(domain)
+	if _, ok := s.domains[d]; ok {
+		return d
+	}
+	if n := SiteName(mxHosts); n != "" {
+		return n
+	}
+	return d
+}
+
+// Resolve returns the limits of a site, and the name of the provider that
+// applied ("" if none): BuiltinLimits, overlaid by Config.Default, then the
+// provider matching mxHosts (see Provider), then Config.Sites[site], then
+// Config.Domains[domain] when domain is not "". Pass the domain only for a
+// site that Site made for that domain; a site shared by several domains is
+// resolved with domain "". MaxRetryInterval is raised to RetryInterval
+// when a level set one above the other.
+func (s *Shaper) Resolve(site, domain string, mxHosts []string) (Limits, string) {
+	l := s.base
+	name := ""
+	if p := s.provider(mxHosts); p != nil {
+		l.apply(&p.settings)
+		name = p.name
+	}
+	l.apply(s.sites[strings.ToLower(site)])
+	if domain != "" {
+		l.apply(s.domains[normalizeHost(domain)])
+	}
+	if l.MaxRetryInterval < l.RetryInterval {
+		l.MaxRetryInterval = l.RetryInterval
+	}
+	return l, name
+}
+
+// Rules returns the rules in the order Match tries them: the operator's,
+// then the shipped ones not replaced.
+func (s *Shaper) Rules() []Rule {
+	out := make([]Rule, len(s.rules))
+	for i, c := range s.rules {
+		out[i] = *c.rule
+	}
+	return out
+}
