@@ -23,8 +23,9 @@ type Metrics struct {
 	latency       prometheus.Histogram
 }
 
-// NewMetrics registers the metrics on reg. stats is read at every scrape.
-func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats) *Metrics {
+// NewMetrics registers the metrics on reg. stats and sites are read at
+// every scrape.
+func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats, sites func() []queue.SiteStatus) *Metrics {
 	m := &Metrics{
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "drover_smtp_sessions", Help: "SMTP submission sessions open now."}),
@@ -53,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats) *Metrics {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(stats()) })
 	}
 	reg.MustRegister(m.sessions, m.sessionsTotal, m.received, m.receivedBytes, m.deliveries, m.complaints, m.latency,
-		newQueueCollector(stats),
+		newQueueCollector(stats), newSiteCollector(sites),
 		gauge("drover_queue_messages", "Messages in the spool.", func(s queue.Stats) float64 { return float64(s.Messages) }),
 	)
 	return m
@@ -105,6 +106,45 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		age = time.Since(s.Oldest).Seconds()
 	}
 	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, age)
+}
+
+// siteCollector reports the live shaping state of every known site.
+type siteCollector struct {
+	sites                                    func() []queue.SiteStatus
+	conns, maxConns, factor, suspended, rate *prometheus.Desc
+}
+
+func newSiteCollector(sites func() []queue.SiteStatus) *siteCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, []string{"site"}, nil)
+	}
+	return &siteCollector{
+		sites:     sites,
+		conns:     d("drover_site_connections", "Open delivery connections per site."),
+		maxConns:  d("drover_site_max_connections", "Effective connection limit per site (configured, scaled by adaptive backoff)."),
+		factor:    d("drover_site_factor", "Adaptive-backoff scale of a site's limits: 1 normally, less while a slow rule is in force."),
+		suspended: d("drover_site_suspended", "1 while a site is suspended (by a rule or an operator)."),
+		rate:      d("drover_site_message_rate", "Effective message rate limit per site, per second (0 = unlimited)."),
+	}
+}
+
+func (c *siteCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.conns, c.maxConns, c.factor, c.suspended, c.rate} {
+		ch <- d
+	}
+}
+
+func (c *siteCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.sites() {
+		susp := 0.0
+		if s.Suspended {
+			susp = 1
+		}
+		for d, v := range map[*prometheus.Desc]float64{c.conns: float64(s.Connections), c.maxConns: float64(s.MaxConnections),
+			c.factor: s.Factor, c.suspended: susp, c.rate: s.MessageRate} {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, s.Name)
+		}
+	}
 }
 
 // randomToken returns 80 random bits in lower-case base32, for Message-IDs.

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -75,6 +76,9 @@ type fakeMX struct {
 	mu   sync.Mutex
 	msgs []received
 	srv  *smtp.Server
+
+	active, maxActive int         // concurrent sessions
+	throttle          atomic.Bool // answer MAIL with a 421 throttling reply
 }
 
 type received struct {
@@ -82,12 +86,17 @@ type received struct {
 	Rcpts []string
 	Data  []byte
 	Helo  string
+	At    time.Time
 }
 
 func startFakeMX(t *testing.T) *fakeMX {
 	t.Helper()
 	mx := &fakeMX{}
 	mx.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		mx.mu.Lock()
+		mx.active++
+		mx.maxActive = max(mx.maxActive, mx.active)
+		mx.mu.Unlock()
 		return &mxSession{mx: mx, conn: c}, nil
 	}))
 	mx.srv.Domain = "mx.test"
@@ -127,9 +136,17 @@ type mxSession struct {
 	rcpts []string
 }
 
-func (s *mxSession) Reset()        { s.from, s.rcpts = "", nil }
-func (s *mxSession) Logout() error { return nil }
+func (s *mxSession) Reset() { s.from, s.rcpts = "", nil }
+func (s *mxSession) Logout() error {
+	s.mx.mu.Lock()
+	s.mx.active--
+	s.mx.mu.Unlock()
+	return nil
+}
 func (s *mxSession) Mail(from string, _ *smtp.MailOptions) error {
+	if s.mx.throttle.Load() {
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 28}, Message: "[127.0.0.1] Our system has detected an unusual rate of unsolicited mail originating from your IP address."}
+	}
 	s.from = from
 	return nil
 }
@@ -149,7 +166,7 @@ func (s *mxSession) Data(r io.Reader) error {
 		return err
 	}
 	s.mx.mu.Lock()
-	s.mx.msgs = append(s.mx.msgs, received{From: s.from, Rcpts: s.rcpts, Data: data, Helo: s.conn.Hostname()})
+	s.mx.msgs = append(s.mx.msgs, received{From: s.from, Rcpts: s.rcpts, Data: data, Helo: s.conn.Hostname(), At: time.Now()})
 	s.mx.mu.Unlock()
 	return nil
 }
@@ -162,7 +179,7 @@ type drover struct {
 	smtp    string
 	http    string
 	cmd     *exec.Cmd
-	out     *bytes.Buffer
+	out     *syncBuffer
 	exited  chan error
 }
 
@@ -190,9 +207,28 @@ func startDrover(t *testing.T, dir, extraYAML string) *drover {
 	return d
 }
 
+// syncBuffer is the process's output, written by exec's copier while
+// tests read it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func (d *drover) start() {
 	d.t.Helper()
-	d.out = &bytes.Buffer{}
+	d.out = &syncBuffer{}
 	d.cmd = exec.Command(droverBin, "serve", "--config", d.cfgPath)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

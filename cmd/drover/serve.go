@@ -163,7 +163,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var spool *queue.Spool
-	metrics := mta.NewMetrics(reg, func() queue.Stats { return spool.Stats() })
+	metrics := mta.NewMetrics(reg, func() queue.Stats { return spool.Stats() }, func() []queue.SiteStatus { return spool.Sites() })
 	emit := func(ev queue.Event) {
 		metrics.Observe(ev)
 		mailLog.Write(ev)
