@@ -14,8 +14,10 @@ import (
 // OnFailure hook: the DSN is queued durably before the failed recipients'
 // records are removed.
 //
-// No DSN is sent for a DSN (null return path), when the sender does not
-// want DSNs, or for recipients whose NOTIFY excludes FAILURE.
+// No DSN is sent for a DSN (null return path), to a bounce address
+// (MAILER-DAEMON, postmaster, a VERP return path or Drover's own bounce
+// domains), when the sender does not want DSNs, or for recipients whose
+// NOTIFY excludes FAILURE.
 type DSNNotifier struct {
 	Hostname string // reporting MTA
 	Queue    Enqueuer
@@ -23,11 +25,24 @@ type DSNNotifier struct {
 	// DelayDSN names the senders that want delay notices for recipients
 	// submitted without NOTIFY.
 	DelayDSN map[string]bool
+	// BounceDomains are Drover's own VERP domains: a return path there is
+	// a bounce address and never gets a DSN (no backscatter loops).
+	BounceDomains map[string]bool
+}
+
+// wantsDSN reports whether a DSN may go to the return path: not to the
+// null sender (a DSN is never sent for a DSN) and not to a bounce address.
+func (n *DSNNotifier) wantsDSN(returnPath string) bool {
+	local, domain, ok := strings.Cut(strings.ToLower(returnPath), "@")
+	if !ok || n.BounceDomains[domain] {
+		return false
+	}
+	return local != "mailer-daemon" && !strings.HasPrefix(local, "bounces+") && local != "postmaster"
 }
 
 // OnFailure implements queue.Options.OnFailure.
 func (n *DSNNotifier) OnFailure(msg *queue.Message, body []byte, failed []queue.Failed) error {
-	if msg.ReturnPath == "" || !msg.WantDSN {
+	if !msg.WantDSN || !n.wantsDSN(msg.ReturnPath) {
 		return nil
 	}
 	now := n.now()
@@ -62,7 +77,7 @@ func (n *DSNNotifier) OnFailure(msg *queue.Message, body []byte, failed []queue.
 // still queued after a temporary failure, when NOTIFY asks for DELAY, or
 // without NOTIFY when the sender wants delay notices.
 func (n *DSNNotifier) OnDelay(msg *queue.Message, rcpts []queue.Recipient) error {
-	if msg.ReturnPath == "" {
+	if !msg.WantDSN || !n.wantsDSN(msg.ReturnPath) {
 		return nil
 	}
 	now := n.now()

@@ -196,9 +196,10 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		MTASTS:     sts,
 		Logger:     log,
 	})
-	dsn := &mta.DSNNotifier{Hostname: cfg.Hostname, DelayDSN: map[string]bool{}}
+	dsn := &mta.DSNNotifier{Hostname: cfg.Hostname, DelayDSN: map[string]bool{}, BounceDomains: map[string]bool{}}
 	for name, s := range cfg.Senders {
 		dsn.DelayDSN[name] = s.DelayDSN
+		dsn.BounceDomains[st.bounceDomains[name]] = st.bounceDomains[name] != ""
 	}
 	var shaper liveShaper
 	shaper.Store(st.shaper)
