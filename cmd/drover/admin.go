@@ -21,6 +21,7 @@ import (
 
 	"drover/configs"
 	"drover/queue"
+	"drover/queue/shaping"
 )
 
 func newConfigCmd() *cobra.Command {
@@ -49,7 +50,15 @@ func newConfigCmd() *cobra.Command {
 			cmd.OutOrStdout().Write(configs.DefaultYAML())
 		},
 	}
-	cmd.AddCommand(check, show)
+	providers := &cobra.Command{
+		Use:   "providers",
+		Short: "Print the shipped shaping defaults: mailbox providers and adaptive-backoff rules, with sources",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			cmd.OutOrStdout().Write(shaping.DefaultsYAML())
+		},
+	}
+	cmd.AddCommand(check, show, providers)
 	return cmd
 }
 

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -79,6 +81,9 @@ func buildStatic(cfg *configs.Config) (*static, error) {
 	st.classifier = bounce.NewClassifier(rules)
 	if st.shaper, err = shaping.New(cfg.Shaping); err != nil {
 		return nil, fmt.Errorf("shaping: %w", err)
+	}
+	if err := checkPools(cfg); err != nil {
+		return nil, err
 	}
 	st.pools = map[string][]netip.Addr{}
 	for name, ips := range cfg.Pools {
@@ -352,6 +357,27 @@ wait:
 	}
 	log.Info("drover stopped")
 	return errors.Join(errs...)
+}
+
+// checkPools makes sure every pool the shaping names is configured.
+func checkPools(cfg *configs.Config) error {
+	sh := cfg.Shaping
+	levels := map[string]shaping.Settings{"shaping.default": sh.Default}
+	for name, p := range sh.Providers {
+		levels["shaping.providers."+name] = p.Settings
+	}
+	for name, s := range sh.Sites {
+		levels["shaping.sites."+name] = s
+	}
+	for name, s := range sh.Domains {
+		levels["shaping.domains."+name] = s
+	}
+	for _, path := range slices.Sorted(maps.Keys(levels)) {
+		if p := levels[path].Pool; p != nil && *p != "" && cfg.Pools[*p] == nil {
+			return fmt.Errorf("%s.pool: no pool named %q in pools", path, *p)
+		}
+	}
+	return nil
 }
 
 // liveShaper holds the shaping in force; a reload swaps it.

@@ -371,4 +371,10 @@ func TestConfigCheck(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "senders.s.dkim[0]") {
 		t.Errorf("missing DKIM key: %v\n%s", err, out)
 	}
+	bad3 := filepath.Join(dir, "bad3.yaml")
+	os.WriteFile(bad3, []byte("shaping:\n  domains:\n    a.test: {pool: nope}\n"), 0o600)
+	out, err = exec.Command(droverBin, "config", "check", bad3).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `shaping.domains.a.test.pool: no pool named "nope"`) {
+		t.Errorf("unknown pool: %v\n%s", err, out)
+	}
 }

@@ -72,4 +72,3 @@ func clonePtr[T any](p *T) *T {
 	v := *p
 	return &v
 }
-

@@ -8,13 +8,14 @@
 // # Sites
 //
 // Recipients are grouped into sites: domains whose MX hosts reduce to the
-// same registrable domains share one queue, one set of limits and one
-// adaptive state. SiteName names the site ("google.com" for every
-// Google-hosted domain, "outlook.com" for every Microsoft 365 tenant,
-// "a.example+b.example" for a mixed MX set); RouteSite names the site of
-// a routed domain. Shaper.Site gives a domain listed under Config.Domains
-// a site of its own (named after the domain), so its own limits apply to
-// it alone: its adaptive state is then its own too, not the provider's.
+// same registrable domains (or the same provider) share one queue, one set
+// of limits and one adaptive state. Shaper.Site names the site
+// ("google.com" for every Google-hosted domain, "outlook.com" for every
+// Microsoft 365 tenant, "a.example+b.example" for a mixed MX set);
+// RouteSite names the site of a routed domain. Shaper.Site gives a domain
+// listed under Config.Domains a site of its own (named after the domain),
+// so its own limits apply to it alone: its adaptive state is then its own
+// too, not the provider's.
 //
 // # Limits
 //

@@ -24,6 +24,7 @@ type Limiter struct {
 	interval  time.Duration // 0: unlimited
 	tolerance time.Duration // (burst-1) * interval
 	tat       time.Time     // theoretical arrival time of the next event
+	last      time.Time     // start of the latest reservation
 }
 
 // NewLimiter returns an unlimited Limiter on clock now (nil: time.Now).
@@ -33,7 +34,9 @@ func NewLimiter(now func() time.Time) *Limiter {
 
 // SetRate sets the rate in events per second (0 or less: unlimited) and
 // the burst (less than 1 is 1). Reservations already made keep their
-// times; the next ones follow the new rate.
+// times; the next starts at least one new interval after the latest, and
+// the burst refills from there. Setting the same rate again changes
+// nothing, so callers may set it before every event.
 func (l *Limiter) SetRate(perSecond float64, burst int) {
 	var iv time.Duration
 	if perSecond > 0 {
@@ -52,11 +55,17 @@ func (l *Limiter) SetLimit(r Rate) { l.set(r.Interval(), 1) }
 func (l *Limiter) set(iv time.Duration, burst int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	burst = max(burst, 1)
-	l.interval = iv
-	l.tolerance = time.Duration(burst-1) * iv
+	tol := time.Duration(max(burst, 1)-1) * iv
+	if iv == l.interval && tol == l.tolerance {
+		return
+	}
+	l.interval, l.tolerance = iv, tol
 	if iv == 0 {
 		l.tat = time.Time{}
+		return
+	}
+	if !l.last.IsZero() {
+		l.tat = l.last.Add(iv + tol)
 	}
 }
 
@@ -77,9 +86,10 @@ func (l *Limiter) Reserve() time.Duration {
 	if l.tat.Before(t) {
 		l.tat = t
 	}
-	wait := l.tat.Add(-l.tolerance).Sub(t)
+	wait := max(l.tat.Add(-l.tolerance).Sub(t), 0)
 	l.tat = l.tat.Add(l.interval)
-	return max(wait, 0)
+	l.last = t.Add(wait)
+	return wait
 }
 
 // Wait reserves a slot and sleeps (in real time) until it starts, or

@@ -33,8 +33,12 @@ func (r Rate) Interval() time.Duration {
 	if r.Unlimited() {
 		return 0
 	}
-	n := int64(r.Count)
-	return time.Duration((int64(r.Per) + n - 1) / n)
+	n := time.Duration(r.Count)
+	iv := r.Per / n
+	if r.Per%n != 0 {
+		iv++
+	}
+	return iv
 }
 
 // Scale returns r multiplied by f (0 < f <= 1): the count when the product
@@ -49,7 +53,11 @@ func (r Rate) Scale(f float64) Rate {
 	if rc := math.Round(c); rc >= 1 && math.Abs(c-rc) < 1e-9*c {
 		return Rate{Count: int(rc), Per: r.Per}
 	}
-	return Rate{Count: r.Count, Per: time.Duration(math.Ceil(float64(r.Per) / f))}
+	per := math.Ceil(float64(r.Per) / f)
+	if per >= math.MaxInt64 {
+		return Rate{Count: r.Count, Per: math.MaxInt64}
+	}
+	return Rate{Count: r.Count, Per: time.Duration(per)}
 }
 
 // String formats r as ParseRate reads it: "100/s", "20/10s", "unlimited".

@@ -46,14 +46,14 @@ type Rule struct {
 
 // compiledRule is a validated Rule ready for Match.
 type compiledRule struct {
-	rule   *Rule
-	re     *regexp.Regexp // nil: no pattern
-	lits   [][]byte       // one of them is in every match of re; nil: unknown (see prefilter.go)
+	rule *Rule
+	re   *regexp.Regexp // nil: no pattern
+	lits [][]byte       // one of them is in every match of re; nil: unknown (see prefilter.go)
 	// litsExact: re matches exactly the texts that contain one of lits.
 	litsExact bool
-	code   int
-	status string // "" none; "4.7.28" exact; "4.7." prefix
-	exact  bool
+	code      int
+	status    string // "" none; "4.7.28" exact; "4.7." prefix
+	exact     bool
 }
 
 // label is how errors name rule i.
@@ -160,8 +160,8 @@ func parseStatusPattern(s string) (string, bool, error) {
 	return t + ".", false, nil
 }
 
-// matches reports whether the reply matches every condition of c but the
-// pattern, which the caller checks (see textMatcher).
+// matchesCodes reports whether the reply matches the code and status
+// conditions of c.
 func (c *compiledRule) matchesCodes(code int, enhanced string) bool {
 	if c.code != 0 && c.code != code {
 		return false
@@ -199,42 +199,44 @@ func (s *Shaper) Match(code int, enhanced, text string) *Rule {
 			text = rest
 		}
 	}
-	// The text is lower-cased once, on the first pattern, for the
-	// prefilters (see prefilter.go).
+	// The text is lower-cased once, for the first pattern that has a
+	// prefilter (see prefilter.go).
 	var scratch [512]byte
-	var lower []byte
-	lowered, ascii := false, false
+	lower, ascii, lowered := scratch[:0], false, false
 	for i := range s.rules {
 		c := &s.rules[i]
 		if !c.matchesCodes(code, enhanced) {
 			continue
 		}
-		if c.re != nil && c.lits != nil {
-			if !lowered {
-				lower, ascii = lowerASCII(scratch[:0], text)
+		if c.re != nil {
+			if c.lits != nil && !lowered {
+				lower, ascii = lowerASCII(lower, text)
 				lowered = true
 			}
-			if ascii {
-				if !mayMatch(c.lits, lower) {
-					continue
-				}
-				if !c.litsExact && !c.re.MatchString(text) {
-					continue
-				}
-			} else if !c.re.MatchString(text) {
+			if !c.textMatches(text, lower, ascii) {
 				continue
 			}
-		} else if c.re != nil && !c.re.MatchString(text) {
-			continue
 		}
-		{
-			if c.rule.Action == ActionNone {
-				return nil
-			}
-			return c.rule
+		if c.rule.Action == ActionNone {
+			return nil
 		}
+		return c.rule
 	}
 	return nil
+}
+
+// textMatches runs the pattern of c on text; lower is text lower-cased,
+// valid when ascii.
+func (c *compiledRule) textMatches(text string, lower []byte, ascii bool) bool {
+	if c.lits != nil && ascii {
+		if !mayMatch(c.lits, lower) {
+			return false
+		}
+		if c.litsExact {
+			return true
+		}
+	}
+	return c.re.MatchString(text)
 }
 
 // leadingCodes takes a reply code ("421 " or "421-") and an enhanced
@@ -248,9 +250,8 @@ func leadingCodes(text string) (code int, enhanced, rest string) {
 		return int(rest[0]-'0')*100 + int(rest[1]-'0')*10 + int(rest[2]-'0'), "", ""
 	}
 	// class "." subject(1-3 digits) "." detail(1-3 digits), then space or end.
-	i := 0
-	if i < len(rest) && (rest[i] == '2' || rest[i] == '4' || rest[i] == '5') && i+1 < len(rest) && rest[i+1] == '.' {
-		i += 2
+	if len(rest) >= 2 && (rest[0] == '2' || rest[0] == '4' || rest[0] == '5') && rest[1] == '.' {
+		i := 2
 		for part := 0; part < 2; part++ {
 			j := i
 			for j < len(rest) && j-i < 3 && isDigit(rest[j]) {

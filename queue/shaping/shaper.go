@@ -31,8 +31,8 @@ type Config struct {
 	// Providers, by name, are layered over the shipped providers: an entry
 	// replaces the shipped provider of the same name entirely.
 	Providers map[string]Provider `yaml:"providers"`
-	// Sites, by site name (as Site returns it: "google.com",
-	// "a.example+b.example", "route:127.0.0.1:2526").
+	// Sites, by site name (as Shaper.Site or RouteSite return it:
+	// "google.com", "a.example+b.example", "route:127.0.0.1:2526").
 	Sites map[string]Settings `yaml:"sites"`
 	// Domains, by recipient domain. A domain listed here is its own site
 	// (see Shaper.Site).
@@ -59,6 +59,7 @@ type provider struct {
 	operator bool
 	patterns []hostPattern
 	settings Settings
+	site     string // site name of the hosts it matches
 }
 
 // hostPattern is a normalized MX pattern: an exact host, or a suffix
@@ -69,9 +70,11 @@ type hostPattern struct {
 }
 
 // New validates cfg and builds a Shaper over the shipped defaults
-// (DefaultProviders). The error lists every problem, each naming its
-// entry: "default.max_connections: 0 is less than 1",
-// "providers.google.mx[1]: ...", "rules[2] (google-rate).factor: ...".
+// (DefaultProviders). The error joins (errors.Join; Unwrap() []error)
+// one error per problem, each starting with the path of its entry
+// relative to Config, in YAML names: "default.max_connections: 0 is less
+// than 1", "providers.google.mx[1]: ...", "rules[2] (google-rate).factor:
+// ...". A caller that embeds Config under a key prefixes that key.
 func New(cfg Config) (*Shaper, error) {
 	var errs errorList
 	s := &Shaper{
@@ -159,7 +162,7 @@ func New(cfg Config) (*Shaper, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("shaping: %w", errors.Join(errs...))
+		return nil, errors.Join(errs...)
 	}
 	return s, nil
 }
@@ -170,6 +173,9 @@ func compileProvider(name string, p Provider, operator bool) provider {
 		if hp, err := parseHostPattern(pat); err == nil {
 			c.patterns = append(c.patterns, hp)
 		}
+	}
+	if len(c.patterns) > 0 {
+		c.site = registrable(strings.TrimPrefix(c.patterns[0].s, "."))
 	}
 	return c
 }
@@ -242,38 +248,66 @@ func (s *Shaper) provider(mxHosts []string) *provider {
 	var best *provider
 	bestScore := -1
 	for _, h := range mxHosts {
-		host := normalizeHost(h)
-		for i := range s.providers {
-			p := &s.providers[i]
-			for _, pat := range p.patterns {
-				score, ok := pat.matchHost(host)
-				if !ok {
-					continue
-				}
-				// s.providers is sorted by name, so on a full tie the
-				// first one found keeps its place.
-				if score > bestScore || score == bestScore && p.operator && !best.operator {
-					best, bestScore = p, score
-				}
-			}
+		p, score := s.hostProvider(normalizeHost(h))
+		if p != nil && (score > bestScore || score == bestScore && p.operator && !best.operator) {
+			best, bestScore = p, score
 		}
 	}
 	return best
 }
 
-// Site returns the site that recipients of domain are queued under:
-// domain itself (lower-cased) when Config.Domains lists it, so that its
-// own limits and adaptive state apply to it alone; else SiteName(mxHosts);
-// else (no MX hosts given) the domain.
+// hostProvider returns the provider that matches a normalized host best,
+// and the score of the match (see Provider for the order).
+func (s *Shaper) hostProvider(host string) (*provider, int) {
+	var best *provider
+	bestScore := -1
+	for i := range s.providers {
+		p := &s.providers[i]
+		for _, pat := range p.patterns {
+			score, ok := pat.matchHost(host)
+			// s.providers is sorted by name, so on a full tie the first
+			// one found keeps its place.
+			if ok && (score > bestScore || score == bestScore && p.operator && !best.operator) {
+				best, bestScore = p, score
+			}
+		}
+	}
+	return best, bestScore
+}
+
+// Site returns the site that recipients of domain are queued under, the
+// key of its queue, limits and adaptive state:
+//
+//   - the domain itself (lower-cased) when Config.Domains lists it, so
+//     that its own limits and adaptive state apply to it alone;
+//   - else the name SiteName gives, except that every MX host a provider
+//     matches counts as the provider's site: the registrable domain of the
+//     provider's first MX pattern. So Google Workspace domains whose MX
+//     include aspmx2.googlemail.com share "google.com" with gmail.com,
+//     and Microsoft 365 tenants on *.mx.microsoft share "outlook.com";
+//   - else (no MX hosts) the domain.
 func (s *Shaper) Site(domain string, mxHosts []string) string {
 	d := normalizeHost(domain)
 	if _, ok := s.domains[d]; ok {
 		return d
 	}
-	if n := SiteName(mxHosts); n != "" {
-		return n
+	names := make([]string, 0, len(mxHosts))
+	for _, h := range mxHosts {
+		host := normalizeHost(h)
+		if host == "" {
+			continue
+		}
+		if p, _ := s.hostProvider(host); p != nil && p.site != "" {
+			names = append(names, p.site)
+		} else {
+			names = append(names, registrable(host))
+		}
 	}
-	return d
+	if len(names) == 0 {
+		return d
+	}
+	slices.Sort(names)
+	return strings.Join(slices.Compact(names), "+")
 }
 
 // Resolve returns the limits of a site, and the name of the provider that

@@ -146,16 +146,19 @@ func TestShippedProviders(t *testing.T) {
 	}{
 		{[]string{"gmail-smtp-in.l.google.com", "alt1.gmail-smtp-in.l.google.com"}, "google", "google.com"},
 		{[]string{"smtp.google.com"}, "google", "google.com"},
-		{[]string{"aspmx2.googlemail.com"}, "google", "googlemail.com"},
+		{[]string{"aspmx2.googlemail.com"}, "google", "google.com"},
+		{[]string{"aspmx.l.google.com", "alt1.aspmx.l.google.com", "aspmx2.googlemail.com", "aspmx3.googlemail.com"}, "google", "google.com"},
+		{[]string{"aspmx.l.google.com", "mx.backup.example"}, "google", "backup.example+google.com"},
 		{[]string{"example-com.mail.protection.outlook.com"}, "microsoft", "outlook.com"},
 		{[]string{"hotmail-com.olc.protection.outlook.com"}, "microsoft", "outlook.com"},
-		{[]string{"contoso-com.l-v1.mx.microsoft"}, "microsoft", "mx.microsoft"},
+		{[]string{"contoso-com.l-v1.mx.microsoft"}, "microsoft", "outlook.com"},
 		{[]string{"mta6.am0.yahoodns.net"}, "yahoo", "yahoodns.net"},
 		{[]string{"mx-aol.mail.gm0.yahoodns.net"}, "yahoo", "yahoodns.net"},
+		{[]string{"mailin-01.mx.aol.com"}, "yahoo", "yahoodns.net"},
 		{[]string{"mx01.mail.icloud.com"}, "apple", "icloud.com"},
 		{[]string{"mx1a1.comcast.net"}, "comcast", "comcast.net"},
 		{[]string{"mx00.gmx.net"}, "gmx", "gmx.net"},
-		{[]string{"mx-ha03.web.de"}, "gmx", "web.de"},
+		{[]string{"mx-ha03.web.de"}, "gmx", "gmx.net"},
 		{[]string{"mxs.mail.ru"}, "mailru", "mail.ru"},
 		{[]string{"mx3.qq.com"}, "qq", "qq.com"},
 		{[]string{"mxbiz1.qq.com"}, "qq", "qq.com"},
@@ -164,9 +167,10 @@ func TestShippedProviders(t *testing.T) {
 		{[]string{"mx.example.com"}, "", "example.com"},
 	}
 	for _, tt := range tests {
-		_, prov := s.Resolve(SiteName(tt.mx), "", tt.mx)
-		if prov != tt.provider || SiteName(tt.mx) != tt.site {
-			t.Errorf("%q: provider %q site %q, want %q %q", tt.mx, prov, SiteName(tt.mx), tt.provider, tt.site)
+		site := s.Site("x.example", tt.mx)
+		_, prov := s.Resolve(site, "", tt.mx)
+		if prov != tt.provider || site != tt.site {
+			t.Errorf("%q: provider %q site %q, want %q %q", tt.mx, prov, site, tt.provider, tt.site)
 		}
 	}
 	l, _ := s.Resolve("google.com", "", []string{"gmail-smtp-in.l.google.com"})

@@ -9,7 +9,8 @@ import (
 )
 
 // SiteName returns the readable, stable name of the site a set of MX hosts
-// makes: each host is reduced to its registrable domain (the public
+// makes, without regard to providers (Shaper.Site, which the queue uses,
+// also folds the hosts of one provider into one name): each host is reduced to its registrable domain (the public
 // suffix plus one label, from the Public Suffix List compiled into
 // golang.org/x/net/publicsuffix), and the distinct names are sorted and
 // joined with "+". So every Google-hosted domain is "google.com", every

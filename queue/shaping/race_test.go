@@ -1,0 +1,5 @@
+//go:build race
+
+package shaping
+
+const raceEnabled = true
