@@ -414,6 +414,9 @@ func (c *ctl) handleBatch(batch []ctlCand) {
 	for i := range batch {
 		cd := &batch[i]
 		m := s.mem[cd.msg.ID]
+		if c.isReady(cd.msg.ID, cd.idx) {
+			continue // taken from a ready queue: handled with them
+		}
 		if m != nil && (m.has(cd.idx) || m.msg == nil) {
 			// In flight, waiting in memory since takeReady, or its
 			// message is being loaded by the scheduler.
@@ -478,6 +481,17 @@ func (c *ctl) handleBatch(batch []ctlCand) {
 		c.apply(ps)
 		start = end
 	}
+}
+
+// isReady reports whether recipient idx of message id was taken from a
+// ready queue.
+func (c *ctl) isReady(id string, idx int) bool {
+	for _, p := range c.ready[id] {
+		if p.e.r.Index == idx {
+			return true
+		}
+	}
+	return false
 }
 
 // countRecipients counts the recipient records of a message. Called with
@@ -576,7 +590,11 @@ func (c *ctl) flush(ps []pinned) {
 
 func (c *ctl) bounce(ps []pinned) {
 	s := c.s
-	res := Result{Status: Permanent, Enhanced: "5.0.0", Text: oneLine("bounced by operator: " + c.reason), Class: "soft", Reason: "onhold"}
+	text := "bounced by operator"
+	if r := oneLine(c.reason); r != "" {
+		text += ": " + r
+	}
+	res := Result{Status: Permanent, Enhanced: "5.0.0", Text: text, Class: "soft", Reason: "onhold"}
 	if s.opts.OnFailure != nil {
 		failed := make([]Failed, len(ps))
 		for i, p := range ps {

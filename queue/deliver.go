@@ -380,7 +380,7 @@ func (s *Spool) attempt(d *dest, w *worker, g *group, lim Limits, forced *Result
 		return nil
 	}
 	if w.conn == nil {
-		if !s.rateWait(d, &st.connRate) {
+		if !s.rateWait(d, &st.connRate) || s.held(d) {
 			release()
 			return nil
 		}
@@ -392,8 +392,10 @@ func (s *Spool) attempt(d *dest, w *worker, g *group, lim Limits, forced *Result
 			res := []Result{errResult(err)}
 			s.adapt(st, res)
 			setAll(res[0])
+			// Unreachable: the others waiting get the same result, unless
+			// a rule suspended the site (they wait for its end instead).
 			s.mu.Lock()
-			unreachable := res[0].Status == Permanent || d.conns == 0
+			unreachable := res[0].Status == Permanent || d.conns == 0 && !s.heldLocked(d)
 			s.mu.Unlock()
 			if unreachable {
 				return &res[0]
@@ -431,6 +433,13 @@ func (s *Spool) attempt(d *dest, w *worker, g *group, lim Limits, forced *Result
 		s.closeConn(d, w)
 	}
 	return nil
+}
+
+// held reports whether d is suspended (see heldLocked).
+func (s *Spool) held(d *dest) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.heldLocked(d)
 }
 
 // rateWait waits for the next event of a site limiter. After a wait, it

@@ -34,9 +34,12 @@ type site struct {
 
 	hold *hold // operator suspension, nil if none
 
-	// Adaptive backoff: a slow rule scales max and the rates by factor
-	// until slowUntil; a suspend rule stops deliveries until suspendUntil.
-	// The timer fires at the earliest of the two.
+	// Adaptive backoff: state decides (shaping.SiteState: how slow rules
+	// combine, when actions end); the fields below are its snapshot, taken
+	// when a rule applies and when timer fires at the end of an action. A
+	// slow rule scales max and the rates by factor until slowUntil; a
+	// suspend rule stops deliveries until suspendUntil.
+	state                     *shaping.SiteState
 	factor                    float64
 	slowUntil, suspendUntil   time.Time
 	slowReason, suspendReason string
@@ -67,7 +70,8 @@ func (s *Spool) siteLocked(name string) *site {
 	st := s.sites[name]
 	if st == nil {
 		st = &site{name: name, base: DefaultLimits, max: DefaultLimits.MaxConnections, factor: 1,
-			dests: make(map[*dest]struct{}), hold: s.holds[holdKey("site", name)]}
+			dests: make(map[*dest]struct{}), hold: s.holds[holdKey("site", name)],
+			state: shaping.NewSiteState(time.Now)}
 		s.sites[name] = st
 	}
 	return st
@@ -246,57 +250,48 @@ func (s *Spool) resumeLocked(st *site, d *dest) {
 
 // The adaptive backoff.
 
-// applyRule applies the rule a reply of dest's site matched.
+// applyRule applies a slow or suspend rule that a reply of st matched.
 func (s *Spool) applyRule(st *site, r *shaping.Rule, res Result) {
-	if st == nil || r.Duration <= 0 {
-		return
-	}
-	now := time.Now()
-	until := now.Add(r.Duration)
-	reason := r.Name
-	if t := describe(res); t != "" {
-		reason += ": " + t
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
+	if s.closing || s.sites[st.name] != st {
 		return
 	}
-	switch r.Action {
-	case shaping.ActionSlow:
-		if r.Factor <= 0 || r.Factor >= 1 {
-			return
-		}
-		changed := r.Factor < st.factor
-		st.factor = min(st.factor, r.Factor)
-		if until.After(st.slowUntil) {
-			st.slowUntil = until
-			changed = true
-		}
-		st.slowReason = reason
-		if changed {
-			s.log.Info("queue: site slowed down", "site", st.name, "rule", r.Name, "action", r.Action,
-				"factor", st.factor, "until", st.slowUntil, "reply", describe(res))
-		}
-		s.recomputeLocked(st)
-	case shaping.ActionSuspend:
-		if until.After(st.suspendUntil) {
-			if st.suspendUntil.IsZero() {
-				s.log.Info("queue: site suspended", "site", st.name, "rule", r.Name, "action", r.Action,
-					"until", until, "reply", describe(res))
-			}
-			st.suspendUntil = until
-			st.suspendReason = reason
-		}
-		s.shedIdleLocked(st, st.nidle, nil)
-	default:
-		return
+	before := st.state.Status()
+	st.state.Apply(r)
+	after := st.state.Status()
+	if r.Action == shaping.ActionSlow && (after.Factor != before.Factor || !before.Slowed()) {
+		s.log.Info("queue: site slowed down", "site", st.name, "rule", r.Name, "action", r.Action,
+			"factor", after.Factor, "until", after.SlowUntil, "reply", describe(res))
 	}
-	s.armLocked(st)
+	if after.Suspended() && !before.Suspended() {
+		s.log.Info("queue: site suspended", "site", st.name, "rule", r.Name, "action", r.Action,
+			"until", after.SuspendedUntil, "reply", describe(res))
+	}
+	s.syncStateLocked(st)
 }
 
-// armLocked sets st's timer to the end of its earliest adaptive state.
-func (s *Spool) armLocked(st *site) {
+// syncStateLocked takes a new snapshot of st's adaptive state, applies it
+// and sets the timer for the end of the next action.
+func (s *Spool) syncStateLocked(st *site) {
+	ss := st.state.Status()
+	wasSuspended := st.suspendedLocked()
+	factor := st.factor
+	st.factor, st.slowUntil, st.slowReason = ss.Factor, ss.SlowUntil, ss.SlowReason
+	st.suspendUntil, st.suspendReason = ss.SuspendedUntil, ss.SuspendReason
+	if st.factor != factor {
+		if st.factor == 1 {
+			s.log.Info("queue: site back to normal speed", "site", st.name)
+		}
+		s.recomputeLocked(st)
+	}
+	switch suspended := st.suspendedLocked(); {
+	case suspended && !wasSuspended:
+		s.shedIdleLocked(st, st.nidle, nil)
+	case !suspended && wasSuspended:
+		s.log.Info("queue: site suspension over", "site", st.name)
+		s.resumeLocked(st, nil)
+	}
 	var next time.Time
 	for _, t := range []time.Time{st.slowUntil, st.suspendUntil} {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
@@ -314,7 +309,7 @@ func (s *Spool) armLocked(st *site) {
 	}
 }
 
-// siteTimer ends the adaptive states of st that are over.
+// siteTimer ends the adaptive actions of st that are over.
 func (s *Spool) siteTimer(st *site) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -326,26 +321,13 @@ func (s *Spool) siteTimer(st *site) {
 	if s.closing || s.sites[st.name] != st {
 		return
 	}
-	now := time.Now()
-	if !st.slowUntil.IsZero() && !now.Before(st.slowUntil) {
-		s.log.Info("queue: site back to normal speed", "site", st.name, "factor", st.factor)
-		st.factor, st.slowUntil, st.slowReason = 1, time.Time{}, ""
-		s.recomputeLocked(st)
-	}
-	if !st.suspendUntil.IsZero() && !now.Before(st.suspendUntil) {
-		s.log.Info("queue: site suspension over", "site", st.name)
-		st.suspendUntil, st.suspendReason = time.Time{}, ""
-		if !st.suspendedLocked() {
-			s.resumeLocked(st, nil)
-		}
-	}
-	s.armLocked(st)
+	s.syncStateLocked(st)
 	s.maybeReapSiteLocked(st)
 }
 
 // matchRule asks Options.Rules about a failed result with a remote reply.
 func (s *Spool) matchRule(res Result) (r *shaping.Rule) {
-	if s.opts.Rules == nil || res.Status == Delivered || res.Code == 0 && res.Enhanced == "" {
+	if s.opts.Rules == nil || res.Status == Delivered || res.Code == 0 {
 		return nil
 	}
 	defer func() {
@@ -358,16 +340,16 @@ func (s *Spool) matchRule(res Result) (r *shaping.Rule) {
 }
 
 // adapt applies the rules matched by the results of one attempt at st:
-// slow and suspend act on the site (once per distinct reply), bounce turns
+// slow and suspend act on the site (once per rule and attempt), bounce turns
 // the result into a permanent failure.
 func (s *Spool) adapt(st *site, results []Result) {
 	if s.opts.Rules == nil {
 		return
 	}
-	var seen []string
+	var seen []*shaping.Rule
 	for i := range results {
 		res := &results[i]
-		if res.Status == Delivered || res.Code == 0 && res.Enhanced == "" {
+		if res.Status == Delivered || res.Code == 0 { // no remote reply
 			continue
 		}
 		r := s.matchRule(*res)
@@ -381,11 +363,12 @@ func (s *Spool) adapt(st *site, results []Result) {
 				res.Status = Permanent
 			}
 		case shaping.ActionSlow, shaping.ActionSuspend:
-			key := r.Name + "\x00" + describe(*res)
-			if slices.Contains(seen, key) {
+			// Once per rule and attempt: the recipients of one
+			// transaction often share the reply.
+			if st == nil || slices.Contains(seen, r) {
 				continue
 			}
-			seen = append(seen, key)
+			seen = append(seen, r)
 			s.applyRule(st, r, *res)
 		}
 	}
@@ -488,8 +471,9 @@ func (s *Spool) Suspend(kind, name string, until time.Time, reason string) error
 	return nil
 }
 
-// Resume ends an operator suspension of a site or a domain. It is not an
-// error to resume what is not suspended.
+// Resume ends an operator suspension of a site or a domain; for a site,
+// it also ends the adaptive backoff in force (slowdown and suspension). It
+// is not an error to resume what is not suspended.
 func (s *Spool) Resume(kind, name string) error {
 	if kind != "site" && kind != "domain" {
 		return fmt.Errorf("queue: resume: kind %q is not site or domain", kind)
@@ -502,6 +486,11 @@ func (s *Spool) Resume(kind, name string) error {
 	if h := s.holds[holdKey(kind, name)]; h != nil {
 		s.endHoldLocked(h)
 		s.log.Info("queue: resumed by operator", "kind", kind, "name", name)
+	}
+	if st := s.sites[name]; kind == "site" && st != nil && (st.factor < 1 || !st.suspendUntil.IsZero()) {
+		st.state.Resume()
+		s.syncStateLocked(st)
+		s.log.Info("queue: adaptive backoff ended by operator", "site", name)
 	}
 	return nil
 }

@@ -159,10 +159,10 @@ type Spool struct {
 	dests      map[string]*dest
 	sites      map[string]*site
 	holds      map[string]*hold // operator suspensions by holdKey
-	waiting    destHeap // destinations waiting for their next due time
-	dueList    []*dest  // destinations with due recipients to load
-	wakeAt     int64    // when the scheduler wakes by itself
-	globalWait bool     // the scheduler waits for room under MaxInMemory
+	waiting    destHeap         // destinations waiting for their next due time
+	dueList    []*dest          // destinations with due recipients to load
+	wakeAt     int64            // when the scheduler wakes by itself
+	globalWait bool             // the scheduler waits for room under MaxInMemory
 	bodyBytes  int
 
 	nmsgs, nrcpts, nready, ninflight, ndeferred int
