@@ -4,9 +4,10 @@
 //
 // Only cmd/drover reads this package; every other package takes plain
 // values. Loading is strict: an unknown key is an error, and every error
-// names the offending key and its line. The one import of ours is
-// queue/shaping, a leaf package whose option structs are the schema of the
-// `shaping:` section, so that the strict decoder checks them too.
+// names the offending key and its line. Its imports of ours are two leaf
+// packages, so that one piece of code validates each thing: queue/shaping,
+// whose option structs are the schema of the `shaping:` section (the
+// strict decoder checks them too), and mta/resolve for routes.
 package configs
 
 import (
@@ -26,6 +27,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"drover/mta/resolve"
 	"drover/queue/shaping"
 )
 
@@ -380,33 +382,11 @@ func (c *Config) validate() error {
 	}
 	for _, pattern := range slices.Sorted(maps.Keys(c.Routes)) {
 		target := c.Routes[pattern]
-		if err := validRoute(pattern, target); err != nil {
+		if err := resolve.ValidateRoute(pattern, target); err != nil {
 			add("routes."+pattern, "%v", err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-var (
-	domainRE = regexp.MustCompile(`^(\*|\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
-)
-
-func validRoute(pattern, target string) error {
-	if pattern != "*" && !domainRE.MatchString(strings.ToLower(pattern)) {
-		return fmt.Errorf("%q is not a domain, *.domain or *", pattern)
-	}
-	host, port, err := net.SplitHostPort(target)
-	if err != nil {
-		host, port = target, "25"
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if host == "" {
-		return fmt.Errorf("target %q has no host", target)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("target %q has a bad port", target)
-	}
-	return nil
 }
 
 func (c *Config) applyDerived() {

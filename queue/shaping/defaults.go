@@ -2,18 +2,19 @@ package shaping
 
 import (
 	"bytes"
-	_ "embed"
 	"fmt"
 	"slices"
 	"sync"
 
 	"gopkg.in/yaml.v3"
+
+	"drover/configs/providers"
 )
 
-//go:embed defaults.yaml
-var defaultsYAML []byte
+// defaultsYAML is the shipped file, configs/providers/providers.yaml.
+var defaultsYAML = providers.YAML
 
-// shipped is defaults.yaml decoded.
+// shipped is providers.yaml decoded.
 type shipped struct {
 	Providers map[string]Provider `yaml:"providers"`
 	Rules     []Rule              `yaml:"rules"`
@@ -24,12 +25,12 @@ var loadDefaults = sync.OnceValues(func() (shipped, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(defaultsYAML))
 	dec.KnownFields(true)
 	if err := dec.Decode(&d); err != nil {
-		return d, fmt.Errorf("shaping: defaults.yaml: %w", err)
+		return d, fmt.Errorf("shaping: configs/providers/providers.yaml: %w", err)
 	}
 	return d, nil
 })
 
-// DefaultProviders returns the shipped providers and rules (defaults.yaml,
+// DefaultProviders returns the shipped providers and rules (providers.yaml,
 // embedded), fresh copies on each call. New layers Config over them.
 func DefaultProviders() (map[string]Provider, []Rule) {
 	d, err := loadDefaults()

@@ -21,7 +21,7 @@
 //
 // Shaper.Resolve layers, each over the one before: BuiltinLimits,
 // Config.Default, the provider whose MX patterns match the site's MX hosts
-// (shipped providers from defaults.yaml, replaced by name by the
+// (shipped providers from configs/providers/providers.yaml, replaced by name by the
 // operator's), Config.Sites[site], Config.Domains[domain]. Every Settings
 // field is optional (nil = inherit). Limits apply per site per node.
 //
