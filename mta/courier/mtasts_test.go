@@ -171,3 +171,29 @@ func TestSourcePool(t *testing.T) {
 		t.Errorf("source addresses %v, want both of the pool", seen)
 	}
 }
+
+// TLS failures are logged with their kind.
+func TestTLSFailureKinds(t *testing.T) {
+	roots, cert := testCA(t, "mx.sts.test")
+	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+	verify := func(host string, pool *x509.CertPool) error {
+		_, err := leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: pool})
+		return fmt.Errorf("smtpclient: TLS failed: %w", err)
+	}
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{verify("mx.sts.test", x509.NewCertPool()), "certificate signed by an unknown authority"},
+		{verify("other.test", roots), "certificate not valid for the host name"},
+		{fmt.Errorf("x: %w", tls.AlertError(40)), "handshake refused by the server"},
+		{errors.New("smtpclient: TLS failed: STARTTLS not offered"), "STARTTLS not offered"},
+		{errors.New("smtpclient: TLS failed: STARTTLS refused: 454 4.7.0 no"), "STARTTLS refused"},
+		{errors.New("tls: first record does not look like a TLS handshake"), "handshake failed"},
+	}
+	for _, c := range cases {
+		if got := tlsFailure(c.err); got != c.want {
+			t.Errorf("tlsFailure(%v) = %q, want %q", c.err, got, c.want)
+		}
+	}
+}
