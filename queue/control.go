@@ -172,31 +172,6 @@ func (s *Spool) Summaries(groupBy string) ([]Summary, error) {
 	return out, nil
 }
 
-// DestSummary describes the recipients queued for one destination.
-//
-// Deprecated: use Summaries("domain").
-type DestSummary struct {
-	Dest       string
-	Recipients int
-	Oldest     time.Time // receipt time of its oldest message
-	LastError  string    // error of its most recently tried recipient, "" if none
-}
-
-// Destinations is Summaries("domain") in the older shape.
-//
-// Deprecated: use Summaries("domain").
-func (s *Spool) Destinations() ([]DestSummary, error) {
-	sums, err := s.Summaries("domain")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]DestSummary, len(sums))
-	for i, sm := range sums {
-		out[i] = DestSummary{Dest: sm.Key, Recipients: sm.Recipients, Oldest: sm.Oldest, LastError: sm.LastError}
-	}
-	return out, nil
-}
-
 // Operator commands.
 
 type ctlOp int

@@ -150,9 +150,9 @@ func TestPerRecipientResults(t *testing.T) {
 	if body, err := s.Body(id); err != nil || string(body) != "hello" {
 		t.Errorf("Body: %q %v", body, err)
 	}
-	ds, err := s.Destinations()
-	if err != nil || len(ds) != 1 || ds[0].Dest != "d.test" || ds[0].Recipients != 1 || !ds[0].Oldest.Equal(now) || ds[0].LastError != "451 4.2.0 try later" {
-		t.Errorf("Destinations: %+v %v", ds, err)
+	ds, err := s.Summaries("domain")
+	if err != nil || len(ds) != 1 || ds[0].Key != "d.test" || ds[0].Recipients != 1 || !ds[0].Oldest.Equal(now) || ds[0].LastError != "451 4.2.0 try later" {
+		t.Errorf("Summaries: %+v %v", ds, err)
 	}
 }
 
@@ -547,9 +547,9 @@ func TestReopen(t *testing.T) {
 	if st := s.Stats(); !st.Oldest.Equal(first) || st.Messages != 10 || st.Recipients != 20 {
 		t.Errorf("stats after reopen: %+v", st)
 	}
-	ds, err := s.Destinations()
-	if err != nil || len(ds) != 2 || ds[0].Dest != "one.test" || ds[0].Recipients != 10 || !ds[0].Oldest.Equal(first) {
-		t.Errorf("Destinations: %+v %v", ds, err)
+	ds, err := s.Summaries("domain")
+	if err != nil || len(ds) != 2 || ds[0].Key != "one.test" || ds[0].Recipients != 10 || !ds[0].Oldest.Equal(first) {
+		t.Errorf("Summaries: %+v %v", ds, err)
 	}
 	if body, err := s.Body(ids[3]); err != nil || string(body) != "3" {
 		t.Errorf("Body: %q %v", body, err)
