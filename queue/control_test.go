@@ -502,23 +502,29 @@ func TestControlUnderLoad(t *testing.T) {
 	if opErr != nil {
 		t.Errorf("operator command: %v", opErr)
 	}
-	waitFor(t, "the queue to drain", func() bool { return s.Stats().Messages == 0 })
+	total := 0
+	for range 3 {
+		for i := range 60 {
+			total += 1 + i%4
+		}
+	}
+	// Events follow the records' removal: wait for both.
+	waitFor(t, "the queue to drain and every recipient's end event", func() bool {
+		return s.Stats().Messages == 0 &&
+			len(ev.of(EventDelivered))+len(ev.of(EventBounced))+len(ev.of(EventDeleted)) >= total
+	})
 	_, delivered, _ := c.snapshot()
 	ends := map[string][]EventKind{}
-	for _, e := range ev.all {
+	ev.mu.Lock()
+	all := slices.Clone(ev.all)
+	ev.mu.Unlock()
+	for _, e := range all {
 		if e.Kind == EventDelivered || e.Kind == EventBounced || e.Kind == EventDeleted {
 			ends[e.MsgID+" "+e.Recipient] = append(ends[e.MsgID+" "+e.Recipient], e.Kind)
 			if e.Kind == EventBounced && (e.Campaign != "c2" || strings.Contains(e.Recipient, "@d2.test")) ||
 				e.Kind == EventDeleted && e.Campaign != "c3" {
 				t.Errorf("%s of %s (%s)", e.Kind, e.Recipient, e.Campaign)
 			}
-		}
-	}
-	total := 0
-	for p := range 3 {
-		for i := range 60 {
-			total += 1 + i%4
-			_ = p
 		}
 	}
 	if len(ends) != total {
