@@ -192,8 +192,8 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		ConnectTimeout: cfg.Delivery.ConnectTimeout,
 		CommandTimeout: cfg.Delivery.CommandTimeout,
 		DataTimeout:    cfg.Delivery.DataTimeout,
-		Classify: func(code int, enhanced, text string) (class, reason string) {
-			c := st.classifier.ClassifyReply(code, enhanced, text)
+		Classify: func(r bounce.Reply) (class, reason string) {
+			c := st.classifier.Classify(r)
 			return c.Class, c.Reason
 		},
 		ReturnPath: verpReturnPath(verp, st.bounceDomains),

@@ -60,6 +60,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"drover/bounce"
 	"drover/mta/mtasts"
 	"drover/mta/resolve"
 	"drover/mta/smtpclient"
@@ -98,7 +99,10 @@ type Config struct {
 	ConnectTimeout, CommandTimeout, DataTimeout time.Duration
 	// Classify, when set, gives the bounce class ("hard", "soft") and
 	// reason of every failed result.
-	Classify func(code int, enhanced, text string) (class, reason string)
+	// The reply carries the command it answered, the remote host and the
+	// recipient, so a refusal after DATA reads as a filter and provider
+	// rule sets apply.
+	Classify func(r bounce.Reply) (class, reason string)
 	// Pools are the source addresses of each pool named by Limits.Pool,
 	// used in turn; a pool not listed (and "") means the Local addresses.
 	Pools map[string][]netip.Addr
@@ -442,14 +446,17 @@ func (c *Courier) openError(dest, remote string, err error, permanent bool) *Err
 	default:
 		r.Enhanced = "4.4.1"
 	}
-	c.classify(&r)
+	c.classify(&r, "CONN", "")
 	return &Error{Dest: dest, Remote: remote, Err: err, result: r}
 }
 
-// classify fills the bounce class and reason of a failed result.
-func (c *Courier) classify(r *queue.Result) {
+// classify fills the bounce class and reason of a failed result, a reply
+// to cmd ("CONN", "MAIL", "RCPT", "DATA"; "" for a local failure) about
+// rcpt.
+func (c *Courier) classify(r *queue.Result, cmd, rcpt string) {
 	if c.cfg.Classify != nil && r.Status != queue.Delivered {
-		r.Class, r.Reason = c.cfg.Classify(r.Code, r.Enhanced, r.Text)
+		host, _, _ := strings.Cut(r.Remote, "[")
+		r.Class, r.Reason = c.cfg.Classify(bounce.Reply{Command: cmd, Code: r.Code, Enhanced: r.Enhanced, Text: r.Text, RemoteMTA: host, Recipient: rcpt})
 	}
 }
 
@@ -472,8 +479,10 @@ func (k *conn) Deliver(ctx context.Context, msg *queue.Message, rcpts []queue.Re
 		res, err := k.send(ctx, msg, verp(msg, rcpts[i]), rcpts[i:i+1], body)
 		results = append(results, res...)
 		if err != nil { // the connection broke: the others were not tried
-			for range rcpts[i+1:] {
-				results = append(results, k.result(smtpclient.Reply{}, err))
+			for _, r := range rcpts[i+1:] {
+				res := k.result(smtpclient.Reply{}, err)
+				k.courier.classify(&res, "", r.Addr)
+				results = append(results, res)
 			}
 			return results, err
 		}
@@ -484,6 +493,12 @@ func (k *conn) Deliver(ctx context.Context, msg *queue.Message, rcpts []queue.Re
 // send runs one transaction with return path from.
 func (k *conn) send(ctx context.Context, msg *queue.Message, from string, rcpts []queue.Recipient, body []byte) ([]queue.Result, error) {
 	results := make([]queue.Result, len(rcpts))
+	cmds := make([]string, len(rcpts)) // the command each result answers
+	defer func() {
+		for i := range results {
+			k.courier.classify(&results[i], cmds[i], rcpts[i].Addr)
+		}
+	}()
 	if err := k.client.Err(); err != nil {
 		for i := range results {
 			results[i] = k.result(smtpclient.Reply{}, err)
@@ -555,11 +570,11 @@ func (k *conn) send(ctx context.Context, msg *queue.Message, from string, rcpts 
 	for j, i := range sendIdx {
 		switch {
 		case res.Mail.Code/100 != 2:
-			results[i] = k.result(res.Mail, err)
+			results[i], cmds[i] = k.result(res.Mail, err), "MAIL"
 		case res.Rcpts[j].Code/100 != 2:
-			results[i] = k.result(res.Rcpts[j], err)
+			results[i], cmds[i] = k.result(res.Rcpts[j], err), "RCPT"
 		default:
-			results[i] = k.result(res.Data, err)
+			results[i], cmds[i] = k.result(res.Data, err), "DATA"
 		}
 	}
 	return results, k.client.Err()
@@ -584,15 +599,12 @@ func (k *conn) result(rep smtpclient.Reply, err error) queue.Result {
 	default:
 		r.Status = queue.Temporary
 	}
-	k.courier.classify(&r)
 	return r
 }
 
 // local is a failure found on this side of the connection.
 func (k *conn) local(status queue.Status, enhanced, text string) queue.Result {
-	r := queue.Result{Status: status, Enhanced: enhanced, Text: text, Remote: k.remote}
-	k.courier.classify(&r)
-	return r
+	return queue.Result{Status: status, Enhanced: enhanced, Text: text, Remote: k.remote}
 }
 
 // Close ends the session with QUIT, or just closes a broken connection.

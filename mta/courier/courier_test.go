@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"drover/bounce"
 	"drover/mta/resolve"
 	"drover/mta/resolve/dnstest"
 	"drover/queue"
@@ -237,11 +238,11 @@ func (w *world) courier(t *testing.T, mod func(*Config)) *Courier {
 		ConnectTimeout: 2 * time.Second,
 		CommandTimeout: 2 * time.Second,
 		DataTimeout:    2 * time.Second,
-		Classify: func(code int, enhanced, text string) (string, string) {
-			if strings.HasPrefix(enhanced, "5") {
-				return "hard", "test:" + enhanced
+		Classify: func(r bounce.Reply) (string, string) {
+			if strings.HasPrefix(r.Enhanced, "5") {
+				return "hard", "test:" + r.Enhanced
 			}
-			return "soft", "test:" + enhanced
+			return "soft", "test:" + r.Enhanced
 		},
 	}
 	if mod != nil {
@@ -564,5 +565,29 @@ func TestVERPTransactions(t *testing.T) {
 	want := []string{"bounces+m1.0@b.test -> a@ok.test", "bounces+m1.2@b.test -> b@ok.test", " -> c@ok.test,d@ok.test"}
 	if !slices.Equal(got, want) {
 		t.Errorf("transactions:\n got %q\nwant %q", got, want)
+	}
+}
+
+// The classifier learns which command a reply answered, the host that
+// sent it and the recipient.
+func TestClassifyGetsContext(t *testing.T) {
+	w := newWorld(t)
+	var got []bounce.Reply
+	c := w.courier(t, func(cfg *Config) {
+		cfg.Classify = func(r bounce.Reply) (string, string) {
+			got = append(got, r)
+			return "soft", "x"
+		}
+	})
+	conn := open(t, c, "ok.test")
+	defer conn.Close()
+	conn.Deliver(t.Context(), msg, rcpts("refuse@ok.test", "a@ok.test"), []byte("REJECT-ME\r\n"))
+	want := []string{"RCPT 550 refuse@ok.test mx1.ok.test", "DATA 554 a@ok.test mx1.ok.test"}
+	var have []string
+	for _, r := range got {
+		have = append(have, fmt.Sprintf("%s %d %s %s", r.Command, r.Code, r.Recipient, r.RemoteMTA))
+	}
+	if !slices.Equal(have, want) {
+		t.Errorf("classifier saw %q, want %q", have, want)
 	}
 }
