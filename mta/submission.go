@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/mail"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,7 +91,11 @@ type Submission struct {
 	byLogin  map[string]*Sender
 	servers  []*smtp.Server
 	draining atomic.Bool
-	inData   sync.WaitGroup
+	// inTx counts DATA transactions from the DATA command until their
+	// reply has been written (go-smtp resets the session after it).
+	inTx  atomic.Int64
+	mu    sync.Mutex
+	conns map[*smtp.Conn]struct{} // open sessions, closed by Shutdown
 	// isLoopback decides whether an address is local; tests replace it to
 	// play a client from the network.
 	isLoopback func(net.Addr) bool
@@ -103,7 +109,8 @@ func NewSubmission(cfg SubmissionConfig) (*Submission, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Submission{cfg: cfg, byName: map[string]*Sender{}, byLogin: map[string]*Sender{}, isLoopback: isLoopbackAddr}
+	s := &Submission{cfg: cfg, byName: map[string]*Sender{}, byLogin: map[string]*Sender{}, isLoopback: isLoopbackAddr,
+		conns: map[*smtp.Conn]struct{}{}}
 	for _, snd := range cfg.Senders {
 		s.byName[snd.Name] = snd
 		if snd.Login != "" {
@@ -167,22 +174,40 @@ func (s *Submission) Start() ([]net.Addr, error) {
 // connection.
 func (s *Submission) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	stopped := make(chan error, len(s.servers))
 	for _, srv := range s.servers {
-		go srv.Shutdown(context.Background()) // closes the listeners at once
+		// Shutdown closes the listeners at once, then waits for the
+		// connections, which are closed below.
+		go func() { stopped <- srv.Shutdown(ctx) }()
 	}
-	done := make(chan struct{})
-	go func() { s.inData.Wait(); close(done) }()
 	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = ctx.Err()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for s.inTx.Load() > 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		}
 	}
-	s.Close()
+	s.mu.Lock()
+	open := slices.Collect(maps.Keys(s.conns))
+	s.mu.Unlock()
+	for _, c := range open {
+		c.Close() // calls Logout, which takes s.mu
+	}
+	for range s.servers {
+		if serr := <-stopped; err == nil && serr != nil {
+			err = serr
+		}
+	}
 	return err
 }
 
-// Close closes every listener and connection at once.
+// Close closes every listener and connection at once (instead of
+// Shutdown, not after it).
 func (s *Submission) Close() {
 	for _, srv := range s.servers {
 		srv.Close()
@@ -205,6 +230,9 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		m.sessions.Inc()
 		m.sessionsTotal.Inc()
 	}
+	b.sub.mu.Lock()
+	b.sub.conns[c] = struct{}{}
+	b.sub.mu.Unlock()
 	return sess, nil
 }
 
@@ -220,6 +248,7 @@ type session struct {
 	opts   smtp.MailOptions
 	sender *Sender
 	rcpts  []queue.NewRecipient
+	inTx   bool // counted in Submission.inTx
 }
 
 var (
@@ -319,8 +348,8 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
-	s.sub.inData.Add(1)
-	defer s.sub.inData.Done()
+	s.sub.inTx.Add(1)
+	s.inTx = true
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		switch {
@@ -468,13 +497,27 @@ func sanitizeHelo(h string) string {
 }
 
 func (s *session) Reset() {
+	s.endTx()
 	s.from, s.sender, s.rcpts = "", nil, s.rcpts[:0]
 }
 
+// endTx ends the count of a DATA transaction: go-smtp resets the session
+// after writing the reply to DATA, or logs it out when the client goes.
+func (s *session) endTx() {
+	if s.inTx {
+		s.inTx = false
+		s.sub.inTx.Add(-1)
+	}
+}
+
 func (s *session) Logout() error {
+	s.endTx()
 	if m := s.sub.cfg.Metrics; m != nil {
 		m.sessions.Dec()
 	}
+	s.sub.mu.Lock()
+	delete(s.sub.conns, s.conn)
+	s.sub.mu.Unlock()
 	return nil
 }
 

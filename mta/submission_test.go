@@ -3,6 +3,7 @@ package mta
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -439,4 +440,61 @@ func FuzzSplitHeader(f *testing.F) {
 			t.Fatalf("split lost bytes: %q -> %d fields, body %q", msg, len(fields), body)
 		}
 	})
+}
+
+// Shutdown lets a message being received reach the queue, then closes
+// idle sessions too, without waiting for the clients to leave.
+func TestShutdownDrainsThenCloses(t *testing.T) {
+	release := make(chan struct{})
+	bq := &blockingQueue{release: release}
+	sub, err := NewSubmission(SubmissionConfig{
+		Hostname:  "drover.test",
+		Listeners: []Listener{{Address: "127.0.0.1:0", Mode: "plain", LoopbackSender: "app"}},
+		Senders:   []*Sender{{Name: "app", FromDomains: []string{"*"}}},
+		Queue:     bq, MaxMessageSize: 1 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := sub.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle := dial(t, addrs[0].String())
+	idle.expect("EHLO idle", 250)
+	busy := dial(t, addrs[0].String())
+	busy.expect("EHLO busy", 250)
+	busy.expect("MAIL FROM:<a@app.example>", 250)
+	busy.expect("RCPT TO:<b@dest.test>", 250)
+	busy.expect("DATA", 354)
+	w := busy.c.DotWriter()
+	w.Write([]byte("From: a@app.example\r\n\r\nx\r\n"))
+	w.Close()
+	time.Sleep(100 * time.Millisecond) // the message is now in Enqueue
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- sub.Shutdown(ctx)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := net.Dial("tcp", addrs[0].String()); err == nil {
+		t.Error("new connections accepted during shutdown")
+	}
+	close(release) // the queue commits
+	if msg := busy.expect("", 250); !strings.Contains(msg, "queued as B1") {
+		t.Errorf("in-flight message got %q", msg)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown waits for idle clients")
+	}
+	if _, _, err := idle.c.ReadResponse(0); err == nil {
+		t.Error("idle session still open after Shutdown")
+	}
 }
