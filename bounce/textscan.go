@@ -15,8 +15,6 @@ import (
 
 const addrPat = `[A-Za-z0-9!#$%&'*+/=?^_{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+`
 
-var addrRe = regexp.MustCompile(addrPat)
-
 func isLocalChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+/=?^_{|}~.-", c) >= 0
 }
@@ -25,7 +23,8 @@ func isDomainChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-'
 }
 
-// findAddresses returns the addresses in s, like addrRe.FindAllString
+// findAddresses returns the addresses in s, like
+// regexp.MustCompile(addrPat).FindAllString
 // but without the cost of the regular expression: around each "@", the
 // longest run of local-part characters before it and of domain
 // characters after it, when the domain has a dot.

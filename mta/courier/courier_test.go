@@ -191,7 +191,7 @@ func newWorld(t *testing.T) *world {
 	serveGreeting(t, lns[2], "421 4.7.0 busy.greet.test too busy, try later\r\n")
 	w.dsnMX = serveMX(t, lns[3], "mx.dsn.test", mxOptions{dsn: true, smtputf8: true, maxSize: 1000})
 	w.relay = serveMX(t, relayLn, "relay.test", mxOptions{})
-	w.dns = dnstest.Start(t, fmt.Sprintf(`
+	w.dns = dnstest.Start(t, `
 test.                 3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60
 ok.test.              300 IN MX 10 mx1.ok.test.
 mx1.ok.test.          300 IN A 127.0.0.1
@@ -215,7 +215,7 @@ null.test.            300 IN MX 0 .
 routed.test.          300 IN MX 10 dead.fallback.test.
 implicit.test.        300 IN A 127.0.0.2
 relay.test.           300 IN A 127.0.0.1
-`))
+`)
 	return w
 }
 

@@ -231,7 +231,7 @@ func TestCacheFreshnessAndIDChange(t *testing.T) {
 	f.clock.Advance(time.Minute)
 	f.get(t, "example.com", Enforce, "one", 2, 1)
 	f.clock.Advance(4 * time.Minute)
-	p := f.get(t, "example.com", Testing, "two", 3, 2)
+	f.get(t, "example.com", Testing, "two", 3, 2)
 	if !strings.Contains(f.log.String(), "policy fetched") || !strings.Contains(f.log.String(), "id=two") {
 		t.Errorf("no log of the new policy:\n%s", f.log)
 	}
@@ -240,7 +240,7 @@ func TestCacheFreshnessAndIDChange(t *testing.T) {
 	f.txt.set("example.com", "v=STSv1; id=three;")
 	f.fetch.set("example.com", "version: STSv1\nmode: none\nmax_age: 86400\n")
 	f.clock.Advance(5 * time.Minute)
-	p = f.get(t, "example.com", None, "three", 4, 3)
+	p := f.get(t, "example.com", None, "three", 4, 3)
 	if err := p.Check("anything.example", false); err != nil {
 		t.Errorf("mode none refused: %v", err)
 	}
