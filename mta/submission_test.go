@@ -327,23 +327,9 @@ func TestAuthLoginOverImplicitTLS(t *testing.T) {
 // The 250 is not sent before Enqueue returns: a queue that blocks holds
 // the reply back.
 func TestReplyWaitsForQueue(t *testing.T) {
-	release := make(chan struct{})
-	bq := &blockingQueue{release: release}
-	sub, err := NewSubmission(SubmissionConfig{
-		Hostname:  "drover.test",
-		Listeners: []Listener{{Address: "127.0.0.1:0", Mode: "plain", LoopbackSender: "app"}},
-		Senders:   []*Sender{{Name: "app", FromDomains: []string{"*"}}},
-		Queue:     bq, MaxMessageSize: 1 << 20,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addrs, err := sub.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub, addr, release := startBlocking(t)
 	defer sub.Close()
-	d := dial(t, addrs[0].String())
+	d := dial(t, addr)
 	d.expect("EHLO x", 250)
 	d.expect("MAIL FROM:<a@app.example>", 250)
 	d.expect("RCPT TO:<b@dest.test>", 250)
@@ -365,6 +351,27 @@ func TestReplyWaitsForQueue(t *testing.T) {
 }
 
 type blockingQueue struct{ release chan struct{} }
+
+// startBlocking runs a loopback listener over a queue that commits only
+// when release is closed.
+func startBlocking(t *testing.T) (*Submission, string, chan struct{}) {
+	t.Helper()
+	release := make(chan struct{})
+	sub, err := NewSubmission(SubmissionConfig{
+		Hostname:  "drover.test",
+		Listeners: []Listener{{Address: "127.0.0.1:0", Mode: "plain", LoopbackSender: "app"}},
+		Senders:   []*Sender{{Name: "app", FromDomains: []string{"*"}}},
+		Queue:     &blockingQueue{release: release}, MaxMessageSize: 1 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := sub.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sub, addrs[0].String(), release
+}
 
 func (q *blockingQueue) Enqueue(*queue.Message, []queue.NewRecipient, []byte) (string, error) {
 	<-q.release
@@ -445,24 +452,10 @@ func FuzzSplitHeader(f *testing.F) {
 // Shutdown lets a message being received reach the queue, then closes
 // idle sessions too, without waiting for the clients to leave.
 func TestShutdownDrainsThenCloses(t *testing.T) {
-	release := make(chan struct{})
-	bq := &blockingQueue{release: release}
-	sub, err := NewSubmission(SubmissionConfig{
-		Hostname:  "drover.test",
-		Listeners: []Listener{{Address: "127.0.0.1:0", Mode: "plain", LoopbackSender: "app"}},
-		Senders:   []*Sender{{Name: "app", FromDomains: []string{"*"}}},
-		Queue:     bq, MaxMessageSize: 1 << 20,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addrs, err := sub.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	idle := dial(t, addrs[0].String())
+	sub, addr, release := startBlocking(t)
+	idle := dial(t, addr)
 	idle.expect("EHLO idle", 250)
-	busy := dial(t, addrs[0].String())
+	busy := dial(t, addr)
 	busy.expect("EHLO busy", 250)
 	busy.expect("MAIL FROM:<a@app.example>", 250)
 	busy.expect("RCPT TO:<b@dest.test>", 250)
@@ -479,7 +472,7 @@ func TestShutdownDrainsThenCloses(t *testing.T) {
 		done <- sub.Shutdown(ctx)
 	}()
 	time.Sleep(100 * time.Millisecond)
-	if _, err := net.Dial("tcp", addrs[0].String()); err == nil {
+	if _, err := net.Dial("tcp", addr); err == nil {
 		t.Error("new connections accepted during shutdown")
 	}
 	close(release) // the queue commits
