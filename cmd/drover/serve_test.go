@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/smtp"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // The README's first command: `drover serve` with no file, on the embedded
@@ -376,5 +379,23 @@ func TestConfigCheck(t *testing.T) {
 	out, err = exec.Command(droverBin, "config", "check", bad3).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `shaping.domains.a.test.pool: no pool named "nope"`) {
 		t.Errorf("unknown pool: %v\n%s", err, out)
+	}
+}
+
+// `drover passwd` prints a bcrypt hash of the password read on stdin.
+func TestPasswd(t *testing.T) {
+	cmd := exec.Command(droverBin, "passwd")
+	cmd.Stdin = strings.NewReader("s3cret\n")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bcrypt.CompareHashAndPassword(bytes.TrimSpace(out), []byte("s3cret")); err != nil {
+		t.Errorf("hash %q: %v", out, err)
+	}
+	cmd = exec.Command(droverBin, "passwd")
+	cmd.Stdin = strings.NewReader("\n")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "empty password") {
+		t.Errorf("empty password: %v %s", err, out)
 	}
 }
