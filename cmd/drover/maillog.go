@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"drover/configs"
@@ -14,26 +16,29 @@ import (
 )
 
 // mailLog writes the event stream as JSON lines: one line per received,
-// delivered, deferred, bounced or expired event. Writes are buffered and
-// flushed every second, so logging never waits for the disk.
+// delivered, deferred, bounced, expired, complained or deleted event. A
+// goroutine of its own encodes and writes (flushing every second), fed by
+// a buffered channel, so an event's emitter never waits for the disk; if
+// the disk falls that far behind, events are dropped and counted rather
+// than slowing delivery.
 type mailLog struct {
-	mu   sync.Mutex
-	w    *bufio.Writer
-	c    io.Closer
-	enc  *json.Encoder
-	stop chan struct{}
-	done chan struct{}
-	noop bool
+	mu      sync.RWMutex // Close against Write
+	closed  bool
+	events  chan queue.Event
+	done    chan struct{}
+	dropped atomic.Int64
+	err     error // of the writer, read after done
 }
 
+// mailLogBuffer is the number of events waiting to be written.
+const mailLogBuffer = 16 << 10
+
 func openMailLog(cfg *configs.Config) (*mailLog, error) {
-	l := &mailLog{stop: make(chan struct{}), done: make(chan struct{})}
 	var out io.Writer
+	var closer io.Closer
 	switch cfg.MailLog {
 	case "off":
-		l.noop = true
-		close(l.done)
-		return l, nil
+		return nil, nil
 	case "-":
 		out = os.Stdout
 	default:
@@ -48,54 +53,69 @@ func openMailLog(cfg *configs.Config) (*mailLog, error) {
 		if err != nil {
 			return nil, err
 		}
-		out, l.c = f, f
+		out, closer = f, f
 	}
-	l.w = bufio.NewWriterSize(out, 64<<10)
-	l.enc = json.NewEncoder(l.w)
-	go l.flushLoop()
+	l := &mailLog{events: make(chan queue.Event, mailLogBuffer), done: make(chan struct{})}
+	go l.run(out, closer)
 	return l, nil
 }
 
-// Write logs one event.
+// Write logs one event without blocking. A nil log (mail_log: off) takes
+// nothing.
 func (l *mailLog) Write(ev queue.Event) {
-	if l.noop {
+	if l == nil {
 		return
 	}
-	l.mu.Lock()
-	l.enc.Encode(ev)
-	l.mu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return
+	}
+	select {
+	case l.events <- ev:
+	default:
+		l.dropped.Add(1)
+	}
 }
 
-func (l *mailLog) flushLoop() {
+func (l *mailLog) run(out io.Writer, closer io.Closer) {
 	defer close(l.done)
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+	w := bufio.NewWriterSize(out, 64<<10)
+	enc := json.NewEncoder(w)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
-		case <-t.C:
-			l.mu.Lock()
-			l.w.Flush()
-			l.mu.Unlock()
-		case <-l.stop:
-			return
+		case ev, ok := <-l.events:
+			if !ok {
+				l.err = w.Flush()
+				if closer != nil {
+					if err := closer.Close(); l.err == nil {
+						l.err = err
+					}
+				}
+				return
+			}
+			enc.Encode(ev)
+		case <-tick.C:
+			w.Flush()
+			if n := l.dropped.Swap(0); n > 0 {
+				slog.Warn("mail log: events dropped, the log's disk is too slow", "dropped", n)
+			}
 		}
 	}
 }
 
-// Close flushes and closes the log.
+// Close writes what is buffered and closes the log; later events are
+// not logged.
 func (l *mailLog) Close() error {
-	if l.noop {
+	if l == nil {
 		return nil
 	}
-	close(l.stop)
-	<-l.done
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	err := l.w.Flush()
-	if l.c != nil {
-		if cerr := l.c.Close(); err == nil {
-			err = cerr
-		}
-	}
-	return err
+	l.closed = true
+	close(l.events)
+	l.mu.Unlock()
+	<-l.done
+	return l.err
 }
