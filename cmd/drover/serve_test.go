@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/smtp"
@@ -397,5 +398,40 @@ func TestPasswd(t *testing.T) {
 	cmd.Stdin = strings.NewReader("\n")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "empty password") {
 		t.Errorf("empty password: %v %s", err, out)
+	}
+}
+
+// `drover bounce classify` prints the score contract's JSON line per
+// recipient, takes an mbox "From " line and CRLF, and prints nothing for a
+// message that is no bounce.
+func TestBounceClassifyCommand(t *testing.T) {
+	raw, err := os.ReadFile("../../bounce/testdata/corpus/emails/lhost-postfix-02.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crlf := bytes.ReplaceAll(bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
+	for name, in := range map[string][]byte{"LF": raw, "CRLF": crlf} {
+		cmd := exec.Command(droverBin, "bounce", "classify")
+		cmd.Stdin = bytes.NewReader(in)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+		if len(lines) != 2 {
+			t.Fatalf("%s: %d lines, want one per recipient (2):\n%s", name, len(lines), out)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(lines[0], &got); err != nil {
+			t.Fatalf("%s: %q: %v", name, out, err)
+		}
+		if got["recipient"] != "filtered@example.co.jp" || got["reason"] != "userunknown" || got["class"] != "hard" || got["status"] != "5.2.1" || got["category"] != "bad-mailbox" {
+			t.Errorf("%s: %v", name, got)
+		}
+	}
+	cmd := exec.Command(droverBin, "bounce", "classify")
+	cmd.Stdin = strings.NewReader("From: a@b.example\r\nSubject: hello\r\n\r\njust mail\r\n")
+	if out, err := cmd.Output(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("not a bounce: %v %q", err, out)
 	}
 }
