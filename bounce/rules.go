@@ -292,37 +292,22 @@ func (rs *ruleSet) statusReason(code string) string {
 	return ""
 }
 
-// lowerFold is foldSpace(strings.ToLower(s)) in one pass for ASCII.
+// lowerFold is foldSpace(strings.ToLower(s)), in one pass for ASCII.
 func lowerFold(s string) string {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
 			return foldSpace(strings.ToLower(s))
 		}
 	}
-	var b strings.Builder
-	b.Grow(len(s))
-	space := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
-			space = b.Len() > 0
-			continue
-		}
-		if space {
-			b.WriteByte(' ')
-			space = false
-		}
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
+	return fold(s, true)
 }
 
 // foldSpace replaces every run of blanks (space, tab, newline) by one
 // space and trims the ends.
-func foldSpace(s string) string {
+func foldSpace(s string) string { return fold(s, false) }
+
+// fold is foldSpace, lower-casing ASCII letters too when lower is set.
+func fold(s string, lower bool) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	space := false
@@ -335,6 +320,9 @@ func foldSpace(s string) string {
 		if space {
 			b.WriteByte(' ')
 			space = false
+		}
+		if lower && c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
 		}
 		b.WriteByte(c)
 	}
