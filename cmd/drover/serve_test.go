@@ -144,7 +144,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 
 	// Metrics pass promtool and count what happened.
 	metrics := d.metrics(t)
-	for _, want := range []string{"drover_messages_received_total 1", `drover_deliveries_total{result="delivered"} 2`, `drover_deliveries_total{result="bounced"} 1`, `drover_queue_recipients{state="deferred"} 1`} {
+	for _, want := range []string{"drover_messages_received_total 1", `drover_deliveries_total{result="delivered"} 2`, `drover_deliveries_total{result="bounced"} 1`, `drover_queue_recipients{state="deferred"} 1`,
+		"drover_delivery_latency_seconds_count 2", "drover_smtp_sessions_total 1", "drover_queue_messages 1", "drover_queue_oldest_message_age_seconds "} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}

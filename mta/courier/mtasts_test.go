@@ -10,9 +10,12 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,6 +47,24 @@ func testCA(t *testing.T, host string) (*x509.CertPool, tls.Certificate) {
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
 	return pool, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// syncBuffer collects log output written from delivery goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 type stsTXT map[string]string
@@ -95,8 +116,10 @@ testing.test.     300 IN MX 10 plain.sts.test.
 		Fetch: stsFetch{"good.test": policy("enforce", "*.sts.test"), "foreign.test": policy("enforce", "mx.other.test"),
 			"notls.test": policy("enforce", "plain.sts.test"), "testing.test": policy("testing", "mx.other.test")},
 	})
+	var logs syncBuffer
 	c := New(Config{
 		Hostname: "out.drover.test", Port: port, MTASTS: sts, STSRoots: roots,
+		Logger:         slog.New(slog.NewTextHandler(&logs, nil)),
 		Resolver:       resolve.New(resolve.Config{Servers: []string{dns.Addr}, Timeout: time.Second}),
 		ConnectTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second,
 	})
@@ -137,6 +160,9 @@ testing.test.     300 IN MX 10 plain.sts.test.
 	if err := deliver("testing.test"); err != nil {
 		t.Errorf("testing.test: %v", err)
 	}
+	if !strings.Contains(logs.String(), "MTA-STS testing-mode violation") || !strings.Contains(logs.String(), "dest=testing.test") {
+		t.Errorf("testing-mode violation not logged:\n%s", logs.String())
+	}
 	// Without mta-sts in the limits, no policy is looked at.
 	lim.TLS = "opportunistic"
 	if err := deliver("foreign.test"); err != nil {
@@ -149,6 +175,10 @@ testing.test.     300 IN MX 10 plain.sts.test.
 	lim.TLS = "required"
 	if err := deliver("foreign.test"); err == nil {
 		t.Error("required TLS delivered in plain text")
+	}
+	// TLS failures are logged with the peer and their kind.
+	if l := logs.String(); !strings.Contains(l, `msg="courier: TLS failure" dest=foreign.test remote=plain.sts.test[127.0.0.2]`) || !strings.Contains(l, `reason="STARTTLS not offered"`) {
+		t.Errorf("TLS failure not logged with peer and reason:\n%s", l)
 	}
 }
 
