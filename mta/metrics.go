@@ -50,13 +50,8 @@ func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats, sites func(
 	for _, r := range []string{"delivered", "deferred", "bounced", "expired"} {
 		m.deliveries.WithLabelValues(r)
 	}
-	gauge := func(name, help string, f func(queue.Stats) float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(stats()) })
-	}
 	reg.MustRegister(m.sessions, m.sessionsTotal, m.received, m.receivedBytes, m.deliveries, m.complaints, m.latency,
-		newQueueCollector(stats), newSiteCollector(sites),
-		gauge("drover_queue_messages", "Messages in the spool.", func(s queue.Stats) float64 { return float64(s.Messages) }),
-	)
+		newQueueCollector(stats), newSiteCollector(sites))
 	return m
 }
 
@@ -79,20 +74,26 @@ func (m *Metrics) Observe(ev queue.Event) {
 // queueCollector reports recipients by state and the oldest message age
 // from one Stats call per scrape.
 type queueCollector struct {
-	stats  func() queue.Stats
-	size   *prometheus.Desc
-	oldest *prometheus.Desc
+	stats    func() queue.Stats
+	size     *prometheus.Desc
+	messages *prometheus.Desc
+	oldest   *prometheus.Desc
 }
 
 func newQueueCollector(stats func() queue.Stats) *queueCollector {
 	return &queueCollector{
-		stats:  stats,
-		size:   prometheus.NewDesc("drover_queue_recipients", "Recipients in the spool, by state (ready: in memory waiting for a connection; inflight: being delivered; deferred: waiting for a retry; scheduled: waiting for their first attempt).", []string{"state"}, nil),
-		oldest: prometheus.NewDesc("drover_queue_oldest_message_age_seconds", "Age of the oldest message in the spool (0 when empty).", nil, nil),
+		stats:    stats,
+		size:     prometheus.NewDesc("drover_queue_recipients", "Recipients in the spool, by state (ready: in memory waiting for a connection; inflight: being delivered; deferred: waiting for a retry; scheduled: waiting for their first attempt).", []string{"state"}, nil),
+		messages: prometheus.NewDesc("drover_queue_messages", "Messages in the spool.", nil, nil),
+		oldest:   prometheus.NewDesc("drover_queue_oldest_message_age_seconds", "Age of the oldest message in the spool (0 when empty).", nil, nil),
 	}
 }
 
-func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.size; ch <- c.oldest }
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.size
+	ch <- c.messages
+	ch <- c.oldest
+}
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
@@ -101,6 +102,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(s.InFlight), "inflight")
 	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(s.Deferred), "deferred")
 	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(max(scheduled, 0)), "scheduled")
+	ch <- prometheus.MustNewConstMetric(c.messages, prometheus.GaugeValue, float64(s.Messages))
 	age := 0.0
 	if !s.Oldest.IsZero() {
 		age = time.Since(s.Oldest).Seconds()

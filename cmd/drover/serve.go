@@ -64,7 +64,7 @@ type static struct {
 	classifier *bounce.Classifier
 	shaper     *shaping.Shaper
 	pools      map[string][]netip.Addr
-	// bounceDomains maps a sender to its VERP domain ("" = no VERP).
+	// bounceDomains maps the senders with VERP to their bounce domain.
 	bounceDomains map[string]string
 }
 
@@ -97,7 +97,9 @@ func buildStatic(cfg *configs.Config) (*static, error) {
 	}
 	var keys []*dkim.Key
 	for name, s := range cfg.Senders {
-		st.bounceDomains[name] = strings.ToLower(s.BounceDomain)
+		if s.BounceDomain != "" {
+			st.bounceDomains[name] = strings.ToLower(s.BounceDomain)
+		}
 		snd := &mta.Sender{Name: name, Login: s.Login, PasswordHash: []byte(s.PasswordHash), DSN: s.DSN}
 		for _, d := range s.FromDomains {
 			snd.FromDomains = append(snd.FromDomains, strings.ToLower(d))
@@ -204,7 +206,9 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 	dsn := &mta.DSNNotifier{Hostname: cfg.Hostname, DelayDSN: map[string]bool{}, BounceDomains: map[string]bool{}}
 	for name, s := range cfg.Senders {
 		dsn.DelayDSN[name] = s.DelayDSN
-		dsn.BounceDomains[st.bounceDomains[name]] = st.bounceDomains[name] != ""
+	}
+	for _, d := range st.bounceDomains {
+		dsn.BounceDomains[d] = true
 	}
 	var shaper liveShaper
 	shaper.Store(st.shaper)
@@ -260,16 +264,10 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 	}
 	var inbound *mta.Inbound
 	if cfg.Bounces.InboundAddress != "" {
-		var domains []string
-		for _, d := range st.bounceDomains {
-			if d != "" {
-				domains = append(domains, d)
-			}
-		}
 		inbound = mta.NewInbound(mta.InboundConfig{
 			Address:        cfg.Bounces.InboundAddress,
 			Hostname:       cfg.Hostname,
-			BounceDomains:  domains,
+			BounceDomains:  slices.Collect(maps.Values(st.bounceDomains)),
 			FeedbackAddrs:  cfg.Bounces.FeedbackAddresses,
 			VERP:           verp,
 			Classifier:     st.classifier,
@@ -439,11 +437,7 @@ func nonEmpty(s string) []string {
 // verpReturnPath gives the courier the VERP return path of a recipient of
 // a sender with a bounce domain; nil when no sender has one.
 func verpReturnPath(verp bounce.VERP, domains map[string]string) func(*queue.Message, queue.Recipient) string {
-	used := false
-	for _, d := range domains {
-		used = used || d != ""
-	}
-	if !used {
+	if len(domains) == 0 {
 		return nil
 	}
 	return func(m *queue.Message, r queue.Recipient) string {
