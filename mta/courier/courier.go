@@ -471,12 +471,13 @@ type conn struct {
 // return path (Config.ReturnPath) in one transaction per recipient.
 func (k *conn) Deliver(ctx context.Context, msg *queue.Message, rcpts []queue.Recipient, body []byte) ([]queue.Result, error) {
 	verp := k.courier.cfg.ReturnPath
+	eightBit := has8bit(body) // once per message, not per VERP transaction
 	if verp == nil || msg.ReturnPath == "" {
-		return k.send(ctx, msg, msg.ReturnPath, rcpts, body)
+		return k.send(ctx, msg, msg.ReturnPath, rcpts, body, eightBit)
 	}
 	results := make([]queue.Result, 0, len(rcpts))
 	for i := range rcpts {
-		res, err := k.send(ctx, msg, verp(msg, rcpts[i]), rcpts[i:i+1], body)
+		res, err := k.send(ctx, msg, verp(msg, rcpts[i]), rcpts[i:i+1], body, eightBit)
 		results = append(results, res...)
 		if err != nil { // the connection broke: the others were not tried
 			for _, r := range rcpts[i+1:] {
@@ -490,8 +491,9 @@ func (k *conn) Deliver(ctx context.Context, msg *queue.Message, rcpts []queue.Re
 	return results, nil
 }
 
-// send runs one transaction with return path from.
-func (k *conn) send(ctx context.Context, msg *queue.Message, from string, rcpts []queue.Recipient, body []byte) ([]queue.Result, error) {
+// send runs one transaction with return path from; eightBit says whether
+// body has 8-bit bytes.
+func (k *conn) send(ctx context.Context, msg *queue.Message, from string, rcpts []queue.Recipient, body []byte, eightBit bool) ([]queue.Result, error) {
 	results := make([]queue.Result, len(rcpts))
 	cmds := make([]string, len(rcpts)) // the command each result answers
 	defer func() {
@@ -546,7 +548,7 @@ func (k *conn) send(ctx context.Context, msg *queue.Message, from string, rcpts 
 	}
 
 	params := make([]string, 0, 5)
-	if has8bit(body) {
+	if eightBit {
 		params = append(params, "BODY=8BITMIME")
 	}
 	if needUTF8 {
