@@ -40,10 +40,11 @@ type InboundConfig struct {
 // bounced events as failures during delivery; feedback reports become
 // complained events. It never answers mail with mail.
 type Inbound struct {
-	cfg     InboundConfig
-	domains map[string]bool
-	fbl     map[string]bool
-	srv     *smtp.Server
+	cfg      InboundConfig
+	domains  map[string]bool
+	fbl      map[string]bool
+	srv      *smtp.Server
+	sessions sessions
 }
 
 // NewInbound returns a listener ready to Start.
@@ -76,7 +77,8 @@ func (in *Inbound) Start() (net.Addr, error) {
 		return nil, fmt.Errorf("inbound listen %s: %w", in.cfg.Address, err)
 	}
 	in.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &inboundSession{in: in}, nil
+		in.sessions.opened(c)
+		return &inboundSession{in: in, conn: c}, nil
 	}))
 	in.srv.Domain = in.cfg.Hostname
 	in.srv.MaxMessageBytes = in.cfg.MaxMessageSize
@@ -92,14 +94,13 @@ func (in *Inbound) Start() (net.Addr, error) {
 	return ln.Addr(), nil
 }
 
-// Shutdown stops the listener, letting sessions finish until ctx ends.
+// Shutdown stops the listener, lets reports being received get their
+// reply (until ctx ends), then closes the remaining sessions.
 func (in *Inbound) Shutdown(ctx context.Context) error {
 	if in.srv == nil {
 		return nil
 	}
-	err := in.srv.Shutdown(ctx)
-	in.srv.Close()
-	return err
+	return in.sessions.shutdown(ctx, in.srv)
 }
 
 // origin is what a recipient address of the inbound listener tells about
@@ -113,12 +114,19 @@ type origin struct {
 
 type inboundSession struct {
 	in      *Inbound
+	conn    *smtp.Conn
+	tx      tx
 	origins []origin
 }
 
 var errNoSuchUser = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user: this server accepts only bounces and feedback reports"}
 
-func (s *inboundSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *inboundSession) Mail(string, *smtp.MailOptions) error {
+	if s.in.sessions.draining.Load() {
+		return errShutdown
+	}
+	return nil
+}
 
 func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	addr := strings.ToLower(to)
@@ -139,6 +147,7 @@ func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (s *inboundSession) Data(r io.Reader) error {
+	s.tx.begin(&s.in.sessions)
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
@@ -204,5 +213,13 @@ func (in *Inbound) emit(o origin, c bounce.Classification) {
 	}
 }
 
-func (s *inboundSession) Reset()        { s.origins = nil }
-func (s *inboundSession) Logout() error { return nil }
+func (s *inboundSession) Reset() {
+	s.tx.end(&s.in.sessions) // go-smtp resets after the reply to DATA
+	s.origins = nil
+}
+
+func (s *inboundSession) Logout() error {
+	s.tx.end(&s.in.sessions)
+	s.in.sessions.closed(s.conn)
+	return nil
+}

@@ -7,13 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/mail"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -90,12 +86,7 @@ type Submission struct {
 	byName   map[string]*Sender
 	byLogin  map[string]*Sender
 	servers  []*smtp.Server
-	draining atomic.Bool
-	// inTx counts DATA transactions from the DATA command until their
-	// reply has been written (go-smtp resets the session after it).
-	inTx  atomic.Int64
-	mu    sync.Mutex
-	conns map[*smtp.Conn]struct{} // open sessions, closed by Shutdown
+	sessions sessions
 	// isLoopback decides whether an address is local; tests replace it to
 	// play a client from the network.
 	isLoopback func(net.Addr) bool
@@ -109,8 +100,7 @@ func NewSubmission(cfg SubmissionConfig) (*Submission, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Submission{cfg: cfg, byName: map[string]*Sender{}, byLogin: map[string]*Sender{}, isLoopback: isLoopbackAddr,
-		conns: map[*smtp.Conn]struct{}{}}
+	s := &Submission{cfg: cfg, byName: map[string]*Sender{}, byLogin: map[string]*Sender{}, isLoopback: isLoopbackAddr}
 	for _, snd := range cfg.Senders {
 		s.byName[snd.Name] = snd
 		if snd.Login != "" {
@@ -173,37 +163,7 @@ func (s *Submission) Start() ([]net.Addr, error) {
 // messages being received to be queued (or ctx to end), then closes every
 // connection.
 func (s *Submission) Shutdown(ctx context.Context) error {
-	s.draining.Store(true)
-	stopped := make(chan error, len(s.servers))
-	for _, srv := range s.servers {
-		// Shutdown closes the listeners at once, then waits for the
-		// connections, which are closed below.
-		go func() { stopped <- srv.Shutdown(ctx) }()
-	}
-	var err error
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-wait:
-	for s.inTx.Load() > 0 {
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			err = ctx.Err()
-			break wait
-		}
-	}
-	s.mu.Lock()
-	open := slices.Collect(maps.Keys(s.conns))
-	s.mu.Unlock()
-	for _, c := range open {
-		c.Close() // calls Logout, which takes s.mu
-	}
-	for range s.servers {
-		if serr := <-stopped; err == nil && serr != nil {
-			err = serr
-		}
-	}
-	return err
+	return s.sessions.shutdown(ctx, s.servers...)
 }
 
 // Close closes every listener and connection at once (instead of
@@ -230,9 +190,7 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		m.sessions.Inc()
 		m.sessionsTotal.Inc()
 	}
-	b.sub.mu.Lock()
-	b.sub.conns[c] = struct{}{}
-	b.sub.mu.Unlock()
+	b.sub.sessions.opened(c)
 	return sess, nil
 }
 
@@ -248,7 +206,7 @@ type session struct {
 	opts   smtp.MailOptions
 	sender *Sender
 	rcpts  []queue.NewRecipient
-	inTx   bool // counted in Submission.inTx
+	tx     tx
 }
 
 var (
@@ -294,7 +252,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 var dummyHash = []byte("$2a$10$5rIKbw1ygnnyWnQd3zbp7.MUNPg8ol52ZOTKZBLx/vcC0dVjHk0sq")
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	if s.sub.draining.Load() {
+	if s.sub.sessions.draining.Load() {
 		return errShutdown
 	}
 	snd := s.authed
@@ -348,8 +306,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
-	s.sub.inTx.Add(1)
-	s.inTx = true
+	s.tx.begin(&s.sub.sessions)
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		switch {
@@ -497,27 +454,16 @@ func sanitizeHelo(h string) string {
 }
 
 func (s *session) Reset() {
-	s.endTx()
+	s.tx.end(&s.sub.sessions) // go-smtp resets after the reply to DATA
 	s.from, s.sender, s.rcpts = "", nil, s.rcpts[:0]
 }
 
-// endTx ends the count of a DATA transaction: go-smtp resets the session
-// after writing the reply to DATA, or logs it out when the client goes.
-func (s *session) endTx() {
-	if s.inTx {
-		s.inTx = false
-		s.sub.inTx.Add(-1)
-	}
-}
-
 func (s *session) Logout() error {
-	s.endTx()
+	s.tx.end(&s.sub.sessions)
+	s.sub.sessions.closed(s.conn)
 	if m := s.sub.cfg.Metrics; m != nil {
 		m.sessions.Dec()
 	}
-	s.sub.mu.Lock()
-	delete(s.sub.conns, s.conn)
-	s.sub.mu.Unlock()
 	return nil
 }
 
