@@ -132,6 +132,11 @@ type Sender struct {
 	DelayDSN     bool     `yaml:"delay_dsn"`
 	BounceDomain string   `yaml:"bounce_domain"`
 	DKIM         []DKIM   `yaml:"dkim"`
+	// Pool is the source IP pool of the sender's mail (a name in pools);
+	// "" leaves the choice to the shaping. StreamPools picks a pool per
+	// X-Drover-Stream (marketing, transactional, ...), over Pool.
+	Pool        string            `yaml:"pool"`
+	StreamPools map[string]string `yaml:"stream_pools"`
 }
 
 // DKIM is one signing key of a sender's From domain.

@@ -41,11 +41,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"drover/queue"
+	"drover/queue/engine"
 )
 
 // Queue is what the admin API uses of the spool.
 type Queue interface {
-	Summaries(groupBy string) ([]queue.Summary, error)
+	Summaries(groupBy string) ([]engine.Summary, error)
 	Show(id string) (*queue.Message, []queue.Recipient, error)
 	Suspend(kind, name string, until time.Time, reason string) error
 	Resume(kind, name string) error

@@ -12,15 +12,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"drover/queue"
+	"drover/queue/engine"
 )
 
 type fakeQueue struct {
 	calls []string
 }
 
-func (f *fakeQueue) Summaries(by string) ([]queue.Summary, error) {
+func (f *fakeQueue) Summaries(by string) ([]engine.Summary, error) {
 	f.calls = append(f.calls, "summaries "+by)
-	return []queue.Summary{{Key: "google.com", Recipients: 3}}, nil
+	return []engine.Summary{{Summary: queue.Summary{Key: "google.com", Recipients: 3}}}, nil
 }
 func (f *fakeQueue) Show(id string) (*queue.Message, []queue.Recipient, error) {
 	if id != "m1" {

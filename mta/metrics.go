@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"drover/queue"
+	"drover/queue/engine"
 )
 
 // Metrics are Drover's Prometheus metrics, registered on an injected
@@ -25,7 +26,7 @@ type Metrics struct {
 
 // NewMetrics registers the metrics on reg. stats and sites are read at
 // every scrape.
-func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats, sites func() []queue.SiteStatus) *Metrics {
+func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats, sites func() []engine.SiteStatus) *Metrics {
 	m := &Metrics{
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "drover_smtp_sessions", Help: "SMTP submission sessions open now."}),
@@ -97,11 +98,10 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
-	scheduled := s.Recipients - s.Ready - s.InFlight - s.Deferred
 	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(s.Ready), "ready")
 	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(s.InFlight), "inflight")
 	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(s.Deferred), "deferred")
-	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(max(scheduled, 0)), "scheduled")
+	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(s.Scheduled), "scheduled")
 	ch <- prometheus.MustNewConstMetric(c.messages, prometheus.GaugeValue, float64(s.Messages))
 	age := 0.0
 	if !s.Oldest.IsZero() {
@@ -112,11 +112,11 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 
 // siteCollector reports the live shaping state of every known site.
 type siteCollector struct {
-	sites                                    func() []queue.SiteStatus
+	sites                                    func() []engine.SiteStatus
 	conns, maxConns, factor, suspended, rate *prometheus.Desc
 }
 
-func newSiteCollector(sites func() []queue.SiteStatus) *siteCollector {
+func newSiteCollector(sites func() []engine.SiteStatus) *siteCollector {
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, []string{"site"}, nil)
 	}

@@ -1,11 +1,6 @@
 package queue
 
-import (
-	"context"
-	"time"
-
-	"drover/queue/shaping"
-)
+import "time"
 
 // Message is the envelope of one queued message, stored once beside its body.
 type Message struct {
@@ -68,90 +63,9 @@ type Result struct {
 	Reason   string // bounce reason for failures (userunknown, mailboxfull, ...)
 }
 
-// Courier opens connections to a destination. The queue calls it from its
-// delivery workers; it must be safe for concurrent use.
-type Courier interface {
-	// Open connects to the mail servers of dest (a lower-cased recipient
-	// domain) under lim, the limits of dest (Limits.TLS and Limits.Pool are
-	// the courier's to apply). An error whose Permanent() method returns
-	// true fails every recipient waiting for dest; every other error is
-	// temporary. An error with a Result() Result method (here and from
-	// Deliver) gives the result to record for the recipients, SMTP reply
-	// included; its reply is also matched against Options.Rules.
-	Open(ctx context.Context, dest string, lim Limits) (Conn, error)
-}
-
-// Conn is one open connection to a destination, reused for many messages.
-type Conn interface {
-	// Deliver sends one message to rcpts (all of the same destination) and
-	// returns one Result per recipient, in order. An error from Deliver means
-	// the connection is no longer usable; the results still apply.
-	Deliver(ctx context.Context, msg *Message, rcpts []Recipient, body []byte) ([]Result, error)
-	Close() error
-}
-
-// Site is a set of destinations that share one set of limits: the domains
-// whose MX hosts are the same set (every Google-hosted domain is one site),
-// or the domains sent through one route.
-type Site struct {
-	Name string   // readable and stable: shown in metrics and queue listings
-	MX   []string // the MX hosts (or the route) that define it, for display
-}
-
-// Limits are the delivery limits of a site and of a destination. The queue
-// asks Options.Limits for both: with dest "" for the site as a whole, whose
-// MaxConnections, MaxMessageRate and MaxConnectionRate are shared by all
-// its domains; with the domain for the rest (and for the courier).
-type Limits struct {
-	MaxConnections           int           // concurrent connections (site: over all its domains)
-	MaxMessagesPerConnection int           // messages before a connection is closed and reopened
-	MaxRecipientsPerMessage  int           // recipients per transaction
-	RetryInterval            time.Duration // first retry delay; doubles per attempt, with jitter
-	MaxRetryInterval         time.Duration // cap of the retry delay
-	MaxAge                   time.Duration // after this a recipient fails as expired
-	MaxMessageRate           float64       // transactions per second over the site, 0 = unlimited
-	MaxConnectionRate        float64       // connections opened per second over the site, 0 = unlimited
-	TLS                      string        // TLS mode, for the courier ("" = its default)
-	Pool                     string        // source IP pool, for the courier ("" = its default)
-}
-
-// RuleMatcher maps a remote reply to an adaptive-backoff rule, nil when no
-// rule applies (shaping.Shaper implements it). It must be safe for
-// concurrent use and cheap: it is called for every failed recipient with a
-// remote reply.
-type RuleMatcher interface {
-	Match(code int, enhanced, text string) *shaping.Rule
-}
-
-// SiteStatus is the live state of a site, kept in memory.
-type SiteStatus struct {
-	Name           string    `json:"name"`
-	MX             []string  `json:"mx,omitempty"`
-	Domains        int       `json:"domains"`                   // destinations known to belong to it
-	Ready          int       `json:"ready"`                     // recipients in memory waiting for a connection
-	Connections    int       `json:"connections"`               // open connections
-	MaxConnections int       `json:"max_connections"`           // effective: configured × Factor, at least 1
-	MessageRate    float64   `json:"message_rate,omitempty"`    // effective, per second; 0 = unlimited
-	ConnectionRate float64   `json:"connection_rate,omitempty"` // effective, per second; 0 = unlimited
-	Factor         float64   `json:"factor"`                    // 1, or the scale of a slow rule in force
-	SlowUntil      time.Time `json:"slow_until,omitzero"`
-	Suspended      bool      `json:"suspended,omitempty"`      // by a rule or by an operator
-	SuspendedUntil time.Time `json:"suspended_until,omitzero"` // zero while suspended: until resumed
-	Reason         string    `json:"reason,omitempty"`         // rule or operator reason of the state
-}
-
-// Suspension is an operator's hold on a site or a domain.
-type Suspension struct {
-	Kind   string    `json:"kind"` // "site" or "domain"
-	Name   string    `json:"name"`
-	Until  time.Time `json:"until,omitzero"` // zero: until Resume
-	Reason string    `json:"reason,omitempty"`
-}
-
 // Selector picks queued recipients for Flush, Bounce and Delete: those
-// that match every non-empty field. Site matches the site a domain was
-// last seen to belong to; a domain not attempted since the spool opened
-// belongs to the site named like itself.
+// that match every non-empty field. Site matches the site a SiteOf
+// function names for the recipient's domain.
 type Selector struct {
 	Site     string `json:"site,omitempty"`
 	Domain   string `json:"domain,omitempty"`
@@ -161,13 +75,11 @@ type Selector struct {
 
 // Summary describes the queued recipients of one group (see Summaries).
 type Summary struct {
-	Key        string      `json:"key"`
-	Recipients int         `json:"recipients"`
-	Messages   int         `json:"messages"`
-	Oldest     time.Time   `json:"oldest,omitzero"`      // receipt time of its oldest message
-	LastError  string      `json:"last_error,omitempty"` // of its most recently tried recipient
-	Site       *SiteStatus `json:"site,omitempty"`       // by site and by domain: the state of the (domain's) site, if known
-	Suspension *Suspension `json:"suspension,omitempty"` // by site and by domain: an operator's hold on the group
+	Key        string    `json:"key"`
+	Recipients int       `json:"recipients"`
+	Messages   int       `json:"messages"`
+	Oldest     time.Time `json:"oldest,omitzero"`      // receipt time of its oldest message
+	LastError  string    `json:"last_error,omitempty"` // of its most recently tried recipient
 }
 
 // EventKind names what happened to a message or recipient.

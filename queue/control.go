@@ -60,28 +60,26 @@ func (s *Spool) scanRecipients(fn func(msg *Message, r *Recipient, f *failure) e
 	return rit.Error()
 }
 
-// siteNames maps the destinations whose site is known to its name.
-func (s *Spool) siteNames() map[string]string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]string, len(s.dests))
-	for name, d := range s.dests {
-		if d.site != nil {
-			out[name] = d.site.name
+// SiteOf names the site of a destination for Summaries and the operator
+// commands: the delivery engine knows them. nil, or "" for a domain, means
+// the site named like the domain.
+type SiteOf func(domain string) string
+
+func (f SiteOf) of(domain string) string {
+	if f != nil {
+		if name := f(domain); name != "" {
+			return name
 		}
 	}
-	return out
+	return domain
 }
 
 // Summaries scans the recipient records and summarises them per site,
 // domain, sender or campaign (groupBy), largest first. Memory is
-// proportional to the number of groups (and of destinations), not of
-// recipients. By site: a domain whose site is not known yet (not attempted
-// since the spool opened) counts under its own name, and Site holds the
-// live state of the known sites; by domain, Site is the state of the
-// domain's site when known. Suspension is an operator suspension of the
-// site or domain of the group.
-func (s *Spool) Summaries(groupBy string) ([]Summary, error) {
+// proportional to the number of groups, not of recipients. By site, each
+// domain counts under siteOf(domain). Site and Suspension are left to the
+// delivery engine.
+func (s *Spool) Summaries(groupBy string, siteOf SiteOf) ([]Summary, error) {
 	switch groupBy {
 	case "site", "domain", "sender", "campaign":
 	default:
@@ -92,10 +90,6 @@ func (s *Spool) Summaries(groupBy string) ([]Summary, error) {
 		return nil, err
 	}
 	defer done()
-	var siteOf map[string]string
-	if groupBy == "site" {
-		siteOf = s.siteNames()
-	}
 	type acc struct {
 		Summary
 		lastTry time.Time
@@ -106,7 +100,7 @@ func (s *Spool) Summaries(groupBy string) ([]Summary, error) {
 		var key string
 		switch groupBy {
 		case "site":
-			key = cmp.Or(siteOf[r.Domain], r.Domain)
+			key = siteOf.of(r.Domain)
 		case "domain":
 			key = r.Domain
 		case "sender":
@@ -145,27 +139,6 @@ func (s *Spool) Summaries(groupBy string) ([]Summary, error) {
 	for _, a := range sums {
 		out = append(out, a.Summary)
 	}
-	if groupBy == "site" || groupBy == "domain" {
-		s.mu.Lock()
-		for i := range out {
-			sm := &out[i]
-			var st *site
-			if groupBy == "site" {
-				st = s.sites[sm.Key]
-			} else if d := s.dests[sm.Key]; d != nil {
-				st = d.site
-			}
-			if st != nil {
-				ss := s.statusLocked(st)
-				sm.Site = &ss
-			}
-			if h := s.holds[holdKey(groupBy, sm.Key)]; h != nil {
-				sp := h.Suspension
-				sm.Suspension = &sp
-			}
-		}
-		s.mu.Unlock()
-	}
 	slices.SortFunc(out, func(a, b Summary) int {
 		return cmp.Or(cmp.Compare(b.Recipients, a.Recipients), strings.Compare(a.Key, b.Key))
 	})
@@ -198,7 +171,7 @@ type pinned struct {
 // matcher tells whether a recipient matches a selector.
 type matcher struct {
 	sel    Selector
-	siteOf map[string]string
+	siteOf SiteOf
 }
 
 func (mt *matcher) match(msg *Message, domain string) bool {
@@ -206,7 +179,7 @@ func (mt *matcher) match(msg *Message, domain string) bool {
 	if sel.Domain != "" && domain != sel.Domain {
 		return false
 	}
-	if sel.Site != "" && cmp.Or(mt.siteOf[domain], domain) != sel.Site {
+	if sel.Site != "" && mt.siteOf.of(domain) != sel.Site {
 		return false
 	}
 	if sel.Sender != "" && (msg == nil || msg.Sender != sel.Sender) {
@@ -222,8 +195,8 @@ func (mt *matcher) match(msg *Message, domain string) bool {
 // the empty selector) and waits for a later time due now, keeping its
 // attempt count and backoff. It returns how many it rescheduled; the ones
 // in flight or already due are left alone. Suspensions still apply.
-func (s *Spool) Flush(sel Selector) (int, error) {
-	return s.control(opFlush, sel, "", false)
+func (s *Spool) Flush(sel Selector, siteOf SiteOf) (int, error) {
+	return s.control(opFlush, sel, siteOf, "", false)
 }
 
 // Bounce fails for good the queued recipients that match sel (which must
@@ -238,11 +211,11 @@ func (s *Spool) Flush(sel Selector) (int, error) {
 // With dryRun it only counts. If OnFailure fails for a message, its
 // recipients stay queued and the error is returned with the count of the
 // others.
-func (s *Spool) Bounce(sel Selector, reason string, dryRun bool) (int, error) {
+func (s *Spool) Bounce(sel Selector, siteOf SiteOf, reason string, dryRun bool) (int, error) {
 	if sel == (Selector{}) {
 		return 0, errors.New("queue: bounce: empty selector")
 	}
-	return s.control(opBounce, sel, reason, dryRun)
+	return s.control(opBounce, sel, siteOf, reason, dryRun)
 }
 
 // Delete removes the queued recipients that match sel (which must not be
@@ -250,11 +223,11 @@ func (s *Spool) Bounce(sel Selector, reason string, dryRun bool) (int, error) {
 // recipient goes, and emits a deleted event per recipient. Like Bounce, it
 // skips (and does not count) the recipients in flight; with dryRun it only
 // counts.
-func (s *Spool) Delete(sel Selector, dryRun bool) (int, error) {
+func (s *Spool) Delete(sel Selector, siteOf SiteOf, dryRun bool) (int, error) {
 	if sel == (Selector{}) {
 		return 0, errors.New("queue: delete: empty selector")
 	}
-	return s.control(opDelete, sel, "", dryRun)
+	return s.control(opDelete, sel, siteOf, "", dryRun)
 }
 
 // ctl is the state of one operator command.
@@ -277,7 +250,7 @@ type ctlCand struct {
 	r   Recipient
 }
 
-func (s *Spool) control(op ctlOp, sel Selector, reason string, dryRun bool) (int, error) {
+func (s *Spool) control(op ctlOp, sel Selector, siteOf SiteOf, reason string, dryRun bool) (int, error) {
 	sel.Domain = strings.ToLower(sel.Domain)
 	s.ctlMu.Lock()
 	defer s.ctlMu.Unlock()
@@ -286,7 +259,7 @@ func (s *Spool) control(op ctlOp, sel Selector, reason string, dryRun bool) (int
 		return 0, err
 	}
 	defer done()
-	mt := &matcher{sel: sel, siteOf: s.siteNames()}
+	mt := &matcher{sel: sel, siteOf: siteOf}
 	c := &ctl{s: s, op: op, reason: reason, dryRun: dryRun, now: s.now()}
 	if op != opFlush {
 		c.takeReady(mt)
@@ -358,14 +331,10 @@ func (c *ctl) takeReady(mt *matcher) {
 					c.ready = make(map[string][]pinned)
 				}
 				c.ready[g.m.id] = append(c.ready[g.m.id], pinned{m: g.m, e: e, ready: true})
-				if e.r.Attempts > 0 {
-					s.ndeferred--
-				}
 			}
 			n := len(g.es)
 			d.nready -= n
-			s.nready -= n
-			s.ninflight += n
+			s.count.move(rsReady, rsInFlight, n)
 		}
 		if c.dryRun {
 			continue
@@ -413,6 +382,7 @@ func (c *ctl) handleBatch(batch []ctlCand) {
 		}
 		m.set(cd.idx)
 		m.refs++
+		s.count.move(onDisk(cd.r.Attempts), rsInFlight, 1)
 		pins = append(pins, pinned{m: m, e: entry{r: cd.r, due: cd.r.NextAttempt.UnixNano()}})
 	}
 	s.mu.Unlock()
@@ -439,6 +409,7 @@ func (c *ctl) handleBatch(batch []ctlCand) {
 		s.mu.Lock()
 		for _, p := range gone {
 			p.m.clear(p.e.r.Index)
+			s.count.move(rsInFlight, rsGone, 1)
 			s.unrefLocked(p.m, 1)
 		}
 		s.mu.Unlock()
@@ -516,12 +487,7 @@ func (c *ctl) unpin(ps []pinned, keys [][]byte, dues []int64) {
 		} else {
 			key = appendSchedKey(nil, d.name, p.e.due, p.m.id, p.e.r.Index)
 		}
-		if p.ready {
-			s.ninflight--
-		}
-		if p.ready && p.e.r.Attempts > 0 {
-			s.ndeferred++
-		}
+		s.count.move(rsInFlight, onDisk(p.e.r.Attempts), 1)
 		s.rewindLocked(d, key, due)
 		s.unrefLocked(p.m, 0)
 	}
@@ -617,25 +583,17 @@ func (c *ctl) remove(ps []pinned, res *Result) {
 	}
 	c.n += len(ps)
 	s.mu.Lock()
-	s.nrcpts -= len(ps)
+	s.count.move(rsInFlight, rsGone, len(ps))
 	if last {
-		s.nmsgs--
+		s.count.messages--
 		if m.id == s.oldestID {
 			s.oldestStale = true
 		}
 	}
 	for _, p := range ps {
-		if p.ready {
-			s.ninflight--
-		} else if p.e.r.Attempts > 0 {
-			s.ndeferred--
-		}
 		m.clear(p.e.r.Index)
 	}
-	if s.globalWait && s.nready+s.ninflight <= s.maxMem-s.maxMem/4 {
-		s.globalWait = false
-		s.wakeLocked()
-	}
+	s.roomLocked()
 	s.unrefLocked(m, len(ps))
 	s.mu.Unlock()
 

@@ -26,22 +26,14 @@ const (
 // destination before it turns to the next one.
 const fillChunk = 512
 
-// dest is a destination: its ready queue, its delivery workers, and where
-// its recipients on disk stand.
+// dest is a destination: its ready queue and where its recipients on
+// disk stand.
 type dest struct {
 	name   string
-	limits Limits // from Options.Limits(site, name), refreshed at each connection
-	site   *site  // nil until a worker has looked it up
-	hold   *hold  // operator suspension of the domain, nil if none
-
-	ready   []*group // FIFO from head
-	head    int
-	nready  int
-	workers int       // worker goroutines
-	conns   int       // open connections
-	idle    []*worker // workers waiting for work, with a connection
-	waiting bool      // queued for a connection slot of its site
-	reaped  bool      // forgotten by the spool
+	ready  []*group // FIFO from head
+	head   int
+	nready int
+	leases int // leases taken and not finished
 
 	// Every schedule entry of the destination below cursor is in memory
 	// or gone; nextDue is the earliest due time at or after it (when
@@ -59,10 +51,7 @@ func (s *Spool) destLocked(name string) *dest {
 	d := s.dests[name]
 	if d == nil {
 		lower, _ := destRange(name)
-		d = &dest{name: name, limits: DefaultLimits, cursor: lower, nextDue: math.MaxInt64, heapIdx: -1}
-		if len(s.holds) > 0 {
-			d.hold = s.holds[holdKey("domain", name)]
-		}
+		d = &dest{name: name, cursor: lower, nextDue: math.MaxInt64, heapIdx: -1}
 		s.dests[name] = d
 	}
 	return d
@@ -70,50 +59,9 @@ func (s *Spool) destLocked(name string) *dest {
 
 // maybeReapLocked forgets a destination that has nothing left.
 func (s *Spool) maybeReapLocked(d *dest) {
-	if d.state == stIdle && d.workers == 0 && d.nready == 0 && s.dests[d.name] == d {
+	if d.state == stIdle && d.leases == 0 && d.nready == 0 && s.dests[d.name] == d {
 		delete(s.dests, d.name)
-		d.reaped = true
-		if st := d.site; st != nil {
-			delete(st.dests, d)
-			s.maybeReapSiteLocked(st)
-		}
 	}
-}
-
-// limitsFor returns the limits of dest at site (of the site as a whole
-// when dest is ""), with defaults for zero fields.
-func (s *Spool) limitsFor(site Site, dest string) Limits {
-	l := DefaultLimits
-	if s.opts.Limits == nil {
-		return l
-	}
-	c := s.opts.Limits(site, dest)
-	if c.MaxConnections > 0 {
-		l.MaxConnections = c.MaxConnections
-	}
-	if c.MaxMessagesPerConnection > 0 {
-		l.MaxMessagesPerConnection = c.MaxMessagesPerConnection
-	}
-	if c.MaxRecipientsPerMessage > 0 {
-		l.MaxRecipientsPerMessage = c.MaxRecipientsPerMessage
-	}
-	if c.RetryInterval > 0 {
-		l.RetryInterval = c.RetryInterval
-	}
-	if c.MaxRetryInterval > 0 {
-		l.MaxRetryInterval = c.MaxRetryInterval
-	}
-	if c.MaxAge > 0 {
-		l.MaxAge = c.MaxAge
-	}
-	if c.MaxMessageRate > 0 {
-		l.MaxMessageRate = c.MaxMessageRate
-	}
-	if c.MaxConnectionRate > 0 {
-		l.MaxConnectionRate = c.MaxConnectionRate
-	}
-	l.TLS, l.Pool = c.TLS, c.Pool
-	return l
 }
 
 // rewindLocked records that the schedule entry key (due at due) of d is on
@@ -206,7 +154,7 @@ func (s *Spool) scheduleOnce() (wait time.Duration, ok bool) {
 		var d *dest
 		limit := 0
 		for len(s.dueList) > 0 {
-			if s.nready+s.ninflight >= s.maxMem {
+			if s.count.inMemory() >= s.maxMem {
 				s.globalWait = true
 				break
 			}
@@ -218,7 +166,7 @@ func (s *Spool) scheduleOnce() (wait time.Duration, ok bool) {
 				d = nil
 				continue
 			}
-			limit = min(s.readyCap-d.nready, s.maxMem-s.nready-s.ninflight, fillChunk)
+			limit = min(s.readyCap-d.nready, s.maxMem-s.count.inMemory(), fillChunk)
 			d.state = stFilling
 			d.nextDue = math.MaxInt64
 			d.rewindTo = nil
@@ -428,6 +376,7 @@ func (s *Spool) load(d *dest, chunk []candidate) (placed int, full bool) {
 			s.releaseLocked(d, c.m, c.idx, c.due)
 			s.unrefLocked(c.m, 0)
 		default:
+			s.count.move(onDisk(c.r.Attempts), rsReady, 1)
 			placed++
 		}
 	}
@@ -480,10 +429,7 @@ func (s *Spool) deleteOrphan(c *candidate) {
 		return
 	}
 	s.mu.Lock()
-	s.nrcpts--
-	if c.r.Attempts > 0 {
-		s.ndeferred--
-	}
+	s.count.move(onDisk(c.r.Attempts), rsGone, 1)
 	s.mu.Unlock()
 }
 

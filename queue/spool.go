@@ -25,46 +25,9 @@ var ErrNotFound = errors.New("queue: message not found")
 // ErrClosed is returned by Enqueue after Close has been called.
 var ErrClosed = errors.New("queue: spool closed")
 
-// DefaultLimits are the limits of a destination when Options.Limits is nil;
-// zero fields of the limits it returns are taken from here too.
-var DefaultLimits = Limits{
-	MaxConnections:           20,
-	MaxMessagesPerConnection: 1000,
-	MaxRecipientsPerMessage:  100,
-	RetryInterval:            5 * time.Minute,
-	MaxRetryInterval:         4 * time.Hour,
-	MaxAge:                   5 * 24 * time.Hour,
-}
-
 // Options configure a Spool. Only Dir is required.
 type Options struct {
 	Dir string // Pebble directory, created if missing
-
-	// Courier delivers. It may be nil: the spool then only stores what is
-	// enqueued and delivers nothing (admin commands, tests).
-	Courier Courier
-
-	// SiteOf returns the site of a destination (see Site); nil makes every
-	// destination a site of its own, named like it. It is called from a
-	// delivery worker before each connection is opened, never under a
-	// lock, and may block (on DNS) until ctx ends. On an error the
-	// destination keeps the site it had, or gets a site named like itself.
-	// It must not call the Spool.
-	SiteOf func(ctx context.Context, dest string) (Site, error)
-
-	// Limits returns the limits of a destination of a site, or of the site
-	// as a whole when dest is "" (for MaxConnections, MaxMessageRate and
-	// MaxConnectionRate, which are shared by the site's destinations). nil
-	// means DefaultLimits, and zero fields are taken from DefaultLimits. It
-	// is consulted whenever a connection is to be opened (so changed limits
-	// apply as connections cycle) and by Reconfigure. It must be cheap and
-	// must not call the Spool.
-	Limits func(site Site, dest string) Limits
-
-	// Rules maps the remote replies of failed recipients (and of failed
-	// connections) to adaptive-backoff actions: slow the site down,
-	// suspend it, or bounce the recipient. nil: no adaptive backoff.
-	Rules RuleMatcher
 
 	// DelayNotice is how long a recipient stays queued, with at least one
 	// temporary failure, before OnDelay is called for it (0: never). The
@@ -80,8 +43,10 @@ type Options struct {
 	OnDelay func(msg *Message, rcpts []Recipient) error
 
 	// OnEvent receives the delivery events: delivered, deferred, bounced
-	// and expired (received is the submitter's to report). It is called
-	// from the delivery workers and must not block. May be nil.
+	// and expired (received is the submitter's to report), and the
+	// operator's bounced and deleted. It is called from Finish (the
+	// delivery workers) and from operator commands, and must not block.
+	// May be nil.
 	OnEvent func(Event)
 
 	// OnFailure is called once per message and attempt with the recipients
@@ -93,21 +58,18 @@ type Options struct {
 	OnFailure func(msg *Message, body []byte, failed []Failed) error
 
 	// ReadyCapacity is the maximum number of recipients held in memory per
-	// destination, waiting for a connection (default 1000).
+	// destination, waiting to be taken (default 1000).
 	ReadyCapacity int
 
 	// MaxInMemory is the maximum number of recipients held in memory,
 	// waiting or in flight, over all destinations (default 50 *
-	// ReadyCapacity). It also bounds the number of delivery workers.
+	// ReadyCapacity).
 	MaxInMemory int
 
 	// BodyCacheBytes bounds the bodies kept in memory for queued messages
 	// (default 64 MiB). A body that does not fit is read back from Pebble
 	// when it is delivered.
 	BodyCacheBytes int
-
-	// IdleTimeout is how long an unused connection is kept open (default 2s).
-	IdleTimeout time.Duration
 
 	Now    func() time.Time // clock (default time.Now)
 	Logger *slog.Logger     // default slog.Default()
@@ -118,14 +80,58 @@ type Options struct {
 	NoSync bool
 }
 
-// Stats are the spool's counters, maintained in memory.
+// Stats are the spool's counters, maintained in memory. Every queued
+// recipient is in exactly one of Scheduled, Deferred, Ready and InFlight.
 type Stats struct {
 	Messages   int       // messages queued
-	Recipients int       // recipients queued
-	Ready      int       // recipients in memory waiting for a connection
-	InFlight   int       // recipients being delivered
-	Deferred   int       // recipients attempted at least once and waiting
+	Recipients int       // recipients queued: the sum of the four below
+	Scheduled  int       // on disk, waiting for their first attempt
+	Deferred   int       // on disk, attempted at least once, waiting for a retry
+	Ready      int       // in memory, waiting to be taken for delivery
+	InFlight   int       // taken for delivery (or by an operator command)
 	Oldest     time.Time // receipt time of the oldest queued message; zero if none
+}
+
+// rstate is where a queued recipient is, for the counters.
+type rstate int
+
+const (
+	rsGone      rstate = iota // not queued (before Enqueue, after it is done)
+	rsScheduled               // on disk, never attempted
+	rsDeferred                // on disk, attempted
+	rsReady                   // in a ready queue
+	rsInFlight                // leased, or pinned by an operator command
+	nstates
+)
+
+// onDisk is the state of a recipient on disk with attempts attempts.
+func onDisk(attempts int) rstate {
+	if attempts > 0 {
+		return rsDeferred
+	}
+	return rsScheduled
+}
+
+// counts are the spool's counters, guarded by Spool.mu. Recipients change
+// state only through move, the one place that counts them.
+type counts struct {
+	messages int
+	n        [nstates]int
+}
+
+func (c *counts) move(from, to rstate, n int) {
+	c.n[from] -= n
+	c.n[to] += n
+}
+
+func (c *counts) inMemory() int { return c.n[rsReady] + c.n[rsInFlight] }
+
+func (c *counts) stats() Stats {
+	return Stats{
+		Messages:   c.messages,
+		Recipients: c.n[rsScheduled] + c.n[rsDeferred] + c.n[rsReady] + c.n[rsInFlight],
+		Scheduled:  c.n[rsScheduled], Deferred: c.n[rsDeferred], Ready: c.n[rsReady], InFlight: c.n[rsInFlight],
+	}
 }
 
 // Spool is the durable queue. Its methods are safe for concurrent use.
@@ -138,15 +144,14 @@ type Spool struct {
 	readyCap   int
 	maxMem     int
 	bodyBudget int
-	idle       time.Duration
 	idCounter  atomic.Uint32
+	disp       Dispatcher // set by Start; nil: nothing is delivered
 
-	ctx    context.Context // cancelled when Close stops waiting for deliveries
-	cancel context.CancelFunc
 	stop   chan struct{} // closed when Close starts
 	wake   chan struct{} // wakes the scheduler
 	wg     sync.WaitGroup
 	enqWG  sync.WaitGroup
+	leases sync.WaitGroup // leases not finished
 
 	dbMu     sync.RWMutex // held shared by reads of the database from outside
 	dbClosed bool
@@ -157,15 +162,13 @@ type Spool struct {
 	closing    bool
 	mem        map[string]*msgMem // messages with recipients in memory
 	dests      map[string]*dest
-	sites      map[string]*site
-	holds      map[string]*hold // operator suspensions by holdKey
-	waiting    destHeap         // destinations waiting for their next due time
-	dueList    []*dest          // destinations with due recipients to load
-	wakeAt     int64            // when the scheduler wakes by itself
-	globalWait bool             // the scheduler waits for room under MaxInMemory
+	waiting    destHeap // destinations waiting for their next due time
+	dueList    []*dest  // destinations with due recipients to load
+	wakeAt     int64    // when the scheduler wakes by itself
+	globalWait bool     // the scheduler waits for room under MaxInMemory
 	bodyBytes  int
 
-	nmsgs, nrcpts, nready, ninflight, ndeferred int
+	count counts
 
 	oldestID    string // smallest queued message ID
 	oldest      time.Time
@@ -215,8 +218,8 @@ type group struct {
 	es []entry
 }
 
-// Open opens (or creates) the spool in opts.Dir, counts what is queued
-// without loading it into memory, and starts the scheduler and delivery.
+// Open opens (or creates) the spool in opts.Dir and counts what is queued
+// without loading it into memory. Nothing is delivered until Start.
 func Open(opts Options) (*Spool, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("queue: Options.Dir is required")
@@ -229,9 +232,6 @@ func Open(opts Options) (*Spool, error) {
 	}
 	if opts.BodyCacheBytes <= 0 {
 		opts.BodyCacheBytes = 64 << 20
-	}
-	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = 2 * time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -261,36 +261,41 @@ func Open(opts Options) (*Spool, error) {
 		readyCap:   opts.ReadyCapacity,
 		maxMem:     opts.MaxInMemory,
 		bodyBudget: opts.BodyCacheBytes,
-		idle:       opts.IdleTimeout,
 		stop:       make(chan struct{}),
 		wake:       make(chan struct{}, 1),
 		mem:        make(map[string]*msgMem),
 		dests:      make(map[string]*dest),
-		sites:      make(map[string]*site),
-		holds:      make(map[string]*hold),
 		wakeAt:     math.MaxInt64,
 	}
 	if opts.NoSync {
 		s.commitOpt = pebble.NoSync
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.idCounter.Store(rand.Uint32())
-	if err := s.count(); err != nil {
+	if err := s.countStored(); err != nil {
 		db.Close()
 		return nil, err
-	}
-	if opts.Courier != nil {
-		s.wg.Add(1)
-		go s.schedule()
 	}
 	return s, nil
 }
 
-// count counts the queued messages and recipients and puts every
+// Start starts the scheduler: from now on, due recipients are loaded into
+// the ready queues and d is told of them, to Take them. Call it once.
+func (s *Spool) Start(d Dispatcher) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.disp != nil || s.closing {
+		return
+	}
+	s.disp = d
+	s.wg.Add(1)
+	go s.schedule()
+}
+
+// countStored counts the queued messages and recipients and puts every
 // destination with scheduled recipients on the scheduler's heap, due at its
 // earliest entry. Recipients that were in flight when the process stopped
 // kept their schedule entry, so they are due at once.
-func (s *Spool) count() error {
+func (s *Spool) countStored() error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixSched), UpperBound: prefixEnd(prefixSched)})
 	if err != nil {
 		return fmt.Errorf("queue: open: %w", err)
@@ -308,10 +313,7 @@ func (s *Spool) count() error {
 			cur.state = stWaiting
 			heap.Push(&s.waiting, cur)
 		}
-		s.nrcpts++
-		if parseSchedValue(it.Value()) > 0 {
-			s.ndeferred++
-		}
+		s.count.move(rsGone, onDisk(parseSchedValue(it.Value())), 1)
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("queue: open: %w", err)
@@ -321,7 +323,7 @@ func (s *Spool) count() error {
 		return fmt.Errorf("queue: open: %w", err)
 	}
 	for valid := it.First(); valid; valid = it.Next() {
-		if s.nmsgs == 0 {
+		if s.count.messages == 0 {
 			id := string(it.Key()[len(prefixMsg):])
 			m, err := decodeMessage(id, it.Value())
 			if err != nil {
@@ -330,18 +332,13 @@ func (s *Spool) count() error {
 			}
 			s.oldestID, s.oldest = id, m.Received
 		}
-		s.nmsgs++
+		s.count.messages++
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("queue: open: %w", err)
 	}
 	return nil
 }
-
-// DB returns the Pebble database, for packages that keep their own data
-// beside the spool under their own key prefixes (never one starting with
-// 'q'). It is closed by Close.
-func (s *Spool) DB() *pebble.DB { return s.db }
 
 // Enqueue stores msg with its recipients and body and returns its ID. It
 // sets msg.ID, msg.Size, and msg.Received when zero. It returns only after
@@ -404,13 +401,13 @@ func (s *Spool) Enqueue(msg *Message, rcpts []NewRecipient, body []byte) (string
 	}
 
 	s.mu.Lock()
-	s.nmsgs++
-	s.nrcpts += len(rcpts)
-	if s.nmsgs == 1 || id < s.oldestID {
+	s.count.messages++
+	s.count.move(rsGone, rsInFlight, len(rcpts)) // registered in memory above
+	if s.count.messages == 1 || id < s.oldestID {
 		s.oldestID, s.oldest, s.oldestStale = id, mc.Received, false
 		s.oldestGen++
 	}
-	deliver := s.opts.Courier != nil && !s.closing
+	deliver := s.disp != nil && !s.closing
 	if deliver && s.bodyBytes+len(body) <= s.bodyBudget {
 		m.body = body
 		s.bodyBytes += len(body)
@@ -431,7 +428,9 @@ func (s *Spool) Enqueue(msg *Message, rcpts []NewRecipient, body []byte) (string
 		if deliver {
 			n = s.placeLocked(d, m, es)
 		}
+		s.count.move(rsInFlight, rsReady, n)
 		for i := n; i < len(es); i++ {
+			s.count.move(rsInFlight, rsScheduled, 1)
 			s.releaseLocked(d, m, es[i].r.Index, es[i].due)
 		}
 	}
@@ -491,9 +490,10 @@ func domainOf(addr string) (string, error) {
 func dueTime(t time.Time) int64 { return max(t.UnixNano(), 1) }
 
 // placeLocked appends as many of es (recipients of m for d, registered in
-// memory) to d's ready queue as there is room for, and returns how many.
+// memory) to d's ready queue as there is room for, tells the dispatcher,
+// and returns how many; the caller counts them.
 func (s *Spool) placeLocked(d *dest, m *msgMem, es []entry) int {
-	n := min(len(es), s.readyCap-d.nready, s.maxMem-s.nready-s.ninflight)
+	n := min(len(es), s.readyCap-d.nready, s.maxMem-s.count.inMemory())
 	if n <= 0 {
 		return 0
 	}
@@ -503,8 +503,7 @@ func (s *Spool) placeLocked(d *dest, m *msgMem, es []entry) int {
 		d.ready = append(d.ready, &group{m: m, es: es[:n:n]})
 	}
 	d.nready += n
-	s.nready += n
-	s.kickLocked(d)
+	s.disp.Ready(d.name)
 	return n
 }
 
@@ -530,10 +529,10 @@ func (s *Spool) unrefLocked(m *msgMem, n int) {
 	m.body = nil
 }
 
-// Close stops scheduling, lets in-flight deliveries finish (cancelling
-// them when ctx expires), closes connections and then the database. It
-// waits for the delivery workers to return in any case: a Courier must
-// honour context cancellation. Recipients not delivered stay queued.
+// Close stops scheduling and taking, waits for the messages being
+// enqueued and for the leases taken to be finished (until ctx expires),
+// and closes the database. The delivery engine is to be closed first.
+// Recipients not delivered stay queued.
 func (s *Spool) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closing {
@@ -541,41 +540,25 @@ func (s *Spool) Close(ctx context.Context) error {
 		return ErrClosed
 	}
 	s.closing = true
-	for _, st := range s.sites {
-		if st.timer != nil {
-			st.timer.Stop()
-		}
-	}
-	for _, h := range s.holds {
-		if h.timer != nil {
-			h.timer.Stop()
-		}
-	}
 	s.mu.Unlock()
 	close(s.stop)
 	s.enqWG.Wait()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
+		s.leases.Wait()
 		close(done)
 	}()
-	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = ctx.Err()
-		s.cancel()
-		<-done
+		return fmt.Errorf("queue: close: leases not finished: %w", ctx.Err())
 	}
-	s.cancel()
 	s.dbMu.Lock()
 	s.dbClosed = true
 	s.dbMu.Unlock()
-	if cerr := s.db.Close(); cerr != nil {
-		return fmt.Errorf("queue: close: %w", cerr)
-	}
-	if err != nil {
-		return fmt.Errorf("queue: close: deliveries interrupted: %w", err)
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("queue: close: %w", err)
 	}
 	return nil
 }
@@ -595,7 +578,8 @@ func (s *Spool) readDB() (done func(), err error) {
 // Pebble after the oldest message was delivered.
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
-	st := Stats{Messages: s.nmsgs, Recipients: s.nrcpts, Ready: s.nready, InFlight: s.ninflight, Deferred: s.ndeferred, Oldest: s.oldest}
+	st := s.count.stats()
+	st.Oldest = s.oldest
 	stale, from, gen := s.oldestStale, s.oldestID, s.oldestGen
 	s.mu.Unlock()
 	if st.Messages == 0 {

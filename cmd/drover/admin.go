@@ -21,6 +21,7 @@ import (
 
 	"drover/configs"
 	"drover/queue"
+	"drover/queue/engine"
 	"drover/queue/shaping"
 )
 
@@ -177,7 +178,7 @@ func newQueueCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var resp struct {
-				Groups []queue.Summary `json:"groups"`
+				Groups []engine.Summary `json:"groups"`
 			}
 			if err := client.get("/v1/queue?by="+url.QueryEscape(by), &resp); err != nil {
 				return err
@@ -238,7 +239,7 @@ func newQueueCmd() *cobra.Command {
 }
 
 // siteState renders a site's shaping state for `queue ls`.
-func siteState(s *queue.SiteStatus) string {
+func siteState(s *engine.SiteStatus) string {
 	if s == nil {
 		return "-"
 	}

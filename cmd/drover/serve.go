@@ -33,6 +33,7 @@ import (
 	"drover/mta/mtasts"
 	"drover/mta/resolve"
 	"drover/queue"
+	"drover/queue/engine"
 	"drover/queue/shaping"
 )
 
@@ -170,7 +171,8 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var spool *queue.Spool
-	metrics := mta.NewMetrics(reg, func() queue.Stats { return spool.Stats() }, func() []queue.SiteStatus { return spool.Sites() })
+	var eng *engine.Engine
+	metrics := mta.NewMetrics(reg, func() queue.Stats { return spool.Stats() }, func() []engine.SiteStatus { return eng.Sites() })
 	emit := func(ev queue.Event) {
 		metrics.Observe(ev)
 		mailLog.Write(ev)
@@ -186,6 +188,8 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		txt = mtasts.DNSLookup(cfg.Delivery.Resolver, 5*time.Second)
 	}
 	sts := mtasts.New(mtasts.Config{TXT: txt, Logger: log})
+	var shaper liveShaper
+	shaper.Store(st.shaper)
 	cour := courier.New(courier.Config{
 		Hostname:       cfg.Hostname,
 		Resolver:       resolver,
@@ -198,10 +202,11 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			c := st.classifier.Classify(r)
 			return c.Class, c.Reason
 		},
-		ReturnPath: verpReturnPath(verp, st.bounceDomains),
-		Pools:      st.pools,
-		MTASTS:     sts,
-		Logger:     log,
+		Shaping:  shaper.Load,
+		Envelope: senderEnvelope(cfg, verp, st.bounceDomains),
+		Pools:    st.pools,
+		MTASTS:   sts,
+		Logger:   log,
 	})
 	dsn := &mta.DSNNotifier{Hostname: cfg.Hostname, DelayDSN: map[string]bool{}, BounceDomains: map[string]bool{}}
 	for name, s := range cfg.Senders {
@@ -210,14 +215,8 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 	for _, d := range st.bounceDomains {
 		dsn.BounceDomains[d] = true
 	}
-	var shaper liveShaper
-	shaper.Store(st.shaper)
 	spool, err = queue.Open(queue.Options{
 		Dir:         filepath.Join(cfg.DataDir, "spool"),
-		Courier:     cour,
-		SiteOf:      siteOf(st.routes, resolver, &shaper),
-		Limits:      shaper.limits,
-		Rules:       &shaper,
 		OnEvent:     emit,
 		OnFailure:   dsn.OnFailure,
 		DelayNotice: cfg.Queue.DelayNotice,
@@ -229,6 +228,16 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		return fmt.Errorf("open spool: %w", err)
 	}
 	dsn.Queue = spool
+	eng, err = engine.New(engine.Config{Spool: spool, Planner: cour, Courier: cour, Rules: &shaper, Logger: log})
+	if err != nil {
+		spool.Close(context.Background())
+		return err
+	}
+	eng.Start()
+	// closeQueue stops delivery, then the spool.
+	closeQueue := func(ctx context.Context) error {
+		return errors.Join(eng.Close(ctx), spool.Close(ctx))
+	}
 
 	var signer mta.Signer
 	if st.signer != nil {
@@ -251,12 +260,12 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		Logger:         log,
 	})
 	if err != nil {
-		spool.Close(context.Background())
+		closeQueue(context.Background())
 		return err
 	}
 	addrs, err := sub.Start()
 	if err != nil {
-		spool.Close(context.Background())
+		closeQueue(context.Background())
 		return err
 	}
 	for _, a := range addrs {
@@ -278,7 +287,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		a, err := inbound.Start()
 		if err != nil {
 			sub.Close()
-			spool.Close(context.Background())
+			closeQueue(context.Background())
 			return err
 		}
 		log.Info("inbound listening (bounces, feedback reports)", "addr", a.String())
@@ -292,7 +301,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			var nst *static
 			if nst, err = buildStatic(next); err == nil {
 				shaper.Store(nst.shaper)
-				spool.Reconfigure()
+				eng.Reconfigure()
 				log.Info("configuration reloaded: shaping and rules applied (other changes need a restart)", "file", cfgPath)
 				return nil
 			}
@@ -306,11 +315,11 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		ln, err := net.Listen("tcp", cfg.HTTP.Address)
 		if err != nil {
 			sub.Close()
-			spool.Close(context.Background())
+			closeQueue(context.Background())
 			return fmt.Errorf("http listen: %w", err)
 		}
 		httpSrv = &http.Server{
-			Handler:           httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: spool, AdminToken: cfg.HTTP.AdminToken, Reload: reload}),
+			Handler:           httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: eng, AdminToken: cfg.HTTP.AdminToken, Reload: reload}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		go httpSrv.Serve(ln)
@@ -347,8 +356,8 @@ wait:
 	if inbound != nil {
 		inbound.Shutdown(shutCtx)
 	}
-	if err := spool.Close(shutCtx); err != nil {
-		errs = append(errs, fmt.Errorf("spool close: %w", err))
+	if err := closeQueue(shutCtx); err != nil {
+		errs = append(errs, fmt.Errorf("queue close: %w", err))
 	}
 	if httpSrv != nil {
 		httpSrv.Shutdown(shutCtx)
@@ -381,42 +390,9 @@ func checkPools(cfg *configs.Config) error {
 // liveShaper holds the shaping in force; a reload swaps it.
 type liveShaper struct{ atomic.Pointer[shaping.Shaper] }
 
-// Match implements queue.RuleMatcher.
+// Match implements engine.RuleMatcher.
 func (l *liveShaper) Match(code int, enhanced, text string) *shaping.Rule {
 	return l.Load().Match(code, enhanced, text)
-}
-
-// limits implements queue.Options.Limits: the shaping of the site, or of
-// one of its domains.
-func (l *liveShaper) limits(site queue.Site, dest string) queue.Limits {
-	r, _ := l.Load().Resolve(site.Name, dest, site.MX)
-	return queue.Limits{
-		MaxConnections:           r.MaxConnections,
-		MaxMessagesPerConnection: r.MaxMessagesPerConnection,
-		MaxRecipientsPerMessage:  r.MaxRecipientsPerMessage,
-		RetryInterval:            r.RetryInterval,
-		MaxRetryInterval:         r.MaxRetryInterval,
-		MaxAge:                   r.MaxAge,
-		MaxMessageRate:           r.MaxMessageRate.PerSecond(),
-		MaxConnectionRate:        r.MaxConnectionRate.PerSecond(),
-		TLS:                      r.TLS,
-		Pool:                     r.Pool,
-	}
-}
-
-// siteOf implements queue.Options.SiteOf: a routed domain's site is its
-// route; others are named after their MX hosts.
-func siteOf(routes *resolve.Routes, resolver *resolve.Resolver, shaper *liveShaper) func(context.Context, string) (queue.Site, error) {
-	return func(ctx context.Context, dest string) (queue.Site, error) {
-		if target, ok := routes.Lookup(dest); ok {
-			return queue.Site{Name: shaping.RouteSite(target), MX: []string{target}}, nil
-		}
-		mx, err := resolver.MX(ctx, dest)
-		if err != nil {
-			return queue.Site{}, err
-		}
-		return queue.Site{Name: shaper.Load().Site(dest, mx), MX: mx}, nil
-	}
 }
 
 func listeners(cfg *configs.Config) []mta.Listener {
@@ -434,18 +410,19 @@ func nonEmpty(s string) []string {
 	return []string{s}
 }
 
-// verpReturnPath gives the courier the VERP return path of a recipient of
-// a sender with a bounce domain; nil when no sender has one.
-func verpReturnPath(verp bounce.VERP, domains map[string]string) func(*queue.Message, queue.Recipient) string {
-	if len(domains) == 0 {
-		return nil
-	}
-	return func(m *queue.Message, r queue.Recipient) string {
-		if d := domains[m.Sender]; d != "" {
-			return verp.Encode(m.ID, r.Index, m.Sender, d)
+// senderEnvelope is the senders' part of every delivery plan: VERP for
+// the senders with a bounce domain, source pools per sender and stream.
+func senderEnvelope(cfg *configs.Config, verp bounce.VERP, bounceDomains map[string]string) *courier.Senders {
+	env := &courier.Senders{VERP: verp, BounceDomain: bounceDomains, SenderPool: map[string]string{}, StreamPool: map[string]map[string]string{}}
+	for name, s := range cfg.Senders {
+		if s.Pool != "" {
+			env.SenderPool[name] = s.Pool
 		}
-		return m.ReturnPath
+		if len(s.StreamPools) > 0 {
+			env.StreamPool[name] = s.StreamPools
+		}
 	}
+	return env
 }
 
 // loadVERPKey reads the VERP HMAC key, making one on first start.

@@ -52,7 +52,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -65,6 +64,7 @@ import (
 	"drover/mta/resolve"
 	"drover/mta/smtpclient"
 	"drover/queue"
+	"drover/queue/engine"
 	"drover/queue/shaping"
 )
 
@@ -114,10 +114,13 @@ type Config struct {
 	MTASTS *mtasts.Cache
 	// STSRoots verifies certificates for MTA-STS (nil: the system roots).
 	STSRoots *x509.CertPool
-	// ReturnPath, when set, gives the envelope sender of each recipient
-	// (a VERP address); each recipient then gets its own transaction.
-	// Messages with the null return path (DSNs) keep it.
-	ReturnPath func(msg *queue.Message, rcpt queue.Recipient) string
+	// Shaping gives the shaping in force (sites and limits), for the
+	// Planner; nil means the built-in limits, every domain a site of its
+	// own.
+	Shaping func() *shaping.Shaper
+	// Envelope is handed to the engine in every plan (return paths, source
+	// pools per sender); nil: the message's return path, the shaping's pool.
+	Envelope engine.Envelope
 	// Logger gets debug records of connection attempts; nil discards them.
 	Logger *slog.Logger
 }
@@ -132,7 +135,7 @@ type Courier struct {
 	turn     atomic.Uint64 // round robin over pool addresses
 }
 
-var _ queue.Courier = (*Courier)(nil)
+var _ engine.Courier = (*Courier)(nil)
 
 // New returns a Courier. An invalid Config makes every Open fail.
 func New(cfg Config) *Courier {
@@ -171,65 +174,43 @@ func New(cfg Config) *Courier {
 	return c
 }
 
-// hop is a host to connect to.
-type hop struct {
-	name string // host name or IP address
-	port uint16
-}
-
-// Open connects to the mail servers of dest, under the TLS mode and
-// source pool of lim.
-func (c *Courier) Open(ctx context.Context, dest string, lim queue.Limits) (queue.Conn, error) {
+// Open connects to the mail servers of dest along the route of plan
+// (made by this courier's Planner), under its TLS mode, from the source
+// pool pool. It resolves nothing: the plan holds the addresses.
+func (c *Courier) Open(ctx context.Context, dest string, plan *engine.Plan, pool string) (engine.Conn, error) {
 	if c.err != nil {
 		return nil, c.openError(dest, "", c.err, false)
 	}
-	mode, ok := tlsModes[lim.TLS]
+	rt, ok := plan.Route.(*Route)
+	if !ok {
+		return nil, c.openError(dest, "", fmt.Errorf("local error: no route in the plan of %s", dest), false)
+	}
+	mode, ok := tlsModes[plan.Limits.TLS]
 	if !ok {
 		mode = c.cfg.TLSMode
 	}
-	hops, routed, err := c.hops(ctx, dest)
-	if err != nil {
-		var re *resolve.Error
-		return nil, c.openError(dest, "", err, errors.As(err, &re) && re.Permanent())
-	}
-	var policy *mtasts.Policy
-	if lim.TLS == shaping.TLSMTASTS && !routed && c.cfg.MTASTS != nil {
-		if policy, err = c.cfg.MTASTS.Get(ctx, dest); err != nil {
-			c.log.Warn("courier: MTA-STS policy unavailable, delivering without it", "dest", dest, "err", err)
-		}
-	}
-	enforce := policy != nil && policy.Mode == mtasts.Enforce
+	enforce := rt.STS != nil && rt.STS.Mode == mtasts.Enforce
 	var last error
 	lastRemote := ""
 	tries := 0
 hosts:
-	for _, h := range hops {
-		if err := policy.Check(h.name, true); err != nil {
-			c.log.Warn("courier: MX skipped by MTA-STS policy", "dest", dest, "host", h.name, "err", err)
-			last, lastRemote = err, h.name
-			continue
+	for _, h := range rt.Hops {
+		if h.Err != nil {
+			last, lastRemote = h.Err, h.Remote
 		}
-		addrs, err := c.resolver.Addrs(ctx, h.name)
-		if err != nil {
-			c.log.Debug("courier: no address", "dest", dest, "host", h.name, "err", err)
-			last, lastRemote = err, ""
-			continue
-		}
-		for _, a := range addrs {
-			if !c.usable(a) {
-				continue
-			}
+		for _, ap := range h.Addrs {
 			if tries == c.cfg.MaxAddresses || ctx.Err() != nil {
 				break hosts
 			}
 			tries++
-			remote := fmt.Sprintf("%s[%s]:%d", h.name, a, h.port)
-			cfg := c.clientConfig(h.name, a, mode, lim.Pool)
+			a := ap.Addr()
+			remote := fmt.Sprintf("%s[%s]:%d", h.Host, a, ap.Port())
+			cfg := c.clientConfig(h.Host, a, mode, pool)
 			if enforce {
 				cfg.TLSMode = smtpclient.TLSRequired
-				cfg.TLS = &tls.Config{ServerName: h.name, RootCAs: c.cfg.STSRoots, MinVersion: tls.VersionTLS12}
+				cfg.TLS = &tls.Config{ServerName: h.Host, RootCAs: c.cfg.STSRoots, MinVersion: tls.VersionTLS12}
 			}
-			cl, err := smtpclient.Dial(ctx, netip.AddrPortFrom(a, h.port).String(), cfg)
+			cl, err := smtpclient.Dial(ctx, ap.String(), cfg)
 			if err != nil {
 				if errors.Is(err, smtpclient.ErrTLS) {
 					c.log.Warn("courier: TLS failure", "dest", dest, "remote", remote, "reason", tlsFailure(err), "err", err)
@@ -239,8 +220,8 @@ hosts:
 				last, lastRemote = err, remote
 				continue
 			}
-			if policy != nil && policy.Mode == mtasts.Testing {
-				if v := policy.Violation(h.name, c.verified(cl, h.name)); v != nil {
+			if rt.STS != nil && rt.STS.Mode == mtasts.Testing {
+				if v := rt.STS.Violation(h.Host, c.verified(cl, h.Host)); v != nil {
 					c.log.Warn("courier: MTA-STS testing-mode violation (delivering anyway)", "dest", dest, "remote", remote, "err", v)
 				}
 			}
@@ -300,54 +281,6 @@ func tlsFailure(err error) string {
 		return "STARTTLS refused"
 	}
 	return "handshake failed"
-}
-
-// hops returns the hosts to try for dest, in order, and whether a route
-// chose them.
-func (c *Courier) hops(ctx context.Context, dest string) ([]hop, bool, error) {
-	if target, ok := c.cfg.Routes.Lookup(dest); ok {
-		host, p, err := net.SplitHostPort(target)
-		if err != nil {
-			return nil, true, fmt.Errorf("route target %q: %w", target, err)
-		}
-		port, err := strconv.ParseUint(p, 10, 16)
-		if err != nil {
-			return nil, true, fmt.Errorf("route target %q: %w", target, err)
-		}
-		return []hop{{host, uint16(port)}}, true, nil
-	}
-	port := uint16(c.cfg.Port)
-	if lit, ok := strings.CutPrefix(dest, "["); ok {
-		lit = strings.TrimSuffix(lit, "]")
-		if len(lit) > 5 && strings.EqualFold(lit[:5], "ipv6:") {
-			lit = lit[5:]
-		}
-		ip, err := netip.ParseAddr(lit)
-		if err != nil {
-			return nil, false, fmt.Errorf("address literal %q: %w", dest, err)
-		}
-		return []hop{{ip.String(), port}}, false, nil
-	}
-	hosts, err := c.resolver.MX(ctx, dest)
-	if err != nil {
-		return nil, false, err
-	}
-	hops := make([]hop, len(hosts))
-	for i, h := range hosts {
-		hops[i] = hop{h, port}
-	}
-	return hops, false, nil
-}
-
-// usable reports whether the configured network allows address a.
-func (c *Courier) usable(a netip.Addr) bool {
-	switch c.cfg.Network {
-	case "ip4":
-		return a.Is4()
-	case "ip6":
-		return a.Is6()
-	}
-	return true
 }
 
 func (c *Courier) clientConfig(host string, a netip.Addr, mode smtpclient.TLSMode, pool string) smtpclient.Config {
@@ -467,28 +400,9 @@ type conn struct {
 	remote  string
 }
 
-// Deliver sends one message to rcpts: in one transaction, or with a VERP
-// return path (Config.ReturnPath) in one transaction per recipient.
-func (k *conn) Deliver(ctx context.Context, msg *queue.Message, rcpts []queue.Recipient, body []byte) ([]queue.Result, error) {
-	verp := k.courier.cfg.ReturnPath
-	eightBit := has8bit(body) // once per message, not per VERP transaction
-	if verp == nil || msg.ReturnPath == "" {
-		return k.send(ctx, msg, msg.ReturnPath, rcpts, body, eightBit)
-	}
-	results := make([]queue.Result, 0, len(rcpts))
-	for i := range rcpts {
-		res, err := k.send(ctx, msg, verp(msg, rcpts[i]), rcpts[i:i+1], body, eightBit)
-		results = append(results, res...)
-		if err != nil { // the connection broke: the others were not tried
-			for _, r := range rcpts[i+1:] {
-				res := k.result(smtpclient.Reply{}, err)
-				k.courier.classify(&res, "", r.Addr)
-				results = append(results, res)
-			}
-			return results, err
-		}
-	}
-	return results, nil
+// Deliver runs one transaction: msg from the return path from to rcpts.
+func (k *conn) Deliver(ctx context.Context, msg *queue.Message, from string, rcpts []queue.Recipient, body []byte) ([]queue.Result, error) {
+	return k.send(ctx, msg, from, rcpts, body, has8bit(body))
 }
 
 // send runs one transaction with return path from; eightBit says whether

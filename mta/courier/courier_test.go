@@ -19,6 +19,8 @@ import (
 	"drover/mta/resolve"
 	"drover/mta/resolve/dnstest"
 	"drover/queue"
+	"drover/queue/engine"
+	"drover/queue/shaping"
 
 	"github.com/emersion/go-smtp"
 )
@@ -258,9 +260,27 @@ func (mx *fakeMX) port() int {
 	return n
 }
 
-func open(t *testing.T, c *Courier, dest string) queue.Conn {
+// dial plans dest and opens a connection under lim's TLS mode ("": the
+// courier's default) and pool.
+func dial(t *testing.T, c *Courier, dest string, lim shaping.Limits) (engine.Conn, error) {
+	if lim.TLS != "" {
+		sh, err := shaping.New(shaping.Config{Default: shaping.Settings{TLS: &lim.TLS}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.cfg.Shaping = func() *shaping.Shaper { return sh }
+	}
+	p, err := c.Plan(t.Context(), dest)
+	if err != nil {
+		return nil, err
+	}
+	p.Limits.TLS = lim.TLS
+	return c.Open(t.Context(), dest, p, lim.Pool)
+}
+
+func open(t *testing.T, c *Courier, dest string) engine.Conn {
 	t.Helper()
-	conn, err := c.Open(t.Context(), dest, queue.Limits{})
+	conn, err := dial(t, c, dest, shaping.Limits{})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", dest, err)
 	}
@@ -291,7 +311,7 @@ func TestDeliverAndReuse(t *testing.T) {
 	c := w.courier(t, nil)
 	conn := open(t, c, "ok.test")
 
-	res, err := conn.Deliver(t.Context(), msg, rcpts("a@ok.test", "refuse@ok.test", "defer@ok.test", "b@ok.test"), []byte("Subject: 1\r\n\r\nbody\r\n"))
+	res, err := conn.Deliver(t.Context(), msg, msg.ReturnPath, rcpts("a@ok.test", "refuse@ok.test", "defer@ok.test", "b@ok.test"), []byte("Subject: 1\r\n\r\nbody\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,14 +330,14 @@ func TestDeliverAndReuse(t *testing.T) {
 
 	// The same connection takes the next messages; a refused DATA fails
 	// every accepted recipient with its reply.
-	res, err = conn.Deliver(t.Context(), msg, rcpts("c@ok.test", "refuse2@ok.test"), []byte("REJECT-ME\r\n"))
+	res, err = conn.Deliver(t.Context(), msg, msg.ReturnPath, rcpts("c@ok.test", "refuse2@ok.test"), []byte("REJECT-ME\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res[0].Code != 554 || res[0].Status != queue.Permanent || res[1].Code != 550 {
 		t.Errorf("refused data: %+v", res)
 	}
-	res, err = conn.Deliver(t.Context(), msg, rcpts("d@ok.test"), []byte("Subject: 3\r\n\r\nbody\r\n"))
+	res, err = conn.Deliver(t.Context(), msg, msg.ReturnPath, rcpts("d@ok.test"), []byte("Subject: 3\r\n\r\nbody\r\n"))
 	if err != nil || res[0].Status != queue.Delivered {
 		t.Fatalf("%+v %v", res, err)
 	}
@@ -339,7 +359,7 @@ func TestMXFallback(t *testing.T) {
 	c := w.courier(t, nil)
 	for _, dest := range []string{"fallback.test", "greet.test"} {
 		conn := open(t, c, dest)
-		res, err := conn.Deliver(t.Context(), msg, rcpts("a@"+dest), []byte("x\r\n"))
+		res, err := conn.Deliver(t.Context(), msg, msg.ReturnPath, rcpts("a@"+dest), []byte("x\r\n"))
 		if err != nil || res[0].Status != queue.Delivered || !strings.HasPrefix(res[0].Remote, "mx2.fallback.test[127.0.0.2]") {
 			t.Errorf("%s: %+v %v", dest, res, err)
 		}
@@ -365,7 +385,7 @@ func TestOpenErrors(t *testing.T) {
 		{"allbad.test", false, "4.4.4", resolve.ErrNoSuchDomain},
 	}
 	for _, tt := range tests {
-		_, err := c.Open(t.Context(), tt.dest, queue.Limits{})
+		_, err := dial(t, c, tt.dest, shaping.Limits{})
 		var e *Error
 		if !errors.As(err, &e) {
 			t.Fatalf("%s: error %v (%T)", tt.dest, err, err)
@@ -380,7 +400,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 
 	// The last failure is a refusing greeting: its reply is the result.
-	_, err := c.Open(t.Context(), "lastgreet.test", queue.Limits{})
+	_, err := dial(t, c, "lastgreet.test", shaping.Limits{})
 	var e *Error
 	if !errors.As(err, &e) || e.Permanent() {
 		t.Fatalf("error %v", err)
@@ -393,18 +413,18 @@ func TestOpenErrors(t *testing.T) {
 	}
 
 	// Only a dead host: the connect failure.
-	_, err = c.Open(t.Context(), "dead.test", queue.Limits{})
+	_, err = dial(t, c, "dead.test", shaping.Limits{})
 	if !errors.As(err, &e) || e.Permanent() || e.Result().Enhanced != "4.4.1" {
 		t.Errorf("dead host: %v", err)
 	}
 
 	// A wrong network: no usable address.
 	c6 := w.courier(t, func(cfg *Config) { cfg.Network = "ip6" })
-	if _, err := c6.Open(t.Context(), "ok.test", queue.Limits{}); !errors.As(err, &e) || e.Permanent() || !strings.Contains(err.Error(), "no usable address") {
+	if _, err := dial(t, c6, "ok.test", shaping.Limits{}); !errors.As(err, &e) || e.Permanent() || !strings.Contains(err.Error(), "no usable address") {
 		t.Errorf("ip6: %v", err)
 	}
 	bad := w.courier(t, func(cfg *Config) { cfg.Hostname = "" })
-	if _, err := bad.Open(t.Context(), "ok.test", queue.Limits{}); err == nil {
+	if _, err := dial(t, bad, "ok.test", shaping.Limits{}); err == nil {
 		t.Error("no hostname accepted")
 	}
 }
@@ -415,7 +435,7 @@ func TestRoutesAndLiterals(t *testing.T) {
 	// routed.test has an MX that does not answer: the route wins.
 	for _, dest := range []string{"routed.test", "a.b.routed.test"} {
 		conn := open(t, c, dest)
-		res, err := conn.Deliver(t.Context(), msg, rcpts("x@"+dest), []byte("x\r\n"))
+		res, err := conn.Deliver(t.Context(), msg, msg.ReturnPath, rcpts("x@"+dest), []byte("x\r\n"))
 		if err != nil || res[0].Status != queue.Delivered || !strings.HasSuffix(res[0].Remote, fmt.Sprintf("[127.0.0.1]:%d", w.relay.port())) {
 			t.Errorf("%s: %+v %v", dest, res, err)
 		}
@@ -426,7 +446,7 @@ func TestRoutesAndLiterals(t *testing.T) {
 	// An address literal and an implicit MX.
 	for _, dest := range []string{"[127.0.0.2]", "implicit.test"} {
 		conn := open(t, c, dest)
-		if res, err := conn.Deliver(t.Context(), msg, rcpts("x@"+dest), []byte("x\r\n")); err != nil || res[0].Status != queue.Delivered {
+		if res, err := conn.Deliver(t.Context(), msg, msg.ReturnPath, rcpts("x@"+dest), []byte("x\r\n")); err != nil || res[0].Status != queue.Delivered {
 			t.Errorf("%s: %+v %v", dest, res, err)
 		}
 	}
@@ -442,7 +462,7 @@ func TestParameters(t *testing.T) {
 	rs[2].Notify = "BAD VALUE" // dropped, not sent
 	conn := open(t, c, "dsn.test")
 	body := []byte("Subject: caf\xc3\xa9\r\n\r\n8-bit body \xc3\xa9\r\n")
-	res, err := conn.Deliver(t.Context(), m, rs, body)
+	res, err := conn.Deliver(t.Context(), m, m.ReturnPath, rs, body)
 	if err != nil || !slices.Equal(statuses(res), []queue.Status{queue.Delivered, queue.Delivered, queue.Delivered}) {
 		t.Fatalf("%+v %v", res, err)
 	}
@@ -467,7 +487,7 @@ func TestParameters(t *testing.T) {
 	// announcements: the non-ASCII recipient fails here, the others go.
 	conn = open(t, c, "ok.test")
 	rs = rcpts("a@ok.test", "üser@ok.test")
-	res, err = conn.Deliver(t.Context(), m, rs, body)
+	res, err = conn.Deliver(t.Context(), m, m.ReturnPath, rs, body)
 	if err != nil || res[0].Status != queue.Delivered || res[1].Status != queue.Permanent || res[1].Enhanced != "5.6.7" || res[1].Code != 0 || res[1].Class != "hard" {
 		t.Fatalf("%+v %v", res, err)
 	}
@@ -476,7 +496,7 @@ func TestParameters(t *testing.T) {
 		t.Errorf("MAIL options %+v", o)
 	}
 	// A non-ASCII sender cannot go at all.
-	res, err = conn.Deliver(t.Context(), &queue.Message{ReturnPath: "bóunces@drover.test"}, rcpts("a@ok.test"), body)
+	res, err = conn.Deliver(t.Context(), &queue.Message{ReturnPath: "bóunces@drover.test"}, "bóunces@drover.test", rcpts("a@ok.test"), body)
 	if err != nil || res[0].Status != queue.Permanent || res[0].Enhanced != "5.6.7" {
 		t.Fatalf("%+v %v", res, err)
 	}
@@ -486,12 +506,12 @@ func TestSizeLimitAndBrokenConnection(t *testing.T) {
 	w := newWorld(t)
 	c := w.courier(t, nil)
 	conn := open(t, c, "dsn.test") // SIZE 1000
-	res, err := conn.Deliver(t.Context(), msg, rcpts("a@dsn.test"), bytes.Repeat([]byte("x"), 1001))
+	res, err := conn.Deliver(t.Context(), msg, msg.ReturnPath, rcpts("a@dsn.test"), bytes.Repeat([]byte("x"), 1001))
 	if err != nil || res[0].Status != queue.Permanent || res[0].Enhanced != "5.3.4" {
 		t.Fatalf("%+v %v", res, err)
 	}
 
-	res, err = conn.Deliver(t.Context(), msg, rcpts("a@dsn.test", "drop@dsn.test"), []byte("x\r\n"))
+	res, err = conn.Deliver(t.Context(), msg, msg.ReturnPath, rcpts("a@dsn.test", "drop@dsn.test"), []byte("x\r\n"))
 	if err == nil {
 		t.Fatal("no error from a broken connection")
 	}
@@ -500,7 +520,7 @@ func TestSizeLimitAndBrokenConnection(t *testing.T) {
 			t.Errorf("result %+v", r)
 		}
 	}
-	res, err = conn.Deliver(t.Context(), msg, rcpts("a@dsn.test"), []byte("x\r\n"))
+	res, err = conn.Deliver(t.Context(), msg, msg.ReturnPath, rcpts("a@dsn.test"), []byte("x\r\n"))
 	if err == nil || res[0].Status != queue.Temporary {
 		t.Errorf("after the break: %+v %v", res, err)
 	}
@@ -531,40 +551,37 @@ func TestXtext(t *testing.T) {
 	}
 }
 
-// With a VERP return path every recipient gets its own transaction and
-// envelope sender; DSNs (null return path) keep theirs.
-func TestVERPTransactions(t *testing.T) {
-	w := newWorld(t)
-	c := w.courier(t, func(cfg *Config) {
-		cfg.ReturnPath = func(m *queue.Message, r queue.Recipient) string {
-			return fmt.Sprintf("bounces+%s.%d@b.test", m.ID, r.Index)
-		}
-	})
-	conn := open(t, c, "ok.test")
-	rs := rcpts("a@ok.test", "refuse@ok.test", "b@ok.test")
-	for i := range rs {
-		rs[i].Index = i
+// Senders gives VERP return paths to the senders with a bounce domain
+// only, and pools by stream over the sender's.
+func TestSenders(t *testing.T) {
+	env := &Senders{
+		VERP:         bounce.VERP{Key: []byte("0123456789abcdef")},
+		BounceDomain: map[string]string{"shop": "b.test"},
+		SenderPool:   map[string]string{"shop": "p1"},
+		StreamPool:   map[string]map[string]string{"shop": {"transactional": "tx"}},
 	}
-	res, err := conn.Deliver(t.Context(), msg, rs, []byte("Subject: v\r\n\r\nbody\r\n"))
-	if err != nil {
-		t.Fatal(err)
+	shop := &queue.Message{ID: "m1", Sender: "shop", ReturnPath: "app@shop.test", Stream: "marketing"}
+	other := &queue.Message{ID: "m2", Sender: "other", ReturnPath: "app@other.test"}
+	if !env.PerRecipient(shop) || env.PerRecipient(other) {
+		t.Error("PerRecipient: want shop only")
 	}
-	if got := statuses(res); !slices.Equal(got, []queue.Status{queue.Delivered, queue.Permanent, queue.Delivered}) {
-		t.Errorf("statuses %v", got)
+	rp := env.ReturnPath(shop, queue.Recipient{Index: 2, Addr: "a@x.test"})
+	if !strings.HasPrefix(rp, "bounces+") || !strings.HasSuffix(rp, "@b.test") {
+		t.Errorf("ReturnPath = %q", rp)
 	}
-	dsn := &queue.Message{ID: "m2"}
-	if _, err := conn.Deliver(t.Context(), dsn, rcpts("c@ok.test", "d@ok.test"), []byte("Subject: dsn\r\n\r\nx\r\n")); err != nil {
-		t.Fatal(err)
+	if got := env.ReturnPath(other, queue.Recipient{}); got != other.ReturnPath {
+		t.Errorf("ReturnPath of a sender without VERP = %q", got)
 	}
-	conn.Close()
-	_, msgs := w.mx1.stats()
-	var got []string
-	for _, m := range msgs {
-		got = append(got, m.from+" -> "+strings.Join(m.rcpts, ","))
+	if got := env.Pool(shop); got != "p1" {
+		t.Errorf("Pool(marketing) = %q, want p1", got)
 	}
-	want := []string{"bounces+m1.0@b.test -> a@ok.test", "bounces+m1.2@b.test -> b@ok.test", " -> c@ok.test,d@ok.test"}
-	if !slices.Equal(got, want) {
-		t.Errorf("transactions:\n got %q\nwant %q", got, want)
+	tx := *shop
+	tx.Stream = "transactional"
+	if got := env.Pool(&tx); got != "tx" {
+		t.Errorf("Pool(transactional) = %q, want tx", got)
+	}
+	if got := env.Pool(other); got != "" {
+		t.Errorf("Pool(other) = %q, want the shaping's", got)
 	}
 }
 
@@ -581,7 +598,7 @@ func TestClassifyGetsContext(t *testing.T) {
 	})
 	conn := open(t, c, "ok.test")
 	defer conn.Close()
-	conn.Deliver(t.Context(), msg, rcpts("refuse@ok.test", "a@ok.test"), []byte("REJECT-ME\r\n"))
+	conn.Deliver(t.Context(), msg, msg.ReturnPath, rcpts("refuse@ok.test", "a@ok.test"), []byte("REJECT-ME\r\n"))
 	want := []string{"RCPT 550 refuse@ok.test mx1.ok.test", "DATA 554 a@ok.test mx1.ok.test"}
 	var have []string
 	for _, r := range got {

@@ -23,6 +23,7 @@ import (
 	"drover/mta/resolve"
 	"drover/mta/resolve/dnstest"
 	"drover/queue"
+	"drover/queue/shaping"
 )
 
 // testCA makes a CA and a server certificate for host signed by it.
@@ -123,14 +124,14 @@ testing.test.     300 IN MX 10 plain.sts.test.
 		Resolver:       resolve.New(resolve.Config{Servers: []string{dns.Addr}, Timeout: time.Second}),
 		ConnectTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second,
 	})
-	lim := queue.Limits{TLS: "mta-sts"}
+	lim := shaping.Limits{TLS: "mta-sts"}
 	deliver := func(dest string) error {
-		conn, err := c.Open(t.Context(), dest, lim)
+		conn, err := dial(t, c, dest, lim)
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
-		res, err := conn.Deliver(t.Context(), &queue.Message{ID: "s", ReturnPath: "a@b.test"}, rcpts("x@"+dest), []byte("Subject: s\r\n\r\nx\r\n"))
+		res, err := conn.Deliver(t.Context(), &queue.Message{ID: "s", ReturnPath: "a@b.test"}, "a@b.test", rcpts("x@"+dest), []byte("Subject: s\r\n\r\nx\r\n"))
 		if err == nil && res[0].Status != queue.Delivered {
 			err = errors.New(res[0].Text)
 		}
@@ -190,7 +191,7 @@ func TestSourcePool(t *testing.T) {
 	})
 	seen := map[string]bool{}
 	for range 2 {
-		qc, err := c.Open(t.Context(), "ok.test", queue.Limits{Pool: "p"})
+		qc, err := dial(t, c, "ok.test", shaping.Limits{Pool: "p"})
 		if err != nil {
 			t.Fatal(err)
 		}

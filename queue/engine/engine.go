@@ -1,0 +1,282 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"drover/queue"
+	"drover/queue/shaping"
+)
+
+// Config configures an Engine. Spool, Planner and Courier are required.
+type Config struct {
+	Spool   *queue.Spool
+	Planner Planner
+	Courier Courier
+	// Rules maps the remote replies of failed recipients (and of failed
+	// connections) to adaptive-backoff actions; nil: none.
+	Rules RuleMatcher
+	// IdleTimeout is how long an unused connection is kept open (default 2s).
+	IdleTimeout time.Duration
+	Logger      *slog.Logger // default slog.Default()
+}
+
+// Engine delivers what the spool hands out. Its methods are safe for
+// concurrent use.
+type Engine struct {
+	cfg   Config
+	spool *queue.Spool
+	log   *slog.Logger
+	idle  time.Duration
+
+	ctx    context.Context // cancelled when Close stops waiting for deliveries
+	cancel context.CancelFunc
+	stop   chan struct{} // closed when Close starts
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	closing bool
+	dests   map[string]*dest
+	sites   map[string]*site
+	holds   map[string]*hold // operator suspensions by holdKey
+}
+
+// dest is the delivery state of one destination.
+type dest struct {
+	name string
+	plan *Plan // the latest plan; nil until a worker made one
+	site *site // nil until the first plan
+	hold *hold // operator suspension of the domain, nil if none
+
+	// pending: the spool may have recipients of dest ready; gen counts the
+	// spool's signals, so that a worker that found nothing can tell a
+	// signal that came meanwhile.
+	pending bool
+	gen     uint64
+
+	workers int       // worker goroutines
+	conns   int       // open connections
+	idle    []*worker // workers waiting for work, with a connection
+	waiting bool      // queued for a connection slot of its site
+	reaped  bool      // forgotten by the engine
+}
+
+// New returns an engine; Start gets it going.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Spool == nil || cfg.Planner == nil || cfg.Courier == nil {
+		return nil, errors.New("engine: Spool, Planner and Courier are required")
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	e := &Engine{
+		cfg: cfg, spool: cfg.Spool, log: cfg.Logger, idle: cfg.IdleTimeout,
+		stop:  make(chan struct{}),
+		dests: make(map[string]*dest), sites: make(map[string]*site), holds: make(map[string]*hold),
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	return e, nil
+}
+
+// Start starts delivery: the spool's scheduler tells the engine of due
+// recipients from now on.
+func (e *Engine) Start() { e.spool.Start(e) }
+
+// Ready implements queue.Dispatcher. It is called with the spool's lock
+// held, and takes only the engine's: the engine never holds its lock
+// while it calls the spool.
+func (e *Engine) Ready(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return
+	}
+	d := e.destLocked(name)
+	d.pending = true
+	d.gen++
+	e.kickLocked(d)
+}
+
+// destLocked returns the destination named name, creating it.
+func (e *Engine) destLocked(name string) *dest {
+	d := e.dests[name]
+	if d == nil {
+		d = &dest{name: name}
+		if len(e.holds) > 0 {
+			d.hold = e.holds[holdKey("domain", name)]
+		}
+		e.dests[name] = d
+	}
+	return d
+}
+
+// maybeReapLocked forgets a destination with nothing going on.
+func (e *Engine) maybeReapLocked(d *dest) {
+	if d.workers == 0 && !d.pending && e.dests[d.name] == d {
+		delete(e.dests, d.name)
+		d.reaped = true
+		if st := d.site; st != nil {
+			delete(st.dests, d)
+			e.maybeReapSiteLocked(st)
+		}
+	}
+}
+
+// limitsLocked returns the destination's limits: its plan's, or the
+// defaults before the first.
+func (d *dest) limits() shaping.Limits {
+	if d.plan == nil {
+		return shaping.BuiltinLimits
+	}
+	return d.plan.Limits
+}
+
+// Close stops delivery: no new transaction starts, those in flight finish
+// (cancelled when ctx expires), connections close. It waits for the
+// workers in any case: a Courier must honour context cancellation. Close
+// the engine before the spool.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closing {
+		e.mu.Unlock()
+		return errors.New("engine: closed")
+	}
+	e.closing = true
+	for _, st := range e.sites {
+		if st.timer != nil {
+			st.timer.Stop()
+		}
+	}
+	for _, h := range e.holds {
+		if h.timer != nil {
+			h.timer.Stop()
+		}
+	}
+	e.mu.Unlock()
+	close(e.stop)
+	done := make(chan struct{})
+	go func() {
+		e.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("engine: close: deliveries interrupted: %w", ctx.Err())
+		e.cancel()
+		<-done
+	}
+	e.cancel()
+	return err
+}
+
+// Reconfigure refreshes the plan of every destination and site in memory
+// (Planner.Refresh) and applies the new limits at once: rates change for
+// the next transaction, a higher MaxConnections lets waiting destinations
+// in, and with a lower one idle connections close now and busy ones after
+// their current message. Call it after the planner's configuration
+// changed (a reload); Rules is asked per reply and needs nothing more.
+func (e *Engine) Reconfigure() {
+	type req struct {
+		d    *dest
+		plan *Plan
+	}
+	e.mu.Lock()
+	reqs := make([]req, 0, len(e.dests))
+	for _, d := range e.dests {
+		if d.plan != nil {
+			reqs = append(reqs, req{d: d, plan: d.plan})
+		}
+	}
+	e.mu.Unlock()
+	for i := range reqs {
+		reqs[i].plan = e.refresh(reqs[i].d.name, reqs[i].plan)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range reqs {
+		if r.d.reaped {
+			continue
+		}
+		r.d.plan = r.plan
+		if st := r.d.site; st != nil && st.name == r.plan.Site {
+			e.setSiteLimitsLocked(st, r.plan.SiteLimits)
+		}
+	}
+	for _, r := range reqs {
+		if r.d.pending && !e.closing && !r.d.reaped {
+			e.kickLocked(r.d)
+		}
+	}
+}
+
+// refresh calls Planner.Refresh, keeping p on a panic.
+func (e *Engine) refresh(name string, p *Plan) (out *Plan) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("engine: panic in Planner.Refresh", "dest", name, "panic", r, "stack", string(debug.Stack()))
+			out = p
+		}
+	}()
+	if np := e.cfg.Planner.Refresh(name, p); np != nil {
+		return np
+	}
+	return p
+}
+
+// plan asks the planner for the plan of d. On an error, d keeps the plan
+// it had (or gets one of its own, with the default limits), and the error
+// is returned to fail the connection attempt.
+func (e *Engine) plan(d *dest) (*Plan, error) {
+	var p *Plan
+	var err error
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				e.log.Error("engine: panic in Planner.Plan", "dest", d.name, "panic", r, "stack", string(debug.Stack()))
+				err = fmt.Errorf("local error: panic in planner: %v", r)
+			}
+		}()
+		p, err = e.cfg.Planner.Plan(e.ctx, d.name)
+	}()
+	if err == nil && (p == nil || p.Site == "") {
+		err = errors.New("local error: planner returned no site")
+	}
+	if err == nil {
+		return p, nil
+	}
+	e.mu.Lock()
+	p = d.plan
+	e.mu.Unlock()
+	if p == nil {
+		p = &Plan{Site: d.name, SiteLimits: shaping.BuiltinLimits, Limits: shaping.BuiltinLimits}
+	}
+	return p, err
+}
+
+// Sites returns the state of every site the engine knows: those with
+// destinations attempted since it started, and those still under an
+// adaptive state. It reads memory only, for metrics.
+func (e *Engine) Sites() []SiteStatus {
+	e.mu.Lock()
+	out := make([]SiteStatus, 0, len(e.sites))
+	for _, st := range e.sites {
+		out = append(out, e.statusLocked(st))
+	}
+	e.mu.Unlock()
+	for i := range out {
+		e.countReady(&out[i])
+	}
+	slices.SortFunc(out, func(a, b SiteStatus) int { return compareStrings(a.Name, b.Name) })
+	return out
+}
