@@ -52,6 +52,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -95,6 +96,9 @@ type Config struct {
 	// MaxAddresses bounds the connection attempts of one Open; default 5
 	// (as Postfix's smtp_mx_address_limit).
 	MaxAddresses int
+	// Dial, when set, opens connections instead of the system's dialer
+	// (see smtpclient.Config.Dial).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Timeouts of the SMTP session; see smtpclient.Config for defaults.
 	ConnectTimeout, CommandTimeout, DataTimeout time.Duration
 	// Classify, when set, gives the bounce class ("hard", "soft") and
@@ -299,6 +303,7 @@ func (c *Courier) clientConfig(host string, a netip.Addr, mode smtpclient.TLSMod
 		CommandTimeout: c.cfg.CommandTimeout,
 		DataTimeout:    c.cfg.DataTimeout,
 		LocalAddr:      c.cfg.LocalIPv6,
+		Dial:           c.cfg.Dial,
 	}
 	if a.Is4() {
 		cfg.LocalAddr = c.cfg.LocalIPv4

@@ -91,6 +91,9 @@ type Config struct {
 	// LocalAddr is the source address; the zero value lets the system
 	// choose.
 	LocalAddr netip.Addr
+	// Dial, when set, opens the connection instead of a net.Dialer (with
+	// LocalAddr and ConnectTimeout): in-memory peers in tests, proxies.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// TLSMode says when to use STARTTLS.
 	TLSMode TLSMode
 	// TLS is the TLS configuration; it is cloned, and its ServerName set to
@@ -174,11 +177,15 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Client, error) {
 }
 
 func dial(ctx context.Context, addr, host string, cfg Config, mode TLSMode) (*Client, error) {
-	d := net.Dialer{Timeout: cfg.ConnectTimeout}
-	if cfg.LocalAddr.IsValid() {
-		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(cfg.LocalAddr, 0))
+	dialFn := cfg.Dial
+	if dialFn == nil {
+		d := net.Dialer{Timeout: cfg.ConnectTimeout}
+		if cfg.LocalAddr.IsValid() {
+			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(cfg.LocalAddr, 0))
+		}
+		dialFn = d.DialContext
 	}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := dialFn(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("smtpclient: connect: %w", err)
 	}

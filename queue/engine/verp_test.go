@@ -1,0 +1,257 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"drover/bounce"
+	"drover/mta/courier"
+	"drover/mta/resolve"
+	"drover/queue"
+	"drover/queue/engine"
+	"drover/queue/shaping"
+)
+
+// pipeMX is an SMTP server (go-smtp) reached over in-memory pipes, so that
+// it runs inside a synctest bubble: it records the (fake) time, the
+// connection, the return path and the recipients of every transaction.
+type pipeMX struct {
+	srv   *smtp.Server
+	conns chan net.Conn
+
+	mu    sync.Mutex
+	nconn int
+	txs   []tx
+}
+
+type tx struct {
+	at    time.Time
+	conn  int
+	from  string
+	rcpts []string
+}
+
+func newPipeMX() *pipeMX {
+	mx := &pipeMX{conns: make(chan net.Conn)}
+	mx.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		mx.mu.Lock()
+		defer mx.mu.Unlock()
+		mx.nconn++
+		return &pipeSession{mx: mx, conn: mx.nconn}, nil
+	}))
+	mx.srv.Domain = "mx.test"
+	mx.srv.ErrorLog = log.New(io.Discard, "", 0)
+	go mx.srv.Serve(mx)
+	return mx
+}
+
+// Accept, Close and Addr make the MX its own net.Listener.
+func (mx *pipeMX) Accept() (net.Conn, error) {
+	c, ok := <-mx.conns
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	return c, nil
+}
+func (mx *pipeMX) Close() error   { return nil }
+func (mx *pipeMX) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 25} }
+
+func (mx *pipeMX) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case mx.conns <- server:
+		return client, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (mx *pipeMX) shutdown() {
+	close(mx.conns)
+	mx.srv.Close()
+}
+
+type pipeSession struct {
+	mx   *pipeMX
+	conn int
+	tx   tx
+}
+
+func (s *pipeSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.tx = tx{at: time.Now(), conn: s.conn, from: from}
+	return nil
+}
+func (s *pipeSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.tx.rcpts = append(s.tx.rcpts, to)
+	return nil
+}
+func (s *pipeSession) Data(r io.Reader) error {
+	io.Copy(io.Discard, r)
+	s.mx.mu.Lock()
+	s.mx.txs = append(s.mx.txs, s.tx)
+	s.mx.mu.Unlock()
+	return nil
+}
+func (s *pipeSession) Reset()        {}
+func (s *pipeSession) Logout() error { return nil }
+
+// checkWindows fails if any window of the transactions holds more than
+// 1 + rate×T of them (a burst of one), the guarantee of the message rate.
+func checkWindows(t *testing.T, txs []tx, perSecond float64) {
+	t.Helper()
+	for i := range txs {
+		for j := i + 1; j < len(txs); j++ {
+			span := txs[j].at.Sub(txs[i].at).Seconds()
+			if n := j - i + 1; float64(n) > 1+perSecond*span+1e-9 {
+				t.Fatalf("%d transactions within %.1fs: over the rate of %.3f/s", n, span, perSecond)
+			}
+		}
+	}
+}
+
+// The message rate and messages-per-connection limits count SMTP
+// transactions, at a real SMTP server on a fake clock: with VERP, each
+// recipient of the VERP sender is a transaction of its own; the sender
+// without VERP keeps one transaction per MaxRecipientsPerMessage
+// recipients.
+func TestTransactionsUnderRate(t *testing.T) {
+	for _, verp := range []bool{false, true} {
+		t.Run(fmt.Sprintf("verp=%v", verp), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { transactionsUnderRate(t, verp) })
+		})
+	}
+}
+
+func transactionsUnderRate(t *testing.T, verp bool) {
+	const (
+		rcptsPerTx = 5
+		perConn    = 4
+		shopRcpts  = 30
+		otherRcpts = 10
+	)
+	mx := newPipeMX()
+	rate, err := shaping.ParseRate("10/m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := shaping.New(shaping.Config{Default: shaping.Settings{
+		MaxMessageRate:           &rate,
+		MaxRecipientsPerMessage:  new(rcptsPerTx),
+		MaxMessagesPerConnection: new(perConn),
+		MaxConnections:           new(1),
+		TLS:                      new(shaping.TLSDisabled),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := resolve.NewRoutes(map[string]string{"*": "192.0.2.1:25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &courier.Senders{VERP: bounce.VERP{Key: []byte("0123456789abcdef")}, BounceDomain: map[string]string{}}
+	if verp {
+		env.BounceDomain["shop"] = "b.test"
+	}
+	discard := slog.New(slog.DiscardHandler)
+	cour := courier.New(courier.Config{
+		Hostname: "out.test", Routes: routes, Dial: mx.dial, Logger: discard,
+		Shaping: func() *shaping.Shaper { return sh }, Envelope: env,
+	})
+	done := make(chan queue.Event, shopRcpts+otherRcpts)
+	spool, err := queue.Open(queue.Options{Dir: t.TempDir(), NoSync: true, Logger: discard, OnEvent: func(ev queue.Event) {
+		if ev.Kind != queue.EventDeferred {
+			done <- ev
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Connections stay open between transactions, so that
+	// MaxMessagesPerConnection is what closes them.
+	eng, err := engine.New(engine.Config{Spool: spool, Planner: cour, Courier: cour, Logger: discard, IdleTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.Start()
+	enqueue := func(sender, from string, n int) {
+		var rcpts []queue.NewRecipient
+		for i := range n {
+			rcpts = append(rcpts, queue.NewRecipient{Addr: fmt.Sprintf("%s%d@example.net", sender, i)})
+		}
+		body := []byte("Subject: s\r\n\r\nbody\r\n")
+		if _, err := spool.Enqueue(&queue.Message{Sender: sender, ReturnPath: from}, rcpts, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	enqueue("shop", "app@shop.test", shopRcpts)
+	enqueue("other", "app@other.test", otherRcpts)
+	for range shopRcpts + otherRcpts {
+		if ev := <-done; ev.Kind != queue.EventDelivered {
+			t.Fatalf("%s %s: %s", ev.Kind, ev.Recipient, ev.Text)
+		}
+	}
+	elapsed := time.Since(start)
+	if err := errors.Join(eng.Close(t.Context()), spool.Close(t.Context())); err != nil {
+		t.Fatal(err)
+	}
+	mx.shutdown()
+
+	mx.mu.Lock()
+	txs := mx.txs
+	mx.mu.Unlock()
+	wantShop := shopRcpts / rcptsPerTx
+	if verp {
+		wantShop = shopRcpts
+	}
+	want := wantShop + otherRcpts/rcptsPerTx
+	if len(txs) != want {
+		t.Fatalf("%d transactions, want %d", len(txs), want)
+	}
+	perConnection := map[int]int{}
+	for _, x := range txs {
+		perConnection[x.conn]++
+		isShop := strings.HasPrefix(x.rcpts[0], "shop")
+		switch {
+		case isShop && verp:
+			if len(x.rcpts) != 1 || !strings.HasPrefix(x.from, "bounces+") || !strings.HasSuffix(x.from, "@b.test") {
+				t.Errorf("VERP transaction from %s to %v", x.from, x.rcpts)
+			}
+		case isShop:
+			if len(x.rcpts) != rcptsPerTx || x.from != "app@shop.test" {
+				t.Errorf("transaction from %s to %v", x.from, x.rcpts)
+			}
+		default: // the sender without VERP keeps its return path and its batches
+			if len(x.rcpts) != rcptsPerTx || x.from != "app@other.test" {
+				t.Errorf("transaction of the sender without VERP from %s to %v", x.from, x.rcpts)
+			}
+		}
+	}
+	for c, n := range perConnection {
+		if n > perConn {
+			t.Errorf("connection %d carried %d transactions, limit %d", c, n, perConn)
+		}
+	}
+	if min := (want + perConn - 1) / perConn; len(perConnection) < min {
+		t.Errorf("%d connections for %d transactions", len(perConnection), want)
+	}
+	checkWindows(t, txs, rate.PerSecond())
+	// The rate is used, not only respected: n transactions at 10/m take
+	// (n-1)×6 s.
+	if min := time.Duration(want-1) * 6 * time.Second; elapsed < min {
+		t.Errorf("%d transactions in %v, want at least %v", want, elapsed, min)
+	}
+	t.Logf("%d transactions over %d connections in %v (fake clock)", len(txs), len(perConnection), elapsed)
+}
