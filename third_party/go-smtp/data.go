@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -47,52 +48,20 @@ var ErrDataTooLarge = &SMTPError{
 	Message:      "Maximum message size exceeded",
 }
 
-// States of dataReader, as in net/textproto's dotReader.
+// States of dataReader: those of upstream's byte-at-a-time machine, itself
+// net/textproto's dotReader without the CRLF -> LF rewrite.
 const (
 	stateBeginLine = iota // beginning of line; initial state; must be zero
+	stateDot              // read . at beginning of line
+	stateDotCR            // read .\r at beginning of line
 	stateCR               // read \r (possibly at end of line)
 	stateData             // reading data in middle of line
 	stateEOF              // reached .\r\n end marker line
 )
 
-// endState is the state of upstream's byte-at-a-time machine after line,
-// entered in state prev. Only the run of CRs before a final LF matters,
-// and upstream alternates on it: CR LF begins a line, CR CR LF does not,
-// CR CR CR LF does.
-func endState(prev int, line []byte) int {
-	k := len(line)
-	lf := line[k-1] == '\n'
-	if lf {
-		k--
-	}
-	j := k
-	for j > 0 && line[j-1] == '\r' {
-		j--
-	}
-	st := stateData
-	if j == 0 {
-		st = prev
-	}
-	for range line[j:k] {
-		if st == stateCR {
-			st = stateData
-		} else {
-			st = stateCR
-		}
-	}
-	switch {
-	case lf && st == stateCR:
-		return stateBeginLine
-	case lf:
-		return stateData
-	}
-	return st
-}
-
 type dataReader struct {
-	r       *bufio.Reader
-	state   int
-	pending []byte // rest of the line read last, not yet returned
+	r     *bufio.Reader
+	state int
 
 	limited bool
 	n       int64 // Maximum bytes remaining
@@ -121,47 +90,25 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		}
 	}
 
-	// Drover's change: the state machine of net/textproto (elide leading
-	// dots, stop at <CR><LF>.<CR><LF>, keep CRLF) applied a line at a time
-	// with ReadSlice instead of a byte at a time with ReadByte, which made
-	// this reader the largest CPU cost of receiving a message. The states
-	// are those of the original (see endState); a line is a run of bytes
-	// up to and including '\n', or a full buffer.
+	// Drover's change: upstream runs the state machine over one ReadByte at
+	// a time, which made this reader the largest CPU cost of receiving a
+	// message. This loop runs it over what the bufio.Reader holds, a line
+	// at a time. It consumes the same bytes as upstream, and fills the
+	// buffer only when it is empty, as ReadByte does, so every Read returns
+	// what upstream's would, the reader stops where upstream's does, and
+	// the reader under the buffer (the line limiter) sees the same Reads.
 	for n < len(b) && r.state != stateEOF {
-		if len(r.pending) == 0 {
-			var line []byte
-			line, err = r.r.ReadSlice('\n')
-			if err == bufio.ErrBufferFull {
-				err = nil
-			}
-			if len(line) == 0 {
+		if r.r.Buffered() == 0 {
+			if _, err = r.r.Peek(1); err != nil {
 				if err == io.EOF {
 					err = io.ErrUnexpectedEOF
 				}
 				break
 			}
-			prev := r.state
-			if r.state == stateBeginLine && line[0] == '.' {
-				if len(line) == 3 && line[1] == '\r' && line[2] == '\n' {
-					r.state = stateEOF
-					break
-				}
-				line = line[1:] // a leading dot is elided
-				prev = stateData
-				if len(line) == 0 {
-					r.state = stateData
-					continue
-				}
-			}
-			r.state = endState(prev, line)
-			r.pending = line
-			if err != nil && err != io.EOF {
-				break
-			}
-			err = nil
 		}
-		c := copy(b[n:], r.pending)
-		r.pending = r.pending[c:]
+		buf, _ := r.r.Peek(r.r.Buffered())
+		used, c := r.unstuff(b[n:], buf)
+		r.r.Discard(used)
 		n += c
 	}
 	if err == nil && r.state == stateEOF {
@@ -172,4 +119,88 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		r.n -= int64(n)
 	}
 	return
+}
+
+// unstuff runs the state machine over in, copying the bytes it keeps to
+// out, until in is used up, out is full or the end marker is read. It
+// returns how many bytes it used of in and wrote to out.
+func (r *dataReader) unstuff(out, in []byte) (used, n int) {
+	for used < len(in) && n < len(out) && r.state != stateEOF {
+		c := in[used]
+		switch {
+		case r.state == stateBeginLine && c == '.':
+			r.state = stateDot // elided
+			used++
+			continue
+		case r.state == stateDot && c == '\r':
+			r.state = stateDotCR // elided
+			used++
+			continue
+		case r.state == stateDotCR && c == '\n':
+			r.state = stateEOF // elided
+			used++
+			continue
+		case r.state == stateDotCR:
+			// The '\r' of ".\r" stays dropped, c is kept, and the line
+			// goes on in stateData even if c is '\r' too.
+			r.state = stateData
+			out[n] = c
+			used++
+			n++
+			continue
+		case r.state == stateBeginLine, r.state == stateDot:
+			// Any other byte is kept, and the machine goes on as in the
+			// middle of a line.
+			r.state = stateData
+		}
+
+		// In the middle of a line, nothing is elided: copy up to and
+		// including the next '\n'.
+		seg := in[used:]
+		if len(seg) > len(out)-n {
+			seg = seg[:len(out)-n]
+		}
+		if i := bytes.IndexByte(seg, '\n'); i >= 0 {
+			seg = seg[:i+1]
+		}
+		copy(out[n:], seg)
+		used += len(seg)
+		n += len(seg)
+		r.state = stateAfter(r.state, seg)
+	}
+	return used, n
+}
+
+// stateAfter is the state after seg, entered in stateData or stateCR,
+// where seg holds no '\n' but maybe as its last byte. Only seg's final
+// run of '\r's matters, and the machine alternates on it: '\r' takes
+// stateData to stateCR and stateCR back to stateData, so "\r\n" ends a
+// line and "\r\r\n" does not. Any other byte but '\n' leads to stateData.
+func stateAfter(state int, seg []byte) int {
+	k := len(seg)
+	lf := k > 0 && seg[k-1] == '\n'
+	if lf {
+		k--
+	}
+	j := k
+	for j > 0 && seg[j-1] == '\r' {
+		j--
+	}
+	if j > 0 {
+		state = stateData
+	}
+	if (k-j)%2 == 1 {
+		if state == stateCR {
+			state = stateData
+		} else {
+			state = stateCR
+		}
+	}
+	if lf {
+		if state == stateCR {
+			return stateBeginLine
+		}
+		return stateData
+	}
+	return state
 }
