@@ -1,15 +1,24 @@
 // Package queue is Drover's durable spool: it stores accepted messages in
 // Pebble, schedules their recipients, keeps bounded ready queues per
-// destination, runs the delivery workers (through a Courier) under the
-// shaping limits of each site, backs off adaptively on throttling replies,
-// retries with backoff, expires old recipients, sends delay notices,
-// answers operator commands and reports what happened as events.
+// destination, hands due recipients out for delivery and records the
+// outcomes (retries with backoff, expiry, DSN and delay-notice hooks,
+// events), keeps the counters, and answers operator commands on what is
+// stored. It does not deliver: the delivery engine (queue/engine) takes
+// work through a narrow interface:
+//
+//	Spool.Start(d)        the scheduler starts; d.Ready(dest) says that
+//	                      recipients of dest wait in memory
+//	Spool.Take(dest, max) leases the next message's waiting recipients
+//	                      (at most max(msg) of them: one transaction)
+//	Lease.Todo, Lease.Body which need an attempt; the body
+//	Spool.Finish(l, outs, retry) records the outcomes under the
+//	                      destination's retry policy
 //
 // # Storage
 //
 // One Pebble database per node. The queue owns every key that starts with
-// the byte 'q'; other packages keep their data in the same database (see
-// Spool.DB) under prefixes of their own. Message IDs are 16 characters of
+// the byte 'q'; other packages will keep their data in the same database
+// under prefixes of their own. Message IDs are 16 characters of
 // lower-case Crockford base32 (48-bit millisecond timestamp, 32-bit
 // counter): unique, URL-safe, and sorted by time. idx is a recipient's
 // position in its message, a big-endian uint32; due is Unix nanoseconds,
@@ -23,8 +32,7 @@
 // dest is the lower-cased domain of the recipient. Records are a version
 // byte followed by varints and length-prefixed strings; recipient records
 // are version 2 (a flags field: the delay notice was sent), and version 1
-// records are still read. Sites, shaping state and suspensions are not
-// stored: they live in memory. The schedule is keyed by destination, then
+// records are still read. The schedule is keyed by destination, then
 // time: the scheduler loads the due recipients
 // of one destination with a forward scan from a cursor that moves back only
 // when a recipient goes back to the schedule, so a backlog is not rescanned
@@ -59,94 +67,36 @@
 //     adaptive state left. Summaries, Flush, Bounce and Delete scan the
 //     recipient records with memory proportional to the groups (or to one
 //     batch of 256 recipients, or one message's if more), not the queue.
-//   - Shaping limits are exact: a site never has more connections open or
-//     being opened than its effective MaxConnections (a slot is given back
-//     only after Conn.Close returned), except for the connections that
-//     were open when the maximum was lowered, which close after their
-//     current message; and over any window of length T it starts at most
-//     1 + rate×T transactions (Conn.Deliver calls) and connections
-//     (Courier.Open calls).
+//   - Counters are changed in one place (counts.move): every queued
+//     recipient is in exactly one of Scheduled, Deferred (on disk), Ready
+//     (in a ready queue) and InFlight (leased or held by an operator
+//     command), and Recipients is their sum.
 //   - OnDelay is called at most once per recipient, across restarts (the
 //     mark is written with the deferral; a crash between the hook and the
 //     write may repeat it, as for OnFailure).
 //
-// # Sites and delivery
+// # Retries and expiry
 //
-// Recipients are scheduled and held ready per destination (keys and ready
-// queues are per domain), and delivered under the limits of the
-// destination's site (Options.SiteOf; every domain hosted at Google is one
-// site): its connection slots, its message and connection rates, its
-// adaptive state and operator suspension are shared by all its domains.
-// The site of a destination is looked up by a delivery worker before each
-// connection it opens (never under a lock or in the scheduler, as it may
-// wait for DNS); until the first lookup, a destination has one worker.
-// Options.Limits is asked for the site as a whole (dest "") and for the
-// destination at the same moments, and again by Reconfigure.
-//
-// Each destination has up to Limits.MaxConnections workers. A worker
-// takes a slot of its site before it opens a connection (when none is
-// free, the destination queues for one, FIFO among the site's domains,
-// and a connection idle at another of its domains gives way); then it
-// waits for the site's connection rate and calls Courier.Open with the
-// destination's limits; before each transaction it waits for the site's
-// message rate (both spaced exactly 1/rate apart: a burst of one; an
-// unlimited rate costs one atomic load). It delivers one message at a time
-// (all its ready recipients for the destination, up to
-// MaxRecipientsPerMessage), reuses the connection for up to
-// MaxMessagesPerConnection messages and closes it after
-// Options.IdleTimeout without work, or after its current message when the
-// site went over its (lowered) maximum, when the destination or its site
-// is suspended, or when the destination moved to another site (SiteOf
-// answered differently: membership changes apply as connections cycle).
-// Rates count Conn.Deliver calls and Courier.Open calls: a courier that
-// splits one Deliver into several transactions (one per recipient, for
-// VERP) should be given MaxRecipientsPerMessage 1 for the message rate to
-// count its transactions.
-//
-// A temporary failure is retried after RetryInterval * 2^(attempts-1),
-// capped at MaxRetryInterval, with ±20% jitter; a recipient older than
-// MaxAge at a temporary failure or when due fails as expired (Result:
-// Permanent, Code 0, Enhanced 4.4.7, Reason "expired", Text "4.4.7 message
-// expired after N attempts: <last error>"). A Courier error with a Result()
-// Result method gives the result to record; others become a temporary
-// result with the error's text, permanent if the error has a Permanent()
-// method that says so. When a connection cannot be opened and no other
-// connection to the destination is open, every recipient waiting in its
-// ready queue gets the same result. OnEvent gets delivered, deferred,
-// bounced, expired and deleted events; received is left to the submitter.
-// All goroutines recover and log panics.
-//
-// # Adaptive backoff
-//
-// Each failed recipient with a remote reply (and each failed Open whose
-// error carries one) is matched against Options.Rules. A slow rule scales
-// the site's MaxConnections (rounded down, at least 1) and its rates (an
-// unlimited rate stays unlimited) by the rule's factor; a suspend rule
-// stops the site: no connection is opened and no transaction started
-// until it ends, recipients stay queued (those taken for delivery go back
-// unchanged, without an attempt counted), and the scheduler may keep the
-// ready queues filled meanwhile (a recipient waiting there expires when it
-// is taken, after the suspension). shaping.SiteState decides how actions
-// combine and when they end; each one ends on its own, on a timer (the
-// wall clock, not Options.Now), and the site's connections come back. A
-// bounce rule fails that recipient for good (OnFailure, bounced event),
-// even on a 4xx reply, keeping the reply's class and reason. Nothing new
-// goes on the event stream for these; they are logged at info level, and
-// Sites shows the state.
+// Finish retries a temporary failure after Retry.Interval *
+// 2^(attempts-1), capped at Retry.MaxInterval, with ±20% jitter; a
+// recipient older than Retry.MaxAge (when Lease.Todo leaves it out, or at
+// a temporary failure) fails as expired (Result: Permanent, Code 0,
+// Enhanced 4.4.7, Reason "expired", Text "4.4.7 message expired after N
+// attempts: <last error>"). A recipient released (Outcome.Release) goes
+// back to the schedule unchanged, without an attempt counted. OnEvent gets
+// delivered, deferred, bounced, expired and deleted events; received is
+// left to the submitter. All goroutines recover and log panics.
 //
 // # Operator control
 //
-// Suspend and Resume hold a site (all its domains) or one domain, until a
-// time or until resumed; Resume of a site also ends its adaptive backoff.
-// Suspensions live in memory and end with the process. Flush makes
-// matching recipients due now (attempts and backoff kept). Bounce and
-// Delete act on the matching recipients, on disk or waiting in a ready
-// queue, but skip (and do not count) those in flight; their dry run
+// Flush makes matching recipients due now (attempts and backoff kept).
+// Bounce and Delete act on the matching recipients, on disk or waiting in a
+// ready queue, but skip (and do not count) those in flight; their dry run
 // counts what they would do. They pin each recipient in memory as the
 // scheduler does, so no delivery or load races them, and write in batches.
-// A Selector's Site matches the site a domain was last seen to belong to;
-// a domain not attempted since the spool opened counts as the site named
-// like itself (so does Summaries by site).
+// A Selector's Site matches the site a SiteOf function (the engine's)
+// names for a domain; so does Summaries by site. Suspensions of sites and
+// domains are the engine's.
 //
 // # Delay notices
 //

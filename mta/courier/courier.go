@@ -1,16 +1,20 @@
-// Package courier delivers queued mail over SMTP: it implements
-// queue.Courier with resolve (routes, MX, addresses) and smtpclient.
+// Package courier delivers queued mail over SMTP for the delivery engine
+// (queue/engine): a Courier is both the engine's Planner, where every DNS
+// lookup of delivery happens (resolve: routes, MX, addresses; MTA-STS
+// policies; the site and limits from the shaping), and its Courier, which
+// executes a plan with smtpclient and looks nothing up. Senders is the
+// engine's Envelope for the configured senders (VERP, source pools).
 //
 // Contracts:
 //
-//   - Open(dest) finds the next hops: a matching route overrides MX; an
+//   - Plan(dest) finds the next hops: a matching route overrides MX; an
 //     address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") is used as it
-//     is; otherwise the MX hosts of dest, most preferred first. It tries
-//     their addresses in order (IPv4 before IPv6 per host, at most
-//     Config.MaxAddresses attempts) until one gives a usable session: a
+//     is; otherwise the MX hosts of dest, most preferred first, with their
+//     addresses (IPv4 before IPv6 per host, at most Config.MaxAddresses).
+//     Open tries them in order until one gives a usable session: a
 //     connect failure, a refusing (4xx/5xx) greeting or EHLO, or a TLS
 //     failure in Required mode moves on to the next address.
-//   - Open errors are *Error. Permanent() is true only when DNS says the
+//   - Plan and Open errors are *Error. Permanent() is true only when DNS says the
 //     destination takes no mail: NXDOMAIN, null MX (RFC 7505), no MX and no
 //     address, an invalid domain. When every address failed, the error is
 //     temporary and names the last failure, even if that was a 5xx greeting.
@@ -129,8 +133,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Courier opens SMTP sessions to destinations. It implements
-// queue.Courier.
+// Courier plans deliveries to destinations and opens SMTP sessions along
+// the plans. It implements engine.Planner and engine.Courier.
+
 type Courier struct {
 	cfg      Config
 	resolver *resolve.Resolver
