@@ -135,7 +135,6 @@ type Config struct {
 
 // Courier plans deliveries to destinations and opens SMTP sessions along
 // the plans. It implements engine.Planner and engine.Courier.
-
 type Courier struct {
 	cfg      Config
 	resolver *resolve.Resolver
