@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -254,4 +256,85 @@ func transactionsUnderRate(t *testing.T, verp bool) {
 		t.Errorf("%d transactions in %v, want at least %v", want, elapsed, min)
 	}
 	t.Logf("%d transactions over %d connections in %v (fake clock)", len(txs), len(perConnection), elapsed)
+}
+
+// BenchmarkDelivery measures the engine's and the courier's cost per
+// recipient through a real SMTP server on in-memory pipes, with and
+// without VERP (one transaction per recipient): messages of 100
+// recipients, unlimited rates. cpu-ns/rcpt is the process's CPU time
+// (both sides of the pipe) per recipient.
+func BenchmarkDelivery(b *testing.B) {
+	for _, verp := range []bool{false, true} {
+		b.Run(fmt.Sprintf("verp=%v", verp), func(b *testing.B) { benchDelivery(b, verp) })
+	}
+}
+
+func benchDelivery(b *testing.B, verp bool) {
+	mx := newPipeMX()
+	defer mx.shutdown()
+	sh, err := shaping.New(shaping.Config{Default: shaping.Settings{TLS: new(shaping.TLSDisabled)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	routes, err := resolve.NewRoutes(map[string]string{"*": "192.0.2.1:25"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := &courier.Senders{VERP: bounce.VERP{Key: []byte("0123456789abcdef")}, BounceDomain: map[string]string{}}
+	if verp {
+		env.BounceDomain["shop"] = "b.test"
+	}
+	discard := slog.New(slog.DiscardHandler)
+	cour := courier.New(courier.Config{Hostname: "out.test", Routes: routes, Dial: mx.dial, Logger: discard,
+		Shaping: func() *shaping.Shaper { return sh }, Envelope: env})
+	done := make(chan struct{}, 1024)
+	spool, err := queue.Open(queue.Options{Dir: b.TempDir(), NoSync: true, Logger: discard, OnEvent: func(ev queue.Event) {
+		if ev.Kind == queue.EventDelivered {
+			done <- struct{}{}
+		}
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	eng, err := engine.New(engine.Config{Spool: spool, Planner: cour, Courier: cour, Logger: discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	eng.Start()
+	defer func() {
+		eng.Close(context.Background())
+		spool.Close(context.Background())
+	}()
+	body := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n"), 160)
+	body = append([]byte("Subject: bench\r\n\r\n"), body...)
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	go func() {
+		for sent := 0; sent < b.N; {
+			n := min(100, b.N-sent)
+			rcpts := make([]queue.NewRecipient, n)
+			for i := range rcpts {
+				rcpts[i].Addr = fmt.Sprintf("r%d@example.net", sent+i)
+			}
+			sent += n
+			if _, err := spool.Enqueue(&queue.Message{Sender: "shop", ReturnPath: "app@shop.test"}, rcpts, body); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	}()
+	for range b.N {
+		<-done
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/rcpt")
+}
+
+// cpuTime is the process's CPU time (user and system).
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
