@@ -2,12 +2,19 @@
 // default configuration (default.yaml, used when `drover serve` runs without
 // a file), validation, and the documented example (drover.example.yaml).
 //
+// It also holds the shaping defaults Drover ships for the large mailbox
+// providers (configs/providers/providers.yaml, decoded by LoadShipped).
+//
 // Only cmd/drover reads this package; every other package takes plain
-// values. Loading is strict: an unknown key is an error, and every error
-// names the offending key and its line. Its imports of ours are two leaf
-// packages, so that one piece of code validates each thing: queue/shaping,
-// whose option structs are the schema of the `shaping:` section (the
-// strict decoder checks them too), and mta/resolve for routes.
+// values, and this package imports none of ours (but its data folder,
+// configs/providers). Loading is strict: an unknown key or a value of the
+// wrong type is an error naming its line. Parse checks what this package
+// owns: the types, addresses, ports, durations, and the names one part of
+// the file gives another (senders, pools). The meaning of shaping values
+// and routes is checked once, by the packages that use them
+// (queue/shaping, mta/resolve), called from cmd/drover: their errors name
+// the entry at fault, and Config.ErrorAt turns that into the key and its
+// line, so every error of a file names its key and line.
 package configs
 
 import (
@@ -26,9 +33,6 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
-
-	"drover/mta/resolve"
-	"drover/queue/shaping"
 )
 
 //go:embed default.yaml
@@ -48,13 +52,14 @@ type Config struct {
 	HTTP      HTTP                `yaml:"http"`
 	Limits    Limits              `yaml:"limits"`
 	Queue     Queue               `yaml:"queue"`
-	Shaping   shaping.Config      `yaml:"shaping"`
+	Shaping   Shaping             `yaml:"shaping"`
 	Pools     map[string][]string `yaml:"pools"`
 	Delivery  Delivery            `yaml:"delivery"`
 	Bounces   Bounces             `yaml:"bounces"`
 	Senders   map[string]*Sender  `yaml:"senders"`
 	Routes    map[string]string   `yaml:"routes"`
 	lines     map[string]int      // key path → line, for semantic errors
+	file      string              // the file Load read; "" for the embedded default or Parse
 }
 
 // TLS names the certificate used by TLS listeners. When both files are
@@ -139,6 +144,13 @@ type Sender struct {
 	StreamPools map[string]string `yaml:"stream_pools"`
 }
 
+func (s *Sender) streamPools() map[string]string {
+	if s == nil {
+		return nil
+	}
+	return s.StreamPools
+}
+
 // DKIM is one signing key of a sender's From domain.
 type DKIM struct {
 	Domain   string `yaml:"domain"`
@@ -188,8 +200,13 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	c.file = path
 	return c, nil
 }
+
+// File returns the path of the file Load read, "" for the embedded
+// default (or a Config from Parse).
+func (c *Config) File() string { return c.file }
 
 // Parse decodes YAML over the built-in defaults and validates the result.
 // Keys absent from data keep their default value.
@@ -218,10 +235,7 @@ func Parse(data []byte) (*Config, error) {
 	if err := decodeStrict(data, c); err != nil {
 		return nil, err
 	}
-	var root yaml.Node
-	_ = yaml.Unmarshal(data, &root)
-	c.lines = map[string]int{}
-	indexLines(&root, "", c.lines)
+	c.lines = indexFile(data)
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -229,10 +243,10 @@ func Parse(data []byte) (*Config, error) {
 	return c, nil
 }
 
-func decodeStrict(data []byte, c *Config) error {
+func decodeStrict(data []byte, v any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
 			return fmt.Errorf("invalid configuration:\n  %s", strings.Join(te.Errors, "\n  "))
@@ -242,8 +256,18 @@ func decodeStrict(data []byte, c *Config) error {
 	return nil
 }
 
+// indexFile returns the line of every key of a YAML document by path (see
+// Config.Line).
+func indexFile(data []byte) map[string]int {
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root)
+	lines := map[string]int{}
+	indexLines(&root, "", lines)
+	return lines
+}
+
 // indexLines records the line of every mapping key by dotted path
-// (sequence items as [i]).
+// (sequence items as [i], blank keys as [""]).
 func indexLines(n *yaml.Node, path string, out map[string]int) {
 	switch n.Kind {
 	case yaml.DocumentNode:
@@ -252,10 +276,7 @@ func indexLines(n *yaml.Node, path string, out map[string]int) {
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := n.Content[i].Value
-			if path != "" {
-				p = path + "." + p
-			}
+			p := KeyPath(path, n.Content[i].Value)
 			out[p] = n.Content[i].Line
 			indexLines(n.Content[i+1], p, out)
 		}
@@ -268,14 +289,73 @@ func indexLines(n *yaml.Node, path string, out map[string]int) {
 	}
 }
 
-// errAt formats a semantic error for the key at path, with its line when
-// the key was in the file.
-func (c *Config) errAt(path, format string, args ...any) error {
-	msg := fmt.Sprintf(format, args...)
-	if line, ok := c.lines[path]; ok {
-		return fmt.Errorf("line %d: %s: %s", line, path, msg)
+// child returns the path of key under path (see Config.Line).
+func KeyPath(path, key string) string {
+	switch {
+	case strings.TrimSpace(key) == "":
+		return fmt.Sprintf("%s[%q]", path, key)
+	case path == "":
+		return key
 	}
-	return fmt.Errorf("%s: %s", path, msg)
+	return path + "." + key
+}
+
+// Line returns the line of the key at path in the file Parse read: mapping
+// keys joined with dots, sequence items as [i], a blank key as [""]
+// ("shaping.providers.google.mx[1]", "routes.*.test",
+// `shaping.domains[" "]`). When the file does not have that key, it
+// returns the line of the closest enclosing key it has (so a required
+// field that is missing points at its entry), and 0 when it has none: the
+// value came from the embedded default.
+func (c *Config) Line(path string) int { return lineOf(c.lines, path) }
+
+func lineOf(lines map[string]int, path string) int {
+	for path != "" {
+		if line, ok := lines[path]; ok {
+			return line
+		}
+		// Drop the last component: "a.b[2]" → "a.b" → "a". A key with
+		// dots ("domains.a.example") just takes more steps.
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// KeyError is a problem with the value of one key.
+type KeyError struct {
+	File string // set for the shipped defaults (ShippedFile); Load names the operator's file itself
+	Path string // as Config.Line takes it
+	Line int    // 0: not in the file
+	Msg  string
+}
+
+// Error formats e as "line 3: shaping.default.max_connections: MSG".
+func (e *KeyError) Error() string {
+	s := e.Path + ": " + e.Msg
+	if e.Line > 0 {
+		s = fmt.Sprintf("line %d: %s", e.Line, s)
+	}
+	if e.File != "" {
+		s = e.File + ": " + s
+	}
+	return s
+}
+
+// ErrorAt returns the error (a *KeyError) for a problem with the value at
+// path, naming the key and its line. cmd/drover reports the problems that
+// other packages find in configuration values with it, so that they read
+// like Parse's own.
+func (c *Config) ErrorAt(path, msg string) error {
+	return &KeyError{Path: path, Line: c.Line(path), Msg: msg}
+}
+
+// errAt is ErrorAt with a format.
+func (c *Config) errAt(path, format string, args ...any) error {
+	return c.ErrorAt(path, fmt.Sprintf(format, args...))
 }
 
 func (c *Config) validate() error {
@@ -325,21 +405,18 @@ func (c *Config) validate() error {
 	if c.Queue.DelayNotice < 0 {
 		add("queue.delay_notice", "must not be negative")
 	}
-	if _, err := shaping.New(c.Shaping); err != nil {
-		for _, e := range strings.Split(err.Error(), "\n") {
-			e = strings.TrimSpace(e)
-			if e == "" {
-				continue
-			}
-			path, msg, ok := strings.Cut(strings.TrimPrefix(e, "shaping: "), ": ")
-			if !ok {
-				path, msg = "", e
-			}
-			path = "shaping." + path
-			if i := strings.Index(path, " ("); i > 0 { // rules[2] (name).factor
-				path = path[:i] + path[strings.Index(path, ")")+1:]
-			}
-			add(path, "%s", msg)
+	pools := c.Shaping.pools()
+	for name, snd := range c.Senders {
+		if snd != nil && snd.Pool != "" {
+			pools[KeyPath("senders."+name, "pool")] = snd.Pool
+		}
+		for stream, p := range snd.streamPools() {
+			pools[KeyPath("senders."+name+".stream_pools", stream)] = p
+		}
+	}
+	for _, path := range slices.Sorted(maps.Keys(pools)) {
+		if c.Pools[pools[path]] == nil {
+			add(path, "no pool named %q in pools", pools[path])
 		}
 	}
 	for name, ips := range c.Pools {
@@ -383,12 +460,6 @@ func (c *Config) validate() error {
 			if k.Domain == "" || k.Selector == "" || k.KeyFile == "" {
 				add(kp, "domain, selector and key_file are all required")
 			}
-		}
-	}
-	for _, pattern := range slices.Sorted(maps.Keys(c.Routes)) {
-		target := c.Routes[pattern]
-		if err := resolve.ValidateRoute(pattern, target); err != nil {
-			add("routes."+pattern, "%v", err)
 		}
 	}
 	return errors.Join(errs...)

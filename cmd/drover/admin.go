@@ -22,7 +22,6 @@ import (
 	"drover/configs"
 	"drover/queue"
 	"drover/queue/engine"
-	"drover/queue/shaping"
 )
 
 func newConfigCmd() *cobra.Command {
@@ -37,7 +36,7 @@ func newConfigCmd() *cobra.Command {
 				return err
 			}
 			if _, err := buildStatic(cfg); err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
+				return err // named after the file, as serve names it
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
 			return nil
@@ -56,7 +55,7 @@ func newConfigCmd() *cobra.Command {
 		Short: "Print the shipped shaping defaults: mailbox providers and adaptive-backoff rules, with sources",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, args []string) {
-			cmd.OutOrStdout().Write(shaping.DefaultsYAML())
+			cmd.OutOrStdout().Write(configs.ProvidersYAML())
 		},
 	}
 	cmd.AddCommand(check, show, providers)

@@ -69,21 +69,31 @@ type static struct {
 	bounceDomains map[string]string
 }
 
-func buildStatic(cfg *configs.Config) (*static, error) {
-	st := &static{bounceDomains: map[string]string{}}
+// buildStatic builds what cfg describes; its errors name the file that
+// cfg came from (as configs.Load's do), so that `drover serve` and `drover
+// config check` report a file the same way.
+func buildStatic(cfg *configs.Config) (st *static, err error) {
+	defer func() {
+		if err != nil && cfg.File() != "" {
+			err = fmt.Errorf("%s: %w", cfg.File(), err)
+		}
+	}()
+	st = &static{bounceDomains: map[string]string{}}
 	var rules []bounce.Rule
 	for _, r := range cfg.Bounces.Rules {
 		rules = append(rules, bounce.Rule{Pattern: r.Pattern, Status: r.Status, Host: r.Host, Reason: r.Reason})
 	}
-	err := bounce.CheckRules(rules)
+	err = bounce.CheckRules(rules)
 	if err != nil {
 		return nil, fmt.Errorf("bounces.rules: %w", err)
 	}
 	st.classifier = bounce.NewClassifier(rules)
-	if st.shaper, err = shaping.New(cfg.Shaping); err != nil {
-		return nil, fmt.Errorf("shaping: %w", err)
-	}
-	if err := checkPools(cfg); err != nil {
+	// Shaping and routes report every problem at once, in line order, as
+	// configs does for the file's own.
+	var routesErr error
+	st.shaper, err = newShaper(cfg)
+	st.routes, routesErr = newRoutes(cfg)
+	if err = byLine(err, routesErr); err != nil {
 		return nil, err
 	}
 	st.pools = map[string][]netip.Addr{}
@@ -121,11 +131,6 @@ func buildStatic(cfg *configs.Config) (*static, error) {
 		}
 		st.signer = signer
 	}
-	routes, err := resolve.NewRoutes(cfg.Routes)
-	if err != nil {
-		return nil, fmt.Errorf("routes: %w", err)
-	}
-	st.routes = routes
 	cert, err := loadCertificate(cfg)
 	if err != nil {
 		return nil, err
@@ -364,27 +369,6 @@ wait:
 	}
 	log.Info("drover stopped")
 	return errors.Join(errs...)
-}
-
-// checkPools makes sure every pool the shaping names is configured.
-func checkPools(cfg *configs.Config) error {
-	sh := cfg.Shaping
-	levels := map[string]shaping.Settings{"shaping.default": sh.Default}
-	for name, p := range sh.Providers {
-		levels["shaping.providers."+name] = p.Settings
-	}
-	for name, s := range sh.Sites {
-		levels["shaping.sites."+name] = s
-	}
-	for name, s := range sh.Domains {
-		levels["shaping.domains."+name] = s
-	}
-	for _, path := range slices.Sorted(maps.Keys(levels)) {
-		if p := levels[path].Pool; p != nil && *p != "" && cfg.Pools[*p] == nil {
-			return fmt.Errorf("%s.pool: no pool named %q in pools", path, *p)
-		}
-	}
-	return nil
 }
 
 // liveShaper holds the shaping in force; a reload swaps it.

@@ -379,8 +379,35 @@ func TestConfigCheck(t *testing.T) {
 	bad3 := filepath.Join(dir, "bad3.yaml")
 	os.WriteFile(bad3, []byte("shaping:\n  domains:\n    a.test: {pool: nope}\n"), 0o600)
 	out, err = exec.Command(droverBin, "config", "check", bad3).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), `shaping.domains.a.test.pool: no pool named "nope"`) {
+	if err == nil || !strings.Contains(string(out), `line 3: shaping.domains.a.test.pool: no pool named "nope"`) {
 		t.Errorf("unknown pool: %v\n%s", err, out)
+	}
+
+	// serve refuses the same file with the same errors, each naming the
+	// file, the key and its line.
+	bad4 := filepath.Join(dir, "bad4.yaml")
+	os.WriteFile(bad4, []byte("routes:\n  \"a..test\": h\nshaping:\n  default:\n    max_message_rate: fast\n  rules:\n    - {name: x, code: 250, action: none}\n"), 0o600)
+	check, err := exec.Command(droverBin, "config", "check", bad4).CombinedOutput()
+	if err == nil {
+		t.Fatalf("config check: no error\n%s", check)
+	}
+	serve := exec.Command(droverBin, "serve", "-c", bad4)
+	serve.Dir = dir
+	served, err := serve.CombinedOutput()
+	if err == nil {
+		t.Fatalf("serve: no error\n%s", served)
+	}
+	if !bytes.Equal(check, served) {
+		t.Errorf("config check says\n%s\nserve says\n%s", check, served)
+	}
+	for _, want := range []string{
+		bad4 + ": line 2: routes.a..test: pattern: not a domain\n",
+		"\nline 5: shaping.default.max_message_rate: rate \"fast\"",
+		"\nline 7: shaping.rules[0].code: 250 is not a 4xx or 5xx reply code\n",
+	} {
+		if !strings.Contains(string(check), want) {
+			t.Errorf("config check says\n%s\nwant %q", check, want)
+		}
 	}
 }
 

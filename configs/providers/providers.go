@@ -3,8 +3,10 @@
 // Comcast, GMX/Web.de, Mail.ru, QQ, NetEase) and the shipped
 // adaptive-backoff rules: providers.yaml, each value with its source or
 // reasoning. It is data only, a folder of configs so that the shipped
-// configuration lives in one place; queue/shaping reads it (see
-// shaping.DefaultProviders) and `drover config providers` prints it.
+// configuration lives in one place: configs decodes it (configs.LoadShipped,
+// in the schema of the `shaping:` section), cmd/drover hands it to
+// queue/shaping under the operator's shaping, and `drover config
+// providers` prints it.
 package providers
 
 import _ "embed"

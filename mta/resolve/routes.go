@@ -33,12 +33,29 @@ type Routes struct {
 	all   string            // target of "*", "" if none
 }
 
-// ErrInvalidRoute marks a route that ValidateRoute or NewRoutes refuses.
+// ErrInvalidRoute marks a route that ValidateRoute or NewRoutes refuses
+// (every *RouteError matches it).
 var ErrInvalidRoute = errors.New("invalid route")
 
+// RouteError is a route that ValidateRoute or NewRoutes refuses: its
+// pattern, as given, names the route, so that a caller that read the
+// routes from a file can point at its key.
+type RouteError struct {
+	Pattern string
+	// Msg says what is wrong: `target "h:0": port must be 1-65535`,
+	// "pattern: not a domain".
+	Msg string
+}
+
+func (e *RouteError) Error() string { return fmt.Sprintf("invalid route %q: %s", e.Pattern, e.Msg) }
+
+// Is reports whether target is ErrInvalidRoute.
+func (e *RouteError) Is(target error) bool { return target == ErrInvalidRoute }
+
 // NewRoutes validates routes (pattern → target) and builds the lookup
-// table. Every invalid route is reported, in pattern order. Two patterns
-// that differ only in case or a trailing dot are an error.
+// table. Every invalid route is reported, in pattern order, as a
+// *RouteError (joined: Unwrap() []error). Two patterns that differ only
+// in case or a trailing dot are an error.
 func NewRoutes(routes map[string]string) (*Routes, error) {
 	rs := &Routes{exact: make(map[string]string), wild: make(map[string]string)}
 	var errs []error
@@ -50,7 +67,7 @@ func NewRoutes(routes map[string]string) (*Routes, error) {
 			continue
 		}
 		if other, ok := seen[pattern]; ok {
-			errs = append(errs, fmt.Errorf("%w: patterns %q and %q are the same", ErrInvalidRoute, other, p))
+			errs = append(errs, &RouteError{Pattern: p, Msg: fmt.Sprintf("the same pattern as %q", other)})
 			continue
 		}
 		seen[pattern] = p
@@ -69,7 +86,8 @@ func NewRoutes(routes map[string]string) (*Routes, error) {
 	return rs, nil
 }
 
-// ValidateRoute checks one route and says what is wrong with it.
+// ValidateRoute checks one route and says what is wrong with it (a
+// *RouteError).
 func ValidateRoute(pattern, target string) error {
 	_, _, err := parseRoute(pattern, target)
 	return err
@@ -107,15 +125,15 @@ func (rs *Routes) Lookup(domain string) (target string, ok bool) {
 }
 
 // parseRoute validates a route and returns its normalised pattern and
-// target.
+// target, or a *RouteError.
 func parseRoute(p, t string) (pattern, target string, err error) {
 	pattern, err = parsePattern(p)
 	if err != nil {
-		return "", "", err
+		return "", "", &RouteError{Pattern: p, Msg: "pattern: " + err.Error()}
 	}
 	target, err = parseTarget(t)
 	if err != nil {
-		return "", "", fmt.Errorf("pattern %q: %w", p, err)
+		return "", "", &RouteError{Pattern: p, Msg: fmt.Sprintf("target %q: %v", t, err)}
 	}
 	return pattern, target, nil
 }
@@ -126,11 +144,11 @@ func parsePattern(p string) (string, error) {
 	}
 	suffix, wild := strings.CutPrefix(p, "*.")
 	if strings.Contains(suffix, "*") {
-		return "", fmt.Errorf("%w: pattern %q: a wildcard is \"*\" or a leading \"*.\"", ErrInvalidRoute, p)
+		return "", errors.New(`a wildcard is "*" or a leading "*."`)
 	}
 	d, err := asciiDomain(suffix)
 	if err != nil {
-		return "", fmt.Errorf("%w: pattern %q: not a domain", ErrInvalidRoute, p)
+		return "", errors.New("not a domain")
 	}
 	if wild {
 		return "*." + d, nil
@@ -139,9 +157,7 @@ func parsePattern(p string) (string, error) {
 }
 
 func parseTarget(t string) (string, error) {
-	bad := func(why string) (string, error) {
-		return "", fmt.Errorf("%w: target %q: %s", ErrInvalidRoute, t, why)
-	}
+	bad := func(why string) (string, error) { return "", errors.New(why) }
 	if t == "" {
 		return bad("empty")
 	}

@@ -89,8 +89,28 @@ func TestRouteValidation(t *testing.T) {
 		}
 	}
 
-	_, err := NewRoutes(map[string]string{"a.com": "h", "A.com.": "h2", "b.com": "[x]"})
-	if err == nil || !strings.Contains(err.Error(), `patterns "A.com." and "a.com" are the same`) || !strings.Contains(err.Error(), `pattern "b.com": invalid route: target "[x]"`) {
-		t.Errorf("NewRoutes: %v", err)
+	// Every bad route, in pattern order, each a *RouteError naming its
+	// pattern as given.
+	_, err := NewRoutes(map[string]string{"a.com": "h", "A.com.": "h2", "b.com": "[x]", "c.com": "h"})
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		t.Fatalf("NewRoutes: %T %v is not a joined error", err, err)
+	}
+	want := []RouteError{
+		{Pattern: "a.com", Msg: `the same pattern as "A.com."`},
+		{Pattern: "b.com", Msg: `target "[x]": brackets must hold an IP address`},
+	}
+	got := joined.Unwrap()
+	if len(got) != len(want) {
+		t.Fatalf("NewRoutes: %v", err)
+	}
+	for i, e := range got {
+		var re *RouteError
+		if !errors.As(e, &re) || *re != want[i] || !errors.Is(e, ErrInvalidRoute) {
+			t.Errorf("error %d = %#v, want %+v", i, e, want[i])
+		}
+	}
+	if s := got[1].Error(); s != `invalid route "b.com": target "[x]": brackets must hold an IP address` {
+		t.Errorf("Error() = %q", s)
 	}
 }

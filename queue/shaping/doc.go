@@ -2,8 +2,10 @@
 // site a recipient domain is queued under, the limits of each site, the
 // rules that map a remote reply to an action on its site, and the state
 // those actions leave. It is pure logic: no I/O, no DNS, no goroutines, no
-// storage (so it owns no key prefix). The queue and the delivery side
-// (mta) call it; cmd/drover decodes its Config from YAML.
+// storage (so it owns no key prefix), and no imports of Drover's other
+// packages: it takes a plain Config. The queue and the delivery side call
+// it; cmd/drover fills its Config from the configuration file (configs)
+// and from the shipped provider defaults (configs/providers).
 //
 // # Sites
 //
@@ -19,34 +21,34 @@
 //
 // # Limits
 //
-// Shaper.Resolve layers, each over the one before: BuiltinLimits,
-// Config.Default, the provider whose MX patterns match the site's MX hosts
-// (shipped providers from configs/providers/providers.yaml, replaced by name by the
-// operator's), Config.Sites[site], Config.Domains[domain]. Every Settings
-// field is optional (nil = inherit). Limits apply per site per node.
+// Shaper.Resolve layers, each over the one before: BuiltinLimits (the one
+// set of default limits), Config.Default, the provider whose MX patterns
+// match the site's MX hosts (Config.ShippedProviders, replaced by name by
+// Config.Providers), Config.Sites[site], Config.Domains[domain]. Every
+// Settings field is optional (nil = inherit). Limits apply per site per
+// node.
 //
 // # Adaptive backoff
 //
-// Shaper.Match finds the first Rule that matches a reply: the operator's
-// rules, then the shipped ones (an operator rule named like a shipped rule
+// Shaper.Match finds the first Rule that matches a reply: Config.Rules,
+// then Config.ShippedRules (an operator rule named like a shipped rule
 // replaces it; {name: <shipped rule>, action: none} switches it off; a
 // rule with action "none" and conditions is an exception that stops the
-// search and matches nothing). The
-// caller applies a slow or suspend rule to the site's SiteState and a
-// bounce rule to the recipient. A SiteState scales the site's limits
-// (Effective) and says whether it is suspended; every action ends on its
-// own, lazily, against the injected clock. Limiter spaces messages or
-// connections to a site's rate exactly.
+// search and matches nothing). The caller applies a slow or suspend rule
+// to the site's SiteState and a bounce rule to the recipient. A SiteState
+// scales the site's limits (Effective) and says whether it is suspended;
+// every action ends on its own, lazily, against the injected clock.
+// Spacing messages and connections to a site's rates is the delivery
+// engine's (Rate.PerSecond and Rate.Interval give the figures).
 //
 // # Guarantees
 //
-//   - New rejects an invalid Config with every problem at once, each
-//     naming its entry ("providers.google.mx[1]: ...", "rules[2]
-//     (google-rate).factor: ..."); a Shaper is immutable and safe for
-//     concurrent use, so a reload builds a new one and swaps it in.
+//   - New rejects an invalid Config with every problem at once (Errors),
+//     each an *Error whose Path names its entry as the configuration file
+//     does ("providers.google.mx[1]", "rules[2].factor"), so that the
+//     caller can point at the key and its line; a Shaper is immutable and
+//     safe for concurrent use, so a reload builds a new one and swaps it
+//     in.
 //   - Match does not allocate; regular expressions are compiled by New.
-//   - SiteState and Limiter are safe for concurrent use and never start a
-//     goroutine.
-//   - A Limiter with burst 1 never starts more events than its rate allows
-//     over any window (see Limiter).
+//   - SiteState is safe for concurrent use and never starts a goroutine.
 package shaping

@@ -32,7 +32,7 @@ func (s *Shaper) naiveMatch(code int, enhanced, text string) *Rule {
 }
 
 // FuzzMatch checks that Match never panics and that its prefilter never
-// changes the result, on the shipped rules and on operator rules made to
+// changes the result, on the sample rules and on operator rules made to
 // stress it (Unicode case folding, alternations, anchors).
 func FuzzMatch(f *testing.F) {
 	for _, r := range replies {
@@ -42,12 +42,14 @@ func FuzzMatch(f *testing.F) {
 	f.Add(421, "", "too many \u212Aonnections") // Kelvin sign folds to k
 	f.Add(0, "", "421-4.7.28 x")
 	f.Add(451, "4.7.1", "ſtop") // long s folds to s
-	s, err := New(Config{Rules: []Rule{
+	cfg := sampleConfig()
+	cfg.Rules = []Rule{
 		{Name: "kelvin", Pattern: `\bkonnections\b`, Action: ActionSlow, Factor: 0.5, Duration: 1},
 		{Name: "stop", Pattern: `^stop|halt$`, Action: ActionSuspend, Duration: 1},
 		{Name: "alt", Pattern: `(abc|xyz)+[0-9]{2,}`, Action: ActionNone},
 		{Name: "unicode", Pattern: `größe`, Action: ActionBounce},
-	}})
+	}
+	s, err := New(cfg)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -123,16 +123,3 @@ func ParseRate(s string) (Rate, error) {
 	}
 	return Rate{Count: n, Per: d}, nil
 }
-
-// MarshalText implements encoding.TextMarshaler (YAML, JSON).
-func (r Rate) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler with ParseRate.
-func (r *Rate) UnmarshalText(b []byte) error {
-	v, err := ParseRate(string(b))
-	if err != nil {
-		return err
-	}
-	*r = v
-	return nil
-}

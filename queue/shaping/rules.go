@@ -22,26 +22,26 @@ type Rule struct {
 	// Name identifies the rule in errors, logs, metrics and
 	// Status.Reason. Required; unique among the operator's rules. An
 	// operator rule named like a shipped rule replaces it.
-	Name string `yaml:"name"`
+	Name string
 	// Pattern is a regular expression (RE2) searched for in the reply
 	// text, case-insensitively. The text is without the reply code and
 	// enhanced code.
-	Pattern string `yaml:"pattern,omitempty"`
+	Pattern string
 	// Status is an enhanced status code (RFC 3463) or a prefix of one:
 	// "4.7.28" matches 4.7.28 only; "4.7" or "4.7." matches 4.7.x; "4"
 	// matches class 4. Components are compared whole ("4.7.2" does not
 	// match 4.7.28).
-	Status string `yaml:"status,omitempty"`
+	Status string
 	// Code is a reply code (400-599) the reply must have; 0 = any.
-	Code int `yaml:"code,omitempty"`
+	Code int
 	// Action is ActionSlow, ActionSuspend, ActionBounce or ActionNone.
-	Action string `yaml:"action"`
+	Action string
 	// Factor is the slow action's scale, 0 < Factor < 1; unset for the
 	// other actions.
-	Factor float64 `yaml:"factor,omitempty"`
+	Factor float64
 	// Duration is how long slow and suspend last before the site returns
 	// to normal on its own; unset for bounce and none.
-	Duration time.Duration `yaml:"duration,omitempty"`
+	Duration time.Duration
 }
 
 // compiledRule is a validated Rule ready for Match.
@@ -56,17 +56,9 @@ type compiledRule struct {
 	exact     bool
 }
 
-// label is how errors name rule i.
-func ruleLabel(i int, r *Rule) string {
-	if r.Name == "" {
-		return fmt.Sprintf("rules[%d]", i)
-	}
-	return fmt.Sprintf("rules[%d] (%s)", i, r.Name)
-}
-
 // compileRule validates r and prepares it for Match; problems are added
-// to errs under label.
-func compileRule(label string, r *Rule, errs *errorList) (compiledRule, bool) {
+// to errs under label, the path of the rule ("rules[2]").
+func compileRule(label string, r *Rule, errs *Errors) (compiledRule, bool) {
 	n := len(*errs)
 	c := compiledRule{rule: r, code: r.Code}
 	if r.Name == "" {

@@ -1,7 +1,6 @@
 package shaping
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -18,29 +17,36 @@ type Provider struct {
 	// itself). Case and a trailing dot are ignored; "*" is allowed only as
 	// the leading label. An empty list matches nothing (an operator can
 	// switch a shipped provider off that way).
-	MX       []string `yaml:"mx"`
-	Settings `yaml:",inline"`
+	MX []string
+	Settings
 }
 
-// Config is the operator's shaping configuration. cmd/drover decodes it
-// from YAML; the zero Config gives the built-in limits, the shipped
-// providers and the shipped rules.
+// Config is the shaping configuration: the operator's settings and rules,
+// layered over the ones Drover ships. The zero Config gives the built-in
+// limits, no providers and no rules.
 type Config struct {
 	// Default is layered over BuiltinLimits for every site.
-	Default Settings `yaml:"default"`
-	// Providers, by name, are layered over the shipped providers: an entry
+	Default Settings
+	// Providers, by name, are layered over ShippedProviders: an entry
 	// replaces the shipped provider of the same name entirely.
-	Providers map[string]Provider `yaml:"providers"`
+	Providers map[string]Provider
 	// Sites, by site name (as Shaper.Site or RouteSite return it:
 	// "google.com", "a.example+b.example", "route:127.0.0.1:2526").
-	Sites map[string]Settings `yaml:"sites"`
+	Sites map[string]Settings
 	// Domains, by recipient domain. A domain listed here is its own site
 	// (see Shaper.Site).
-	Domains map[string]Settings `yaml:"domains"`
-	// Rules are evaluated before the shipped rules; one named like a
-	// shipped rule replaces it, and {name: <shipped rule>, action: none}
+	Domains map[string]Settings
+	// Rules are evaluated before ShippedRules; one named like a shipped
+	// rule replaces it, and {Name: <shipped rule>, Action: ActionNone}
 	// with no condition switches the shipped rule off.
-	Rules []Rule `yaml:"rules"`
+	Rules []Rule
+
+	// ShippedProviders and ShippedRules are the defaults Drover ships for
+	// the large mailbox providers (cmd/drover passes the ones of
+	// configs/providers/providers.yaml). They are checked like the
+	// operator's; their problems are marked Error.Shipped.
+	ShippedProviders map[string]Provider
+	ShippedRules     []Rule
 }
 
 // Shaper resolves limits for sites and matches replies against the
@@ -69,14 +75,15 @@ type hostPattern struct {
 	wildcard bool
 }
 
-// New validates cfg and builds a Shaper over the shipped defaults
-// (DefaultProviders). The error joins (errors.Join; Unwrap() []error)
-// one error per problem, each starting with the path of its entry
-// relative to Config, in YAML names: "default.max_connections: 0 is less
-// than 1", "providers.google.mx[1]: ...", "rules[2] (google-rate).factor:
-// ...". A caller that embeds Config under a key prefixes that key.
+// New validates cfg and builds a Shaper; it copies what it keeps, so cfg
+// may change afterwards. An invalid cfg gives an Errors listing every
+// problem, each an *Error whose Path names its entry relative to Config,
+// in the names of the configuration file: "default.max_connections: 0 is
+// less than 1", "providers.google.mx[1]: ...", "rules[2]
+// (google-rate).factor: ...". A caller that reads Config from a file
+// finds the key of each problem from Path.
 func New(cfg Config) (*Shaper, error) {
-	var errs errorList
+	var errs Errors
 	s := &Shaper{
 		base:    BuiltinLimits,
 		sites:   map[string]*Settings{},
@@ -85,30 +92,17 @@ func New(cfg Config) (*Shaper, error) {
 	cfg.Default.validate("default", &errs)
 	s.base.apply(&cfg.Default)
 
-	shippedProviders, shippedRules := DefaultProviders()
 	for _, name := range slices.Sorted(maps.Keys(cfg.Providers)) {
-		path := "providers." + name
-		if strings.TrimSpace(name) == "" {
-			path = `providers[""]`
-			errs.add(path, "empty provider name")
-		}
-		p := cfg.Providers[name]
-		p.Settings.validate(path, &errs)
-		for i, pat := range p.MX {
-			if _, err := parseHostPattern(pat); err != nil {
-				errs.add(fmt.Sprintf("%s.mx[%d]", path, i), "%v", err)
-			}
-		}
+		validateProvider(name, cfg.Providers[name], &errs)
+		s.providers = append(s.providers, compileProvider(name, cfg.Providers[name], true))
 	}
-	for _, name := range slices.Sorted(maps.Keys(shippedProviders)) {
-		if _, ok := cfg.Providers[name]; !ok {
-			sp := shippedProviders[name]
-			sp.Settings.validate("shipped providers."+name, &errs)
-			s.providers = append(s.providers, compileProvider(name, shippedProviders[name], false))
+	for _, name := range slices.Sorted(maps.Keys(cfg.ShippedProviders)) {
+		var shippedErrs Errors
+		validateProvider(name, cfg.ShippedProviders[name], &shippedErrs)
+		errs.addAll(shippedErrs, "", true)
+		if _, replaced := cfg.Providers[name]; !replaced {
+			s.providers = append(s.providers, compileProvider(name, cfg.ShippedProviders[name], false))
 		}
-	}
-	for name, p := range cfg.Providers {
-		s.providers = append(s.providers, compileProvider(name, p, true))
 	}
 	slices.SortFunc(s.providers, func(a, b provider) int { return strings.Compare(a.name, b.name) })
 
@@ -133,38 +127,57 @@ func New(cfg Config) (*Shaper, error) {
 	addLevel("domains", cfg.Domains, s.domains, normalizeHost)
 
 	shippedNames := map[string]bool{}
-	for _, r := range shippedRules {
+	for _, r := range cfg.ShippedRules {
 		shippedNames[r.Name] = true
 	}
 	names := map[string]int{}
-	for i := range cfg.Rules {
-		r := cfg.Rules[i] // a copy: the Shaper owns what Match returns
-		label := ruleLabel(i, &r)
+	for i, r := range cfg.Rules { // r is a copy: the Shaper owns what Match returns
+		var ruleErrs Errors
 		if j, dup := names[r.Name]; dup && r.Name != "" {
-			errs.add(label, "name is also used by rules[%d]", j)
+			ruleErrs.add(fmt.Sprintf("rules[%d]", i), "name is also used by rules[%d]", j)
 		}
 		names[r.Name] = i
 		if r.Action == ActionNone && r.Pattern == "" && r.Status == "" && r.Code == 0 && shippedNames[r.Name] {
+			errs.addAll(ruleErrs, r.Name, false)
 			continue // {name: <shipped rule>, action: none}: the shipped rule is switched off
 		}
-		if c, ok := compileRule(label, &r, &errs); ok {
+		if c, ok := compileRule(fmt.Sprintf("rules[%d]", i), &r, &ruleErrs); ok {
 			s.rules = append(s.rules, c)
 		}
+		errs.addAll(ruleErrs, r.Name, false)
 	}
-	for i := range shippedRules {
-		r := shippedRules[i]
-		if _, replaced := names[r.Name]; replaced {
-			continue
+	shippedSeen := map[string]int{}
+	for i, r := range cfg.ShippedRules {
+		var ruleErrs Errors
+		if j, dup := shippedSeen[r.Name]; dup && r.Name != "" {
+			ruleErrs.add(fmt.Sprintf("rules[%d]", i), "name is also used by rules[%d]", j)
 		}
-		c, ok := compileRule(fmt.Sprintf("shipped %s", ruleLabel(i, &r)), &r, &errs)
-		if ok {
+		shippedSeen[r.Name] = i
+		c, ok := compileRule(fmt.Sprintf("rules[%d]", i), &r, &ruleErrs)
+		errs.addAll(ruleErrs, r.Name, true)
+		if _, replaced := names[r.Name]; ok && !replaced {
 			s.rules = append(s.rules, c)
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, errs
 	}
 	return s, nil
+}
+
+// validateProvider adds the problems of provider name to errs.
+func validateProvider(name string, p Provider, errs *Errors) {
+	path := "providers." + name
+	if strings.TrimSpace(name) == "" {
+		path = fmt.Sprintf("providers[%q]", name)
+		errs.add(path, "empty provider name")
+	}
+	p.Settings.validate(path, errs)
+	for i, pat := range p.MX {
+		if _, err := parseHostPattern(pat); err != nil {
+			errs.add(fmt.Sprintf("%s.mx[%d]", path, i), "%v", err)
+		}
+	}
 }
 
 func compileProvider(name string, p Provider, operator bool) provider {
@@ -280,11 +293,17 @@ func (s *Shaper) hostProvider(host string) (*provider, int) {
 //
 //   - the domain itself (lower-cased) when Config.Domains lists it, so
 //     that its own limits and adaptive state apply to it alone;
-//   - else the name SiteName gives, except that every MX host a provider
-//     matches counts as the provider's site: the registrable domain of the
-//     provider's first MX pattern. So Google Workspace domains whose MX
+//   - else a name made of the MX hosts: each host a provider matches
+//     counts as the provider's site, the registrable domain of the
+//     provider's first MX pattern (so Google Workspace domains whose MX
 //     include aspmx2.googlemail.com share "google.com" with gmail.com,
-//     and Microsoft 365 tenants on *.mx.microsoft share "outlook.com";
+//     and Microsoft 365 tenants on *.mx.microsoft share "outlook.com");
+//     every other host counts as its registrable domain (the public
+//     suffix plus one label: "mx1.a.example" is "a.example"); the
+//     distinct names are sorted and joined with "+"
+//     ("a.example+b.example"). Case and trailing dots are ignored. The
+//     caller passes the implicit MX (the domain itself, RFC 5321 5.1)
+//     when a domain has no MX records;
 //   - else (no MX hosts) the domain.
 func (s *Shaper) Site(domain string, mxHosts []string) string {
 	d := normalizeHost(domain)

@@ -1,12 +1,10 @@
 package shaping
 
 import (
-	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 func TestHostPattern(t *testing.T) {
@@ -134,8 +132,11 @@ func TestBuiltinDefaults(t *testing.T) {
 	}
 }
 
+// Config.ShippedProviders apply under the operator's; New keeps its own
+// copy of them.
 func TestShippedProviders(t *testing.T) {
-	s, err := New(Config{})
+	cfg := sampleConfig()
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,25 +146,11 @@ func TestShippedProviders(t *testing.T) {
 		site     string
 	}{
 		{[]string{"gmail-smtp-in.l.google.com", "alt1.gmail-smtp-in.l.google.com"}, "google", "google.com"},
-		{[]string{"smtp.google.com"}, "google", "google.com"},
-		{[]string{"aspmx2.googlemail.com"}, "google", "google.com"},
 		{[]string{"aspmx.l.google.com", "alt1.aspmx.l.google.com", "aspmx2.googlemail.com", "aspmx3.googlemail.com"}, "google", "google.com"},
 		{[]string{"aspmx.l.google.com", "mx.backup.example"}, "google", "backup.example+google.com"},
 		{[]string{"example-com.mail.protection.outlook.com"}, "microsoft", "outlook.com"},
-		{[]string{"hotmail-com.olc.protection.outlook.com"}, "microsoft", "outlook.com"},
 		{[]string{"contoso-com.l-v1.mx.microsoft"}, "microsoft", "outlook.com"},
-		{[]string{"mta6.am0.yahoodns.net"}, "yahoo", "yahoodns.net"},
-		{[]string{"mx-aol.mail.gm0.yahoodns.net"}, "yahoo", "yahoodns.net"},
 		{[]string{"mailin-01.mx.aol.com"}, "yahoo", "yahoodns.net"},
-		{[]string{"mx01.mail.icloud.com"}, "apple", "icloud.com"},
-		{[]string{"mx1a1.comcast.net"}, "comcast", "comcast.net"},
-		{[]string{"mx00.gmx.net"}, "gmx", "gmx.net"},
-		{[]string{"mx-ha03.web.de"}, "gmx", "gmx.net"},
-		{[]string{"mxs.mail.ru"}, "mailru", "mail.ru"},
-		{[]string{"mx3.qq.com"}, "qq", "qq.com"},
-		{[]string{"mxbiz1.qq.com"}, "qq", "qq.com"},
-		{[]string{"163mx01.mxmail.netease.com"}, "netease", "netease.com"},
-		{[]string{"mx.yahoo.co.jp"}, "", "yahoo.co.jp"},
 		{[]string{"mx.example.com"}, "", "example.com"},
 	}
 	for _, tt := range tests {
@@ -173,40 +160,26 @@ func TestShippedProviders(t *testing.T) {
 			t.Errorf("%q: provider %q site %q, want %q %q", tt.mx, prov, site, tt.provider, tt.site)
 		}
 	}
-	l, _ := s.Resolve("google.com", "", []string{"gmail-smtp-in.l.google.com"})
-	if l.TLS != TLSMTASTS || l.MaxMessagesPerConnection != 100 || l.MaxRecipientsPerMessage != 100 {
-		t.Errorf("google limits %+v", l)
+	// Copies: changing the Config afterwards changes nothing.
+	cfg.ShippedProviders["google"].MX[0] = "*.changed.example"
+	*cfg.ShippedProviders["google"].MaxMessagesPerConnection = 1
+	cfg.ShippedProviders["qq"].MaxMessageRate.Count = 1
+	cfg.ShippedRules[0].Name = "changed"
+	l, prov := s.Resolve("google.com", "", []string{"gmail-smtp-in.l.google.com"})
+	if prov != "google" || l.TLS != TLSMTASTS || l.MaxMessagesPerConnection != 100 || l.MaxRecipientsPerMessage != 100 {
+		t.Errorf("google limits %+v (%q)", l, prov)
 	}
-	l, _ = s.Resolve("qq.com", "", []string{"mx1.qq.com"})
-	if l.MaxMessageRate != (Rate{300, time.Minute}) {
+	if l, _ = s.Resolve("qq.com", "", []string{"mx1.qq.com"}); l.MaxMessageRate != (Rate{300, time.Minute}) {
 		t.Errorf("qq limits %+v", l)
 	}
-	providers, rules := DefaultProviders()
-	for _, name := range []string{"google", "microsoft", "yahoo", "apple", "comcast", "gmx", "mailru", "qq", "netease"} {
-		if len(providers[name].MX) == 0 {
-			t.Errorf("shipped provider %q missing", name)
-		}
-	}
-	for _, r := range rules {
-		if r.Action == ActionBounce {
-			t.Errorf("shipped rule %q bounces", r.Name)
-		}
-	}
-	// Copies: changing them does not change the next call.
-	providers["google"].MX[0] = "changed"
-	*providers["google"].MaxConnections = 1
-	rules[0].Name = "changed"
-	p2, r2 := DefaultProviders()
-	if p2["google"].MX[0] == "changed" || *p2["google"].MaxConnections == 1 || r2[0].Name == "changed" {
-		t.Error("DefaultProviders returns shared values")
-	}
-	if !bytes.Contains(DefaultsYAML(), []byte("providers:")) {
-		t.Error("DefaultsYAML")
+	if r := s.Match(421, "4.7.28", "x"); r == nil || r.Name != "google-rate-limited" {
+		t.Errorf("Match = %+v", r)
 	}
 }
 
 func TestProviderOverrideAndTies(t *testing.T) {
-	s, err := New(Config{Providers: map[string]Provider{
+	cfg := sampleConfig()
+	cfg.Providers = map[string]Provider{
 		// Replaces the shipped google entirely: no more *.googlemail.com.
 		"google": {MX: []string{"*.google.com"}, Settings: Settings{MaxConnections: new(3)}},
 		// An exact host beats the wildcard.
@@ -218,7 +191,8 @@ func TestProviderOverrideAndTies(t *testing.T) {
 		// Longer suffix wins over a shorter one.
 		"a-wide":   {MX: []string{"*.example.net"}, Settings: Settings{MaxConnections: new(1)}},
 		"b-narrow": {MX: []string{"*.mx.example.net"}, Settings: Settings{MaxConnections: new(2)}},
-	}})
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +210,7 @@ func TestProviderOverrideAndTies(t *testing.T) {
 		{[]string{"b.example.net"}, "a-wide", 1},
 	}
 	for _, tt := range tests {
-		l, prov := s.Resolve(SiteName(tt.mx), "", tt.mx)
+		l, prov := s.Resolve(s.Site("x.example", tt.mx), "", tt.mx)
 		if prov != tt.prov || l.MaxConnections != tt.conns {
 			t.Errorf("%q: provider %q conns %d, want %q %d", tt.mx, prov, l.MaxConnections, tt.prov, tt.conns)
 		}
@@ -292,63 +266,62 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
-// TestYAML decodes a Config the way cmd/drover does (yaml.v3, unknown
-// keys rejected) and checks that a Settings marshals back to the same
-// text.
-func TestYAML(t *testing.T) {
-	const doc = `
-default:
-  max_connections: 10
-  max_message_rate: 3000/m
-  retry_interval: 10m
-  tls: mta-sts
-  pool: main
-providers:
-  google:
-    mx: ["*.google.com"]
-    max_connections: 5
-    max_connection_rate: 20/10s
-sites:
-  outlook.com:
-    max_message_rate: unlimited
-domains:
-  example.com:
-    pool: ""
-    max_age: 24h
-rules:
-  - name: custom
-    pattern: 'slow down'
-    code: 421
-    action: slow
-    factor: 0.25
-    duration: 15m
-  - name: google-rate-limited
-    action: none
-  - name: not-this-one
-    pattern: 'rate limited for testing'
-    action: none
-`
-	var cfg Config
-	dec := yaml.NewDecoder(strings.NewReader(doc))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		t.Fatal(err)
+// Each problem is an *Error with the path of its entry, the rule it is in
+// and whether it is shipped, so that a caller can find its key without
+// reading the message.
+func TestNewErrorsStructured(t *testing.T) {
+	cfg := Config{
+		Default:   Settings{MaxConnections: new(0)},
+		Providers: map[string]Provider{"google": {MX: []string{"mx*.google.com"}}},
+		Domains:   map[string]Settings{" ": {}},
+		Rules:     []Rule{{Name: "fast", Code: 421, Action: ActionSlow, Factor: 2, Duration: time.Minute}},
+		ShippedProviders: map[string]Provider{
+			"google": {MX: []string{"*.google.com"}, Settings: Settings{TLS: new("dane")}}, // checked even when replaced
+		},
+		ShippedRules: []Rule{{Name: "old", Action: ActionSuspend, Code: 421}},
 	}
-	if *cfg.Default.MaxConnections != 10 || *cfg.Default.MaxMessageRate != (Rate{3000, time.Minute}) ||
-		*cfg.Default.RetryInterval != 10*time.Minute || *cfg.Default.TLS != "mta-sts" || *cfg.Default.Pool != "main" {
-		t.Errorf("default %+v", cfg.Default)
+	_, err := New(cfg)
+	var list Errors
+	if !errors.As(err, &list) {
+		t.Fatalf("error %T %v is not an Errors", err, err)
 	}
-	if g := cfg.Providers["google"]; g.MX[0] != "*.google.com" || *g.MaxConnections != 5 || *g.MaxConnectionRate != (Rate{20, 10 * time.Second}) {
-		t.Errorf("google %+v", g)
+	want := []Error{
+		{Path: "default.max_connections", Msg: "0 is less than 1"},
+		{Path: "providers.google.mx[0]", Msg: `"mx*.google.com": only a leading "*." wildcard is supported`},
+		{Path: "providers.google.tls", Shipped: true, Msg: "dane is not implemented yet; use mta-sts (enforces published MTA-STS policies) or required"},
+		{Path: `domains[" "]`, Msg: "empty name"},
+		{Path: "rules[0].factor", Rule: "fast", Msg: "2 is not between 0 and 1 (exclusive)"},
+		{Path: "rules[0].duration", Rule: "old", Shipped: true, Msg: "required for action suspend"},
 	}
-	if r := cfg.Sites["outlook.com"].MaxMessageRate; r == nil || !r.Unlimited() {
-		t.Errorf("outlook.com rate %v", r)
+	if len(list) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(list), len(want), err)
 	}
-	if d := cfg.Domains["example.com"]; d.Pool == nil || *d.Pool != "" || *d.MaxAge != 24*time.Hour || d.MaxConnections != nil {
-		t.Errorf("example.com %+v", d)
+	for i, e := range list {
+		if *e != want[i] {
+			t.Errorf("error %d = %+v, want %+v", i, *e, want[i])
+		}
 	}
-	if r := cfg.Rules[0]; r != (Rule{Name: "custom", Pattern: "slow down", Code: 421, Action: "slow", Factor: 0.25, Duration: 15 * time.Minute}) {
-		t.Errorf("rule %+v", r)
+	var one *Error
+	if !errors.As(err, &one) || one != list[0] {
+		t.Errorf("errors.As(*Error) = %v", one)
+	}
+	if got := list[4].Error(); got != "rules[0] (fast).factor: 2 is not between 0 and 1 (exclusive)" {
+		t.Errorf("Error() = %q", got)
+	}
+	if got := list[5].Error(); got != "shipped rules[0] (old).duration: required for action suspend" {
+		t.Errorf("Error() = %q", got)
+	}
+}
+
+// Operator rules come first; one named like a shipped rule with action
+// none and no condition switches it off; action none with a condition is
+// an exception.
+func TestOperatorRulesOverShipped(t *testing.T) {
+	cfg := sampleConfig()
+	cfg.Rules = []Rule{
+		{Name: "custom", Pattern: "slow down", Code: 421, Action: ActionSlow, Factor: 0.25, Duration: 15 * time.Minute},
+		{Name: "google-rate-limited", Action: ActionNone},
+		{Name: "not-this-one", Pattern: "rate limited for testing", Action: ActionNone},
 	}
 	s, err := New(cfg)
 	if err != nil {
@@ -363,6 +336,9 @@ rules:
 	if r := s.Match(421, "4.7.28", "[1.2.3.4] rate limited for testing"); r != nil {
 		t.Errorf("action none: Match = %+v", r)
 	}
+	if r := s.Match(421, "", "please slow down"); r == nil || *r != cfg.Rules[0] {
+		t.Errorf("custom rule: Match = %+v", r)
+	}
 	got := s.Rules()
 	if got[0].Name != "custom" || got[1].Name != "not-this-one" || got[1].Action != ActionNone {
 		t.Errorf("Rules()[:2] = %+v", got[:2])
@@ -373,30 +349,8 @@ rules:
 		}
 	}
 	// Switching off needs a shipped rule's name.
-	if _, err := New(Config{Rules: []Rule{{Name: "no-such-rule", Action: ActionNone}}}); err == nil {
+	cfg.Rules = []Rule{{Name: "no-such-rule", Action: ActionNone}}
+	if _, err := New(cfg); err == nil {
 		t.Error("{name: no-such-rule, action: none}: no error")
-	}
-
-	for _, bad := range []string{
-		"default:\n  max_conections: 5\n",
-		"default:\n  max_message_rate: fast\n",
-		"default:\n  retry_interval: 300\n",
-		"providers:\n  x:\n    mx: [a.example]\n    colour: blue\n",
-	} {
-		var c Config
-		dec := yaml.NewDecoder(strings.NewReader(bad))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err == nil {
-			t.Errorf("%q decoded without error", bad)
-		}
-	}
-
-	out, err := yaml.Marshal(Provider{MX: []string{"*.a.example"}, Settings: Settings{MaxMessageRate: &Rate{20, 10 * time.Second}, MaxAge: new(time.Hour), Pool: new("")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "mx:\n    - '*.a.example'\nmax_message_rate: 20/10s\nmax_age: 1h0m0s\npool: \"\"\n"
-	if string(out) != want {
-		t.Errorf("Marshal = %q, want %q", out, want)
 	}
 }

@@ -2,7 +2,13 @@ package shaping
 
 import "testing"
 
-func TestSiteName(t *testing.T) {
+// Without providers, Site names a site after the registrable domains of
+// its MX hosts.
+func TestSiteNames(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		mx   []string
 		want string
@@ -24,12 +30,12 @@ func TestSiteName(t *testing.T) {
 		{[]string{"example.com"}, "example.com"}, // implicit MX
 		{[]string{"192.0.2.1"}, "192.0.2.1"},
 		{[]string{"localhost"}, "localhost"},
-		{[]string{"", " "}, ""},
-		{nil, ""},
+		{[]string{"", " "}, "d.example"}, // no MX hosts: the domain
+		{nil, "d.example"},
 	}
 	for _, tt := range tests {
-		if got := SiteName(tt.mx); got != tt.want {
-			t.Errorf("SiteName(%q) = %q, want %q", tt.mx, got, tt.want)
+		if got := s.Site("D.example.", tt.mx); got != tt.want {
+			t.Errorf("Site(%q) = %q, want %q", tt.mx, got, tt.want)
 		}
 	}
 }
