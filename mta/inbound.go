@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"drover/bounce"
+	"drover/mta/smtperr"
 	"drover/queue"
 )
 
@@ -78,7 +79,7 @@ func (in *Inbound) Start() (net.Addr, error) {
 	}
 	in.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		in.sessions.opened(c)
-		return &inboundSession{in: in, conn: c}, nil
+		return goSession{&inboundSession{in: in, conn: c}}, nil
 	}))
 	in.srv.Domain = in.cfg.Hostname
 	in.srv.MaxMessageBytes = in.cfg.MaxMessageSize
@@ -119,16 +120,16 @@ type inboundSession struct {
 	origins []origin
 }
 
-var errNoSuchUser = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user: this server accepts only bounces and feedback reports"}
+var errNoSuchUser = smtperr.Permanent(550, "5.1.1", "No such user: this server accepts only bounces and feedback reports")
 
-func (s *inboundSession) Mail(string, *smtp.MailOptions) error {
+func (s *inboundSession) mail(string, *smtp.MailOptions) error {
 	if s.in.sessions.draining.Load() {
 		return errShutdown
 	}
 	return nil
 }
 
-func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *inboundSession) rcpt(to string, _ *smtp.RcptOptions) error {
 	addr := strings.ToLower(to)
 	if s.in.fbl[addr] {
 		s.origins = append(s.origins, origin{feedback: true})
@@ -146,12 +147,12 @@ func (s *inboundSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
-func (s *inboundSession) Data(r io.Reader) error {
+func (s *inboundSession) data(r io.Reader) error {
 	s.tx.begin(&s.in.sessions)
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
-			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Report too large"}
+			return smtperr.Permanent(552, "5.3.4", "Report too large")
 		}
 		return err
 	}
@@ -213,13 +214,12 @@ func (in *Inbound) emit(o origin, c bounce.Classification) {
 	}
 }
 
-func (s *inboundSession) Reset() {
+func (s *inboundSession) reset() {
 	s.tx.end(&s.in.sessions) // go-smtp resets after the reply to DATA
 	s.origins = nil
 }
 
-func (s *inboundSession) Logout() error {
+func (s *inboundSession) logout() {
 	s.tx.end(&s.in.sessions)
 	s.in.sessions.closed(s.conn)
-	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
+	"drover/mta/smtperr"
 	"drover/queue"
 )
 
@@ -191,7 +192,7 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		m.sessionsTotal.Inc()
 	}
 	b.sub.sessions.opened(c)
-	return sess, nil
+	return newGoAuthSession(sess), nil
 }
 
 type session struct {
@@ -210,21 +211,21 @@ type session struct {
 }
 
 var (
-	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required: this server does not relay for unauthenticated clients"}
-	errAuthFailed   = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
-	errNeedTLS      = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required for requested authentication mechanism"}
-	errShutdown     = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+	errAuthRequired = smtperr.Permanent(530, "5.7.0", "Authentication required: this server does not relay for unauthenticated clients")
+	errAuthFailed   = smtperr.Permanent(535, "5.7.8", "Authentication credentials invalid")
+	errNeedTLS      = smtperr.Permanent(538, "5.7.11", "Encryption required for requested authentication mechanism")
+	errShutdown     = smtperr.Temporary(421, "4.3.2", "Service shutting down, try again later")
 )
 
-func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+func (s *session) authMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
 
-func (s *session) Auth(mech string) (sasl.Server, error) {
+func (s *session) auth(mech string) (sasl.Server, error) {
 	if _, isTLS := s.conn.TLSConnectionState(); !isTLS && !s.loopback {
 		return nil, errNeedTLS
 	}
 	check := func(identity, username, password string) error {
 		if identity != "" && identity != username {
-			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authorization identity must match the login"}
+			return smtperr.Permanent(535, "5.7.8", "Authorization identity must match the login")
 		}
 		snd := s.sub.byLogin[username]
 		if snd == nil {
@@ -251,7 +252,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 // the login is unknown.
 var dummyHash = []byte("$2a$10$5rIKbw1ygnnyWnQd3zbp7.MUNPg8ol52ZOTKZBLx/vcC0dVjHk0sq")
 
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.sub.sessions.draining.Load() {
 		return errShutdown
 	}
@@ -264,7 +265,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if from != "" {
 		if _, domain, ok := strings.Cut(from, "@"); !ok || !snd.OwnsDomain(domain) {
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: fmt.Sprintf("Sender %s may not send from <%s>", snd.Name, from)}
+			return smtperr.Permanentf(550, "5.7.1", "Sender %s may not send from <%s>", snd.Name, from)
 		}
 	}
 	s.from, s.sender, s.rcpts = from, snd, s.rcpts[:0]
@@ -274,21 +275,21 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.opts = smtp.MailOptions{}
 	}
 	if max := s.sub.cfg.MaxMessageSize; max > 0 && s.opts.Size > max {
-		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Message size %d exceeds the limit of %d bytes", s.opts.Size, max)}
+		return smtperr.Permanentf(552, "5.3.4", "Message size %d exceeds the limit of %d bytes", s.opts.Size, max)
 	}
 	return nil
 }
 
-func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.sender == nil {
-		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL FROM first"}
+		return smtperr.Permanent(503, "5.5.1", "MAIL FROM first")
 	}
 	local, domain, ok := strings.Cut(to, "@")
 	if !ok || local == "" || domain == "" || strings.ContainsAny(to, " \t<>") {
-		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: fmt.Sprintf("Bad recipient address syntax <%s>", to)}
+		return smtperr.Permanentf(501, "5.1.3", "Bad recipient address syntax <%s>", to)
 	}
 	if max := s.sub.cfg.MaxRecipients; max > 0 && len(s.rcpts) >= max {
-		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: fmt.Sprintf("Too many recipients (at most %d per message)", max)}
+		return smtperr.Temporaryf(452, "4.5.3", "Too many recipients (at most %d per message)", max)
 	}
 	r := queue.NewRecipient{Addr: to}
 	if opts != nil {
@@ -305,15 +306,15 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return nil
 }
 
-func (s *session) Data(r io.Reader) error {
+func (s *session) data(r io.Reader) error {
 	s.tx.begin(&s.sub.sessions)
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		switch {
 		case errors.Is(err, smtp.ErrDataTooLarge):
-			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Message exceeds the limit of %d bytes", s.sub.cfg.MaxMessageSize)}
+			return smtperr.Permanentf(552, "5.3.4", "Message exceeds the limit of %d bytes", s.sub.cfg.MaxMessageSize)
 		case errors.Is(err, smtp.ErrTooLongLine):
-			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: fmt.Sprintf("Message has a line longer than %d bytes", s.sub.cfg.MaxLineLength)}
+			return smtperr.Permanentf(554, "5.6.0", "Message has a line longer than %d bytes", s.sub.cfg.MaxLineLength)
 		}
 		return err
 	}
@@ -324,7 +325,7 @@ func (s *session) Data(r io.Reader) error {
 	id, err := s.sub.cfg.Queue.Enqueue(msg, s.rcpts, body)
 	if err != nil {
 		s.sub.cfg.Logger.Error("enqueue failed", "err", err)
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Message not queued: local storage error, try again later"}
+		return &smtperr.Error{Code: 451, Enhanced: "4.3.0", Message: "Message not queued: local storage error, try again later", Err: err}
 	}
 	if s.sub.cfg.OnEvent != nil {
 		s.sub.cfg.OnEvent(queue.Event{
@@ -333,7 +334,7 @@ func (s *session) Data(r io.Reader) error {
 			Stream: msg.Stream, Campaign: msg.Campaign, List: msg.List, Flow: msg.Flow,
 		})
 	}
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
+	return &smtperr.Error{Code: 250, Enhanced: "2.0.0", Message: "OK: queued as " + id} // go-smtp's way to set the reply to DATA
 }
 
 // prepare turns the submitted bytes into what is stored and delivered:
@@ -373,16 +374,16 @@ func (s *session) prepare(raw []byte) (*queue.Message, []byte, error) {
 			continue // unknown control headers never leave either
 		case f.is("From"):
 			if fromDomain != "" {
-				return nil, nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message has more than one From header"}
+				return nil, nil, smtperr.Permanent(550, "5.6.0", "Message has more than one From header")
 			}
 			addrs, err := mail.ParseAddressList(f.value())
 			if err != nil || len(addrs) == 0 {
-				return nil, nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed From header: " + f.value()}
+				return nil, nil, smtperr.Permanent(550, "5.6.0", "Malformed From header: "+f.value())
 			}
 			for _, a := range addrs {
 				_, domain, _ := strings.Cut(a.Address, "@")
 				if !s.sender.OwnsDomain(domain) {
-					return nil, nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: fmt.Sprintf("Sender %s may not send as %s", s.sender.Name, a.Address)}
+					return nil, nil, smtperr.Permanentf(550, "5.7.1", "Sender %s may not send as %s", s.sender.Name, a.Address)
 				}
 				if fromDomain == "" {
 					fromDomain = strings.ToLower(domain)
@@ -396,7 +397,7 @@ func (s *session) prepare(raw []byte) (*queue.Message, []byte, error) {
 		kept = append(kept, f)
 	}
 	if fromDomain == "" {
-		return nil, nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message has no From header"}
+		return nil, nil, smtperr.Permanent(550, "5.6.0", "Message has no From header")
 	}
 
 	out := make([]byte, 0, len(data)+512)
@@ -417,7 +418,7 @@ func (s *session) prepare(raw []byte) (*queue.Message, []byte, error) {
 		sig, err := s.sub.cfg.Signer.Sign(fromDomain, out)
 		if err != nil {
 			s.sub.cfg.Logger.Error("dkim signing failed", "domain", fromDomain, "err", err)
-			return nil, nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "DKIM signing failed, try again later"}
+			return nil, nil, &smtperr.Error{Code: 451, Enhanced: "4.3.0", Message: "DKIM signing failed, try again later", Err: err}
 		}
 		if len(sig) > 0 {
 			out = append(sig, out...)
@@ -453,18 +454,17 @@ func sanitizeHelo(h string) string {
 	}, h)
 }
 
-func (s *session) Reset() {
+func (s *session) reset() {
 	s.tx.end(&s.sub.sessions) // go-smtp resets after the reply to DATA
 	s.from, s.sender, s.rcpts = "", nil, s.rcpts[:0]
 }
 
-func (s *session) Logout() error {
+func (s *session) logout() {
 	s.tx.end(&s.sub.sessions)
 	s.sub.sessions.closed(s.conn)
 	if m := s.sub.cfg.Metrics; m != nil {
 		m.sessions.Dec()
 	}
-	return nil
 }
 
 // loginServer is the server side of the LOGIN mechanism, which go-sasl

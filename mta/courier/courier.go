@@ -14,11 +14,18 @@
 //     Open tries them in order until one gives a usable session: a
 //     connect failure, a refusing (4xx/5xx) greeting or EHLO, or a TLS
 //     failure in Required mode moves on to the next address.
-//   - Plan and Open errors are *Error. Permanent() is true only when DNS says the
-//     destination takes no mail: NXDOMAIN, null MX (RFC 7505), no MX and no
-//     address, an invalid domain. When every address failed, the error is
-//     temporary and names the last failure, even if that was a 5xx greeting.
-//     Error.Result gives the queue.Result to record for every recipient.
+//   - Plan and Open errors are *smtperr.Error, holding what to record for
+//     every recipient of the destination: the reply that refused the
+//     session (Code, Enhanced, Message, Remote) if there was one, else an
+//     enhanced code for the local failure (5.1.2 NXDOMAIN or invalid
+//     domain, 5.1.10 null MX, 5.4.4 no MX and no address, 4.4.4 MX hosts
+//     without address, 4.4.3 DNS failure, 4.7.5 TLS failure, 4.4.1 no
+//     answer) with the failure's text as Message; and the bounce Class and
+//     Reason that Config.Classify gives it. Permanent is true only when
+//     DNS says the destination takes no mail: NXDOMAIN, null MX (RFC
+//     7505), no MX and no address, an invalid domain. When every address
+//     failed, the error is temporary and names the last failure, even if
+//     that was a 5xx greeting.
 //   - TLS: opportunistic by default, without certificate verification
 //     (RFC 7435: MX certificates are often self-signed, expired or for
 //     another name, and unauthenticated encryption beats the plain text the
@@ -68,6 +75,7 @@ import (
 	"drover/mta/mtasts"
 	"drover/mta/resolve"
 	"drover/mta/smtpclient"
+	"drover/mta/smtperr"
 	"drover/queue"
 	"drover/queue/engine"
 	"drover/queue/shaping"
@@ -332,74 +340,54 @@ func (c *Courier) source(pool string, v4 bool) netip.Addr {
 	return fam[c.turn.Add(1)%uint64(len(fam))]
 }
 
-// Error is a failure to open a connection to a destination.
-type Error struct {
-	Dest   string // the destination
-	Remote string // the last host tried, "host[ip]:port"; "" if none was reached
-	Err    error  // the last failure
-	result queue.Result
-}
-
-func (e *Error) Error() string {
-	if e.Remote != "" {
-		return "courier: " + e.Dest + ": " + e.Remote + ": " + e.Err.Error()
+// openError is the failure to reach dest, named after the last failure
+// err (at remote, if a host was reached): the reply that refused the
+// session, else an enhanced code for the local failure. It is temporary,
+// but where err is dest's own lookup (destLookup) and DNS says dest takes
+// no mail; a lookup of one of dest's hosts that failed for good is only
+// 4.4.4, the destination's to fix.
+func (c *Courier) openError(dest, remote string, err error, destLookup bool) *smtperr.Error {
+	where := dest
+	if remote != "" {
+		where += ": " + remote
 	}
-	return "courier: " + e.Dest + ": " + e.Err.Error()
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// Permanent reports whether dest takes no mail at all (per DNS).
-func (e *Error) Permanent() bool { return e.result.Status == queue.Permanent }
-
-// Temporary reports whether a later attempt may succeed.
-func (e *Error) Temporary() bool { return !e.Permanent() }
-
-// Result is the outcome to record for every recipient of the destination:
-// Permanent or Temporary, with the SMTP reply that refused the session if
-// there was one, else an enhanced code for the local failure (5.1.2
-// NXDOMAIN, 5.1.10 null MX, 5.4.4 no route, 4.4.3 DNS failure, 4.4.1 no
-// answer, 4.7.5 TLS failure).
-func (e *Error) Result() queue.Result { return e.result }
-
-func (c *Courier) openError(dest, remote string, err error, permanent bool) *Error {
-	r := queue.Result{Status: queue.Temporary, Remote: remote, Text: err.Error()}
-	var se *smtpclient.Error
-	var re *resolve.Error
+	e := &smtperr.Error{Message: err.Error(), Remote: remote, Err: fmt.Errorf("courier: %s: %w", where, err)}
+	var reply *smtpclient.Error
+	lookup, isLookup := smtperr.As(err) // only resolve's errors are *smtperr.Error
 	switch {
-	case permanent:
-		r.Status = queue.Permanent
-		switch {
-		case errors.Is(err, resolve.ErrNullMX):
-			r.Enhanced = "5.1.10"
-		case errors.Is(err, resolve.ErrNoAddress):
-			r.Enhanced = "5.4.4"
-		default: // NXDOMAIN, invalid name
-			r.Enhanced = "5.1.2"
-		}
-	case errors.As(err, &se):
-		r.Code, r.Enhanced, r.Text = se.Code, se.Enhanced, se.Text
+	case errors.As(err, &reply):
+		e.Code, e.Enhanced, e.Message = reply.Code, reply.Enhanced, reply.Text
 	case errors.Is(err, smtpclient.ErrTLS):
-		r.Enhanced = "4.7.5"
-	case errors.As(err, &re) && re.Permanent():
-		r.Enhanced = "4.4.4" // MX hosts without addresses
-	case errors.As(err, &re):
-		r.Enhanced = "4.4.3"
+		e.Enhanced = "4.7.5"
+	case isLookup && lookup.Permanent && destLookup:
+		e.Enhanced, e.Permanent = lookup.Enhanced, true
+	case isLookup && lookup.Permanent:
+		e.Enhanced = "4.4.4" // MX hosts without addresses
+	case isLookup:
+		e.Enhanced = lookup.Enhanced // 4.4.3
 	default:
-		r.Enhanced = "4.4.1"
+		e.Enhanced = "4.4.1"
 	}
-	c.classify(&r, "CONN", "")
-	return &Error{Dest: dest, Remote: remote, Err: err, result: r}
+	e.Class, e.Reason = c.classOf("CONN", e.Code, e.Enhanced, e.Message, e.Remote, "")
+	return e
 }
 
 // classify fills the bounce class and reason of a failed result, a reply
 // to cmd ("CONN", "MAIL", "RCPT", "DATA"; "" for a local failure) about
 // rcpt.
 func (c *Courier) classify(r *queue.Result, cmd, rcpt string) {
-	if c.cfg.Classify != nil && r.Status != queue.Delivered {
-		host, _, _ := strings.Cut(r.Remote, "[")
-		r.Class, r.Reason = c.cfg.Classify(bounce.Reply{Command: cmd, Code: r.Code, Enhanced: r.Enhanced, Text: r.Text, RemoteMTA: host, Recipient: rcpt})
+	if r.Status != queue.Delivered {
+		r.Class, r.Reason = c.classOf(cmd, r.Code, r.Enhanced, r.Text, r.Remote, rcpt)
 	}
+}
+
+// classOf is Config.Classify of a failure ("", "" without a classifier).
+func (c *Courier) classOf(cmd string, code int, enhanced, text, remote, rcpt string) (class, reason string) {
+	if c.cfg.Classify == nil {
+		return "", ""
+	}
+	host, _, _ := strings.Cut(remote, "[")
+	return c.cfg.Classify(bounce.Reply{Command: cmd, Code: code, Enhanced: enhanced, Text: text, RemoteMTA: host, Recipient: rcpt})
 }
 
 // conn is one open session.

@@ -18,6 +18,7 @@ import (
 	"drover/bounce"
 	"drover/mta/resolve"
 	"drover/mta/resolve/dnstest"
+	"drover/mta/smtperr"
 	"drover/queue"
 	"drover/queue/engine"
 	"drover/queue/shaping"
@@ -386,27 +387,26 @@ func TestOpenErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		_, err := dial(t, c, tt.dest, shaping.Limits{})
-		var e *Error
-		if !errors.As(err, &e) {
+		e, ok := smtperr.As(err)
+		if !ok {
 			t.Fatalf("%s: error %v (%T)", tt.dest, err, err)
 		}
-		r := e.Result()
-		if e.Permanent() != tt.perm || e.Temporary() == tt.perm || r.Enhanced != tt.enhanced || r.Code != 0 || r.Remote != "" || !errors.Is(err, tt.cause) {
-			t.Errorf("%s: %v, result %+v", tt.dest, err, r)
+		if e.Permanent != tt.perm || e.Enhanced != tt.enhanced || e.Code != 0 || e.Remote != "" || !errors.Is(err, tt.cause) {
+			t.Errorf("%s: %v, error %+v", tt.dest, err, e)
 		}
-		if r.Class == "" || (r.Status == queue.Permanent) != tt.perm {
-			t.Errorf("%s: result %+v", tt.dest, r)
+		if e.Class == "" {
+			t.Errorf("%s: error %+v", tt.dest, e)
 		}
 	}
 
 	// The last failure is a refusing greeting: its reply is the result.
 	_, err := dial(t, c, "lastgreet.test", shaping.Limits{})
-	var e *Error
-	if !errors.As(err, &e) || e.Permanent() {
+	e, ok := smtperr.As(err)
+	if !ok || e.Permanent {
 		t.Fatalf("error %v", err)
 	}
-	if r := e.Result(); r.Code != 421 || r.Enhanced != "4.7.0" || !strings.HasPrefix(r.Remote, "busy.greet.test[127.0.0.4]:") || r.Status != queue.Temporary {
-		t.Errorf("result %+v", r)
+	if e.Code != 421 || e.Enhanced != "4.7.0" || !strings.HasPrefix(e.Remote, "busy.greet.test[127.0.0.4]:") {
+		t.Errorf("error %+v", e)
 	}
 	if !strings.Contains(err.Error(), "busy.greet.test") || !strings.Contains(err.Error(), "421") {
 		t.Errorf("error text %q", err)
@@ -414,13 +414,13 @@ func TestOpenErrors(t *testing.T) {
 
 	// Only a dead host: the connect failure.
 	_, err = dial(t, c, "dead.test", shaping.Limits{})
-	if !errors.As(err, &e) || e.Permanent() || e.Result().Enhanced != "4.4.1" {
+	if e, ok := smtperr.As(err); !ok || e.Permanent || e.Enhanced != "4.4.1" {
 		t.Errorf("dead host: %v", err)
 	}
 
 	// A wrong network: no usable address.
 	c6 := w.courier(t, func(cfg *Config) { cfg.Network = "ip6" })
-	if _, err := dial(t, c6, "ok.test", shaping.Limits{}); !errors.As(err, &e) || e.Permanent() || !strings.Contains(err.Error(), "no usable address") {
+	if _, err := dial(t, c6, "ok.test", shaping.Limits{}); !errors.As(err, &e) || e.Permanent || !strings.Contains(err.Error(), "no usable address") {
 		t.Errorf("ip6: %v", err)
 	}
 	bad := w.courier(t, func(cfg *Config) { cfg.Hostname = "" })

@@ -22,6 +22,7 @@ import (
 	"drover/mta/mtasts"
 	"drover/mta/resolve"
 	"drover/mta/resolve/dnstest"
+	"drover/mta/smtperr"
 	"drover/queue"
 	"drover/queue/shaping"
 )
@@ -149,8 +150,7 @@ testing.test.     300 IN MX 10 plain.sts.test.
 	// nothing; the failure is temporary.
 	for _, dest := range []string{"foreign.test", "notls.test"} {
 		err := deliver(dest)
-		var e *Error
-		if !errors.As(err, &e) || e.Permanent() {
+		if e, ok := smtperr.As(err); !ok || e.Permanent {
 			t.Errorf("%s: %v, want a temporary open error", dest, err)
 		}
 	}

@@ -2,7 +2,6 @@ package courier
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,7 +11,6 @@ import (
 
 	"drover/bounce"
 	"drover/mta/mtasts"
-	"drover/mta/resolve"
 	"drover/queue"
 	"drover/queue/engine"
 	"drover/queue/shaping"
@@ -47,16 +45,16 @@ var _ engine.Planner = (*Courier)(nil)
 // the site and for dest. Under the "mta-sts" TLS mode, the policy of an
 // unrouted destination is fetched (Config.MTASTS) and, in enforce mode,
 // hosts it does not name are left out. The addresses of the hosts are
-// resolved up to MaxAddresses usable ones. An error is an *Error: NXDOMAIN,
-// null MX and the like are permanent; no usable address is temporary.
+// resolved up to MaxAddresses usable ones. An error is an *smtperr.Error:
+// NXDOMAIN, null MX and the like are permanent; no usable address is
+// temporary.
 func (c *Courier) Plan(ctx context.Context, dest string) (*engine.Plan, error) {
 	if c.err != nil {
 		return nil, c.openError(dest, "", c.err, false)
 	}
 	hops, routed, err := c.hops(ctx, dest)
 	if err != nil {
-		var re *resolve.Error
-		return nil, c.openError(dest, "", err, errors.As(err, &re) && re.Permanent())
+		return nil, c.openError(dest, "", err, true)
 	}
 	p := &engine.Plan{Envelope: c.cfg.Envelope}
 	rt := &Route{Routed: routed}

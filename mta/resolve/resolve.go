@@ -11,9 +11,12 @@
 //     a server failure (SERVFAIL, REFUSED) or a timeout is temporary.
 //   - Addrs returns the IPv4 addresses of a host, then its IPv6 ones. One
 //     family failing temporarily does not hide the other.
-//   - Every error returned by MX and Addrs is an *Error, with Permanent and
-//     Temporary methods; errors.Is finds the sentinels ErrNoSuchDomain,
-//     ErrNullMX, ErrNoAddress, ErrServerFailure.
+//   - Every error returned by MX and Addrs is an *smtperr.Error, with the
+//     enhanced code a destination gets for it: permanent 5.1.2 (NXDOMAIN,
+//     invalid name), 5.1.10 (null MX), 5.4.4 (no address); temporary 4.4.3
+//     (server failure, timeout). errors.Is finds the sentinels
+//     ErrNoSuchDomain, ErrNullMX, ErrNoAddress, ErrInvalidName,
+//     ErrServerFailure.
 //   - The cache holds answers for their TTL (at most one day), negative
 //     answers (NXDOMAIN, no record of the type) for the TTL of the SOA in
 //     the answer (RFC 2308; not at all without one), and never temporary
@@ -41,6 +44,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/idna"
+
+	"drover/mta/smtperr"
 )
 
 // Config configures a Resolver.
@@ -141,50 +146,51 @@ var (
 	ErrServerFailure = errors.New("DNS server failure")                         // temporary: SERVFAIL, REFUSED, ...
 )
 
-// Error is a failed lookup.
-type Error struct {
-	Name string // the name looked up
-	Err  error  // one of the sentinels, or the failure of the query
-	perm bool
+// lookupError is a failed lookup of name, caused by cause. A permanent
+// one has the enhanced code a destination gets for it: 5.1.10 for a null
+// MX (RFC 7505), 5.4.4 (unable to route) for no address, 5.1.2 (bad
+// destination system address) otherwise; a temporary one 4.4.3
+// (directory server failure).
+func lookupError(name string, cause error, permanent bool) *smtperr.Error {
+	err := fmt.Errorf("resolve: %s: %w", name, cause)
+	e := &smtperr.Error{Enhanced: "4.4.3", Message: err.Error(), Permanent: permanent, Err: err}
+	switch {
+	case !permanent:
+	case errors.Is(cause, ErrNullMX):
+		e.Enhanced = "5.1.10"
+	case errors.Is(cause, ErrNoAddress):
+		e.Enhanced = "5.4.4"
+	default:
+		e.Enhanced = "5.1.2"
+	}
+	return e
 }
-
-func (e *Error) Error() string { return "resolve: " + e.Name + ": " + e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
-
-// Permanent reports whether the lookup will fail again: NXDOMAIN, null MX,
-// no address, an invalid name.
-func (e *Error) Permanent() bool { return e.perm }
-
-// Temporary reports whether the lookup may work later: timeouts, server
-// failures.
-func (e *Error) Temporary() bool { return !e.perm }
 
 // MX returns the mail exchangers of domain, most preferred first.
 func (r *Resolver) MX(ctx context.Context, domain string) ([]string, error) {
 	name, err := asciiDomain(domain)
 	if err != nil {
-		return nil, &Error{Name: domain, Err: err, perm: true}
+		return nil, lookupError(domain, err, true)
 	}
 	ans, err := r.lookup(ctx, name, dns.TypeMX)
 	if err != nil {
-		return nil, &Error{Name: name, Err: err}
+		return nil, lookupError(name, err, false)
 	}
 	if ans.nx {
-		return nil, &Error{Name: name, Err: ErrNoSuchDomain, perm: true}
+		return nil, lookupError(name, ErrNoSuchDomain, true)
 	}
 	mxs := make([]*dns.MX, 0, len(ans.rrs))
 	for _, rr := range ans.rrs {
 		mxs = append(mxs, rr.(*dns.MX))
 	}
 	if len(mxs) == 1 && mxs[0].Mx == "." {
-		return nil, &Error{Name: name, Err: ErrNullMX, perm: true}
+		return nil, lookupError(name, ErrNullMX, true)
 	}
 	if len(mxs) == 0 {
 		// RFC 5321 5.1: the domain itself is the implicit MX.
 		if _, err := r.Addrs(ctx, name); err != nil {
-			var e *Error
-			if errors.As(err, &e) && errors.Is(e.Err, ErrNoAddress) {
-				return nil, &Error{Name: name, Err: fmt.Errorf("no MX record, and %w", ErrNoAddress), perm: true}
+			if errors.Is(err, ErrNoAddress) {
+				return nil, lookupError(name, fmt.Errorf("no MX record, and %w", ErrNoAddress), true)
 			}
 			return nil, err
 		}
@@ -201,7 +207,7 @@ func (r *Resolver) MX(ctx context.Context, domain string) ([]string, error) {
 		}
 	}
 	if len(hosts) == 0 {
-		return nil, &Error{Name: name, Err: ErrNullMX, perm: true}
+		return nil, lookupError(name, ErrNullMX, true)
 	}
 	return hosts, nil
 }
@@ -214,7 +220,7 @@ func (r *Resolver) Addrs(ctx context.Context, host string) ([]netip.Addr, error)
 	}
 	name, err := asciiDomain(host)
 	if err != nil {
-		return nil, &Error{Name: host, Err: err, perm: true}
+		return nil, lookupError(host, err, true)
 	}
 	type result struct {
 		ans *answer
@@ -251,13 +257,13 @@ func (r *Resolver) Addrs(ctx context.Context, host string) ([]netip.Addr, error)
 	case len(addrs) > 0:
 		return addrs, nil
 	case err4 != nil:
-		return nil, &Error{Name: name, Err: err4}
+		return nil, lookupError(name, err4, false)
 	case err6 != nil:
-		return nil, &Error{Name: name, Err: err6}
+		return nil, lookupError(name, err6, false)
 	case ans4.nx || ans6.nx:
-		return nil, &Error{Name: name, Err: ErrNoSuchDomain, perm: true}
+		return nil, lookupError(name, ErrNoSuchDomain, true)
 	}
-	return nil, &Error{Name: name, Err: ErrNoAddress, perm: true}
+	return nil, lookupError(name, ErrNoAddress, true)
 }
 
 // lookup answers one question from the cache, or by a query shared with

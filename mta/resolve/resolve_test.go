@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"drover/mta/resolve/dnstest"
+	"drover/mta/smtperr"
 
 	"github.com/miekg/dns"
 )
@@ -110,11 +111,23 @@ func TestMXErrors(t *testing.T) {
 			}
 			continue
 		}
-		var e *Error
-		if !errors.As(err, &e) || !errors.Is(err, tt.err) || e.Permanent() != tt.perm || e.Temporary() == tt.perm {
+		e, ok := smtperr.As(err)
+		if !ok || !errors.Is(err, tt.err) || e.Permanent != tt.perm {
 			t.Errorf("%s: %v (%T); want %v, permanent %v", tt.domain, err, err, tt.err, tt.perm)
 		}
+		if want := enhanced[tt.err]; ok && e.Enhanced != want {
+			t.Errorf("%s: enhanced code %q, want %q", tt.domain, e.Enhanced, want)
+		}
 	}
+}
+
+// enhanced is the enhanced code of the failure each cause makes.
+var enhanced = map[error]string{
+	ErrNoAddress:     "5.4.4",
+	ErrNullMX:        "5.1.10",
+	ErrNoSuchDomain:  "5.1.2",
+	ErrInvalidName:   "5.1.2",
+	ErrServerFailure: "4.4.3",
 }
 
 func TestTimeout(t *testing.T) {
@@ -122,8 +135,7 @@ func TestTimeout(t *testing.T) {
 	srv.Drop("slow.example.test")
 	start := time.Now()
 	_, err := r.MX(t.Context(), "slow.example.test")
-	var e *Error
-	if !errors.As(err, &e) || !e.Temporary() {
+	if e, ok := smtperr.As(err); !ok || e.Permanent {
 		t.Fatalf("error %v", err)
 	}
 	// Two attempts of 200ms.

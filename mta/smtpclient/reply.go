@@ -32,7 +32,10 @@ func (r Reply) String() string {
 }
 
 // Error is an SMTP reply that made Dial, Reset or Quit fail, or that ended
-// the session (421) during Send.
+// the session (421) during Send. It reports what the server said and to
+// which command; what that means for a delivery (permanent or not, the
+// enhanced code to record) is for the caller to decide: the courier turns
+// it into an *smtperr.Error.
 type Error struct {
 	Command string // "greeting", "EHLO", "HELO", "STARTTLS", "MAIL", "RCPT", "DATA", "RSET", "QUIT"
 	Reply
@@ -41,12 +44,6 @@ type Error struct {
 func (e *Error) Error() string {
 	return "smtpclient: " + e.Command + ": " + e.Reply.String()
 }
-
-// Permanent reports whether the reply was a 5xx reply.
-func (e *Error) Permanent() bool { return e.Code >= 500 && e.Code <= 599 }
-
-// Temporary reports whether the failure may go away: anything but a 5xx.
-func (e *Error) Temporary() bool { return !e.Permanent() }
 
 var (
 	// ErrProtocol marks a server that broke the SMTP protocol (malformed or

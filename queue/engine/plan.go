@@ -36,8 +36,8 @@ type Plan struct {
 type Planner interface {
 	// Plan resolves dest (a lower-cased domain) into its plan. It may
 	// block on DNS until ctx ends. An error fails the connection attempt
-	// as a Courier.Open error would (its Result() or Permanent() method
-	// says how); the destination keeps the plan it had.
+	// as a Courier.Open error would; the destination keeps the plan it
+	// had.
 	Plan(ctx context.Context, dest string) (*Plan, error)
 	// Refresh returns p with its site and limits recomputed under the
 	// configuration in force, without DNS (after a reload).
@@ -59,11 +59,12 @@ type Envelope interface {
 // Courier opens connections; it must be safe for concurrent use.
 type Courier interface {
 	// Open connects to the mail servers of dest as plan says, from the
-	// source pool pool. An error with a Result() queue.Result method gives
-	// the result to record for the recipients (SMTP reply included; the
-	// reply is also matched against the adaptive rules); without one, an
-	// error is temporary unless its Permanent() method says otherwise. A
-	// permanent error fails every recipient waiting for dest.
+	// source pool pool. An error that is or wraps an *smtperr.Error gives
+	// the result to record for the recipients: its reply and enhanced
+	// code (also matched against the adaptive rules), Message as the
+	// text, Remote, Class and Reason; any other error is temporary, its
+	// text the result's. A permanent error fails every recipient waiting
+	// for dest.
 	Open(ctx context.Context, dest string, plan *Plan, pool string) (Conn, error)
 }
 

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"drover/mta/smtperr"
 	"drover/queue"
 )
 
@@ -544,27 +544,16 @@ func (e *Engine) closeConn(d *dest, w *worker, keepSlot bool) {
 	e.mu.Unlock()
 }
 
-// errResult is the result of a Courier or Planner error: the one it
-// carries (a Result() queue.Result method), else its text, temporary
-// unless the error says it is permanent.
+// errResult is the result of a Courier or Planner error, for every
+// recipient it fails: the *smtperr.Error it is or wraps (reply, enhanced
+// code, text, remote host, and the bounce class and reason its maker
+// classified it with), else its text; temporary unless the error proves
+// it permanent (smtperr.From).
 func errResult(err error) queue.Result {
-	var r interface{ Result() queue.Result }
-	if errors.As(err, &r) {
-		res := r.Result()
-		if res.Status == queue.Delivered {
-			res.Status = queue.Temporary
-		}
-		if res.Text == "" {
-			res.Text = oneLine(err.Error())
-		}
-		return res
-	}
-	res := queue.Result{Status: queue.Temporary, Text: oneLine(err.Error())}
-	var p interface{ Permanent() bool }
-	if errors.As(err, &p) && p.Permanent() {
+	e := smtperr.From(err)
+	res := queue.Result{Status: queue.Temporary, Code: e.Code, Enhanced: e.Enhanced, Text: e.Message, Remote: e.Remote, Class: e.Class, Reason: e.Reason}
+	if e.Permanent {
 		res.Status = queue.Permanent
 	}
 	return res
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
