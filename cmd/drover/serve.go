@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -193,8 +192,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		txt = mtasts.DNSLookup(cfg.Delivery.Resolver, 5*time.Second)
 	}
 	sts := mtasts.New(mtasts.Config{TXT: txt, Logger: log})
-	var shaper liveShaper
-	shaper.Store(st.shaper)
+	shaper := shaping.NewCurrent(st.shaper)
 	cour := courier.New(courier.Config{
 		Hostname:       cfg.Hostname,
 		Resolver:       resolver,
@@ -207,7 +205,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			c := st.classifier.Classify(r)
 			return c.Class, c.Reason
 		},
-		Shaping:  shaper.Load,
+		Shaping:  shaper,
 		Envelope: senderEnvelope(cfg, verp, st.bounceDomains),
 		Pools:    st.pools,
 		MTASTS:   sts,
@@ -233,7 +231,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		return fmt.Errorf("open spool: %w", err)
 	}
 	dsn.Queue = spool
-	eng, err = engine.New(engine.Config{Spool: spool, Planner: cour, Courier: cour, Rules: &shaper, Logger: log})
+	eng, err = engine.New(engine.Config{Spool: spool, Planner: cour, Courier: cour, Rules: shaper, Logger: log})
 	if err != nil {
 		spool.Close(context.Background())
 		return err
@@ -369,14 +367,6 @@ wait:
 	}
 	log.Info("drover stopped")
 	return errors.Join(errs...)
-}
-
-// liveShaper holds the shaping in force; a reload swaps it.
-type liveShaper struct{ atomic.Pointer[shaping.Shaper] }
-
-// Match implements engine.RuleMatcher.
-func (l *liveShaper) Match(code int, enhanced, text string) *shaping.Rule {
-	return l.Load().Match(code, enhanced, text)
 }
 
 func listeners(cfg *configs.Config) []mta.Listener {

@@ -130,10 +130,10 @@ type Config struct {
 	MTASTS *mtasts.Cache
 	// STSRoots verifies certificates for MTA-STS (nil: the system roots).
 	STSRoots *x509.CertPool
-	// Shaping gives the shaping in force (sites and limits), for the
+	// Shaping holds the shaping in force (sites and limits), for the
 	// Planner; nil means the built-in limits, every domain a site of its
 	// own.
-	Shaping func() *shaping.Shaper
+	Shaping *shaping.Current
 	// Envelope is handed to the engine in every plan (return paths, source
 	// pools per sender); nil: the message's return path, the shaping's pool.
 	Envelope engine.Envelope

@@ -269,7 +269,7 @@ func dial(t *testing.T, c *Courier, dest string, lim shaping.Limits) (engine.Con
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.cfg.Shaping = func() *shaping.Shaper { return sh }
+		c.cfg.Shaping = shaping.NewCurrent(sh)
 	}
 	p, err := c.Plan(t.Context(), dest)
 	if err != nil {

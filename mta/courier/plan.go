@@ -124,7 +124,7 @@ func (c *Courier) Refresh(dest string, p *engine.Plan) *engine.Plan {
 func (c *Courier) shape(dest string, p *engine.Plan) {
 	var sh *shaping.Shaper
 	if c.cfg.Shaping != nil {
-		sh = c.cfg.Shaping()
+		sh = c.cfg.Shaping.Load()
 	}
 	routed := false
 	if rt, ok := p.Route.(*Route); ok {

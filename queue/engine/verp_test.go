@@ -169,7 +169,7 @@ func transactionsUnderRate(t *testing.T, verp bool) {
 	discard := slog.New(slog.DiscardHandler)
 	cour := courier.New(courier.Config{
 		Hostname: "out.test", Routes: routes, Dial: mx.dial, Logger: discard,
-		Shaping: func() *shaping.Shaper { return sh }, Envelope: env,
+		Shaping: shaping.NewCurrent(sh), Envelope: env,
 	})
 	done := make(chan queue.Event, shopRcpts+otherRcpts)
 	spool, err := queue.Open(queue.Options{Dir: t.TempDir(), NoSync: true, Logger: discard, OnEvent: func(ev queue.Event) {
@@ -286,7 +286,7 @@ func benchDelivery(b *testing.B, verp bool) {
 	}
 	discard := slog.New(slog.DiscardHandler)
 	cour := courier.New(courier.Config{Hostname: "out.test", Routes: routes, Dial: mx.dial, Logger: discard,
-		Shaping: func() *shaping.Shaper { return sh }, Envelope: env})
+		Shaping: shaping.NewCurrent(sh), Envelope: env})
 	done := make(chan struct{}, 1024)
 	spool, err := queue.Open(queue.Options{Dir: b.TempDir(), NoSync: true, Logger: discard, OnEvent: func(ev queue.Event) {
 		if ev.Kind == queue.EventDelivered {

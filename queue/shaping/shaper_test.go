@@ -354,3 +354,23 @@ func TestOperatorRulesOverShipped(t *testing.T) {
 		t.Error("{name: no-such-rule, action: none}: no error")
 	}
 }
+
+// Current swaps the Shaper in force; Match follows it.
+func TestCurrent(t *testing.T) {
+	a, err := New(Config{Rules: []Rule{{Name: "a", Pattern: "busy", Action: ActionSlow, Factor: 0.5, Duration: time.Minute}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewCurrent(a)
+	if r := c.Match(421, "", "too busy"); r == nil || r.Name != "a" {
+		t.Fatalf("Match = %v, want rule a", r)
+	}
+	c.Store(b)
+	if c.Load() != b || c.Match(421, "", "too busy") != nil {
+		t.Error("Store did not put the new shaping in force")
+	}
+}
