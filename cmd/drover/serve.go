@@ -161,14 +161,14 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		return err
 	}
 
-	mailLog, err := openMailLog(cfg)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mailLog, err := openMailLog(cfg, reg, log)
 	if err != nil {
 		return err
 	}
 	defer mailLog.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var spool *queue.Spool
 	metrics := mta.NewMetrics(reg, func() queue.Stats { return spool.Stats() }, func() []queue.SiteStatus { return spool.Sites() })
 	emit := func(ev queue.Event) {
