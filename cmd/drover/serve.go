@@ -306,6 +306,9 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		ln, err := net.Listen("tcp", cfg.HTTP.Address)
 		if err != nil {
 			sub.Close()
+			if inbound != nil {
+				inbound.Close()
+			}
 			spool.Close(context.Background())
 			return fmt.Errorf("http listen: %w", err)
 		}
