@@ -301,6 +301,9 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		return err
 	}
 
+	// draining is set when shutdown begins: /healthz answers 503 while
+	// the listeners drain.
+	var draining atomic.Bool
 	var httpSrv *http.Server
 	if cfg.HTTP.Address != "" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Address)
@@ -313,7 +316,8 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			return fmt.Errorf("http listen: %w", err)
 		}
 		httpSrv = &http.Server{
-			Handler:           httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: spool, AdminToken: cfg.HTTP.AdminToken, Reload: reload}),
+			Handler: httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: spool, AdminToken: cfg.HTTP.AdminToken, Reload: reload,
+				Checks: healthChecks(spool, sub, inbound), Draining: draining.Load}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		go httpSrv.Serve(ln)
@@ -338,6 +342,7 @@ wait:
 		}
 	}
 	signal.Stop(sig)
+	draining.Store(true)
 
 	// Stop taking mail, let messages being received reach the spool, stop
 	// delivery, close Pebble; then the HTTP listener.
@@ -358,6 +363,20 @@ wait:
 	}
 	log.Info("drover stopped")
 	return errors.Join(errs...)
+}
+
+// healthChecks are what /healthz reports on: the spool takes synced
+// writes (asked at most once a second: each probe is an fsync) and the
+// SMTP listeners accept connections. inbound may be nil.
+func healthChecks(spool *queue.Spool, sub *mta.Submission, inbound *mta.Inbound) []httpapi.Check {
+	checks := []httpapi.Check{
+		{Name: "spool", Run: spool.Check, Cache: time.Second},
+		{Name: "smtp_submission", Run: sub.Healthy},
+	}
+	if inbound != nil {
+		checks = append(checks, httpapi.Check{Name: "smtp_inbound", Run: inbound.Healthy})
+	}
+	return checks
 }
 
 // checkPools makes sure every pool the shaping names is configured.
