@@ -470,7 +470,10 @@ func verpReturnPath(verp bounce.VERP, domains map[string]string) func(*queue.Mes
 	}
 }
 
-// loadVERPKey reads the VERP HMAC key, making one on first start.
+// loadVERPKey reads the VERP HMAC key, making one on first start. The new
+// key is written atomically (mode 0600): a crash cannot leave a short or
+// empty key file behind, which would refuse the next start or change the
+// key that tokens already sent were made with.
 func loadVERPKey(cfg *configs.Config) (bounce.VERP, error) {
 	path := cfg.Bounces.VERPKeyFile
 	if path == "" {
@@ -480,7 +483,7 @@ func loadVERPKey(cfg *configs.Config) (bounce.VERP, error) {
 	if errors.Is(err, os.ErrNotExist) && cfg.Bounces.VERPKeyFile == "" {
 		key = make([]byte, 32)
 		rand.Read(key)
-		err = os.WriteFile(path, key, 0o600)
+		err = writeFileAtomic(path, key, 0o600)
 	}
 	if err != nil {
 		return bounce.VERP{}, fmt.Errorf("verp key: %w", err)
