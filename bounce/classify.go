@@ -13,7 +13,7 @@ import (
 // report, auto-reply or delivery notification, or on one SMTP reply.
 type Classification struct {
 	// Recipient is the failed (or reporting) recipient address; empty
-	// for ClassifyReply.
+	// for Classify.
 	Recipient string `json:"recipient"`
 	// Status is the RFC 3463 enhanced status code; where the failure
 	// carried none it is made up from the reason as "5.0.9NN" / "4.0.9NN"
@@ -103,24 +103,6 @@ func NewClassifier(extra []Rule) *Classifier {
 
 var defaultClassifier = sync.OnceValue(func() *Classifier { return NewClassifier(nil) })
 
-// ClassifyReply classifies an SMTP reply received during delivery with
-// the embedded rules. See Classifier.ClassifyReply.
-func ClassifyReply(code int, enhanced, text string) Classification {
-	return defaultClassifier().ClassifyReply(code, enhanced, text)
-}
-
-// ClassifyCommandReply classifies an SMTP reply to a known command with
-// the embedded rules. See Classifier.ClassifyCommandReply.
-func ClassifyCommandReply(command string, code int, enhanced, text string) Classification {
-	return defaultClassifier().ClassifyCommandReply(command, code, enhanced, text)
-}
-
-// Classify classifies a reply received during delivery with the
-// embedded rules. See Classifier.Classify.
-func Classify(r Reply) Classification {
-	return defaultClassifier().Classify(r)
-}
-
 // ParseMessage parses a bounce with the embedded rules. See
 // Classifier.ParseMessage.
 func ParseMessage(raw []byte) ([]Classification, error) {
@@ -142,25 +124,11 @@ type Reply struct {
 	Recipient string
 }
 
-// ClassifyReply classifies a failed SMTP reply to a recipient: code is
-// the reply code (550), enhanced the enhanced status code when the
-// server gave one ("5.1.1", else ""), text the rest of the reply. The
-// reply is taken as the answer to RCPT TO, where recipients fail one by
-// one; use Classify for replies to other commands. The status is taken
-// from text when enhanced is empty, and made up from the reason when the
-// reply has none. A 2xx code gives reason "delivered".
-func (c *Classifier) ClassifyReply(code int, enhanced, text string) Classification {
-	return c.Classify(Reply{Code: code, Enhanced: enhanced, Text: text})
-}
-
-// ClassifyCommandReply is ClassifyReply for a reply to command.
-func (c *Classifier) ClassifyCommandReply(command string, code int, enhanced, text string) Classification {
-	return c.Classify(Reply{Command: command, Code: code, Enhanced: enhanced, Text: text})
-}
-
 // Classify classifies a reply received during delivery. The command
 // decides between readings of the same words: a "user unknown" after
-// DATA is a content filter, after RCPT a missing mailbox.
+// DATA is a content filter, after RCPT a missing mailbox. The status is
+// taken from the text when Enhanced is empty, and made up from the
+// reason when the reply has none. A 2xx code gives reason "delivered".
 func (c *Classifier) Classify(rp Reply) Classification {
 	rc := ""
 	if rp.Code >= 200 && rp.Code <= 599 {

@@ -149,7 +149,7 @@ func TestNotABounce(t *testing.T) {
 }
 
 func TestJSONLine(t *testing.T) {
-	c := ClassifyReply(550, "5.1.1", "<a@example.org>: User unknown")
+	c := NewClassifier(nil).Classify(Reply{Code: 550, Enhanced: "5.1.1", Text: "<a@example.org>: User unknown"})
 	c.Recipient = "a@example.org"
 	line := string(c.JSON())
 	for _, want := range []string{`"recipient":"a@example.org"`, `"status":"5.1.1"`, `"replycode":"550"`,

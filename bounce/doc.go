@@ -49,11 +49,10 @@
 // says "mailbox" does not beat a text that says "relaying denied", ...).
 // Admins add rules (Rule: a pattern, a status prefix, a host, a reason)
 // in the config; NewClassifier tries them before the embedded table
-// (CheckRules validates them). Classify (and its short forms
-// ClassifyReply and ClassifyCommandReply) runs the same rules on a reply
-// received during delivery; the command it answered matters ("user
-// unknown" after DATA is a filter), and the remote host selects the
-// provider rules.
+// (CheckRules validates them). Classifier.Classify runs the same rules
+// on a reply received during delivery; the command it answered matters
+// ("user unknown" after DATA is a filter), and the remote host selects
+// the provider rules.
 //
 // # Parsing
 //

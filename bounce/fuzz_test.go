@@ -65,8 +65,9 @@ func FuzzParseDSN(f *testing.F) {
 func FuzzReply(f *testing.F) {
 	f.Add("RCPT", 550, "5.1.1", "User unknown", "mx.example.org")
 	f.Add("DATA", 451, "", "550-5.7.1 a\n550 5.7.1 b", "")
+	cl := NewClassifier(nil)
 	f.Fuzz(func(t *testing.T, cmd string, code int, enh, text, host string) {
-		c := Classify(Reply{Command: cmd, Code: code, Enhanced: enh, Text: text, RemoteMTA: host})
+		c := cl.Classify(Reply{Command: cmd, Code: code, Enhanced: enh, Text: text, RemoteMTA: host})
 		if !isReason(c.Reason) {
 			t.Fatalf("reason %q", c.Reason)
 		}

@@ -28,7 +28,7 @@ func TestEveryPhraseIsReachable(t *testing.T) {
 		}
 		for _, p := range c.rs.phrasesOf[i] {
 			text := "550 " + strings.Join(p.frags, " x ")
-			if got := c.ClassifyCommandReply(cmd, 550, "", text); got.Reason != name {
+			if got := c.Classify(Reply{Command: cmd, Code: 550, Text: text}); got.Reason != name {
 				t.Errorf("%s reply %q: reason %s, want %s", cmd, text, got.Reason, name)
 			}
 		}
@@ -48,7 +48,7 @@ func TestStatusCodes(t *testing.T) {
 		if cmd == "" {
 			cmd = "RCPT"
 		}
-		got := c.ClassifyCommandReply(cmd, 550, full, "550 "+full+" go away please")
+		got := c.Classify(Reply{Command: cmd, Code: 550, Enhanced: full, Text: "550 " + full + " go away please"})
 		if got.Reason != want && !(want == "blocked" || got.Reason == "blocked") {
 			t.Errorf("status %s: reason %s, want %s", full, got.Reason, want)
 		}
@@ -131,8 +131,9 @@ func TestReplies(t *testing.T) {
 		{"RCPT", 550, "", "", "undefined", "soft", "5.0.900"},
 		{"RCPT", 550, "", "computer says no", "onhold", "soft", "5.0.901"},
 	}
+	c := NewClassifier(nil)
 	for _, tt := range tests {
-		got := ClassifyCommandReply(tt.cmd, tt.code, tt.enhanced, tt.text)
+		got := c.Classify(Reply{Command: tt.cmd, Code: tt.code, Enhanced: tt.enhanced, Text: tt.text})
 		if got.Reason != tt.reason || got.Class != tt.class || got.Status != tt.status {
 			t.Errorf("%s %d %s %q: got %s/%s/%s, want %s/%s/%s", tt.cmd, tt.code, tt.enhanced, tt.text,
 				got.Reason, got.Class, got.Status, tt.reason, tt.class, tt.status)
@@ -143,10 +144,10 @@ func TestReplies(t *testing.T) {
 	}
 }
 
-// TestClassifyReplyIsRCPT: the short form reads a reply as the answer
-// to RCPT TO.
-func TestClassifyReplyIsRCPT(t *testing.T) {
-	got := ClassifyReply(550, "", "User unknown")
+// TestNoCommandIsRCPT: a reply without its command is read as the
+// answer to RCPT TO.
+func TestNoCommandIsRCPT(t *testing.T) {
+	got := NewClassifier(nil).Classify(Reply{Code: 550, Text: "User unknown"})
 	if got.Reason != "userunknown" || got.Command != "RCPT" || got.ReplyCode != "550" {
 		t.Fatalf("got %+v", got)
 	}
@@ -156,13 +157,14 @@ func TestClassifyReplyIsRCPT(t *testing.T) {
 // recipients' domain.
 func TestProviderByHost(t *testing.T) {
 	text := "550 : User unknown"
-	if got := Classify(Reply{Code: 550, Text: text, Recipient: "x@ezweb.ne.jp"}); got.Reason != "filtered" {
+	c := NewClassifier(nil)
+	if got := c.Classify(Reply{Code: 550, Text: text, Recipient: "x@ezweb.ne.jp"}); got.Reason != "filtered" {
 		t.Errorf("au recipient: %s, want filtered", got.Reason)
 	}
-	if got := Classify(Reply{Code: 550, Text: text, RemoteMTA: "lsean.ezweb.ne.jp"}); got.Reason != "filtered" {
+	if got := c.Classify(Reply{Code: 550, Text: text, RemoteMTA: "lsean.ezweb.ne.jp"}); got.Reason != "filtered" {
 		t.Errorf("au host: %s, want filtered", got.Reason)
 	}
-	if got := Classify(Reply{Code: 550, Text: text, RemoteMTA: "mx.example.org", Recipient: "x@example.org"}); got.Reason != "userunknown" {
+	if got := c.Classify(Reply{Code: 550, Text: text, RemoteMTA: "mx.example.org", Recipient: "x@example.org"}); got.Reason != "userunknown" {
 		t.Errorf("other host: %s, want userunknown", got.Reason)
 	}
 }
@@ -181,7 +183,7 @@ func TestAdminRules(t *testing.T) {
 		{Pattern: `user unknown`, Status: "5.1.", Host: "example.net", Reason: "suspend"},
 		{Pattern: "(", Reason: "blocked"}, // invalid: left out
 	})
-	if got := c.ClassifyReply(550, "5.1.1", "our custom wording 42, user unknown"); got.Reason != "mailboxfull" {
+	if got := c.Classify(Reply{Code: 550, Enhanced: "5.1.1", Text: "our custom wording 42, user unknown"}); got.Reason != "mailboxfull" {
 		t.Errorf("custom rule: %s", got.Reason)
 	}
 	if got := c.Classify(Reply{Code: 550, Enhanced: "5.1.1", Text: "User unknown", RemoteMTA: "mx.example.net"}); got.Reason != "suspend" {
@@ -272,7 +274,7 @@ func TestCategories(t *testing.T) {
 			t.Errorf("PowerMTA category %s is never given", n)
 		}
 	}
-	if got := ClassifyCommandReply("CONN", 421, "4.4.2", "connect to mx.example.org[192.0.2.1]:25: Connection timed out"); got.Category != "no-answer-from-host" {
+	if got := NewClassifier(nil).Classify(Reply{Command: "CONN", Code: 421, Enhanced: "4.4.2", Text: "connect to mx.example.org[192.0.2.1]:25: Connection timed out"}); got.Category != "no-answer-from-host" {
 		t.Errorf("timeout: category %s (%s)", got.Category, got.Reason)
 	}
 }

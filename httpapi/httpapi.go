@@ -3,6 +3,15 @@
 // is a surface over several packages (queue today; policy and reputation
 // pages later) and belongs to none of them.
 //
+// /healthz runs the configured checks (Config.Checks) and answers, to
+// anyone, 200 with {"status":"ok","checks":{"spool":"ok",...}}, or 503
+// with "status":"fail" and each failing check's error in place of its
+// "ok". While the server drains for shutdown it answers 503 with
+// "status":"draining" and "checks":{"draining":"draining",...}, so that
+// a load balancer stops sending mail before the listeners close. A check
+// with a Cache duration is run at most once per that duration, however
+// often /healthz is asked.
+//
 // The admin API requires "Authorization: Bearer <token>" when a token is
 // configured; without one it answers only clients on a loopback address.
 //
@@ -35,6 +44,7 @@ import (
 	"net/http/pprof"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,23 +72,88 @@ type Config struct {
 	AdminToken string
 	// Reload re-reads the configuration; nil = not offered.
 	Reload func() error
-	// Healthy reports whether the server is serving; nil = always.
-	Healthy func() error
+	// Checks are what /healthz reports on; none: it answers ok.
+	Checks []Check
+	// Draining reports that shutdown has begun; nil = never.
+	Draining func() bool
+	// Now is the clock of cached checks (default time.Now).
+	Now func() time.Time
+}
+
+// Check is one part of /healthz.
+type Check struct {
+	// Name is the check's key in the report, in snake_case: "spool".
+	Name string
+	// Run returns nil when healthy, else what is wrong.
+	Run func() error
+	// Cache reuses Run's answer for this long (0: run on every request),
+	// for a check that costs a disk sync or a round trip. Concurrent
+	// requests wait for one run rather than starting their own.
+	Cache time.Duration
+}
+
+// cachedCheck is a Check with its last answer.
+type cachedCheck struct {
+	Check
+	mu  sync.Mutex
+	ran bool
+	at  time.Time // when the last run ended
+	err error
+}
+
+func (c *cachedCheck) run(now func() time.Time) error {
+	if c.Cache <= 0 {
+		return c.Run()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ran && now().Sub(c.at) < c.Cache {
+		return c.err
+	}
+	c.err = c.Run()
+	c.ran, c.at = true, now()
+	return c.err
+}
+
+// healthz answers /healthz from checks.
+func healthz(cfg Config) http.HandlerFunc {
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	checks := make([]*cachedCheck, len(cfg.Checks))
+	for i, c := range cfg.Checks {
+		checks[i] = &cachedCheck{Check: c}
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		status, code := "ok", http.StatusOK
+		report := map[string]string{}
+		for _, c := range checks {
+			report[c.Name] = "ok"
+			if err := c.run(now); err != nil {
+				report[c.Name] = err.Error()
+				status, code = "fail", http.StatusServiceUnavailable
+			}
+		}
+		if cfg.Draining != nil {
+			report["draining"] = "ok"
+			if cfg.Draining() {
+				report["draining"] = "draining"
+				status, code = "draining", http.StatusServiceUnavailable
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(map[string]any{"status": status, "checks": report})
+	}
 }
 
 // Handler returns the HTTP handler of the listener.
 func Handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if cfg.Healthy != nil {
-			if err := cfg.Healthy(); err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-		}
-		w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", healthz(cfg))
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /v1/queue", func(w http.ResponseWriter, r *http.Request) {
 		by := r.URL.Query().Get("by")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -46,6 +47,9 @@ type Inbound struct {
 	fbl      map[string]bool
 	srv      *smtp.Server
 	sessions sessions
+	loop     atomic.Pointer[serveLoop] // set by Start
+	// listen opens the listener; tests replace it to make it fail.
+	listen func(network, address string) (net.Listener, error)
 }
 
 // NewInbound returns a listener ready to Start.
@@ -59,7 +63,7 @@ func NewInbound(cfg InboundConfig) *Inbound {
 	if cfg.Classifier == nil {
 		cfg.Classifier = bounce.NewClassifier(nil)
 	}
-	in := &Inbound{cfg: cfg, domains: map[string]bool{}, fbl: map[string]bool{}}
+	in := &Inbound{cfg: cfg, domains: map[string]bool{}, fbl: map[string]bool{}, listen: net.Listen}
 	for _, d := range cfg.BounceDomains {
 		d = strings.ToLower(d)
 		in.domains[d] = true
@@ -73,7 +77,7 @@ func NewInbound(cfg InboundConfig) *Inbound {
 
 // Start listens and serves in the background; it returns the bound address.
 func (in *Inbound) Start() (net.Addr, error) {
-	ln, err := net.Listen("tcp", in.cfg.Address)
+	ln, err := in.listen("tcp", in.cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("inbound listen %s: %w", in.cfg.Address, err)
 	}
@@ -87,12 +91,30 @@ func (in *Inbound) Start() (net.Addr, error) {
 	in.srv.ReadTimeout = 5 * time.Minute
 	in.srv.WriteTimeout = time.Minute
 	in.srv.ErrorLog = slogAdapter{in.cfg.Logger}
-	go func() {
-		if err := in.srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
-			in.cfg.Logger.Error("inbound listener stopped", "err", err)
-		}
-	}()
+	in.loop.Store(serve(in.srv, ln, func(err error) {
+		in.cfg.Logger.Error("inbound listener stopped", "addr", in.cfg.Address, "err", err)
+	}))
 	return ln.Addr(), nil
+}
+
+// Healthy is nil while the listener accepts connections; it fails before
+// Start, once the listener stopped or was closed, and once Shutdown has
+// begun.
+func (in *Inbound) Healthy() error {
+	l := in.loop.Load()
+	if l == nil {
+		return errNotStarted
+	}
+	return listenersHealthy(&in.sessions, []*serveLoop{l})
+}
+
+// Close closes the listener and every session at once (instead of
+// Shutdown, not after it). It does nothing before Start.
+func (in *Inbound) Close() {
+	if in.srv != nil {
+		in.srv.Close()
+		in.loop.Load().stop()
+	}
 }
 
 // Shutdown stops the listener, lets reports being received get their
@@ -101,7 +123,9 @@ func (in *Inbound) Shutdown(ctx context.Context) error {
 	if in.srv == nil {
 		return nil
 	}
-	return in.sessions.shutdown(ctx, in.srv)
+	err := in.sessions.shutdown(ctx, in.srv)
+	in.loop.Load().stop()
+	return err
 }
 
 // origin is what a recipient address of the inbound listener tells about

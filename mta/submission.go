@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/mail"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -88,9 +89,12 @@ type Submission struct {
 	byLogin  map[string]*Sender
 	servers  []*smtp.Server
 	sessions sessions
+	loops    atomic.Pointer[[]*serveLoop] // set by Start
 	// isLoopback decides whether an address is local; tests replace it to
 	// play a client from the network.
 	isLoopback func(net.Addr) bool
+	// listen opens a listener; tests replace it to make one fail.
+	listen func(network, address string) (net.Listener, error)
 }
 
 // NewSubmission checks cfg and returns a server ready to Start.
@@ -101,7 +105,7 @@ func NewSubmission(cfg SubmissionConfig) (*Submission, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Submission{cfg: cfg, byName: map[string]*Sender{}, byLogin: map[string]*Sender{}, isLoopback: isLoopbackAddr}
+	s := &Submission{cfg: cfg, byName: map[string]*Sender{}, byLogin: map[string]*Sender{}, isLoopback: isLoopbackAddr, listen: net.Listen}
 	for _, snd := range cfg.Senders {
 		s.byName[snd.Name] = snd
 		if snd.Login != "" {
@@ -123,9 +127,11 @@ func NewSubmission(cfg SubmissionConfig) (*Submission, error) {
 // bound addresses, in listener order (useful with port 0).
 func (s *Submission) Start() ([]net.Addr, error) {
 	var addrs []net.Addr
+	var loops []*serveLoop
 	for _, l := range s.cfg.Listeners {
-		ln, err := net.Listen("tcp", l.Address)
+		ln, err := s.listen("tcp", l.Address)
 		if err != nil {
+			s.loops.Store(&loops)
 			s.Close()
 			return nil, fmt.Errorf("listen %s: %w", l.Address, err)
 		}
@@ -151,20 +157,32 @@ func (s *Submission) Start() ([]net.Addr, error) {
 		srv.AllowInsecureAuth = s.isLoopback(ln.Addr())
 		s.servers = append(s.servers, srv)
 		addrs = append(addrs, ln.Addr())
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
-				s.cfg.Logger.Error("smtp listener stopped", "addr", l.Address, "err", err)
-			}
-		}()
+		loops = append(loops, serve(srv, ln, func(err error) {
+			s.cfg.Logger.Error("smtp listener stopped", "addr", l.Address, "err", err)
+		}))
 	}
+	s.loops.Store(&loops)
 	return addrs, nil
+}
+
+// Healthy is nil while every listener accepts connections; it names the
+// first one that stopped, and fails before Start and once Shutdown has
+// begun.
+func (s *Submission) Healthy() error {
+	loops := s.loops.Load()
+	if loops == nil {
+		return errNotStarted
+	}
+	return listenersHealthy(&s.sessions, *loops)
 }
 
 // Shutdown stops accepting connections and new transactions, waits for
 // messages being received to be queued (or ctx to end), then closes every
 // connection.
 func (s *Submission) Shutdown(ctx context.Context) error {
-	return s.sessions.shutdown(ctx, s.servers...)
+	err := s.sessions.shutdown(ctx, s.servers...)
+	s.stopLoops()
+	return err
 }
 
 // Close closes every listener and connection at once (instead of
@@ -172,6 +190,15 @@ func (s *Submission) Shutdown(ctx context.Context) error {
 func (s *Submission) Close() {
 	for _, srv := range s.servers {
 		srv.Close()
+	}
+	s.stopLoops()
+}
+
+func (s *Submission) stopLoops() {
+	if loops := s.loops.Load(); loops != nil {
+		for _, l := range *loops {
+			l.stop()
+		}
 	}
 }
 

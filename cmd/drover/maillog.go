@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"drover/configs"
 	"drover/queue"
 )
@@ -20,7 +22,10 @@ import (
 // goroutine of its own encodes and writes (flushing every second), fed by
 // a buffered channel, so an event's emitter never waits for the disk; if
 // the disk falls that far behind, events are dropped and counted rather
-// than slowing delivery.
+// than slowing delivery. A failed write loses what was buffered: it is
+// counted in drover_maillog_write_errors_total and logged, the first at
+// once and the others at most once per mailLogErrorInterval, with their
+// number; the next line written starts on a line of its own.
 type mailLog struct {
 	mu      sync.RWMutex // Close against Write
 	closed  bool
@@ -28,12 +33,27 @@ type mailLog struct {
 	done    chan struct{}
 	dropped atomic.Int64
 	err     error // of the writer, read after done
+
+	writeErrors prometheus.Counter
+	errLog      errorThrottle // used by run only
+	bufSize     int
 }
 
 // mailLogBuffer is the number of events waiting to be written.
 const mailLogBuffer = 16 << 10
 
-func openMailLog(cfg *configs.Config) (*mailLog, error) {
+// mailLogErrorInterval is the shortest time between two log lines about
+// failed mail-log writes.
+const mailLogErrorInterval = 10 * time.Second
+
+// openMailLog opens the mail log the configuration names (nil for "off")
+// and registers its error counter on reg.
+func openMailLog(cfg *configs.Config, reg prometheus.Registerer, log *slog.Logger) (*mailLog, error) {
+	writeErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "drover_maillog_write_errors_total",
+		Help: "Writes to the mail log that failed; the events buffered at the time are lost.",
+	})
+	reg.MustRegister(writeErrors)
 	var out io.Writer
 	var closer io.Closer
 	switch cfg.MailLog {
@@ -55,9 +75,21 @@ func openMailLog(cfg *configs.Config) (*mailLog, error) {
 		}
 		out, closer = f, f
 	}
-	l := &mailLog{events: make(chan queue.Event, mailLogBuffer), done: make(chan struct{})}
+	return newMailLog(out, closer, writeErrors, log, time.Now, 64<<10), nil
+}
+
+// newMailLog starts a mail log on out, closing closer (if any) at Close.
+// now is the clock of the error throttle; bufSize the write buffer.
+func newMailLog(out io.Writer, closer io.Closer, writeErrors prometheus.Counter, log *slog.Logger, now func() time.Time, bufSize int) *mailLog {
+	l := &mailLog{
+		events:      make(chan queue.Event, mailLogBuffer),
+		done:        make(chan struct{}),
+		writeErrors: writeErrors,
+		errLog:      errorThrottle{log: log, now: now, interval: mailLogErrorInterval},
+		bufSize:     bufSize,
+	}
 	go l.run(out, closer)
-	return l, nil
+	return l
 }
 
 // Write logs one event without blocking. A nil log (mail_log: off) takes
@@ -80,8 +112,19 @@ func (l *mailLog) Write(ev queue.Event) {
 
 func (l *mailLog) run(out io.Writer, closer io.Closer) {
 	defer close(l.done)
-	w := bufio.NewWriterSize(out, 64<<10)
+	w := bufio.NewWriterSize(out, l.bufSize)
 	enc := json.NewEncoder(w)
+	// broken: a write failed, and the file may end in part of a line.
+	broken := false
+	failed := func(err error) {
+		l.writeErrors.Inc()
+		l.errLog.record(err)
+		// bufio.Writer and json.Encoder keep an error for good: start
+		// both afresh (what was buffered is lost).
+		w.Reset(out)
+		enc = json.NewEncoder(w)
+		broken = true
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -89,6 +132,10 @@ func (l *mailLog) run(out io.Writer, closer io.Closer) {
 		case ev, ok := <-l.events:
 			if !ok {
 				l.err = w.Flush()
+				if l.err != nil {
+					failed(l.err)
+				}
+				l.errLog.flush()
 				if closer != nil {
 					if err := closer.Close(); l.err == nil {
 						l.err = err
@@ -96,14 +143,62 @@ func (l *mailLog) run(out io.Writer, closer io.Closer) {
 				}
 				return
 			}
-			enc.Encode(ev)
+			if broken {
+				w.WriteByte('\n')
+				broken = false
+			}
+			if err := enc.Encode(ev); err != nil {
+				failed(err)
+			}
 		case <-tick.C:
-			w.Flush()
+			if err := w.Flush(); err != nil {
+				failed(err)
+			}
+			l.errLog.tick()
 			if n := l.dropped.Swap(0); n > 0 {
-				slog.Warn("mail log: events dropped, the log's disk is too slow", "dropped", n)
+				l.errLog.log.Warn("mail log: events dropped, the log's disk is too slow", "dropped", n)
 			}
 		}
 	}
+}
+
+// errorThrottle logs the first write error at once and the following
+// ones at most once per interval, as one line with their number, so a
+// failing disk does not flood the log.
+type errorThrottle struct {
+	log      *slog.Logger
+	now      func() time.Time
+	interval time.Duration
+	logged   bool      // a line has been logged
+	last     time.Time // when
+	n        int       // errors since that line
+	lastErr  error
+}
+
+// record counts err and logs it if it is the first or the interval has
+// passed since the last line.
+func (t *errorThrottle) record(err error) {
+	t.n++
+	t.lastErr = err
+	if !t.logged || t.now().Sub(t.last) >= t.interval {
+		t.flush()
+	}
+}
+
+// tick logs the errors not yet logged once the interval has passed.
+func (t *errorThrottle) tick() {
+	if t.n > 0 && t.now().Sub(t.last) >= t.interval {
+		t.flush()
+	}
+}
+
+// flush logs the errors not yet logged, if any.
+func (t *errorThrottle) flush() {
+	if t.n == 0 {
+		return
+	}
+	t.log.Error("mail log: write failed, events lost", "err", t.lastErr, "errors", t.n)
+	t.logged, t.last, t.n = true, t.now(), 0
 }
 
 // Close writes what is buffered and closes the log; later events are

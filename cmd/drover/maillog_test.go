@@ -2,11 +2,18 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"drover/configs"
 	"drover/queue"
@@ -17,7 +24,7 @@ import (
 func TestMailLog(t *testing.T) {
 	dir := t.TempDir()
 	cfg := &configs.Config{DataDir: dir}
-	l, err := openMailLog(cfg)
+	l, err := openMailLog(cfg, prometheus.NewRegistry(), slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +60,135 @@ func TestMailLog(t *testing.T) {
 	}
 
 	cfg.MailLog = "off"
-	if l, err := openMailLog(cfg); err != nil || l != nil {
+	if l, err := openMailLog(cfg, prometheus.NewRegistry(), slog.Default()); err != nil || l != nil {
 		t.Errorf("off: %v %v", l, err)
+	}
+}
+
+// failingWriter fails its first `fail` writes, then keeps what it is given.
+type failingWriter struct {
+	fail  int
+	calls int
+	buf   bytes.Buffer
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	w.calls++
+	if w.calls <= w.fail {
+		return 0, errors.New("write mail.log: no space left on device")
+	}
+	return w.buf.Write(p)
+}
+
+// counterValue reads a counter from reg; -1 if it is not there.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return -1
+}
+
+// Failed writes are counted, logged once and then as one line with their
+// number (the clock does not move), and the log goes on with whole lines
+// once the disk takes writes again.
+func TestMailLogWriteErrors(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := &configs.Config{MailLog: "off"}
+	if _, err := openMailLog(cfg, reg, slog.Default()); err != nil {
+		t.Fatal(err)
+	}
+	if v := counterValue(t, reg, "drover_maillog_write_errors_total"); v != 0 {
+		t.Fatalf("counter with the log off: %v, want 0", v)
+	}
+
+	reg = prometheus.NewRegistry()
+	counter := prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_maillog_write_errors_total", Help: "h"})
+	reg.MustRegister(counter)
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	stopped := time.Unix(1_700_000_000, 0)
+	out := &failingWriter{fail: 30}
+	// A one-byte buffer: every event is a write of its own.
+	l := newMailLog(out, nil, counter, logger, func() time.Time { return stopped }, 1)
+	for i := range 50 {
+		l.Write(queue.Event{Kind: queue.EventDelivered, MsgID: "m", Attempt: i})
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if v := counterValue(t, reg, "drover_maillog_write_errors_total"); v != 30 {
+		t.Errorf("write errors counted: %v, want 30", v)
+	}
+
+	var lines []string
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Contains(line, "mail log: write failed") {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) != 2 || !strings.Contains(lines[0], "errors=1") || !strings.Contains(lines[0], "no space left") || !strings.Contains(lines[1], "errors=29") {
+		t.Errorf("want the first error and then one line for the 29 others, got:\n%s", strings.Join(lines, "\n"))
+	}
+
+	n := 0
+	last := -1
+	for _, line := range strings.Split(out.buf.String(), "\n") {
+		if line == "" {
+			continue
+		}
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Errorf("line %q after the errors: %v", line, err)
+			continue
+		}
+		n++
+		last = int(ev["attempt"].(float64))
+	}
+	if n == 0 || last != 49 {
+		t.Errorf("%d lines written after the disk recovered, last attempt %d; want the last event (49)", n, last)
+	}
+}
+
+// The throttle logs the first error at once, then one line per interval
+// with the number of errors since the last line.
+func TestErrorThrottle(t *testing.T) {
+	var logs syncBuffer
+	now := time.Unix(1_700_000_000, 0)
+	th := errorThrottle{log: slog.New(slog.NewTextHandler(&logs, nil)), now: func() time.Time { return now }, interval: 10 * time.Second}
+	count := func() int { return strings.Count(logs.String(), "mail log: write failed") }
+	err := errors.New("disk error")
+	th.record(err)
+	if count() != 1 {
+		t.Fatalf("first error not logged at once:\n%s", logs.String())
+	}
+	for range 100 {
+		now = now.Add(10 * time.Millisecond)
+		th.record(err)
+	}
+	th.tick()
+	if count() != 1 {
+		t.Fatalf("a storm within the interval logged more than once:\n%s", logs.String())
+	}
+	now = now.Add(9 * time.Second)
+	th.tick()
+	if count() != 2 || !strings.Contains(logs.String(), "errors=100") {
+		t.Fatalf("after the interval, want one line for 100 errors:\n%s", logs.String())
+	}
+	th.tick()
+	now = now.Add(time.Minute)
+	th.tick()
+	if count() != 2 {
+		t.Errorf("a line logged with nothing new:\n%s", logs.String())
+	}
+	th.record(err)
+	if count() != 3 || !strings.HasSuffix(strings.TrimSpace(logs.String()), "errors=1") {
+		t.Errorf("an error after a quiet interval is logged at once:\n%s", logs.String())
 	}
 }

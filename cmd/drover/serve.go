@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -166,14 +167,14 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		return err
 	}
 
-	mailLog, err := openMailLog(cfg)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mailLog, err := openMailLog(cfg, reg, log)
 	if err != nil {
 		return err
 	}
 	defer mailLog.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var spool *queue.Spool
 	var eng *engine.Engine
 	metrics := mta.NewMetrics(reg, func() queue.Stats { return spool.Stats() }, func() []engine.SiteStatus { return eng.Sites() })
@@ -313,16 +314,23 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		return err
 	}
 
+	// draining is set when shutdown begins: /healthz answers 503 while
+	// the listeners drain.
+	var draining atomic.Bool
 	var httpSrv *http.Server
 	if cfg.HTTP.Address != "" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Address)
 		if err != nil {
 			sub.Close()
+			if inbound != nil {
+				inbound.Close()
+			}
 			closeQueue(context.Background())
 			return fmt.Errorf("http listen: %w", err)
 		}
 		httpSrv = &http.Server{
-			Handler:           httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: eng, AdminToken: cfg.HTTP.AdminToken, Reload: reload}),
+			Handler: httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: eng, AdminToken: cfg.HTTP.AdminToken, Reload: reload,
+				Checks: healthChecks(spool, sub, inbound), Draining: draining.Load}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		go httpSrv.Serve(ln)
@@ -347,6 +355,7 @@ wait:
 		}
 	}
 	signal.Stop(sig)
+	draining.Store(true)
 
 	// Stop taking mail, let messages being received reach the spool, stop
 	// delivery, close Pebble; then the HTTP listener.
@@ -367,6 +376,20 @@ wait:
 	}
 	log.Info("drover stopped")
 	return errors.Join(errs...)
+}
+
+// healthChecks are what /healthz reports on: the spool takes synced
+// writes (asked at most once a second: each probe is an fsync) and the
+// SMTP listeners accept connections. inbound may be nil.
+func healthChecks(spool *queue.Spool, sub *mta.Submission, inbound *mta.Inbound) []httpapi.Check {
+	checks := []httpapi.Check{
+		{Name: "spool", Run: spool.Check, Cache: time.Second},
+		{Name: "smtp_submission", Run: sub.Healthy},
+	}
+	if inbound != nil {
+		checks = append(checks, httpapi.Check{Name: "smtp_inbound", Run: inbound.Healthy})
+	}
+	return checks
 }
 
 func listeners(cfg *configs.Config) []mta.Listener {
@@ -399,7 +422,10 @@ func senderEnvelope(cfg *configs.Config, verp bounce.VERP, bounceDomains map[str
 	return env
 }
 
-// loadVERPKey reads the VERP HMAC key, making one on first start.
+// loadVERPKey reads the VERP HMAC key, making one on first start. The new
+// key is written atomically (mode 0600): a crash cannot leave a short or
+// empty key file behind, which would refuse the next start or change the
+// key that tokens already sent were made with.
 func loadVERPKey(cfg *configs.Config) (bounce.VERP, error) {
 	path := cfg.Bounces.VERPKeyFile
 	if path == "" {
@@ -409,7 +435,7 @@ func loadVERPKey(cfg *configs.Config) (bounce.VERP, error) {
 	if errors.Is(err, os.ErrNotExist) && cfg.Bounces.VERPKeyFile == "" {
 		key = make([]byte, 32)
 		rand.Read(key)
-		err = os.WriteFile(path, key, 0o600)
+		err = writeFileAtomic(path, key, 0o600)
 	}
 	if err != nil {
 		return bounce.VERP{}, fmt.Errorf("verp key: %w", err)

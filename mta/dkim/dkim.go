@@ -58,7 +58,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 )
 
-// RSA key sizes, in bits, that ParseKey accepts (RFC 8301 section 3.2).
+// RSA key sizes, in bits, that LoadKey accepts (RFC 8301 section 3.2).
 const (
 	minRSABits         = 1024
 	recommendedRSABits = 2048
@@ -77,7 +77,10 @@ type Key struct {
 	Signer crypto.Signer
 }
 
-// LoadKey reads a PEM private key file; see ParseKey.
+// LoadKey reads a PEM private key file: an unencrypted private key,
+// PKCS#8 or PKCS#1, RSA or Ed25519, for the given signing domain and
+// selector. The domain is lower-cased and loses a trailing dot. RSA keys
+// get the OpenSSL backend when it is available (see the package doc).
 func LoadKey(domain, selector, pemPath string) (*Key, error) {
 	b, err := os.ReadFile(pemPath)
 	if err != nil {
@@ -86,15 +89,8 @@ func LoadKey(domain, selector, pemPath string) (*Key, error) {
 	return parseKey(domain, selector, " in "+pemPath, b)
 }
 
-// ParseKey parses an unencrypted PEM private key, PKCS#8 or PKCS#1, RSA or
-// Ed25519, for the given signing domain and selector. The domain is
-// lower-cased and loses a trailing dot. RSA keys get the OpenSSL backend when
-// it is available (see the package doc).
-func ParseKey(domain, selector string, pemBytes []byte) (*Key, error) {
-	return parseKey(domain, selector, "", pemBytes)
-}
-
-// parseKey is ParseKey; source says where pemBytes come from, for errors.
+// parseKey parses the PEM bytes of a key as LoadKey describes; source
+// says where they come from, for errors.
 func parseKey(domain, selector, source string, pemBytes []byte) (*Key, error) {
 	domain = normalizeDomain(domain)
 	where := selector + "._domainkey." + domain + source

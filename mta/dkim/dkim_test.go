@@ -162,7 +162,7 @@ func TestParseKeyErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseKey("example.com", tt.selector, tt.pem)
+			_, err := parseKey("example.com", tt.selector, "", tt.pem)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
 			}

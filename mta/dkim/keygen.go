@@ -74,7 +74,7 @@ func keyRecord(pub crypto.PublicKey) (string, error) {
 //
 // The value is split into quoted strings of at most 255 characters, as DNS
 // requires; verifiers join them back. It refuses a domain or selector that
-// ParseKey would refuse.
+// LoadKey would refuse.
 func ZoneRecord(domain, selector, txt string) (string, error) {
 	domain = normalizeDomain(domain)
 	if err := checkName("domain", domain); err != nil {

@@ -28,7 +28,7 @@ func TestGenerateKey(t *testing.T) {
 			if !strings.HasPrefix(txt, tt.wantTXT) {
 				t.Errorf("TXT record %q does not start with %q", txt, tt.wantTXT)
 			}
-			key, err := ParseKey("example.com", "gen", pemBytes)
+			key, err := parseKey("example.com", "gen", "", pemBytes)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -31,7 +31,7 @@ func TestOpenSSLSignerMatchesGo(t *testing.T) {
 		t.Run(file, func(t *testing.T) {
 			key := loadTestKey(t, "example.com", "s1", file)
 			if got := backendName(key.Signer); got != "openssl" {
-				t.Fatalf("ParseKey chose backend %q, want openssl", got)
+				t.Fatalf("LoadKey chose backend %q, want openssl", got)
 			}
 			goKey := key.Signer.(*opensslRSA).pub
 			pemBytes, _ := os.ReadFile("testdata/" + file)

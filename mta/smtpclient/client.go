@@ -378,13 +378,6 @@ func (c *Client) Extensions() Extensions {
 	return e
 }
 
-// Extension reports whether the server announced the EHLO keyword name
-// (case-insensitive) and returns its parameters, e.g. "10240000" for SIZE.
-func (c *Client) Extension(name string) (params string, ok bool) {
-	params, ok = c.ext[strings.ToUpper(name)]
-	return params, ok
-}
-
 func (c *Client) has(name string) bool {
 	_, ok := c.ext[name]
 	return ok

@@ -94,11 +94,11 @@ func TestParseExtensions(t *testing.T) {
 	if got := c.Extensions(); got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
-	if _, ok := c.Extension("auth=login"); ok {
+	if _, ok := c.ext["AUTH=LOGIN"]; ok {
 		t.Error("malformed keyword AUTH=LOGIN recorded")
 	}
-	if p, ok := c.Extension("size"); !ok || p != "35882577" {
-		t.Errorf("Extension(size) = %q, %v", p, ok)
+	if p, ok := c.ext["SIZE"]; !ok || p != "35882577" {
+		t.Errorf("SIZE parameters %q, %v", p, ok)
 	}
 }
 

@@ -1,0 +1,105 @@
+// Package mta is Drover's SMTP surface towards its clients and the
+// mail that comes back: the submission listeners that take mail from
+// applications, the inbound listener that takes asynchronous bounces and
+// feedback reports, the DSN notifier, and the Prometheus metrics fed by
+// the event stream. Delivery is elsewhere: mta/courier delivers over
+// mta/smtpclient, with mta/resolve (MX, routes), mta/mtasts and mta/dkim
+// (signing, used here through the Signer interface). The package keeps
+// nothing on disk; it stores through the Enqueuer interface (the spool).
+//
+// # Submission
+//
+// Submission runs one go-smtp server per Listener: "plain", "starttls"
+// (STARTTLS offered) or "tls" (implicit TLS). SMTPUTF8 and DSN (RFC 3461:
+// NOTIFY, ORCPT, RET, ENVID) are offered and recorded with the message.
+//
+//   - AUTH PLAIN and LOGIN map a login to a Sender (bcrypt password hash).
+//     AUTH is offered only inside TLS or on a loopback listener, and is
+//     refused (538 5.7.11) to a client that is neither in TLS nor on a
+//     loopback address. A wrong login or password gets 535 5.7.8, after
+//     the same bcrypt work for an unknown login as for a known one; an
+//     authorization identity other than the login gets 535 too.
+//   - No relay for strangers: MAIL needs an authenticated sender, or a
+//     client on a loopback address at a listener with a LoopbackSender;
+//     anyone else gets 530 5.7.0. A sender may use only the envelope and
+//     From domains it owns (FromDomains, "*" for any): 550 5.7.1
+//     otherwise. The null return path is allowed.
+//   - Limits: a SIZE parameter or a message over MaxMessageSize gets
+//     552 5.3.4, a line over MaxLineLength 554 5.6.0, a recipient past
+//     MaxRecipients 452 4.5.3 (the earlier ones stay accepted), a
+//     malformed recipient 501 5.1.3; ReadTimeout and WriteTimeout bound
+//     each read from and write to the client.
+//   - The message is CRLF-normalised (a bare CR or LF becomes CRLF, so no
+//     command can be smuggled to the next hop). The control headers
+//     X-Drover-Stream, X-Drover-Campaign, X-Drover-List and X-Drover-Flow
+//     are recorded with the message and removed, as is any other
+//     X-Drover- field. Exactly one From field is required, every address
+//     in it of an owned domain (550 5.6.0 / 5.7.1). Date and Message-ID
+//     are added when missing and a Received field goes on top. The
+//     message is signed once, for the domain of the first From address,
+//     when the Signer has a key for it; a signing failure gets 451 4.3.0.
+//   - The reply 250 ("OK: queued as ID") is sent only after
+//     Enqueuer.Enqueue has returned, which for the spool means after its
+//     batch was committed with fsync; a storage error gets 451 4.3.0 and
+//     nothing is acknowledged. A received event follows each acceptance.
+//
+// The header is cut into fields by a small parser of its own (header.go)
+// rather than net/mail, which keeps neither the fields' order nor their
+// bytes: fields are removed here and the rest must reach the signer and
+// the recipient byte for byte. It and the CRLF normalisation are fuzzed
+// (FuzzSplitHeader, FuzzNormalizeCRLF). SelfSignedCertificate gives TLS
+// listeners a throw-away certificate when none is configured.
+//
+// RCPT does not consult suppression, consent or the sending score here
+// yet, and List-Unsubscribe is not added to marketing mail yet.
+//
+// # Inbound
+//
+// Inbound is one listener that accepts mail only for VERP return paths
+// of its bounce domains (bounces+TOKEN@domain, with a token that
+// bounce.VERP authenticates), for fbl@ each bounce domain and for the
+// configured feedback addresses; every other recipient gets 550 5.1.1,
+// so it relays nothing. Each message is parsed by the bounce package
+// (DSN, non-standard bounce, ARF, auto-reply) and mapped back to the
+// message, recipient and sender through the token (else through the
+// report's recipient and Message-ID), and becomes a bounced or a
+// complained event like a failure during delivery; auto-replies and
+// delivery reports are logged only. An unreadable report is accepted and
+// logged (refusing it would bounce a bounce). It never answers mail with
+// mail.
+//
+// # DSN notifier
+//
+// DSNNotifier is the spool's OnFailure and OnDelay hook: it queues an
+// RFC 3464 report (bounce.NewDSN) to the return path for recipients that
+// failed for good, and delay notices where NOTIFY asks for DELAY (or, for
+// a recipient without NOTIFY, where the sender wants them). The report is
+// enqueued before the spool drops the failed recipients. No report goes
+// to the null sender, to MAILER-DAEMON, postmaster or a VERP address, to
+// Drover's own bounce domains, to a sender that does not want DSNs, or
+// for a recipient whose NOTIFY excludes FAILURE.
+//
+// # Metrics
+//
+// Metrics registers on an injected registry, never the global one:
+// submission sessions open and opened (drover_smtp_sessions,
+// drover_smtp_sessions_total), messages and bytes received
+// (drover_messages_received_total, drover_received_bytes_total),
+// recipients by delivery result (drover_deliveries_total{result}),
+// feedback reports by type (drover_complaints_total{type}), the time from
+// acceptance to delivery (drover_delivery_latency_seconds), and, read
+// from the spool at each scrape, recipients by state, messages, the
+// oldest message's age (drover_queue_*) and every site's shaping state
+// (drover_site_*). Observe counts one event; the wiring feeds it the
+// event stream.
+//
+// # Drain and health
+//
+// Shutdown, on either listener, closes the listening sockets at once,
+// refuses new transactions (MAIL gets 421 4.3.2), lets every message whose
+// DATA has begun get its reply (until the context ends) and then closes
+// the remaining sessions, idle ones included; Close closes everything at
+// once instead. Healthy is nil while every listener accepts connections,
+// and says which one stopped, or that the server has not started or is
+// shutting down.
+package mta

@@ -1,0 +1,91 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+)
+
+// openHealthSpool opens a spool without a courier; the test closes it.
+func openHealthSpool(t *testing.T) *Spool {
+	t.Helper()
+	s, err := Open(Options{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// allKeys lists every key in the database, of the queue or not.
+func allKeys(t *testing.T, s *Spool) []string {
+	t.Helper()
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	var keys []string
+	for valid := it.First(); valid; valid = it.Next() {
+		keys = append(keys, string(it.Key()))
+	}
+	return keys
+}
+
+// A healthy spool passes the check and keeps nothing of the probe; what
+// was queued is untouched.
+func TestCheckLeavesNoProbe(t *testing.T) {
+	s := openHealthSpool(t)
+	defer s.Close(context.Background())
+	id, err := s.Enqueue(&Message{Sender: "acme"}, []NewRecipient{{Addr: "a@x.test"}}, []byte("body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := allKeys(t, s)
+	for range 3 {
+		if err := s.Check(); err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+	}
+	if after := allKeys(t, s); len(after) != len(before) {
+		t.Errorf("keys after Check %q, before %q", after, before)
+	}
+	for _, k := range allKeys(t, s) {
+		if k == string(healthKey) {
+			t.Errorf("probe key %q left behind", k)
+		}
+	}
+	if _, _, err := s.Show(id); err != nil {
+		t.Errorf("Show after Check: %v", err)
+	}
+	if st := s.Stats(); st.Messages != 1 || st.Recipients != 1 {
+		t.Errorf("stats after Check: %+v", st)
+	}
+}
+
+// Once the spool is closed the check fails with ErrClosed.
+func TestCheckFailsWhenClosed(t *testing.T) {
+	s := openHealthSpool(t)
+	if err := s.Check(); err != nil {
+		t.Fatalf("Check on an open spool: %v", err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Check after Close: %v, want ErrClosed", err)
+	}
+}
+
+// A database closed behind the spool's back makes the check fail; it
+// does not panic.
+func TestCheckFailsWhenDatabaseClosed(t *testing.T) {
+	s := openHealthSpool(t)
+	if err := s.DB().Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); err == nil {
+		t.Error("Check on a closed database succeeded")
+	}
+}
