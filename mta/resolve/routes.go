@@ -33,11 +33,11 @@ type Routes struct {
 	all   string            // target of "*", "" if none
 }
 
-// ErrInvalidRoute marks a route that ValidateRoute or NewRoutes refuses
+// ErrInvalidRoute marks a route that NewRoutes refuses
 // (every *RouteError matches it).
 var ErrInvalidRoute = errors.New("invalid route")
 
-// RouteError is a route that ValidateRoute or NewRoutes refuses: its
+// RouteError is a route that NewRoutes refuses: its
 // pattern, as given, names the route, so that a caller that read the
 // routes from a file can point at its key.
 type RouteError struct {
@@ -84,13 +84,6 @@ func NewRoutes(routes map[string]string) (*Routes, error) {
 		return nil, errors.Join(errs...)
 	}
 	return rs, nil
-}
-
-// ValidateRoute checks one route and says what is wrong with it (a
-// *RouteError).
-func ValidateRoute(pattern, target string) error {
-	_, _, err := parseRoute(pattern, target)
-	return err
 }
 
 // Lookup returns the target for a recipient domain as "host:port" (IPv6

@@ -80,7 +80,7 @@ func TestRouteValidation(t *testing.T) {
 		{[2]string{"example.com", "bad host:25"}, "host name"},
 	}
 	for _, tt := range tests {
-		err := ValidateRoute(tt.route[0], tt.route[1])
+		_, err := NewRoutes(map[string]string{tt.route[0]: tt.route[1]})
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("%q: %v", tt.route, err)
