@@ -50,9 +50,9 @@ type Queue interface {
 	Show(id string) (*queue.Message, []queue.Recipient, error)
 	Suspend(kind, name string, until time.Time, reason string) error
 	Resume(kind, name string) error
-	Flush(sel queue.Selector) (int, error)
-	Bounce(sel queue.Selector, reason string, dryRun bool) (int, error)
-	Delete(sel queue.Selector, dryRun bool) (int, error)
+	Flush(sel queue.Selector, report func(queue.Progress)) (int, error)
+	Bounce(sel queue.Selector, reason string, dryRun bool, report func(queue.Progress)) (int, error)
+	Delete(sel queue.Selector, dryRun bool, report func(queue.Progress)) (int, error)
 }
 
 // Config wires the handler.
@@ -132,16 +132,16 @@ func Handler(cfg Config) http.Handler {
 			}
 			err = cfg.Queue.Suspend(kind, name, time.Now().Add(d), cmp.Or(req.Reason, "suspended by operator"))
 		case "flush":
-			n, err = cfg.Queue.Flush(sel)
+			n, err = cfg.Queue.Flush(sel, nil)
 		case "bounce", "delete":
 			if sel == (queue.Selector{}) {
 				writeError(w, http.StatusBadRequest, errors.New("name at least one of site, domain, sender, campaign"))
 				return
 			}
 			if op == "bounce" {
-				n, err = cfg.Queue.Bounce(sel, cmp.Or(req.Reason, "bounced by operator"), req.DryRun)
+				n, err = cfg.Queue.Bounce(sel, cmp.Or(req.Reason, "bounced by operator"), req.DryRun, nil)
 			} else {
-				n, err = cfg.Queue.Delete(sel, req.DryRun)
+				n, err = cfg.Queue.Delete(sel, req.DryRun, nil)
 			}
 		default:
 			writeError(w, http.StatusNotFound, fmt.Errorf("no queue operation %q", op))

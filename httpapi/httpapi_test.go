@@ -37,15 +37,15 @@ func (f *fakeQueue) Resume(kind, name string) error {
 	f.calls = append(f.calls, "resume "+kind+" "+name)
 	return nil
 }
-func (f *fakeQueue) Flush(sel queue.Selector) (int, error) {
+func (f *fakeQueue) Flush(sel queue.Selector, _ func(queue.Progress)) (int, error) {
 	f.calls = append(f.calls, "flush "+sel.Domain)
 	return 2, nil
 }
-func (f *fakeQueue) Bounce(sel queue.Selector, reason string, dry bool) (int, error) {
+func (f *fakeQueue) Bounce(sel queue.Selector, reason string, dry bool, _ func(queue.Progress)) (int, error) {
 	f.calls = append(f.calls, "bounce "+sel.Campaign+" "+reason)
 	return 5, nil
 }
-func (f *fakeQueue) Delete(sel queue.Selector, dry bool) (int, error) {
+func (f *fakeQueue) Delete(sel queue.Selector, dry bool, _ func(queue.Progress)) (int, error) {
 	if dry {
 		f.calls = append(f.calls, "delete dry "+sel.Sender)
 	}

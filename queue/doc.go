@@ -144,6 +144,9 @@
 // queue, but skip (and do not count) those in flight; their dry run
 // counts what they would do. They pin each recipient in memory as the
 // scheduler does, so no delivery or load races them, and write in batches.
+// Flush, Bounce and Delete run one at a time, report their Progress (for
+// an operator watching a long scan) every 256 recipient records read, and
+// stop early when the spool closes.
 // A Selector's Site matches the site a domain was last seen to belong to;
 // a domain not attempted since the spool opened counts as the site named
 // like itself (so does Summaries by site).
