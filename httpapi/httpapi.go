@@ -21,14 +21,28 @@
 //	GET  /v1/queue/{id}      one message and its recipients
 //	POST /v1/queue/suspend   {"site"|"domain": name, "for": "1h", "reason": "..."}
 //	POST /v1/queue/resume    {"site"|"domain": name}
-//	POST /v1/queue/flush     {selector}: retry now
-//	POST /v1/queue/bounce    {selector, "reason": "...", "dry_run": true}
-//	POST /v1/queue/delete    {selector, "dry_run": true}
+//	POST /v1/queue/flush     {selector}: retry now (a job)
+//	POST /v1/queue/bounce    {selector, "reason": "...", "dry_run": true} (a job)
+//	POST /v1/queue/delete    {selector, "dry_run": true} (a job)
+//	GET  /v1/jobs            the queue operations started, newest first
+//	GET  /v1/jobs/{id}?wait=2s
+//	                         one, once it finished or after wait (at most 30s)
 //	POST /v1/reload          reload the configuration (as SIGHUP)
 //
 // A selector is any of "site", "domain", "sender", "campaign"; recipients
-// matching all the given fields are affected. Mutations answer
-// {"affected": N, "dry_run": bool}; bad input gets 400 and changes nothing.
+// matching all the given fields are affected. Bad input gets 400 at once
+// and changes nothing. Suspend and resume change memory only: they answer
+// when done, {"affected": 0, "dry_run": false}, even while a job runs.
+//
+// Flush, bounce and delete scan the whole queue (seconds for a million
+// recipients), so they always run as a job, dry runs included: the answer
+// is 202 Accepted at once, with {"job": {"id", "op", "selector", "reason",
+// "dry_run", "state": "running", "total", "scanned", "affected",
+// "started"}}. The spool runs them one at a time; a job waiting its turn
+// shows total 0. The job then ends "done" or "failed" (with "error" and the
+// count of what was changed before), with "finished". At most 8 run or wait
+// at once (429 beyond); finished jobs are kept an hour, the last 64 at
+// most, and all are forgotten at a restart.
 //
 //	GET /debug/pprof/    Go's profiler (admin only)
 package httpapi
@@ -60,9 +74,11 @@ type Queue interface {
 	Show(id string) (*queue.Message, []queue.Recipient, error)
 	Suspend(kind, name string, until time.Time, reason string) error
 	Resume(kind, name string) error
-	Flush(sel queue.Selector) (int, error)
-	Bounce(sel queue.Selector, reason string, dryRun bool) (int, error)
-	Delete(sel queue.Selector, dryRun bool) (int, error)
+	// Flush, Bounce and Delete run as jobs: report, which they call as
+	// they go (see queue.Spool.Flush), updates the job's progress.
+	Flush(sel queue.Selector, report func(queue.Progress)) (int, error)
+	Bounce(sel queue.Selector, reason string, dryRun bool, report func(queue.Progress)) (int, error)
+	Delete(sel queue.Selector, dryRun bool, report func(queue.Progress)) (int, error)
 }
 
 // Config wires the handler.
@@ -155,6 +171,8 @@ func Handler(cfg Config) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", healthz(cfg))
 	admin := http.NewServeMux()
+	jobs := newJobs(time.Now)
+	jobs.register(admin)
 	admin.HandleFunc("GET /v1/queue", func(w http.ResponseWriter, r *http.Request) {
 		by := r.URL.Query().Get("by")
 		if by == "" {
@@ -185,9 +203,13 @@ func Handler(cfg Config) http.Handler {
 			return
 		}
 		sel := req.Selector
-		var n int
+		op := r.PathValue("op")
+		if req.DryRun && (op == "flush" || op == "suspend" || op == "resume") {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%s has no dry run (bounce and delete have)", op))
+			return
+		}
 		var err error
-		switch op := r.PathValue("op"); op {
+		switch op {
 		case "suspend", "resume":
 			kind, name, kerr := siteOrDomain(sel)
 			if kerr != nil {
@@ -207,17 +229,27 @@ func Handler(cfg Config) http.Handler {
 			}
 			err = cfg.Queue.Suspend(kind, name, time.Now().Add(d), cmp.Or(req.Reason, "suspended by operator"))
 		case "flush":
-			n, err = cfg.Queue.Flush(sel)
+			jobs.startJob(w, Job{Op: op, Selector: sel}, func(report func(queue.Progress)) (int, error) {
+				return cfg.Queue.Flush(sel, report)
+			})
+			return
 		case "bounce", "delete":
 			if sel == (queue.Selector{}) {
 				writeError(w, http.StatusBadRequest, errors.New("name at least one of site, domain, sender, campaign"))
 				return
 			}
+			j := Job{Op: op, Selector: sel, DryRun: req.DryRun}
 			if op == "bounce" {
-				n, err = cfg.Queue.Bounce(sel, cmp.Or(req.Reason, "bounced by operator"), req.DryRun)
+				j.Reason = cmp.Or(req.Reason, "bounced by operator")
+				jobs.startJob(w, j, func(report func(queue.Progress)) (int, error) {
+					return cfg.Queue.Bounce(sel, j.Reason, req.DryRun, report)
+				})
 			} else {
-				n, err = cfg.Queue.Delete(sel, req.DryRun)
+				jobs.startJob(w, j, func(report func(queue.Progress)) (int, error) {
+					return cfg.Queue.Delete(sel, req.DryRun, report)
+				})
 			}
+			return
 		default:
 			writeError(w, http.StatusNotFound, fmt.Errorf("no queue operation %q", op))
 			return
@@ -226,7 +258,7 @@ func Handler(cfg Config) http.Handler {
 			writeError(w, http.StatusBadRequest, err)
 			return
 		}
-		writeJSON(w, map[string]any{"affected": n, "dry_run": req.DryRun})
+		writeJSON(w, map[string]any{"affected": 0, "dry_run": false})
 	})
 	admin.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
 		if cfg.Reload == nil {

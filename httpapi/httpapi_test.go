@@ -37,15 +37,15 @@ func (f *fakeQueue) Resume(kind, name string) error {
 	f.calls = append(f.calls, "resume "+kind+" "+name)
 	return nil
 }
-func (f *fakeQueue) Flush(sel queue.Selector) (int, error) {
+func (f *fakeQueue) Flush(sel queue.Selector, _ func(queue.Progress)) (int, error) {
 	f.calls = append(f.calls, "flush "+sel.Domain)
 	return 2, nil
 }
-func (f *fakeQueue) Bounce(sel queue.Selector, reason string, dry bool) (int, error) {
+func (f *fakeQueue) Bounce(sel queue.Selector, reason string, dry bool, _ func(queue.Progress)) (int, error) {
 	f.calls = append(f.calls, "bounce "+sel.Campaign+" "+reason)
 	return 5, nil
 }
-func (f *fakeQueue) Delete(sel queue.Selector, dry bool) (int, error) {
+func (f *fakeQueue) Delete(sel queue.Selector, dry bool, _ func(queue.Progress)) (int, error) {
 	if dry {
 		f.calls = append(f.calls, "delete dry "+sel.Sender)
 	}
@@ -87,10 +87,11 @@ func TestAdminAPI(t *testing.T) {
 		{"POST", "/v1/queue/suspend", "s3cret", `{"site":"a","domain":"b"}`, local, 400, "exactly one of site and domain"},
 		{"POST", "/v1/queue/suspend", "s3cret", `{"site":"a","for":"soon"}`, local, 400, "not a positive duration"},
 		{"POST", "/v1/queue/resume", "s3cret", `{"domain":"x.example"}`, local, 200, ""},
-		{"POST", "/v1/queue/flush", "s3cret", `{"domain":"x.example"}`, local, 200, `"affected": 2`},
+		{"POST", "/v1/queue/flush", "s3cret", `{"domain":"x.example"}`, local, 202, `"state": "running"`},
+		{"POST", "/v1/queue/flush", "s3cret", `{"dry_run":true}`, local, 400, "no dry run"},
 		{"POST", "/v1/queue/bounce", "s3cret", `{}`, local, 400, "at least one of"},
-		{"POST", "/v1/queue/bounce", "s3cret", `{"campaign":"c1"}`, local, 200, `"affected": 5`},
-		{"POST", "/v1/queue/delete", "s3cret", `{"sender":"shop","dry_run":true}`, local, 200, `"dry_run": true`},
+		{"POST", "/v1/queue/bounce", "s3cret", `{"campaign":"c1"}`, local, 202, `"op": "bounce"`},
+		{"POST", "/v1/queue/delete", "s3cret", `{"sender":"shop","dry_run":true}`, local, 202, `"dry_run": true`},
 		{"POST", "/v1/queue/delete", "s3cret", `{"sendr":"shop"}`, local, 400, "unknown field"},
 		{"POST", "/v1/queue/explode", "s3cret", `{}`, local, 404, "no queue operation"},
 		{"POST", "/v1/reload", "s3cret", ``, local, 400, "line 3"},
@@ -100,6 +101,10 @@ func TestAdminAPI(t *testing.T) {
 		code, body := do(t, h, c.method, c.path, c.token, c.body, c.remote)
 		if code != c.code || !strings.Contains(body, c.want) {
 			t.Errorf("%s %s %s: %d %s, want %d with %q", c.method, c.path, c.body, code, body, c.code, c.want)
+		}
+		if code == http.StatusAccepted {
+			// One job at a time, for the order of the calls.
+			waitJob(t, h, "s3cret", body)
 		}
 	}
 	want := []string{"summaries domain", "suspend site google.com maintenance", "resume domain x.example", "flush x.example", "bounce c1 bounced by operator", "delete dry shop"}

@@ -191,12 +191,35 @@ func (mt *matcher) match(msg *Message, domain string) bool {
 	return true
 }
 
+// Progress is how far an operator command (Flush, Bounce, Delete) has
+// got, as handed to its report function.
+type Progress struct {
+	// Total is the number of recipients queued when the command started:
+	// about what it scans (recipients queued meanwhile may add to it).
+	Total int
+	// Scanned is the number of recipient records read so far.
+	Scanned int
+	// Affected is the number of recipients changed so far (counted, for a
+	// dry run); the command's result is the final count.
+	Affected int
+}
+
+// ctlReportEvery is the number of recipient records an operator command
+// reads between two progress reports (and checks for Close).
+const ctlReportEvery = 256
+
 // Flush makes every queued recipient that matches sel (all of them for
 // the empty selector) and waits for a later time due now, keeping its
 // attempt count and backoff. It returns how many it rescheduled; the ones
 // in flight or already due are left alone. Suspensions still apply.
-func (s *Spool) Flush(sel Selector, siteOf SiteOf) (int, error) {
-	return s.control(opFlush, sel, siteOf, "", false)
+//
+// Flush, Bounce and Delete run one at a time. When report is not nil,
+// they call it on the caller's goroutine once they start (after any
+// command before them), after every ctlReportEvery recipient records read,
+// and at the end; it must not block. When the spool closes, they stop
+// within ctlReportEvery records, with ErrClosed and the count so far.
+func (s *Spool) Flush(sel Selector, siteOf SiteOf, report func(Progress)) (int, error) {
+	return s.control(opFlush, sel, siteOf, "", false, report)
 }
 
 // Bounce fails for good the queued recipients that match sel (which must
@@ -211,11 +234,11 @@ func (s *Spool) Flush(sel Selector, siteOf SiteOf) (int, error) {
 // With dryRun it only counts. If OnFailure fails for a message, its
 // recipients stay queued and the error is returned with the count of the
 // others.
-func (s *Spool) Bounce(sel Selector, siteOf SiteOf, reason string, dryRun bool) (int, error) {
+func (s *Spool) Bounce(sel Selector, siteOf SiteOf, reason string, dryRun bool, report func(Progress)) (int, error) {
 	if sel == (Selector{}) {
 		return 0, errors.New("queue: bounce: empty selector")
 	}
-	return s.control(opBounce, sel, siteOf, reason, dryRun)
+	return s.control(opBounce, sel, siteOf, reason, dryRun, report)
 }
 
 // Delete removes the queued recipients that match sel (which must not be
@@ -223,11 +246,11 @@ func (s *Spool) Bounce(sel Selector, siteOf SiteOf, reason string, dryRun bool) 
 // recipient goes, and emits a deleted event per recipient. Like Bounce, it
 // skips (and does not count) the recipients in flight; with dryRun it only
 // counts.
-func (s *Spool) Delete(sel Selector, siteOf SiteOf, dryRun bool) (int, error) {
+func (s *Spool) Delete(sel Selector, siteOf SiteOf, dryRun bool, report func(Progress)) (int, error) {
 	if sel == (Selector{}) {
 		return 0, errors.New("queue: delete: empty selector")
 	}
-	return s.control(opDelete, sel, siteOf, "", dryRun)
+	return s.control(opDelete, sel, siteOf, "", dryRun, report)
 }
 
 // ctl is the state of one operator command.
@@ -250,7 +273,7 @@ type ctlCand struct {
 	r   Recipient
 }
 
-func (s *Spool) control(op ctlOp, sel Selector, siteOf SiteOf, reason string, dryRun bool) (int, error) {
+func (s *Spool) control(op ctlOp, sel Selector, siteOf SiteOf, reason string, dryRun bool, report func(Progress)) (int, error) {
 	sel.Domain = strings.ToLower(sel.Domain)
 	s.ctlMu.Lock()
 	defer s.ctlMu.Unlock()
@@ -261,11 +284,27 @@ func (s *Spool) control(op ctlOp, sel Selector, siteOf SiteOf, reason string, dr
 	defer done()
 	mt := &matcher{sel: sel, siteOf: siteOf}
 	c := &ctl{s: s, op: op, reason: reason, dryRun: dryRun, now: s.now()}
+	s.mu.Lock()
+	prog := Progress{Total: s.count.stats().Recipients}
+	s.mu.Unlock()
+	if report == nil {
+		report = func(Progress) {}
+	}
+	report(prog)
 	if op != opFlush {
 		c.takeReady(mt)
 	}
 	var batch []ctlCand
 	err = s.scanRecipients(func(msg *Message, r *Recipient, _ *failure) error {
+		if prog.Scanned++; prog.Scanned%ctlReportEvery == 0 {
+			prog.Affected = c.n
+			report(prog)
+			select {
+			case <-s.stop:
+				return ErrClosed
+			default:
+			}
+		}
 		if msg == nil || !mt.match(msg, r.Domain) {
 			return nil
 		}
@@ -283,7 +322,10 @@ func (s *Spool) control(op ctlOp, sel Selector, siteOf SiteOf, reason string, dr
 	if len(batch) > 0 {
 		c.handleBatch(batch)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrClosed):
+		c.errs = append(c.errs, fmt.Errorf("queue: %s: stopped after %d of about %d recipients: %w", op, prog.Scanned, prog.Total, err))
+	case err != nil:
 		c.errs = append(c.errs, fmt.Errorf("queue: %s: %w", op, err))
 	}
 	// What was taken from the ready queues and not handled with its
@@ -296,6 +338,8 @@ func (s *Spool) control(op ctlOp, sel Selector, siteOf SiteOf, reason string, dr
 	for _, id := range ids {
 		c.apply(c.ready[id])
 	}
+	prog.Affected = c.n
+	report(prog)
 	if c.skipped > 0 {
 		s.log.Info("queue: recipients in flight skipped", "op", op.String(), "skipped", c.skipped)
 	}

@@ -94,9 +94,11 @@
 // ready queue, but skip (and do not count) those in flight; their dry run
 // counts what they would do. They pin each recipient in memory as the
 // scheduler does, so no delivery or load races them, and write in batches.
-// A Selector's Site matches the site a SiteOf function (the engine's)
-// names for a domain; so does Summaries by site. Suspensions of sites and
-// domains are the engine's.
+// Flush, Bounce and Delete run one at a time, report their Progress (for
+// an operator watching a long scan) every 256 recipient records read, and
+// stop early when the spool closes. A Selector's Site matches the site a
+// SiteOf function (the engine's) names for a domain; so does Summaries by
+// site. Suspensions of sites and domains are the engine's.
 //
 // # Delay notices
 //

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"drover/configs"
+	"drover/httpapi"
 	"drover/queue"
 	"drover/queue/engine"
 )
@@ -128,15 +130,23 @@ func addAdminFlags(cmd *cobra.Command) *adminClient {
 	return c
 }
 
-func (c *adminClient) get(path string, out any) error {
-	return c.do("GET", path, nil, out)
+func (c *adminClient) get(ctx context.Context, path string, out any) error {
+	return c.do(ctx, "GET", path, nil, out)
 }
 
-func (c *adminClient) post(path string, body, out any) error {
-	return c.do("POST", path, body, out)
+func (c *adminClient) post(ctx context.Context, path string, body, out any) error {
+	return c.do(ctx, "POST", path, body, out)
 }
 
-func (c *adminClient) do(method, path string, body, out any) error {
+// apiError is an answer of the admin API other than 2xx.
+type apiError struct {
+	status int
+	text   string // "404 Not Found: no such job"
+}
+
+func (e *apiError) Error() string { return e.text }
+
+func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -145,7 +155,7 @@ func (c *adminClient) do(method, path string, body, out any) error {
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, strings.TrimRight(c.base, "/")+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.base, "/")+path, rd)
 	if err != nil {
 		return err
 	}
@@ -158,10 +168,10 @@ func (c *adminClient) do(method, path string, body, out any) error {
 		return fmt.Errorf("is drover serve running? %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		var e struct{ Error string }
 		json.NewDecoder(resp.Body).Decode(&e)
-		return fmt.Errorf("%s: %s", resp.Status, e.Error)
+		return &apiError{status: resp.StatusCode, text: fmt.Sprintf("%s: %s", resp.Status, e.Error)}
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }
@@ -179,7 +189,7 @@ func newQueueCmd() *cobra.Command {
 			var resp struct {
 				Groups []engine.Summary `json:"groups"`
 			}
-			if err := client.get("/v1/queue?by="+url.QueryEscape(by), &resp); err != nil {
+			if err := client.get(cmd.Context(), "/v1/queue?by="+url.QueryEscape(by), &resp); err != nil {
 				return err
 			}
 			if asJSON {
@@ -208,7 +218,7 @@ func newQueueCmd() *cobra.Command {
 				Message    queue.Message     `json:"message"`
 				Recipients []queue.Recipient `json:"recipients"`
 			}
-			if err := client.get("/v1/queue/"+url.PathEscape(args[0]), &resp); err != nil {
+			if err := client.get(cmd.Context(), "/v1/queue/"+url.PathEscape(args[0]), &resp); err != nil {
 				return err
 			}
 			if asJSON {
@@ -232,7 +242,7 @@ func newQueueCmd() *cobra.Command {
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(ls, show)
+	cmd.AddCommand(ls, show, newJobsCmd(client))
 	cmd.AddCommand(queueOps(client)...)
 	return cmd
 }
@@ -258,7 +268,8 @@ func siteState(s *engine.SiteStatus) string {
 }
 
 // queueOps are the queue's control commands: suspend, resume, flush,
-// bounce, delete.
+// bounce, delete. Flush, bounce and delete run as jobs on the server:
+// they start one, then follow it to its end (see followJob).
 func queueOps(client *adminClient) []*cobra.Command {
 	type request struct {
 		Site     string `json:"site,omitempty"`
@@ -271,27 +282,41 @@ func queueOps(client *adminClient) []*cobra.Command {
 	}
 	mk := func(op, short string, selector, duration, reason, dryRun bool) *cobra.Command {
 		var req request
+		var asJSON, detach bool
 		cmd := &cobra.Command{
 			Use:   op,
 			Short: short,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				var resp struct {
-					Affected int  `json:"affected"`
-					DryRun   bool `json:"dry_run"`
+				if op == "suspend" || op == "resume" {
+					var resp struct{}
+					if err := client.post(cmd.Context(), "/v1/queue/"+op, req, &resp); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", op)
+					return nil
 				}
-				if err := client.post("/v1/queue/"+op, req, &resp); err != nil {
+				var resp struct {
+					Job httpapi.Job `json:"job"`
+				}
+				if err := client.post(cmd.Context(), "/v1/queue/"+op, req, &resp); err != nil {
+					if ue := (*url.Error)(nil); errors.As(err, &ue) && ue.Timeout() {
+						return &pendingError{fmt.Sprintf("%s: no answer from the server (%v); the operation may have started: see drover queue jobs", op, err)}
+					}
 					return err
 				}
-				switch {
-				case op == "suspend" || op == "resume":
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", op)
-				case resp.DryRun:
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: %d recipients would be affected (dry run)\n", op, resp.Affected)
-				default:
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: %d recipients affected\n", op, resp.Affected)
+				if detach {
+					if asJSON {
+						return json.NewEncoder(cmd.OutOrStdout()).Encode(resp.Job)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: job %s started; follow it with drover queue jobs %s --follow\n", op, resp.Job.ID, resp.Job.ID)
+					return nil
 				}
-				return nil
+				j, err := client.followJob(cmd.Context(), resp.Job, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				return printJobEnd(cmd.OutOrStdout(), j, asJSON)
 			},
 		}
 		f := cmd.Flags()
@@ -309,6 +334,11 @@ func queueOps(client *adminClient) []*cobra.Command {
 		}
 		if dryRun {
 			f.BoolVar(&req.DryRun, "dry-run", false, "count what would be affected, change nothing")
+		}
+		if selector {
+			f.BoolVar(&asJSON, "json", false, "print the finished job as JSON")
+			f.BoolVar(&detach, "detach", false, "start the job and print its id, without following it")
+			cmd.Long = short + ".\n\n" + jobHelp
 		}
 		return cmd
 	}

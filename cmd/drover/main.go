@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -20,6 +21,9 @@ func main() {
 	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newDKIMCmd(), newBounceCmd(), newPasswdCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "drover:", err)
+		if pe := (*pendingError)(nil); errors.As(err, &pe) {
+			os.Exit(exitPending)
+		}
 		os.Exit(1)
 	}
 }

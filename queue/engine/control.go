@@ -102,17 +102,20 @@ func (e *Engine) Summaries(groupBy string) ([]Summary, error) {
 func (e *Engine) Show(id string) (*queue.Message, []queue.Recipient, error) { return e.spool.Show(id) }
 
 // Flush makes the matching recipients due now (see queue.Spool.Flush); a
-// Site selector matches the domains planned under that site.
-func (e *Engine) Flush(sel queue.Selector) (int, error) { return e.spool.Flush(sel, e.siteNames()) }
+// Site selector matches the domains planned under that site. report, when
+// not nil, is told of the progress as the spool scans.
+func (e *Engine) Flush(sel queue.Selector, report func(queue.Progress)) (int, error) {
+	return e.spool.Flush(sel, e.siteNames(), report)
+}
 
 // Bounce fails the matching recipients for good (see queue.Spool.Bounce).
-func (e *Engine) Bounce(sel queue.Selector, reason string, dryRun bool) (int, error) {
-	return e.spool.Bounce(sel, e.siteNames(), reason, dryRun)
+func (e *Engine) Bounce(sel queue.Selector, reason string, dryRun bool, report func(queue.Progress)) (int, error) {
+	return e.spool.Bounce(sel, e.siteNames(), reason, dryRun, report)
 }
 
 // Delete removes the matching recipients (see queue.Spool.Delete).
-func (e *Engine) Delete(sel queue.Selector, dryRun bool) (int, error) {
-	return e.spool.Delete(sel, e.siteNames(), dryRun)
+func (e *Engine) Delete(sel queue.Selector, dryRun bool, report func(queue.Progress)) (int, error) {
+	return e.spool.Delete(sel, e.siteNames(), dryRun, report)
 }
 
 // Suspend stops deliveries to a site (kind "site": every domain of it) or
