@@ -92,9 +92,10 @@ func (s *Spool) Take(dest string, max func(*Message) int) (l *Lease, more bool) 
 }
 
 // Todo returns the indexes of the recipients of l that need a delivery
-// attempt at now: not those older than maxAge (they expire) and not those
-// whose failure was recorded and only awaits Options.OnFailure again.
-// Finish settles the others by itself.
+// attempt at now (Spool.Now: Finish judges expiry by the same clock): not
+// those older than maxAge (they expire) and not those whose failure was
+// recorded and only awaits Options.OnFailure again. Finish settles the
+// others by itself.
 func (l *Lease) Todo(now time.Time, maxAge time.Duration) []int {
 	todo := make([]int, 0, len(l.g.es))
 	if now.Sub(l.Msg.Received) > maxAge {
@@ -107,6 +108,10 @@ func (l *Lease) Todo(now time.Time, maxAge time.Duration) []int {
 	}
 	return todo
 }
+
+// Now returns the time by the spool's clock (Options.Now), which dates
+// receipts, attempts and retries; a taker gives it to Todo.
+func (s *Spool) Now() time.Time { return s.now() }
 
 // Body returns the body of the leased message, from memory or from disk; a
 // body read from disk is kept while there is room in the body cache.

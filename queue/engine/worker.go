@@ -310,7 +310,7 @@ func (e *Engine) handle(d *dest, w *worker, l *queue.Lease, plan *Plan, forced *
 			dead = nil
 		}
 	}()
-	if todo := l.Todo(time.Now(), plan.Limits.MaxAge); len(todo) > 0 {
+	if todo := l.Todo(e.spool.Now(), plan.Limits.MaxAge); len(todo) > 0 {
 		dead = e.attempt(d, w, l, plan, forced, todo, outs)
 	}
 	finished = true
