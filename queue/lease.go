@@ -13,11 +13,15 @@ import (
 )
 
 // Dispatcher is told when recipients of a destination are waiting in
-// memory to be taken (the delivery engine implements it). Ready is called
-// with the spool's lock held: it must not block and must not call the
-// Spool; it may be called again before anything was taken.
+// memory to be taken, and when the spool has nothing of a destination
+// queued any more (the delivery engine implements it). Its methods are
+// called with the spool's lock held: they must not block and must not
+// call the Spool. Ready may be called again before anything was taken.
 type Dispatcher interface {
 	Ready(dest string)
+	// Drained tells that the spool forgot dest: nothing of it is left
+	// on disk, waiting or taken.
+	Drained(dest string)
 }
 
 // Lease is recipients of one message for one destination, taken for
