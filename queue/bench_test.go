@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"context"
 	"crypto/rand"
 	"syscall"
 	"testing"
@@ -76,52 +75,4 @@ func BenchmarkEnqueue(b *testing.B) {
 			b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-type nopCourier struct{}
-
-func (nopCourier) Open(context.Context, string, Limits) (Conn, error) { return nopConn{}, nil }
-
-type nopConn struct{}
-
-func (nopConn) Deliver(_ context.Context, _ *Message, rcpts []Recipient, _ []byte) ([]Result, error) {
-	res := make([]Result, len(rcpts))
-	for i := range res {
-		res[i] = Result{Status: Delivered, Code: 250}
-	}
-	return res, nil
-}
-
-func (nopConn) Close() error { return nil }
-
-// BenchmarkEnqueueDeliver runs messages through the whole queue: durable
-// enqueue from 16 goroutines per CPU, scheduling, delivery through a no-op
-// courier over 20 destinations, and deletion. cpu-ns/op is the CPU time of
-// the whole process (Pebble's background work included) per message.
-func BenchmarkEnqueueDeliver(b *testing.B) {
-	s := openSpool(b, Options{Courier: nopCourier{}})
-	body := benchBody()
-	var rcpts [20][]NewRecipient
-	for i := range rcpts {
-		rcpts[i] = []NewRecipient{{Addr: "someone@example" + string(rune('a'+i)) + ".com"}}
-	}
-	b.ReportAllocs()
-	b.SetParallelism(16)
-	cpu := cpuTime(b)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			i++
-			if _, err := s.Enqueue(benchMessage(), rcpts[i%len(rcpts)], body); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	for s.Stats().Messages > 0 {
-		time.Sleep(time.Millisecond)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N), "cpu-ns/op")
 }

@@ -426,7 +426,6 @@ func (c *ctl) handleBatch(batch []ctlCand) {
 		}
 		m.set(cd.idx)
 		m.refs++
-		s.count.move(onDisk(cd.r.Attempts), rsInFlight, 1)
 		pins = append(pins, pinned{m: m, e: entry{r: cd.r, due: cd.r.NextAttempt.UnixNano()}})
 	}
 	s.mu.Unlock()
@@ -434,7 +433,10 @@ func (c *ctl) handleBatch(batch []ctlCand) {
 		return
 	}
 	// Re-read the records now that they are pinned: they may have
-	// changed since the scan.
+	// changed since the scan (a delivery may have retried or finished
+	// them), and nobody changes them any more. They are counted from
+	// what they are now: a recipient gone meanwhile was counted gone by
+	// whoever removed it.
 	live := pins[:0]
 	var gone []pinned
 	for _, p := range pins {
@@ -449,15 +451,15 @@ func (c *ctl) handleBatch(batch []ctlCand) {
 		p.e = entry{r: r, due: r.NextAttempt.UnixNano(), fail: f}
 		live = append(live, p)
 	}
-	if len(gone) > 0 {
-		s.mu.Lock()
-		for _, p := range gone {
-			p.m.clear(p.e.r.Index)
-			s.count.move(rsInFlight, rsGone, 1)
-			s.unrefLocked(p.m, 1)
-		}
-		s.mu.Unlock()
+	s.mu.Lock()
+	for _, p := range live {
+		s.count.move(onDisk(p.e.r.Attempts), rsInFlight, 1)
 	}
+	for _, p := range gone {
+		p.m.clear(p.e.r.Index)
+		s.unrefLocked(p.m, 1)
+	}
+	s.mu.Unlock()
 	for start := 0; start < len(live); {
 		end := start + 1
 		for end < len(live) && live[end].m == live[start].m {

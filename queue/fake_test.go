@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -13,140 +14,158 @@ import (
 	"time"
 )
 
-// fakeCourier records deliveries and answers per recipient on cue.
-type fakeCourier struct {
-	decide  func(dest string, r Recipient) Result // nil: deliver everything
-	openErr func(dest string) error               // nil: Open succeeds
-	// gate, if set, must yield a token for each Deliver (and each Open
-	// when gateOpen is set); closing it lets everything through.
-	gate     chan struct{}
-	gateOpen bool
-	delay    time.Duration
-	panics   int // Deliver panics this many times first
+// defaultRetry is the retry policy of the test dispatcher when a test
+// gives none: the built-in shaping defaults.
+var defaultRetry = Retry{Interval: 5 * time.Minute, MaxInterval: 4 * time.Hour, MaxAge: 120 * time.Hour}
+
+// dispatcher is a tiny delivery engine for the spool's own tests: it takes
+// what the spool hands out and finishes it through the same calls as the
+// real engine (Take, Todo, Body, Finish), deciding each recipient's result
+// itself, without connections, sites or limits.
+type dispatcher struct {
+	s        *Spool
+	retry    Retry                                  // zero: defaultRetry
+	workers  int                                    // goroutines per destination (default 1)
+	perLease int                                    // recipients per lease (0: the whole group)
+	decide   func(msg *Message, r Recipient) Result // nil: delivered
+	// gate, if set, must yield a token for each lease; closing it lets
+	// everything through. Leases waiting at the gate are released
+	// unchanged when the dispatcher stops.
+	gate chan struct{}
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 
 	mu        sync.Mutex
-	opens     int
-	open      map[string]int // open connections per destination
-	maxOpen   map[string]int
-	calls     []call
-	delivered map[string]int // "id addr" -> deliveries
-	maxSent   int            // most messages sent on one connection
+	stopped   bool
+	gen       map[string]uint64 // Ready signals per destination
+	running   map[string]int    // goroutines per destination
+	delivered map[string]int    // "id addr" -> deliveries
+	attempts  int               // leases with recipients attempted
 }
 
-type call struct {
-	dest  string
-	id    string
-	addrs []string
-	body  string
+// startDispatcher starts d on s, and stops it at the end of the test
+// (before the spool is closed).
+func startDispatcher(t testing.TB, s *Spool, d *dispatcher) *dispatcher {
+	t.Helper()
+	d.s = s
+	if d.retry == (Retry{}) {
+		d.retry = defaultRetry
+	}
+	d.workers = max(d.workers, 1)
+	d.stop = make(chan struct{})
+	d.gen, d.running, d.delivered = map[string]uint64{}, map[string]int{}, map[string]int{}
+	s.Start(d)
+	t.Cleanup(d.close)
+	return d
 }
 
-type fakeConn struct {
-	c    *fakeCourier
-	dest string
-	sent int
+// Ready implements Dispatcher.
+func (d *dispatcher) Ready(dest string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return
+	}
+	d.gen[dest]++
+	if d.running[dest] < d.workers {
+		d.running[dest]++
+		d.wg.Add(1)
+		go d.run(dest)
+	}
 }
 
-type permanentError struct{ error }
+// Drained implements Dispatcher.
+func (d *dispatcher) Drained(dest string) {}
 
-func (permanentError) Permanent() bool { return true }
+// run takes and handles the leases of dest until none is left and no
+// signal came meanwhile.
+func (d *dispatcher) run(dest string) {
+	defer d.wg.Done()
+	for {
+		d.mu.Lock()
+		gen, stopped := d.gen[dest], d.stopped
+		d.mu.Unlock()
+		var l *Lease
+		if !stopped {
+			l, _ = d.s.Take(dest, func(*Message) int { return d.perLease })
+		}
+		if l != nil {
+			d.handle(l)
+			continue
+		}
+		d.mu.Lock()
+		if d.stopped || d.gen[dest] == gen {
+			d.running[dest]--
+			d.mu.Unlock()
+			return
+		}
+		d.mu.Unlock()
+	}
+}
 
-// resultError carries the result to record, as the mta courier's errors do.
-type resultError struct{ r Result }
-
-func (e resultError) Error() string  { return "courier: " + e.r.Text }
-func (e resultError) Result() Result { return e.r }
-
-func (c *fakeCourier) Open(ctx context.Context, dest string, lim Limits) (Conn, error) {
-	if c.gate != nil && c.gateOpen {
+func (d *dispatcher) handle(l *Lease) {
+	outs := make([]Outcome, len(l.Rcpts))
+	if d.gate != nil {
 		select {
-		case <-c.gate:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.opens++
-	if c.openErr != nil {
-		if err := c.openErr(dest); err != nil {
-			return nil, err
-		}
-	}
-	if c.open == nil {
-		c.open, c.maxOpen = map[string]int{}, map[string]int{}
-	}
-	c.open[dest]++
-	c.maxOpen[dest] = max(c.maxOpen[dest], c.open[dest])
-	return &fakeConn{c: c, dest: dest}, nil
-}
-
-func (fc *fakeConn) Deliver(ctx context.Context, msg *Message, rcpts []Recipient, body []byte) ([]Result, error) {
-	c := fc.c
-	if c.gate != nil && !c.gateOpen {
-		select {
-		case <-c.gate:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	if c.delay > 0 {
-		time.Sleep(c.delay)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.panics > 0 {
-		c.panics--
-		panic("courier bug")
-	}
-	fc.sent++
-	c.maxSent = max(c.maxSent, fc.sent)
-	cl := call{dest: fc.dest, id: msg.ID, body: string(body)}
-	res := make([]Result, len(rcpts))
-	for i, r := range rcpts {
-		cl.addrs = append(cl.addrs, r.Addr)
-		if r.Domain != fc.dest {
-			panic(fmt.Sprintf("recipient %s delivered to %s", r.Addr, fc.dest))
-		}
-		res[i] = Result{Status: Delivered, Code: 250, Text: "ok"}
-		if c.decide != nil {
-			res[i] = c.decide(fc.dest, r)
-		}
-		if res[i].Status == Delivered {
-			if c.delivered == nil {
-				c.delivered = map[string]int{}
+		case <-d.gate:
+		case <-d.stop:
+			for i := range outs {
+				outs[i].Release = true
 			}
-			c.delivered[msg.ID+" "+r.Addr]++
+			d.s.Finish(l, outs, d.retry)
+			return
 		}
 	}
-	c.calls = append(c.calls, cl)
-	return res, nil
+	todo := l.Todo(d.s.now(), d.retry.MaxAge)
+	if len(todo) > 0 {
+		if _, err := l.Body(); err != nil {
+			panic(fmt.Sprintf("body of %s: %v", l.Msg.ID, err))
+		}
+	}
+	d.mu.Lock()
+	if len(todo) > 0 {
+		d.attempts++
+	}
+	d.mu.Unlock()
+	for _, i := range todo {
+		r := l.Rcpts[i]
+		res := Result{Status: Delivered, Code: 250, Text: "ok"}
+		if d.decide != nil {
+			res = d.decide(l.Msg, r)
+		}
+		outs[i] = Outcome{Result: res, Tried: true}
+		if res.Status == Delivered {
+			d.mu.Lock()
+			d.delivered[l.Msg.ID+" "+r.Addr]++
+			d.mu.Unlock()
+		}
+	}
+	d.s.Finish(l, outs, d.retry)
 }
 
-func (fc *fakeConn) Close() error {
-	fc.c.mu.Lock()
-	defer fc.c.mu.Unlock()
-	fc.c.open[fc.dest]--
-	return nil
+// close stops taking, releases the leases waiting at the gate and waits
+// for the goroutines.
+func (d *dispatcher) close() {
+	d.stopOnce.Do(func() {
+		d.mu.Lock()
+		d.stopped = true
+		d.mu.Unlock()
+		close(d.stop)
+	})
+	d.wg.Wait()
 }
 
-func (c *fakeCourier) snapshot() (calls []call, delivered map[string]int, opens int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delivered = map[string]int{}
-	for k, v := range c.delivered {
+// snapshot returns the deliveries so far and the number of leases attempted.
+func (d *dispatcher) snapshot() (delivered map[string]int, attempts int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delivered = make(map[string]int, len(d.delivered))
+	for k, v := range d.delivered {
 		delivered[k] = v
 	}
-	return append([]call(nil), c.calls...), delivered, c.opens
-}
-
-func (c *fakeCourier) openConns() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, v := range c.open {
-		n += v
-	}
-	return n
+	return delivered, d.attempts
 }
 
 // events records the event stream.
@@ -229,6 +248,19 @@ func (s *Spool) poke() {
 	s.mu.Lock()
 	s.wakeLocked()
 	s.mu.Unlock()
+}
+
+// settle wakes the scheduler and waits until it has looked at the
+// schedule under the current clock and gone back to sleep: whatever was
+// due then is in a ready queue (or taken) when it returns.
+func (s *Spool) settle(t testing.TB) {
+	t.Helper()
+	s.poke()
+	waitFor(t, "the scheduler to settle", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.wakeAt != math.MinInt64
+	})
 }
 
 // waitFor polls cond until it holds, failing the test after a generous

@@ -82,7 +82,7 @@ func TestCheckFailsWhenClosed(t *testing.T) {
 // does not panic.
 func TestCheckFailsWhenDatabaseClosed(t *testing.T) {
 	s := openHealthSpool(t)
-	if err := s.DB().Close(); err != nil {
+	if err := s.db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Check(); err == nil {

@@ -13,11 +13,15 @@ import (
 )
 
 // Dispatcher is told when recipients of a destination are waiting in
-// memory to be taken (the delivery engine implements it). Ready is called
-// with the spool's lock held: it must not block and must not call the
-// Spool; it may be called again before anything was taken.
+// memory to be taken, and when the spool has nothing of a destination
+// queued any more (the delivery engine implements it). Its methods are
+// called with the spool's lock held: they must not block and must not
+// call the Spool. Ready may be called again before anything was taken.
 type Dispatcher interface {
 	Ready(dest string)
+	// Drained tells that the spool forgot dest: nothing of it is left
+	// on disk, waiting or taken.
+	Drained(dest string)
 }
 
 // Lease is recipients of one message for one destination, taken for
@@ -92,9 +96,10 @@ func (s *Spool) Take(dest string, max func(*Message) int) (l *Lease, more bool) 
 }
 
 // Todo returns the indexes of the recipients of l that need a delivery
-// attempt at now: not those older than maxAge (they expire) and not those
-// whose failure was recorded and only awaits Options.OnFailure again.
-// Finish settles the others by itself.
+// attempt at now (Spool.Now: Finish judges expiry by the same clock): not
+// those older than maxAge (they expire) and not those whose failure was
+// recorded and only awaits Options.OnFailure again. Finish settles the
+// others by itself.
 func (l *Lease) Todo(now time.Time, maxAge time.Duration) []int {
 	todo := make([]int, 0, len(l.g.es))
 	if now.Sub(l.Msg.Received) > maxAge {
@@ -107,6 +112,10 @@ func (l *Lease) Todo(now time.Time, maxAge time.Duration) []int {
 	}
 	return todo
 }
+
+// Now returns the time by the spool's clock (Options.Now), which dates
+// receipts, attempts and retries; a taker gives it to Todo.
+func (s *Spool) Now() time.Time { return s.now() }
 
 // Body returns the body of the leased message, from memory or from disk; a
 // body read from disk is kept while there is room in the body cache.

@@ -2,8 +2,6 @@ package queue
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,9 +16,9 @@ import (
 func TestBoundedMemory(t *testing.T) {
 	const msgs, perMsg = 2000, 100 // 200,000 recipients
 	dir := t.TempDir()
-	c := &fakeCourier{gate: make(chan struct{})}
-	s := openSpool(t, Options{Dir: dir, Courier: c, NoSync: true, ReadyCapacity: 100,
-		Limits: func(Site, string) Limits { return Limits{MaxConnections: 2, MaxRecipientsPerMessage: 10} }})
+	s := openSpool(t, Options{Dir: dir, NoSync: true, ReadyCapacity: 100})
+	gate := make(chan struct{})
+	dp := startDispatcher(t, s, &dispatcher{gate: gate, workers: 2, perLease: 10})
 	check := func() {
 		t.Helper()
 		st := s.Stats()
@@ -41,23 +39,23 @@ func TestBoundedMemory(t *testing.T) {
 			check()
 		}
 	}
-	waitFor(t, "two transactions in flight", func() bool { return s.Stats().InFlight == 20 })
+	waitFor(t, "two leases in flight", func() bool { return s.Stats().InFlight == 20 })
 	check()
 	if st := s.Stats(); st.Recipients != msgs*perMsg || st.Messages != msgs || st.Ready != 100 {
 		t.Fatalf("stats: %+v", st)
 	}
 
-	// 30 transactions of 10: three times the ready queue.
+	// 30 leases of 10: three times the ready queue.
 	for range 30 {
-		c.gate <- struct{}{}
+		gate <- struct{}{}
 		check()
 	}
 	waitFor(t, "300 deliveries", func() bool {
-		_, delivered, _ := c.snapshot()
+		delivered, _ := dp.snapshot()
 		st := s.Stats()
 		return len(delivered) == 300 && st.Recipients == msgs*perMsg-300 && st.InFlight == 20
 	})
-	_, delivered, _ := c.snapshot()
+	delivered, _ := dp.snapshot()
 	for k, n := range delivered {
 		if n != 1 {
 			t.Errorf("%s delivered %d times", k, n)
@@ -66,34 +64,14 @@ func TestBoundedMemory(t *testing.T) {
 	waitFor(t, "the ready queue refilled from disk", func() bool { return s.Stats().Ready >= 50 })
 	check()
 
-	// Close gives up on the hanging deliveries when its context expires;
-	// they go back to the queue unchanged.
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := s.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Close with hanging deliveries: %v", err)
+	// Leases given back unchanged go back to the queue as they were.
+	dp.close()
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 	s = openSpool(t, Options{Dir: dir})
 	if st := s.Stats(); st.Recipients != msgs*perMsg-300 || st.Messages < msgs-3 || st.Deferred != 0 || st.Ready != 0 {
 		t.Errorf("after reopening: %+v", st)
-	}
-}
-
-// Over many destinations, MaxInMemory bounds what is in memory, and the
-// scheduler still gets to every destination.
-func TestBoundedMemoryManyDestinations(t *testing.T) {
-	c := &fakeCourier{gate: make(chan struct{})}
-	s := openSpool(t, Options{Courier: c, NoSync: true, ReadyCapacity: 10, MaxInMemory: 50})
-	for i := range 300 {
-		enqueue(t, s, nil, "x", fmt.Sprintf("a@d%d.test", i), fmt.Sprintf("b@d%d.test", i))
-		if st := s.Stats(); st.Ready+st.InFlight > 50 {
-			t.Fatalf("memory not bounded: %+v", st)
-		}
-	}
-	close(c.gate)
-	waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
-	if _, delivered, _ := c.snapshot(); len(delivered) != 600 {
-		t.Errorf("%d deliveries, want 600", len(delivered))
 	}
 }
 
@@ -129,10 +107,10 @@ func TestCrashRestart(t *testing.T) {
 		t.Fatalf("helper acknowledged %d messages, ready=%v", len(ids), ready)
 	}
 
-	c := &fakeCourier{}
-	s := openSpool(t, Options{Dir: dir, Courier: c})
+	s := openSpool(t, Options{Dir: dir})
+	dp := startDispatcher(t, s, &dispatcher{})
 	waitFor(t, "delivery after restart", func() bool { return s.Stats().Messages == 0 })
-	_, delivered, _ := c.snapshot()
+	delivered, _ := dp.snapshot()
 	for _, id := range ids {
 		if delivered[id+" a@one.test"] != 1 || delivered[id+" b@two.test"] != 1 {
 			t.Errorf("%s not delivered", id)
@@ -146,12 +124,11 @@ func TestCrashHelper(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process for TestCrashRestart")
 	}
-	c := &fakeCourier{gate: make(chan struct{})} // deliveries hang
-	s, err := Open(Options{Dir: dir, Courier: c, Logger: testLogger(),
-		Limits: func(Site, string) Limits { return Limits{MaxConnections: 2} }})
+	s, err := Open(Options{Dir: dir, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	startDispatcher(t, s, &dispatcher{gate: make(chan struct{}), workers: 2}) // deliveries hang
 	for range 50 {
 		fmt.Printf("id %s\n", enqueue(t, s, nil, "x", "a@one.test", "b@two.test"))
 	}

@@ -3,61 +3,11 @@ package queue
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
-
-func TestEnqueueDeliver(t *testing.T) {
-	c := &fakeCourier{}
-	var ev events
-	s := openSpool(t, Options{Courier: c, OnEvent: ev.add})
-	var ids []string
-	for i := range 20 {
-		ids = append(ids, enqueue(t, s, nil, fmt.Sprintf("body %d", i), "a@x.test", "b@x.test", "C@Y.Test"))
-	}
-	waitFor(t, "all delivered", func() bool { return s.Stats().Messages == 0 })
-
-	calls, delivered, _ := c.snapshot()
-	for _, id := range ids {
-		for _, a := range []string{"a@x.test", "b@x.test", "C@Y.Test"} {
-			if n := delivered[id+" "+a]; n != 1 {
-				t.Errorf("%s %s delivered %d times", id, a, n)
-			}
-		}
-		if _, err := s.Body(id); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Body(%s) after delivery: %v", id, err)
-		}
-		if _, _, err := s.Show(id); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Show(%s) after delivery: %v", id, err)
-		}
-	}
-	for _, cl := range calls {
-		if cl.dest != "x.test" && cl.dest != "y.test" {
-			t.Errorf("delivery to destination %q", cl.dest)
-		}
-		if i := slices.Index(ids, cl.id); cl.body != fmt.Sprintf("body %d", i) {
-			t.Errorf("message %s delivered with body %q", cl.id, cl.body)
-		}
-	}
-	if keys := spoolKeys(t, s); len(keys) > 0 {
-		t.Errorf("keys left after delivery: %v", keys)
-	}
-	if st := s.Stats(); st != (Stats{}) {
-		t.Errorf("stats after delivery: %+v", st)
-	}
-	dl := ev.of(EventDelivered)
-	if len(dl) != 60 {
-		t.Fatalf("%d delivered events, want 60", len(dl))
-	}
-	for _, e := range dl {
-		if e.Attempt != 1 || e.Code != 250 || e.Sender != "acme" || e.ReturnPath != "bounces@acme.test" || e.Delay < 0 || e.Size == 0 {
-			t.Errorf("delivered event: %+v", e)
-		}
-	}
-}
 
 func TestEnqueueRejects(t *testing.T) {
 	s := openSpool(t, Options{})
@@ -71,215 +21,27 @@ func TestEnqueueRejects(t *testing.T) {
 	}
 }
 
-func TestPerRecipientResults(t *testing.T) {
-	clk := newClock()
-	c := &fakeCourier{decide: func(dest string, r Recipient) Result {
-		switch {
-		case strings.HasPrefix(r.Addr, "later"):
-			return Result{Status: Temporary, Code: 451, Enhanced: "4.2.0", Text: "4.2.0 try later", Remote: "mx.d.test"}
-		case strings.HasPrefix(r.Addr, "bad"):
-			return Result{Status: Permanent, Code: 550, Enhanced: "5.1.1", Text: "5.1.1 no such user", Class: "hard", Reason: "userunknown"}
-		}
-		return Result{Status: Delivered, Code: 250}
-	}}
-	var ev events
-	var mu sync.Mutex
-	var hooked [][]Failed
-	var s *Spool
-	s = openSpool(t, Options{Courier: c, Now: clk.Now, OnEvent: ev.add,
-		OnFailure: func(msg *Message, body []byte, failed []Failed) error {
-			// Called before the records go: they must still be there.
-			_, rcpts, err := s.Show(msg.ID)
-			if err != nil || !slices.ContainsFunc(rcpts, func(r Recipient) bool { return r.Addr == "bad@d.test" }) {
-				t.Errorf("OnFailure: records already gone: %v %v", rcpts, err)
-			}
-			if string(body) != "hello" {
-				t.Errorf("OnFailure body %q", body)
-			}
-			mu.Lock()
-			hooked = append(hooked, failed)
-			mu.Unlock()
-			return nil
-		}})
-	id := enqueue(t, s, nil, "hello", "ok@d.test", "later@d.test", "bad@d.test")
-	waitFor(t, "outcomes", func() bool { return s.Stats().InFlight == 0 && len(ev.of(EventDeferred)) == 1 })
-
-	calls, _, _ := c.snapshot()
-	if len(calls) != 1 || len(calls[0].addrs) != 3 {
-		t.Fatalf("want one delivery with 3 recipients, got %+v", calls)
-	}
-	if n := len(ev.of(EventDelivered)); n != 1 {
-		t.Errorf("%d delivered events", n)
-	}
-	b := ev.of(EventBounced)
-	if len(b) != 1 || b[0].Recipient != "bad@d.test" || b[0].Code != 550 || b[0].Class != "hard" || b[0].Reason != "userunknown" {
-		t.Errorf("bounced events: %+v", b)
-	}
-	d := ev.of(EventDeferred)[0]
-	now := clk.Now()
-	if d.Recipient != "later@d.test" || d.Attempt != 1 || d.Code != 451 || d.Remote != "mx.d.test" ||
-		d.NextRetry.Before(now.Add(4*time.Minute)) || d.NextRetry.After(now.Add(6*time.Minute)) {
-		t.Errorf("deferred event: %+v", d)
-	}
-	mu.Lock()
-	if len(hooked) != 1 || len(hooked[0]) != 1 || hooked[0][0].Recipient.Addr != "bad@d.test" ||
-		hooked[0][0].Result.Code != 550 || hooked[0][0].Expired || hooked[0][0].Recipient.Attempts != 1 {
-		t.Errorf("OnFailure calls: %+v", hooked)
-	}
-	mu.Unlock()
-
-	msg, rcpts, err := s.Show(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if msg.Sender != "acme" || msg.Size != 5 || !msg.Received.Equal(now) {
-		t.Errorf("Show message: %+v", msg)
-	}
-	if len(rcpts) != 1 {
-		t.Fatalf("Show recipients: %+v", rcpts)
-	}
-	r := rcpts[0]
-	if r.Addr != "later@d.test" || r.Index != 1 || r.Domain != "d.test" || r.Attempts != 1 ||
-		r.LastError != "451 4.2.0 try later" || !r.NextAttempt.Equal(d.NextRetry) || !r.LastAttempt.Equal(now) {
-		t.Errorf("Show recipient: %+v", r)
-	}
-	st := s.Stats()
-	if st.Messages != 1 || st.Recipients != 1 || st.Deferred != 1 || st.Ready != 0 || !st.Oldest.Equal(now) {
-		t.Errorf("stats: %+v", st)
-	}
-	if body, err := s.Body(id); err != nil || string(body) != "hello" {
-		t.Errorf("Body: %q %v", body, err)
-	}
-	ds, err := s.Summaries("domain")
-	if err != nil || len(ds) != 1 || ds[0].Key != "d.test" || ds[0].Recipients != 1 || !ds[0].Oldest.Equal(now) || ds[0].LastError != "451 4.2.0 try later" {
-		t.Errorf("Summaries: %+v %v", ds, err)
-	}
-}
-
-// Many producers, small ready queues, and retries that come back within
-// milliseconds: the scheduler's loads race with enqueues, deliveries and
-// reschedules, and still every recipient is delivered exactly once.
-func TestNoDuplicateDeliveries(t *testing.T) {
-	c := &fakeCourier{decide: func(dest string, r Recipient) Result {
-		if r.Attempts < len(r.Addr)%3 {
-			return Result{Status: Temporary, Code: 451, Text: "again"}
-		}
-		return Result{Status: Delivered}
-	}}
-	s := openSpool(t, Options{Courier: c, NoSync: true, ReadyCapacity: 3, MaxInMemory: 8,
-		Limits: func(Site, string) Limits {
-			return Limits{MaxConnections: 2, MaxRecipientsPerMessage: 2, RetryInterval: time.Millisecond, MaxRetryInterval: 3 * time.Millisecond}
-		}})
-	var mu sync.Mutex
-	want := map[string]bool{}
-	var wg sync.WaitGroup
-	for p := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 75 {
-				var addrs []string
-				for j := range 1 + i%4 {
-					addrs = append(addrs, fmt.Sprintf("u%d.%d.%s@d%d.test", p, i, strings.Repeat("x", j), (i+j)%3))
-				}
-				id := enqueue(t, s, nil, "x", addrs...)
-				mu.Lock()
-				for _, a := range addrs {
-					want[id+" "+a] = true
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
-	_, delivered, _ := c.snapshot()
-	if len(delivered) != len(want) {
-		t.Errorf("%d recipients delivered, want %d", len(delivered), len(want))
-	}
-	for k, n := range delivered {
-		if n != 1 || !want[k] {
-			t.Errorf("%s delivered %d times", k, n)
-		}
-	}
-	if st := s.Stats(); st != (Stats{}) {
-		t.Errorf("stats: %+v", st)
-	}
-	if keys := spoolKeys(t, s); len(keys) > 0 {
-		t.Errorf("keys left: %v", keys)
-	}
-}
-
-func TestGroupingAndSplit(t *testing.T) {
-	c := &fakeCourier{}
-	s := openSpool(t, Options{Courier: c, Limits: func(Site, string) Limits { return Limits{MaxRecipientsPerMessage: 2} }})
-	addrs := []string{"1@a.test", "1@b.test", "2@a.test", "3@a.test", "2@b.test", "4@A.test", "5@a.test", "3@b.test"}
-	id := enqueue(t, s, nil, "x", addrs...)
-	waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
-	calls, delivered, _ := c.snapshot()
-	sizes := map[string][]int{}
-	for _, cl := range calls {
-		sizes[cl.dest] = append(sizes[cl.dest], len(cl.addrs))
-		for _, a := range cl.addrs {
-			if !strings.HasSuffix(strings.ToLower(a), "@"+cl.dest) {
-				t.Errorf("%s delivered to %s", a, cl.dest)
-			}
-		}
-	}
-	slices.Sort(sizes["a.test"])
-	slices.Sort(sizes["b.test"])
-	if !slices.Equal(sizes["a.test"], []int{1, 2, 2}) || !slices.Equal(sizes["b.test"], []int{1, 2}) {
-		t.Errorf("transactions per destination: %v", sizes)
-	}
-	for _, a := range addrs {
-		if delivered[id+" "+a] != 1 {
-			t.Errorf("%s delivered %d times", a, delivered[id+" "+a])
-		}
-	}
-}
-
-func TestConnectionLimits(t *testing.T) {
-	c := &fakeCourier{delay: 2 * time.Millisecond}
-	s := openSpool(t, Options{Courier: c, NoSync: true, IdleTimeout: 50 * time.Millisecond,
-		Limits: func(Site, string) Limits { return Limits{MaxConnections: 3, MaxMessagesPerConnection: 4} }})
-	for i := range 60 {
-		enqueue(t, s, nil, "x", fmt.Sprintf("u%d@big.test", i))
-	}
-	waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
-	c.mu.Lock()
-	maxOpen, maxSent, opens := c.maxOpen["big.test"], c.maxSent, c.opens
-	c.mu.Unlock()
-	if maxOpen > 3 {
-		t.Errorf("%d connections open at once, limit 3", maxOpen)
-	}
-	if maxOpen < 2 {
-		t.Errorf("only %d connection at a time for 60 queued messages", maxOpen)
-	}
-	if maxSent > 4 {
-		t.Errorf("%d messages on one connection, limit 4", maxSent)
-	}
-	if opens < 15 {
-		t.Errorf("%d connections opened for 60 messages at 4 per connection", opens)
-	}
-	waitFor(t, "idle connections closed", func() bool { return c.openConns() == 0 })
-}
-
+// The retry schedule of a temporary failure: backoff doubled per attempt
+// up to the cap, with jitter; never due before its time; expiry when due
+// past MaxAge, without another attempt. The dispatcher stands for the
+// engine, which passes the destination's Retry through.
 func TestBackoffAndExpiry(t *testing.T) {
 	clk := newClock()
 	start := clk.Now()
-	c := &fakeCourier{decide: func(string, Recipient) Result {
-		return Result{Status: Temporary, Code: 451, Enhanced: "4.4.1", Text: "busy", Remote: "mx.slow.test"}
-	}}
 	var ev events
 	var mu sync.Mutex
 	var hooked []Failed
-	lim := Limits{RetryInterval: time.Minute, MaxRetryInterval: 4 * time.Minute, MaxAge: 20 * time.Minute}
-	s := openSpool(t, Options{Courier: c, Now: clk.Now, OnEvent: ev.add, Limits: func(Site, string) Limits { return lim },
+	s := openSpool(t, Options{Now: clk.Now, OnEvent: ev.add,
 		OnFailure: func(msg *Message, body []byte, failed []Failed) error {
 			mu.Lock()
 			hooked = append(hooked, failed...)
 			mu.Unlock()
 			return nil
+		}})
+	startDispatcher(t, s, &dispatcher{
+		retry: Retry{Interval: time.Minute, MaxInterval: 4 * time.Minute, MaxAge: 20 * time.Minute},
+		decide: func(*Message, Recipient) Result {
+			return Result{Status: Temporary, Code: 451, Enhanced: "4.4.1", Text: "busy", Remote: "mx.slow.test"}
 		}})
 	enqueue(t, s, nil, "x", "u@slow.test")
 	attempts := 0
@@ -305,10 +67,9 @@ func TestBackoffAndExpiry(t *testing.T) {
 		}
 		// Not due before its time.
 		clk.Set(d.NextRetry.Add(-time.Second))
-		s.poke()
-		time.Sleep(20 * time.Millisecond)
-		if n := len(ev.of(EventDeferred)); n != attempts {
-			t.Fatalf("retried before due")
+		s.settle(t)
+		if n, st := len(ev.of(EventDeferred)), s.Stats(); n != attempts || st.Ready+st.InFlight != 0 {
+			t.Fatalf("retried before due: %d deferrals, %+v", n, st)
 		}
 		clk.Set(d.NextRetry)
 		s.poke()
@@ -336,34 +97,13 @@ func TestBackoffAndExpiry(t *testing.T) {
 	}
 }
 
-func TestExpiredAtTemporaryFailure(t *testing.T) {
-	clk := newClock()
-	start := clk.Now()
-	c := &fakeCourier{decide: func(string, Recipient) Result {
-		clk.Set(start.Add(time.Hour + time.Second)) // the attempt took long
-		return Result{Status: Temporary, Code: 451, Enhanced: "4.4.1", Text: "busy", Remote: "mx.slow.test"}
-	}}
-	var ev events
-	s := openSpool(t, Options{Courier: c, Now: clk.Now, OnEvent: ev.add, Limits: func(Site, string) Limits { return Limits{MaxAge: time.Hour} }})
-	enqueue(t, s, nil, "x", "u@slow.test")
-	waitFor(t, "expiry", func() bool { return s.Stats().Messages == 0 })
-	x := ev.of(EventExpired)
-	if len(x) != 1 || x[0].Attempt != 1 || x[0].Code != 0 || x[0].Remote != "mx.slow.test" ||
-		x[0].Text != "4.4.7 message expired after 1 attempts: 451 4.4.1 busy" {
-		t.Errorf("expired events: %+v", x)
-	}
-	if n := len(ev.of(EventDeferred)); n != 0 {
-		t.Errorf("%d deferred events", n)
-	}
-}
-
 func TestBackoffJitter(t *testing.T) {
-	lim := Limits{RetryInterval: time.Minute, MaxRetryInterval: time.Hour}
+	retry := Retry{Interval: time.Minute, MaxInterval: time.Hour}
 	seen := map[time.Duration]bool{}
 	for attempts := 1; attempts <= 12; attempts++ {
 		base := min(time.Minute<<(attempts-1), time.Hour)
 		for range 200 {
-			d := backoff(attempts, lim)
+			d := backoff(attempts, retry)
 			seen[d] = true
 			if d < base*8/10 || d > base*12/10 || d > time.Hour {
 				t.Fatalf("backoff(%d) = %v, base %v", attempts, d, base)
@@ -373,36 +113,20 @@ func TestBackoffJitter(t *testing.T) {
 	if len(seen) < 2000 {
 		t.Errorf("only %d distinct delays: jitter missing or truncated", len(seen))
 	}
-	if d := backoff(100, lim); d > time.Hour || d < 48*time.Minute {
+	if d := backoff(100, retry); d > time.Hour || d < 48*time.Minute {
 		t.Errorf("backoff(100) = %v", d)
 	}
 }
 
-func TestExpiredWhenDue(t *testing.T) {
-	clk := newClock()
-	c := &fakeCourier{}
-	var ev events
-	s := openSpool(t, Options{Courier: c, Now: clk.Now, OnEvent: ev.add})
-	enqueue(t, s, &Message{Received: clk.Now().Add(-DefaultLimits.MaxAge - time.Second)}, "x", "u@old.test")
-	waitFor(t, "expiry", func() bool { return s.Stats().Messages == 0 })
-	if calls, _, opens := c.snapshot(); len(calls) != 0 || opens != 0 {
-		t.Errorf("expired message was attempted: %d calls, %d opens", len(calls), opens)
-	}
-	x := ev.of(EventExpired)
-	if len(x) != 1 || x[0].Text != "4.4.7 message expired after 0 attempts" {
-		t.Errorf("expired events: %+v", x)
-	}
-}
-
+// A failing OnFailure keeps the records; the hook is retried after the
+// retry interval, without another delivery attempt (Todo leaves those
+// recipients out).
 func TestOnFailureErrorKeepsRecords(t *testing.T) {
 	clk := newClock()
-	c := &fakeCourier{decide: func(string, Recipient) Result {
-		return Result{Status: Permanent, Code: 550, Enhanced: "5.1.1", Text: "no such user"}
-	}}
 	var ev events
 	var mu sync.Mutex
 	var hooks int
-	s := openSpool(t, Options{Courier: c, Now: clk.Now, OnEvent: ev.add,
+	s := openSpool(t, Options{Now: clk.Now, OnEvent: ev.add,
 		OnFailure: func(msg *Message, body []byte, failed []Failed) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -415,6 +139,9 @@ func TestOnFailureErrorKeepsRecords(t *testing.T) {
 			}
 			return nil
 		}})
+	dp := startDispatcher(t, s, &dispatcher{decide: func(*Message, Recipient) Result {
+		return Result{Status: Permanent, Code: 550, Enhanced: "5.1.1", Text: "no such user"}
+	}})
 	id := enqueue(t, s, nil, "dsn me", "a@gone.test", "b@gone.test")
 	hookCalls := func() int {
 		mu.Lock()
@@ -434,8 +161,7 @@ func TestOnFailureErrorKeepsRecords(t *testing.T) {
 	}
 
 	clk.Set(clk.Now().Add(2 * time.Minute))
-	s.poke()
-	time.Sleep(20 * time.Millisecond)
+	s.settle(t)
 	if hookCalls() != 1 {
 		t.Fatal("hook retried before the retry interval")
 	}
@@ -445,80 +171,14 @@ func TestOnFailureErrorKeepsRecords(t *testing.T) {
 	if hookCalls() != 2 {
 		t.Errorf("hook called %d times", hookCalls())
 	}
-	if calls, _, _ := c.snapshot(); len(calls) != 1 {
-		t.Errorf("%d delivery attempts; the hook retry must not deliver again", len(calls))
+	if _, attempts := dp.snapshot(); attempts != 1 {
+		t.Errorf("%d delivery attempts; the hook retry must not deliver again", attempts)
 	}
 	if b := ev.of(EventBounced); len(b) != 2 || b[0].Code != 550 {
 		t.Errorf("bounce events: %+v", b)
 	}
 	if keys := spoolKeys(t, s); len(keys) > 0 {
 		t.Errorf("keys left: %v", keys)
-	}
-}
-
-func TestOpenErrorDefersDestination(t *testing.T) {
-	for _, permanent := range []bool{false, true} {
-		t.Run(fmt.Sprint("permanent=", permanent), func(t *testing.T) {
-			c := &fakeCourier{gate: make(chan struct{}), gateOpen: true, openErr: func(string) error {
-				if permanent {
-					return permanentError{errors.New("no such domain")}
-				}
-				return resultError{Result{Status: Temporary, Code: 421, Enhanced: "4.7.0", Text: "connection refused", Remote: "mx.down.test"}}
-			}}
-			var ev events
-			var mu sync.Mutex
-			hooks := 0
-			s := openSpool(t, Options{Courier: c, OnEvent: ev.add, Limits: func(Site, string) Limits { return Limits{MaxConnections: 1} },
-				OnFailure: func(*Message, []byte, []Failed) error {
-					mu.Lock()
-					hooks++
-					mu.Unlock()
-					return nil
-				}})
-			for i := range 5 {
-				enqueue(t, s, nil, "x", fmt.Sprintf("u%d@down.test", i))
-			}
-			// The first Open is waiting at the gate with four messages queued.
-			waitFor(t, "queued", func() bool { return s.Stats().Ready == 4 })
-			c.gate <- struct{}{}
-			kind := EventDeferred
-			if permanent {
-				kind = EventBounced
-			}
-			waitFor(t, "failures", func() bool { return len(ev.of(kind)) == 5 })
-			for _, e := range ev.of(kind) {
-				if permanent && e.Text != "no such domain" || !permanent && (e.Text != "connection refused" || e.Code != 421 || e.Remote != "mx.down.test") || e.Attempt != 1 {
-					t.Errorf("event: %+v", e)
-				}
-			}
-			if _, _, opens := c.snapshot(); opens != 1 {
-				t.Errorf("%d connection attempts, want 1", opens)
-			}
-			mu.Lock()
-			if permanent && hooks != 5 || !permanent && hooks != 0 {
-				t.Errorf("%d OnFailure calls", hooks)
-			}
-			mu.Unlock()
-			close(c.gate)
-		})
-	}
-}
-
-func TestCourierPanicIsRecovered(t *testing.T) {
-	clk := newClock()
-	c := &fakeCourier{panics: 1}
-	var ev events
-	s := openSpool(t, Options{Courier: c, Now: clk.Now, OnEvent: ev.add})
-	id := enqueue(t, s, nil, "x", "u@p.test")
-	waitFor(t, "deferral", func() bool { return len(ev.of(EventDeferred)) == 1 })
-	if d := ev.of(EventDeferred)[0]; !strings.Contains(d.Text, "panic") {
-		t.Errorf("deferred: %+v", d)
-	}
-	clk.Set(clk.Now().Add(10 * time.Minute))
-	s.poke()
-	waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
-	if _, delivered, _ := c.snapshot(); delivered[id+" u@p.test"] != 1 {
-		t.Errorf("not delivered after the panic")
 	}
 }
 
@@ -532,7 +192,7 @@ func TestReopen(t *testing.T) {
 		ids = append(ids, enqueue(t, s, nil, fmt.Sprint(i), "a@one.test", "b@two.test"))
 		clk.Set(clk.Now().Add(time.Second))
 	}
-	want := Stats{Messages: 10, Recipients: 20, Oldest: first}
+	want := Stats{Messages: 10, Recipients: 20, Scheduled: 20, Oldest: first}
 	if st := s.Stats(); st != want {
 		t.Errorf("stats: %+v, want %+v", st, want)
 	}
@@ -544,10 +204,10 @@ func TestReopen(t *testing.T) {
 	}
 
 	s = openSpool(t, Options{Dir: dir, Now: clk.Now})
-	if st := s.Stats(); !st.Oldest.Equal(first) || st.Messages != 10 || st.Recipients != 20 {
+	if st := s.Stats(); !st.Oldest.Equal(first) || st.Messages != 10 || st.Recipients != 20 || st.Scheduled != 20 {
 		t.Errorf("stats after reopen: %+v", st)
 	}
-	ds, err := s.Summaries("domain")
+	ds, err := s.Summaries("domain", nil)
 	if err != nil || len(ds) != 2 || ds[0].Key != "one.test" || ds[0].Recipients != 10 || !ds[0].Oldest.Equal(first) {
 		t.Errorf("Summaries: %+v %v", ds, err)
 	}
@@ -558,21 +218,25 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := &fakeCourier{}
-	s = openSpool(t, Options{Dir: dir, Courier: c, Now: clk.Now})
+	s = openSpool(t, Options{Dir: dir, Now: clk.Now})
+	dp := startDispatcher(t, s, &dispatcher{})
 	waitFor(t, "delivery after reopen", func() bool { return s.Stats().Messages == 0 })
-	_, delivered, _ := c.snapshot()
+	delivered, _ := dp.snapshot()
 	for _, id := range ids {
 		if delivered[id+" a@one.test"] != 1 || delivered[id+" b@two.test"] != 1 {
 			t.Errorf("%s not delivered once", id)
 		}
 	}
+	if keys := spoolKeys(t, s); len(keys) > 0 {
+		t.Errorf("keys left after delivery: %v", keys)
+	}
 }
 
 func TestStatsOldest(t *testing.T) {
 	clk := newClock()
-	c := &fakeCourier{gate: make(chan struct{})}
-	s := openSpool(t, Options{Courier: c, Now: clk.Now, Limits: func(Site, string) Limits { return Limits{MaxConnections: 1} }})
+	s := openSpool(t, Options{Now: clk.Now})
+	gate := make(chan struct{})
+	startDispatcher(t, s, &dispatcher{gate: gate})
 	t0 := clk.Now()
 	enqueue(t, s, nil, "x", "a@o.test")
 	clk.Set(t0.Add(time.Minute))
@@ -582,12 +246,12 @@ func TestStatsOldest(t *testing.T) {
 	if st := s.Stats(); !st.Oldest.Equal(t0) {
 		t.Errorf("Oldest %v, want %v", st.Oldest, t0)
 	}
-	c.gate <- struct{}{}
+	gate <- struct{}{}
 	waitFor(t, "first delivery", func() bool { return s.Stats().Messages == 2 })
 	if st := s.Stats(); !st.Oldest.Equal(t0.Add(time.Minute)) {
 		t.Errorf("Oldest after delivering the first: %v", st.Oldest)
 	}
-	close(c.gate)
+	close(gate)
 	waitFor(t, "all delivered", func() bool { return s.Stats().Messages == 0 })
 	if st := s.Stats(); !st.Oldest.IsZero() {
 		t.Errorf("Oldest of an empty queue: %v", st.Oldest)
@@ -691,10 +355,10 @@ func TestOrphanRecipientRemoved(t *testing.T) {
 	if err := s.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	c := &fakeCourier{}
-	s = openSpool(t, Options{Dir: dir, Courier: c})
+	s = openSpool(t, Options{Dir: dir})
+	dp := startDispatcher(t, s, &dispatcher{})
 	waitFor(t, "delivery", func() bool { st := s.Stats(); return st.Recipients == 0 && st.InFlight == 0 })
-	_, delivered, _ := c.snapshot()
+	delivered, _ := dp.snapshot()
 	if len(delivered) != 1 || delivered[keep+" b@o.test"] != 1 {
 		t.Errorf("delivered: %v", delivered)
 	}

@@ -57,10 +57,14 @@ func (s *Spool) destLocked(name string) *dest {
 	return d
 }
 
-// maybeReapLocked forgets a destination that has nothing left.
+// maybeReapLocked forgets a destination that has nothing left, and tells
+// the dispatcher.
 func (s *Spool) maybeReapLocked(d *dest) {
 	if d.state == stIdle && d.leases == 0 && d.nready == 0 && s.dests[d.name] == d {
 		delete(s.dests, d.name)
+		if s.disp != nil {
+			s.disp.Drained(d.name)
+		}
 	}
 }
 

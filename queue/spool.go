@@ -552,7 +552,10 @@ func (s *Spool) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("queue: close: leases not finished: %w", ctx.Err())
+		if s.leasesTaken() {
+			return fmt.Errorf("queue: close: leases not finished: %w", ctx.Err())
+		}
+		<-done // no lease left (the engine was closed first): the scheduler is stopping
 	}
 	s.dbMu.Lock()
 	s.dbClosed = true
@@ -561,6 +564,19 @@ func (s *Spool) Close(ctx context.Context) error {
 		return fmt.Errorf("queue: close: %w", err)
 	}
 	return nil
+}
+
+// leasesTaken reports whether a lease is still to be finished: Finish
+// counts it back before its last use of the database.
+func (s *Spool) leasesTaken() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.dests {
+		if d.leases > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // readDB guards a read of the database by a caller of the Spool against

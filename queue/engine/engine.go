@@ -56,9 +56,11 @@ type dest struct {
 
 	// pending: the spool may have recipients of dest ready; gen counts the
 	// spool's signals, so that a worker that found nothing can tell a
-	// signal that came meanwhile.
+	// signal that came meanwhile. queued: the spool has recipients of
+	// dest (from its first Ready to Drained), so its site stays known.
 	pending bool
 	gen     uint64
+	queued  bool
 
 	workers int       // worker goroutines
 	conns   int       // open connections
@@ -102,8 +104,21 @@ func (e *Engine) Ready(name string) {
 	}
 	d := e.destLocked(name)
 	d.pending = true
+	d.queued = true
 	d.gen++
 	e.kickLocked(d)
+}
+
+// Drained implements queue.Dispatcher: the spool has nothing of name
+// queued any more, so the destination may be forgotten. Like Ready, it is
+// called with the spool's lock held.
+func (e *Engine) Drained(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if d := e.dests[name]; d != nil {
+		d.queued = false
+		e.maybeReapLocked(d)
+	}
 }
 
 // destLocked returns the destination named name, creating it.
@@ -119,9 +134,10 @@ func (e *Engine) destLocked(name string) *dest {
 	return d
 }
 
-// maybeReapLocked forgets a destination with nothing going on.
+// maybeReapLocked forgets a destination with nothing going on and nothing
+// queued.
 func (e *Engine) maybeReapLocked(d *dest) {
-	if d.workers == 0 && !d.pending && e.dests[d.name] == d {
+	if d.workers == 0 && !d.pending && !d.queued && e.dests[d.name] == d {
 		delete(e.dests, d.name)
 		d.reaped = true
 		if st := d.site; st != nil {

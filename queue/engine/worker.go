@@ -180,7 +180,8 @@ func (e *Engine) dropSlotLocked(w *worker) {
 // seen (d.gen), so neither MaxConnections nor new work is missed. A
 // connection closes here, after its transaction, when its site went over
 // its (lowered) MaxConnections, when d or its site is suspended, and when
-// another destination of the site waits for the slot of an idle one.
+// another destination of the site waits for the slot of an idle one
+// (already idle, or going idle now).
 func (e *Engine) take(d *dest, w *worker) (*queue.Lease, *Plan, bool) {
 	e.mu.Lock()
 	for {
@@ -233,6 +234,11 @@ func (e *Engine) take(d *dest, w *worker) (*queue.Lease, *Plan, bool) {
 			e.mu.Unlock()
 			return nil, nil, false
 		}
+		if othersWaitLocked(w.site, d) {
+			// Give the slot way now rather than hold it idle.
+			w.shed = true
+			continue
+		}
 		d.idle = append(d.idle, w)
 		w.site.nidle++
 		e.mu.Unlock()
@@ -278,6 +284,17 @@ func transaction(plan *Plan) func(*queue.Message) int {
 	}
 }
 
+// othersWaitLocked reports whether a destination of st other than d, with
+// work, waits for a connection slot.
+func othersWaitLocked(st *site, d *dest) bool {
+	for _, x := range st.waiters {
+		if x != d && x.pending && !x.reaped {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *Engine) removeIdleLocked(d *dest, w *worker) bool {
 	for i, x := range d.idle {
 		if x == w {
@@ -310,7 +327,7 @@ func (e *Engine) handle(d *dest, w *worker, l *queue.Lease, plan *Plan, forced *
 			dead = nil
 		}
 	}()
-	if todo := l.Todo(time.Now(), plan.Limits.MaxAge); len(todo) > 0 {
+	if todo := l.Todo(e.spool.Now(), plan.Limits.MaxAge); len(todo) > 0 {
 		dead = e.attempt(d, w, l, plan, forced, todo, outs)
 	}
 	finished = true

@@ -1,122 +1,16 @@
-package queue
+package engine
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"drover/queue"
 	"drover/queue/shaping"
 )
-
-// mxCourier is a fake MX farm: destinations belong to sites (as a test's
-// SiteOf says), and it records, per site, the parallel sessions and the
-// time of every Open and Deliver.
-type mxCourier struct {
-	siteOf map[string]string // dest -> site; missing: the dest itself
-	delay  time.Duration     // per Deliver
-	// reply decides each recipient's result; nil: delivered.
-	reply func(dest string, r Recipient) Result
-
-	mu       sync.Mutex
-	open     map[string]int // open sessions per site
-	maxOpen  map[string]int
-	opens    map[string][]openRec
-	delivers map[string][]time.Time
-	perConn  int // most messages on one connection
-	lims     []Limits
-	done     map[string]int // "id addr" -> deliveries
-}
-
-type openRec struct {
-	t    time.Time
-	open int // sessions of the site open, this one included
-}
-
-func (c *mxCourier) site(dest string) string {
-	if s, ok := c.siteOf[dest]; ok {
-		return s
-	}
-	return dest
-}
-
-// SiteOf is the Options.SiteOf of the farm.
-func (c *mxCourier) SiteOf(_ context.Context, dest string) (Site, error) {
-	return Site{Name: c.site(dest), MX: []string{"mx." + c.site(dest)}}, nil
-}
-
-func (c *mxCourier) Open(ctx context.Context, dest string, lim Limits) (Conn, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.open == nil {
-		c.open, c.maxOpen, c.opens, c.delivers, c.done = map[string]int{}, map[string]int{}, map[string][]openRec{}, map[string][]time.Time{}, map[string]int{}
-	}
-	s := c.site(dest)
-	c.open[s]++
-	c.maxOpen[s] = max(c.maxOpen[s], c.open[s])
-	c.opens[s] = append(c.opens[s], openRec{time.Now(), c.open[s]})
-	c.lims = append(c.lims, lim)
-	return &mxConn{c: c, dest: dest}, nil
-}
-
-type mxConn struct {
-	c      *mxCourier
-	dest   string
-	sent   int
-	closed bool
-}
-
-func (mc *mxConn) Deliver(ctx context.Context, msg *Message, rcpts []Recipient, body []byte) ([]Result, error) {
-	c := mc.c
-	c.mu.Lock()
-	if mc.closed {
-		panic("deliver on a closed connection")
-	}
-	c.delivers[c.site(mc.dest)] = append(c.delivers[c.site(mc.dest)], time.Now())
-	mc.sent++
-	c.perConn = max(c.perConn, mc.sent)
-	c.mu.Unlock()
-	if c.delay > 0 {
-		time.Sleep(c.delay)
-	}
-	res := make([]Result, len(rcpts))
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i, r := range rcpts {
-		res[i] = Result{Status: Delivered, Code: 250}
-		if c.reply != nil {
-			res[i] = c.reply(mc.dest, r)
-		}
-		if res[i].Status == Delivered {
-			c.done[msg.ID+" "+r.Addr]++
-		}
-	}
-	return res, nil
-}
-
-func (mc *mxConn) Close() error {
-	mc.c.mu.Lock()
-	defer mc.c.mu.Unlock()
-	mc.closed = true
-	mc.c.open[mc.c.site(mc.dest)]--
-	return nil
-}
-
-func (c *mxCourier) stats(site string) (maxOpen int, opens []openRec, delivers []time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.maxOpen[site], slices.Clone(c.opens[site]), slices.Clone(c.delivers[site])
-}
-
-func (c *mxCourier) openNow(site string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.open[site]
-}
 
 // checkRate fails if any window of length w holds more than rate×w+1 of
 // the times (a burst of one).
@@ -138,23 +32,26 @@ func checkRate(t *testing.T, what string, times []time.Time, rate float64) {
 	}
 }
 
-func siteStatus(s *Spool, name string) (SiteStatus, bool) {
-	for _, st := range s.Sites() {
-		if st.Name == name {
-			return st, true
-		}
+func deliverTimes(ds []deliverRec) []time.Time {
+	out := make([]time.Time, len(ds))
+	for i, d := range ds {
+		out[i] = d.t
 	}
-	return SiteStatus{}, false
+	return out
 }
+
+// twoDomains is a site of two domains.
+var twoDomains = map[string]string{"a.test": "mx.test", "b.test": "mx.test"}
 
 // Two domains of one site share its connections: the site's
 // MaxConnections holds over both.
 func TestSiteConnectionCap(t *testing.T) {
-	c := &mxCourier{siteOf: map[string]string{"a.test": "mx.test", "b.test": "mx.test"}, delay: 3 * time.Millisecond}
-	s := openSpool(t, Options{Courier: c, SiteOf: c.SiteOf, NoSync: true,
-		Limits: func(site Site, dest string) Limits {
-			return Limits{MaxConnections: 3, TLS: "required", Pool: "p-" + site.Name + "-" + dest}
-		}})
+	c := &mxCourier{delay: 3 * time.Millisecond}
+	tb := newTestbed(t, queue.Options{NoSync: true}, Config{Courier: c,
+		Planner: &fakePlanner{siteOf: twoDomains, limits: func(site, dest string) shaping.Limits {
+			return shaping.Limits{MaxConnections: 3, TLS: "required", Pool: "p-" + site + "-" + dest}
+		}}})
+	s, e := tb.spool, tb.eng
 	for i := range 120 {
 		enqueue(t, s, nil, "x", fmt.Sprintf("u%d@a.test", i), fmt.Sprintf("u%d@b.test", i))
 	}
@@ -163,7 +60,7 @@ func TestSiteConnectionCap(t *testing.T) {
 	go func() {
 		defer close(done)
 		for s.Stats().Messages > 0 {
-			if st, ok := siteStatus(s, "mx.test"); ok {
+			if st, ok := siteStatus(e, "mx.test"); ok {
 				if st.Connections > 3 || st.MaxConnections != 3 {
 					t.Errorf("site status: %+v", st)
 				}
@@ -187,9 +84,9 @@ func TestSiteConnectionCap(t *testing.T) {
 		t.Errorf("%d transactions, want 240", len(delivers))
 	}
 	c.mu.Lock()
-	for _, l := range c.lims {
-		if l.TLS != "required" || (l.Pool != "p-mx.test-a.test" && l.Pool != "p-mx.test-b.test") {
-			t.Errorf("Open got limits %+v", l)
+	for _, o := range c.lims {
+		if o.lim.TLS != "required" || o.lim.Pool != o.pool || (o.pool != "p-mx.test-a.test" && o.pool != "p-mx.test-b.test") {
+			t.Errorf("Open got limits %+v and pool %q", o.lim, o.pool)
 		}
 	}
 	c.mu.Unlock()
@@ -201,16 +98,17 @@ func TestSiteConnectionCap(t *testing.T) {
 func TestSiteRates(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		lim      Limits
+		lim      shaping.Limits
 		messages int
 	}{
-		{"messages", Limits{MaxConnections: 4, MaxMessageRate: 10}, 20},
-		{"connections", Limits{MaxConnections: 4, MaxConnectionRate: 10, MaxMessagesPerConnection: 2}, 40},
+		{"messages", shaping.Limits{MaxConnections: 4, MaxMessageRate: perSecond(10)}, 20},
+		{"connections", shaping.Limits{MaxConnections: 4, MaxConnectionRate: perSecond(10), MaxMessagesPerConnection: 2}, 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &mxCourier{siteOf: map[string]string{"a.test": "mx.test", "b.test": "mx.test"}, delay: time.Millisecond}
-			s := openSpool(t, Options{Courier: c, SiteOf: c.SiteOf, NoSync: true,
-				Limits: func(Site, string) Limits { return tc.lim }})
+			c := &mxCourier{delay: time.Millisecond}
+			tb := newTestbed(t, queue.Options{NoSync: true}, Config{Courier: c,
+				Planner: &fakePlanner{siteOf: twoDomains, limits: func(string, string) shaping.Limits { return tc.lim }}})
+			s, e := tb.spool, tb.eng
 			start := time.Now()
 			for i := range tc.messages / 2 {
 				enqueue(t, s, nil, "x", fmt.Sprintf("u%d@a.test", i))
@@ -220,11 +118,11 @@ func TestSiteRates(t *testing.T) {
 			elapsed := time.Since(start)
 			maxOpen, opens, delivers := c.stats("mx.test")
 			var times []time.Time
-			rate := tc.lim.MaxMessageRate
+			rate := tc.lim.MaxMessageRate.PerSecond()
 			if rate > 0 {
-				times = delivers
+				times = deliverTimes(delivers)
 			} else {
-				rate = tc.lim.MaxConnectionRate
+				rate = tc.lim.MaxConnectionRate.PerSecond()
 				for _, o := range opens {
 					times = append(times, o.t)
 				}
@@ -241,7 +139,7 @@ func TestSiteRates(t *testing.T) {
 			if n := tc.lim.MaxMessagesPerConnection; n > 0 && c.perConn > n {
 				t.Errorf("%d messages on one connection, limit %d", c.perConn, n)
 			}
-			if st, ok := siteStatus(s, "mx.test"); ok && (st.MessageRate != tc.lim.MaxMessageRate || st.ConnectionRate != tc.lim.MaxConnectionRate) {
+			if st, ok := siteStatus(e, "mx.test"); ok && (st.MessageRate != tc.lim.MaxMessageRate.PerSecond() || st.ConnectionRate != tc.lim.MaxConnectionRate.PerSecond()) {
 				t.Errorf("site status: %+v", st)
 			}
 		})
@@ -260,18 +158,19 @@ func TestAdaptiveSlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	var throttle atomic.Int32
-	c := &mxCourier{siteOf: map[string]string{"a.test": "mx.test", "b.test": "mx.test"}, delay: 4 * time.Millisecond,
-		reply: func(dest string, r Recipient) Result {
+	c := &mxCourier{delay: 4 * time.Millisecond,
+		reply: func(dest string, r queue.Recipient) queue.Result {
 			if throttle.Load() > 0 && throttle.Add(-1) >= 0 {
-				return Result{Status: Temporary, Code: 421, Enhanced: "4.7.28", Text: "4.7.28 Our system has detected an unusual rate of unsolicited mail", Remote: "mx.mx.test"}
+				return queue.Result{Status: queue.Temporary, Code: 421, Enhanced: "4.7.28", Text: "4.7.28 Our system has detected an unusual rate of unsolicited mail", Remote: "mx.mx.test"}
 			}
-			return Result{Status: Delivered, Code: 250}
+			return queue.Result{Status: queue.Delivered, Code: 250}
 		}}
 	var ev events
-	s := openSpool(t, Options{Courier: c, SiteOf: c.SiteOf, NoSync: true, Rules: rules, OnEvent: ev.add,
-		Limits: func(Site, string) Limits {
-			return Limits{MaxConnections: 4, RetryInterval: 50 * time.Millisecond, MaxRetryInterval: 50 * time.Millisecond}
-		}})
+	tb := newTestbed(t, queue.Options{NoSync: true, OnEvent: ev.add}, Config{Courier: c, Rules: rules,
+		Planner: &fakePlanner{siteOf: twoDomains, limits: func(string, string) shaping.Limits {
+			return shaping.Limits{MaxConnections: 4, RetryInterval: 50 * time.Millisecond, MaxRetryInterval: 50 * time.Millisecond}
+		}}})
+	s, e := tb.spool, tb.eng
 	feed := func(n int) {
 		for i := range n {
 			enqueue(t, s, nil, "x", fmt.Sprintf("u%d@a.test", i), fmt.Sprintf("u%d@b.test", i))
@@ -281,32 +180,34 @@ func TestAdaptiveSlow(t *testing.T) {
 	waitFor(t, "4 sessions", func() bool { return c.openNow("mx.test") == 4 })
 	throttle.Store(1)
 	waitFor(t, "the slowdown", func() bool {
-		st, _ := siteStatus(s, "mx.test")
+		st, _ := siteStatus(e, "mx.test")
 		return st.Factor == 0.25
 	})
-	st, _ := siteStatus(s, "mx.test")
+	st, _ := siteStatus(e, "mx.test")
 	if st.MaxConnections != 1 || st.SlowUntil.IsZero() || !strings.Contains(st.Reason, "test-rate") {
 		t.Errorf("slowed site: %+v", st)
 	}
 	waitFor(t, "connections closed down to 1", func() bool { return c.openNow("mx.test") <= 1 })
 	settled := time.Now()
-	for time.Now().Before(st.SlowUntil.Add(-50 * time.Millisecond)) {
+	// Keep the site busy until the slowdown ends on its own.
+	waitFor(t, "the end of the slowdown", func() bool {
 		if s.Stats().Messages == 0 {
 			feed(100)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		st, _ := siteStatus(e, "mx.test")
+		return st.Factor == 1
+	})
 	_, opens, _ := c.stats("mx.test")
 	for _, o := range opens {
 		if o.t.After(settled) && o.t.Before(st.SlowUntil.Add(-50*time.Millisecond)) && o.open > 1 {
 			t.Errorf("a connection opened while slowed with %d open", o.open)
 		}
 	}
-	if n := len(ev.of(EventDeferred)); n != 1 {
+	if n := len(ev.of(queue.EventDeferred)); n != 1 {
 		t.Errorf("%d deferred events, want 1 (the throttled transaction)", n)
 	}
 	waitFor(t, "back to normal", func() bool {
-		st, _ := siteStatus(s, "mx.test")
+		st, _ := siteStatus(e, "mx.test")
 		if s.Stats().Messages < 50 {
 			feed(100)
 		}
@@ -334,42 +235,50 @@ func TestAdaptiveSuspend(t *testing.T) {
 	const suspendFor = 500 * time.Millisecond
 	rule := &shaping.Rule{Name: "test-block", Action: shaping.ActionSuspend, Duration: suspendFor}
 	var throttle atomic.Bool
-	c := &mxCourier{siteOf: map[string]string{"a.test": "mx.test", "b.test": "mx.test"}, delay: 2 * time.Millisecond,
-		reply: func(dest string, r Recipient) Result {
+	c := &mxCourier{delay: 2 * time.Millisecond,
+		reply: func(dest string, r queue.Recipient) queue.Result {
 			if throttle.CompareAndSwap(true, false) {
-				return Result{Status: Temporary, Code: 421, Enhanced: "4.7.0", Text: "4.7.0 too many messages, come back later"}
+				return queue.Result{Status: queue.Temporary, Code: 421, Enhanced: "4.7.0", Text: "4.7.0 too many messages, come back later"}
 			}
-			return Result{Status: Delivered, Code: 250}
+			return queue.Result{Status: queue.Delivered, Code: 250}
 		}}
 	var ev events
-	s := openSpool(t, Options{Courier: c, SiteOf: c.SiteOf, NoSync: true, OnEvent: ev.add,
+	tb := newTestbed(t, queue.Options{NoSync: true, OnEvent: ev.add}, Config{Courier: c,
 		Rules: ruleFunc(func(code int, enhanced, text string) *shaping.Rule {
 			if strings.Contains(text, "come back later") {
 				return rule
 			}
 			return nil
 		}),
-		Limits: func(Site, string) Limits { return Limits{MaxConnections: 2, RetryInterval: time.Minute} }})
+		Planner: &fakePlanner{siteOf: twoDomains, limits: func(string, string) shaping.Limits {
+			return shaping.Limits{MaxConnections: 2, RetryInterval: time.Minute}
+		}}})
+	s, e := tb.spool, tb.eng
 	for i := range 100 {
 		enqueue(t, s, nil, "x", fmt.Sprintf("u%d@a.test", i), fmt.Sprintf("u%d@b.test", i))
 	}
-	waitFor(t, "deliveries", func() bool { return len(ev.of(EventDelivered)) >= 10 })
+	waitFor(t, "deliveries", func() bool { return len(ev.of(queue.EventDelivered)) >= 10 })
 	throttle.Store(true)
 	waitFor(t, "the suspension", func() bool {
-		st, _ := siteStatus(s, "mx.test")
+		st, _ := siteStatus(e, "mx.test")
 		return st.Suspended
 	})
-	st, _ := siteStatus(s, "mx.test")
+	st, _ := siteStatus(e, "mx.test")
 	if st.SuspendedUntil.IsZero() || !strings.Contains(st.Reason, "test-block") {
 		t.Errorf("suspended site: %+v", st)
 	}
 	waitFor(t, "connections closed", func() bool { return c.openNow("mx.test") == 0 })
 	quiet := time.Now()
-	time.Sleep(time.Until(st.SuspendedUntil.Add(-50 * time.Millisecond)))
+	if now, _ := siteStatus(e, "mx.test"); now.Suspended {
+		if st := s.Stats(); st.Ready == 0 {
+			t.Errorf("nothing waiting in memory while suspended: %+v", st)
+		}
+	}
+	waitFor(t, "delivery after the suspension", func() bool { return s.Stats().Recipients == 1 })
 	_, opens, delivers := c.stats("mx.test")
 	for _, d := range delivers {
-		if d.After(quiet) && d.Before(st.SuspendedUntil) {
-			t.Fatalf("delivery at %v while suspended until %v", d, st.SuspendedUntil)
+		if d.t.After(quiet) && d.t.Before(st.SuspendedUntil) {
+			t.Fatalf("delivery at %v while suspended until %v", d.t, st.SuspendedUntil)
 		}
 	}
 	for _, o := range opens {
@@ -377,54 +286,51 @@ func TestAdaptiveSuspend(t *testing.T) {
 			t.Fatalf("connection at %v while suspended until %v", o.t, st.SuspendedUntil)
 		}
 	}
-	if st := s.Stats(); st.Ready == 0 {
-		t.Errorf("nothing waiting in memory while suspended: %+v", st)
-	}
-	waitFor(t, "delivery after the suspension", func() bool { return s.Stats().Recipients == 1 })
-	if _, opens, _ := c.stats("mx.test"); opens[len(opens)-1].t.Before(st.SuspendedUntil) {
+	if opens[len(opens)-1].t.Before(st.SuspendedUntil) {
 		t.Error("no connection after the suspension")
 	}
-	if st, _ := siteStatus(s, "mx.test"); st.Suspended {
+	if st, _ := siteStatus(e, "mx.test"); st.Suspended {
 		t.Errorf("still suspended: %+v", st)
 	}
-	for _, e := range ev.of(EventDelivered) {
+	for _, e := range ev.of(queue.EventDelivered) {
 		if e.Attempt != 1 {
 			t.Errorf("delivered at attempt %d: waiting while suspended counted as an attempt", e.Attempt)
 		}
 	}
-	if n := len(ev.of(EventDeferred)); n != 1 {
+	if n := len(ev.of(queue.EventDeferred)); n != 1 {
 		t.Errorf("%d deferred events, want 1", n)
 	}
 }
 
 // A bounce rule fails the recipient for good, even on a 4xx reply.
 func TestAdaptiveBounce(t *testing.T) {
-	c := &mxCourier{reply: func(dest string, r Recipient) Result {
+	c := &mxCourier{reply: func(dest string, r queue.Recipient) queue.Result {
 		if strings.HasPrefix(r.Addr, "full") {
-			return Result{Status: Temporary, Code: 452, Enhanced: "4.2.2", Text: "4.2.2 mailbox full", Class: "soft", Reason: "mailboxfull"}
+			return queue.Result{Status: queue.Temporary, Code: 452, Enhanced: "4.2.2", Text: "4.2.2 mailbox full", Class: "soft", Reason: "mailboxfull"}
 		}
-		return Result{Status: Delivered, Code: 250}
+		return queue.Result{Status: queue.Delivered, Code: 250}
 	}}
 	var ev events
 	var failed atomic.Int32
-	s := openSpool(t, Options{Courier: c, OnEvent: ev.add,
+	tb := newTestbed(t, queue.Options{OnEvent: ev.add,
+		OnFailure: func(msg *queue.Message, body []byte, f []queue.Failed) error {
+			failed.Add(int32(len(f)))
+			return nil
+		}}, Config{Courier: c,
 		Rules: ruleFunc(func(code int, enhanced, text string) *shaping.Rule {
 			if enhanced == "4.2.2" {
 				return &shaping.Rule{Name: "full", Action: shaping.ActionBounce}
 			}
 			return nil
-		}),
-		OnFailure: func(msg *Message, body []byte, f []Failed) error {
-			failed.Add(int32(len(f)))
-			return nil
-		}})
+		})})
+	s := tb.spool
 	enqueue(t, s, nil, "x", "full@d.test", "ok@d.test")
 	waitFor(t, "outcomes", func() bool { return s.Stats().Messages == 0 })
-	b := ev.of(EventBounced)
+	b := ev.of(queue.EventBounced)
 	if len(b) != 1 || b[0].Recipient != "full@d.test" || b[0].Code != 452 || b[0].Reason != "mailboxfull" || failed.Load() != 1 {
 		t.Errorf("bounced: %+v, OnFailure for %d", b, failed.Load())
 	}
-	if n := len(ev.of(EventDeferred)); n != 0 {
+	if n := len(ev.of(queue.EventDeferred)); n != 0 {
 		t.Errorf("%d deferred", n)
 	}
 }
@@ -435,8 +341,11 @@ func TestReconfigureLowersConnections(t *testing.T) {
 	var maxConns atomic.Int32
 	maxConns.Store(4)
 	c := &mxCourier{delay: 3 * time.Millisecond}
-	s := openSpool(t, Options{Courier: c, NoSync: true,
-		Limits: func(Site, string) Limits { return Limits{MaxConnections: int(maxConns.Load())} }})
+	tb := newTestbed(t, queue.Options{NoSync: true}, Config{Courier: c,
+		Planner: &fakePlanner{limits: func(string, string) shaping.Limits {
+			return shaping.Limits{MaxConnections: int(maxConns.Load())}
+		}}})
+	s, e := tb.spool, tb.eng
 	feed := func() {
 		for i := range 100 {
 			enqueue(t, s, nil, "x", fmt.Sprintf("u%d@r.test", i))
@@ -445,8 +354,8 @@ func TestReconfigureLowersConnections(t *testing.T) {
 	feed()
 	waitFor(t, "4 sessions", func() bool { return c.openNow("r.test") == 4 })
 	maxConns.Store(1)
-	s.Reconfigure()
-	if st, _ := siteStatus(s, "r.test"); st.MaxConnections != 1 {
+	e.Reconfigure()
+	if st, _ := siteStatus(e, "r.test"); st.MaxConnections != 1 {
 		t.Errorf("after Reconfigure: %+v", st)
 	}
 	waitFor(t, "1 session", func() bool { return c.openNow("r.test") <= 1 })
@@ -462,7 +371,7 @@ func TestReconfigureLowersConnections(t *testing.T) {
 		}
 	}
 	maxConns.Store(3)
-	s.Reconfigure()
+	e.Reconfigure()
 	feed()
 	waitFor(t, "3 sessions", func() bool { return c.openNow("r.test") == 3 })
 }
@@ -470,72 +379,77 @@ func TestReconfigureLowersConnections(t *testing.T) {
 // Operator suspension of a site holds all its domains; of a domain, that
 // domain alone. Resume, or the end of the suspension, lets them go.
 func TestOperatorSuspend(t *testing.T) {
-	c := &mxCourier{siteOf: map[string]string{"a.test": "mx.test", "b.test": "mx.test"}}
-	s := openSpool(t, Options{Courier: c, SiteOf: c.SiteOf})
+	c := &mxCourier{}
+	tb := newTestbed(t, queue.Options{}, Config{Courier: c, Planner: &fakePlanner{siteOf: twoDomains}})
+	s, e := tb.spool, tb.eng
 	enqueue(t, s, nil, "x", "u@a.test")
 	waitFor(t, "the site is known", func() bool { return s.Stats().Messages == 0 })
 
-	if err := s.Suspend("site", "mx.test", time.Time{}, "maintenance"); err != nil {
+	held := time.Now()
+	if err := e.Suspend("site", "mx.test", time.Time{}, "maintenance"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Suspend("domain", "C.test", time.Now().Add(300*time.Millisecond), "short"); err != nil {
+	if err := e.Suspend("domain", "C.test", time.Now().Add(300*time.Millisecond), "short"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Suspend("provider", "x", time.Time{}, ""); err == nil {
+	if err := e.Suspend("provider", "x", time.Time{}, ""); err == nil {
 		t.Error("Suspend of an unknown kind succeeded")
 	}
-	if sp := s.Suspensions(); len(sp) != 2 || sp[0].Name != "c.test" || sp[1].Reason != "maintenance" {
+	if sp := e.Suspensions(); len(sp) != 2 || sp[0].Name != "c.test" || sp[1].Reason != "maintenance" {
 		t.Errorf("Suspensions: %+v", sp)
 	}
 	enqueue(t, s, nil, "x", "v@a.test", "v@b.test", "v@c.test")
-	time.Sleep(100 * time.Millisecond)
+	// Both domains of the site are planned, bound to it and held.
+	waitFor(t, "the held domains planned", func() bool {
+		st, _ := siteStatus(e, "mx.test")
+		return st.Domains == 2 && st.Ready == 2
+	})
 	if st := s.Stats(); st.Recipients != 3 {
 		t.Fatalf("delivered while suspended: %+v", st)
 	}
-	st, _ := siteStatus(s, "mx.test")
+	st, _ := siteStatus(e, "mx.test")
 	if !st.Suspended || !st.SuspendedUntil.IsZero() || st.Reason != "maintenance" || st.Ready != 2 {
 		t.Errorf("suspended site: %+v", st)
 	}
-	sums, err := s.Summaries("site")
+	sums, err := e.Summaries("site")
 	if err != nil || len(sums) != 2 || sums[0].Key != "mx.test" || sums[0].Suspension == nil || sums[0].Site == nil || !sums[0].Site.Suspended {
 		t.Errorf("Summaries by site: %+v %v", sums, err)
 	}
 	waitFor(t, "the domain suspension to end", func() bool { return s.Stats().Recipients == 2 })
-	if err := s.Resume("site", "mx.test"); err != nil {
+	resumed := time.Now()
+	if err := e.Resume("site", "mx.test"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "delivery after resume", func() bool { return s.Stats().Recipients == 0 })
-	if sp := s.Suspensions(); len(sp) != 0 {
+	if sp := e.Suspensions(); len(sp) != 0 {
 		t.Errorf("Suspensions after resume: %+v", sp)
+	}
+	_, _, delivers := c.stats("mx.test")
+	for _, d := range delivers {
+		if d.t.After(held) && d.t.Before(resumed) {
+			t.Errorf("delivery to %s at %v while the site was suspended", d.dest, d.t)
+		}
 	}
 
 	// A domain suspension holds one domain of a site, not the others.
-	if err := s.Suspend("domain", "a.test", time.Time{}, ""); err != nil {
+	held = time.Now()
+	if err := e.Suspend("domain", "a.test", time.Time{}, ""); err != nil {
 		t.Fatal(err)
 	}
-	enqueue(t, s, nil, "x", "w@a.test", "w@b.test")
+	id := enqueue(t, s, nil, "x", "w@a.test", "w@b.test")
 	waitFor(t, "b.test delivered", func() bool { return s.Stats().Recipients == 1 })
-	time.Sleep(50 * time.Millisecond)
-	if _, rcpts, _ := s.Show(mustOnlyID(t, s)); len(rcpts) != 1 || rcpts[0].Domain != "a.test" || rcpts[0].Attempts != 0 {
+	if _, rcpts, _ := e.Show(id); len(rcpts) != 1 || rcpts[0].Domain != "a.test" || rcpts[0].Attempts != 0 {
 		t.Errorf("held recipient: %+v", rcpts)
 	}
-	s.Resume("domain", "a.test")
+	resumed = time.Now()
+	e.Resume("domain", "a.test")
 	waitFor(t, "a.test delivered", func() bool { return s.Stats().Recipients == 0 })
-}
-
-// mustOnlyID returns the ID of the only queued message.
-func mustOnlyID(t *testing.T, s *Spool) string {
-	t.Helper()
-	sums, err := s.Summaries("sender")
-	if err != nil || len(sums) != 1 || sums[0].Messages != 1 {
-		t.Fatalf("want one message: %+v %v", sums, err)
+	_, _, delivers = c.stats("mx.test")
+	for _, d := range delivers {
+		if d.dest == "a.test" && d.t.After(held) && d.t.Before(resumed) {
+			t.Errorf("delivery to a.test at %v while it was suspended", d.t)
+		}
 	}
-	var id string
-	s.scanRecipients(func(msg *Message, r *Recipient, _ *failure) error {
-		id = msg.ID
-		return nil
-	})
-	return id
 }
 
 // A connection refused with a reply that matches a suspend rule suspends
@@ -545,19 +459,21 @@ func TestAdaptiveSuspendOnOpen(t *testing.T) {
 	var opens atomic.Int32
 	c := &fakeCourier{gate: make(chan struct{}), gateOpen: true, openErr: func(string) error {
 		if opens.Add(1) == 1 {
-			return resultError{Result{Status: Temporary, Code: 421, Enhanced: "4.7.0", Text: "4.7.0 too many connections from your IP", Remote: "mx.d.test"}}
+			return resultError(queue.Result{Status: queue.Temporary, Code: 421, Enhanced: "4.7.0", Text: "4.7.0 too many connections from your IP", Remote: "mx.d.test"})
 		}
 		return nil
 	}}
 	var ev events
 	rule := &shaping.Rule{Name: "conns", Action: shaping.ActionSuspend, Duration: 300 * time.Millisecond}
-	s := openSpool(t, Options{Courier: c, OnEvent: ev.add, Limits: func(Site, string) Limits { return Limits{MaxConnections: 1} },
+	tb := newTestbed(t, queue.Options{OnEvent: ev.add}, Config{Courier: c,
+		Planner: &fakePlanner{limits: func(string, string) shaping.Limits { return shaping.Limits{MaxConnections: 1} }},
 		Rules: ruleFunc(func(code int, enhanced, text string) *shaping.Rule {
 			if strings.Contains(text, "too many connections") {
 				return rule
 			}
 			return nil
 		})})
+	s := tb.spool
 	for i := range 5 {
 		enqueue(t, s, nil, "x", fmt.Sprintf("u%d@d.test", i))
 	}
@@ -568,12 +484,40 @@ func TestAdaptiveSuspendOnOpen(t *testing.T) {
 	if time.Since(start) < 250*time.Millisecond {
 		t.Errorf("delivered %v after a suspension of 300ms", time.Since(start))
 	}
-	if d := ev.of(EventDeferred); len(d) != 1 || d[0].Code != 421 {
+	if d := ev.of(queue.EventDeferred); len(d) != 1 || d[0].Code != 421 {
 		t.Errorf("deferred: %+v", d)
 	}
-	for _, e := range ev.of(EventDelivered) {
+	for _, e := range ev.of(queue.EventDelivered) {
 		if e.Attempt != 1 {
 			t.Errorf("delivered at attempt %d", e.Attempt)
 		}
+	}
+}
+
+// A connection that goes idle while another domain of its site waits for
+// a slot gives the slot way at once, instead of holding it until its idle
+// timeout.
+func TestIdleConnectionGivesWay(t *testing.T) {
+	const idle = 10 * time.Second
+	c := &fakeCourier{gate: make(chan struct{})}
+	tb := newTestbed(t, queue.Options{}, Config{Courier: c, IdleTimeout: idle,
+		Planner: &fakePlanner{siteOf: twoDomains, limits: func(string, string) shaping.Limits { return shaping.Limits{MaxConnections: 1} }}})
+	s, e := tb.spool, tb.eng
+	enqueue(t, s, nil, "x", "u@a.test")
+	waitFor(t, "a.test in flight", func() bool { return s.Stats().InFlight == 1 })
+	enqueue(t, s, nil, "x", "u@b.test")
+	// b.test is planned, bound to the site, and waits for its only slot.
+	waitFor(t, "b.test waiting for the slot", func() bool {
+		st, _ := siteStatus(e, "mx.test")
+		return st.Domains == 2 && st.Ready == 1
+	})
+	start := time.Now()
+	close(c.gate)
+	waitFor(t, "both delivered", func() bool { return s.Stats().Messages == 0 })
+	if d := time.Since(start); d > idle/2 {
+		t.Errorf("b.test delivered %v after a.test's connection went idle (idle timeout %v)", d, idle)
+	}
+	if n := c.openConns(); n > 1 {
+		t.Errorf("%d connections open, the site allows 1", n)
 	}
 }
