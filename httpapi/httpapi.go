@@ -18,6 +18,7 @@
 //	GET  /v1/queue?by=site|domain|sender|campaign
 //	                         recipients, messages, oldest, last error (and
 //	                         shaping state by site) per group
+//	GET  /v1/queue/suspensions  the operator suspensions in force
 //	GET  /v1/queue/{id}      one message and its recipients
 //	POST /v1/queue/suspend   {"site"|"domain": name, "for": "1h", "reason": "..."}
 //	POST /v1/queue/resume    {"site"|"domain": name}
@@ -73,6 +74,7 @@ type Queue interface {
 	Summaries(groupBy string) ([]engine.Summary, error)
 	Show(id string) (*queue.Message, []queue.Recipient, error)
 	Suspend(kind, name string, until time.Time, reason string) error
+	Suspensions() []engine.Suspension
 	Resume(kind, name string) error
 	// Flush, Bounce and Delete run as jobs: report, which they call as
 	// they go (see queue.Spool.Flush), updates the job's progress.
@@ -270,6 +272,9 @@ func Handler(cfg Config) http.Handler {
 			return
 		}
 		writeJSON(w, map[string]any{"reloaded": true})
+	})
+	admin.HandleFunc("GET /v1/queue/suspensions", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"suspensions": cfg.Queue.Suspensions()})
 	})
 	admin.HandleFunc("GET /v1/queue/{id}", func(w http.ResponseWriter, r *http.Request) {
 		msg, rcpts, err := cfg.Queue.Show(r.PathValue("id"))

@@ -33,6 +33,9 @@ func (f *fakeQueue) Suspend(kind, name string, until time.Time, reason string) e
 	f.calls = append(f.calls, "suspend "+kind+" "+name+" "+reason)
 	return nil
 }
+func (f *fakeQueue) Suspensions() []engine.Suspension {
+	return []engine.Suspension{{Kind: "domain", Name: "held.test", Reason: "maintenance"}}
+}
 func (f *fakeQueue) Resume(kind, name string) error {
 	f.calls = append(f.calls, "resume "+kind+" "+name)
 	return nil
@@ -127,5 +130,17 @@ func TestAdminLoopbackOnly(t *testing.T) {
 	}
 	if code, _ := do(t, h, "GET", "/debug/pprof/", "", "", "192.0.2.1:1"); code != 403 {
 		t.Errorf("pprof remote: %d", code)
+	}
+}
+
+// The suspensions in force are listed for an admin.
+func TestSuspensionsList(t *testing.T) {
+	h := Handler(Config{Gatherer: prometheus.NewRegistry(), Queue: &fakeQueue{}, AdminToken: "tok"})
+	req := httptest.NewRequest("GET", "/v1/queue/suspensions", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"held.test"`) || !strings.Contains(rec.Body.String(), `"maintenance"`) {
+		t.Errorf("%d %s", rec.Code, rec.Body)
 	}
 }

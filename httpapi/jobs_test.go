@@ -55,6 +55,8 @@ func (q *ctrlQueue) Summaries(string) ([]engine.Summary, error) { return nil, ni
 func (q *ctrlQueue) Show(string) (*queue.Message, []queue.Recipient, error) {
 	return nil, nil, queue.ErrNotFound
 }
+func (q *ctrlQueue) Suspensions() []engine.Suspension { return nil }
+
 func (q *ctrlQueue) Suspend(kind, name string, _ time.Time, _ string) error {
 	q.suspended <- kind + " " + name
 	return nil

@@ -242,7 +242,34 @@ func newQueueCmd() *cobra.Command {
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(ls, show, newJobsCmd(client))
+	suspensions := &cobra.Command{
+		Use:   "suspensions",
+		Short: "List the operator suspensions in force",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var resp struct {
+				Suspensions []engine.Suspension `json:"suspensions"`
+			}
+			if err := client.get(cmd.Context(), "/v1/queue/suspensions", &resp); err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(resp.Suspensions)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KIND\tNAME\tUNTIL\tREASON")
+			for _, sp := range resp.Suspensions {
+				until := "resumed by hand"
+				if !sp.Until.IsZero() {
+					until = sp.Until.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", sp.Kind, sp.Name, until, sp.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+	suspensions.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(ls, show, suspensions, newJobsCmd(client))
 	cmd.AddCommand(queueOps(client)...)
 	return cmd
 }

@@ -129,6 +129,9 @@ func TestQueueControl(t *testing.T) {
 		return out
 	}
 	run("queue", "suspend", "--domain", "held.test", "--for", "1h", "--reason", "maintenance")
+	if out := run("queue", "suspensions"); !strings.Contains(out, "domain") || !strings.Contains(out, "held.test") || !strings.Contains(out, "maintenance") {
+		t.Errorf("queue suspensions:\n%s", out)
+	}
 	submit(t, d, 6, func(i int) string { return fmt.Sprintf("r%d@held.test", i) })
 	submit(t, d, 1, func(i int) string { return "free@open.test" })
 	waitFor(t, 10*time.Second, "the free message", func() bool { return len(mx.received()) >= 1 })
