@@ -11,23 +11,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"drover/testkit"
 )
 
 // startSmtpSink runs Postfix's smtp-sink on a free local port; with capture
 // it writes every transaction into the returned dump file. Without
-// smtp-sink the test is skipped, unless CI is set: then it fails.
+// smtp-sink the test is skipped, unless CI is set: then it fails (see
+// testkit.Tool).
 func startSmtpSink(tb testing.TB, capture bool, args ...string) (addr, dump string) {
 	tb.Helper()
-	path, err := exec.LookPath("smtp-sink")
-	if err != nil {
-		path, err = exec.LookPath("/usr/sbin/smtp-sink")
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatal("smtp-sink not found (install postfix); required when CI is set")
-		}
-		tb.Skip("smtp-sink not found (install postfix)")
-	}
+	path := testkit.Tool(tb, "smtp-sink")
 	// smtp-sink drops privileges to -u when run as root: the dump
 	// directory must be writable by that user.
 	dir, err := os.MkdirTemp("", "smtp-sink")
@@ -61,31 +55,26 @@ func startSmtpSink(tb testing.TB, capture bool, args ...string) (addr, dump stri
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+	testkit.WaitFor(tb, 5*time.Second, "smtp-sink to listen on "+addr, func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			return addr, dump
 		}
-		if time.Since(start) > 5*time.Second {
-			tb.Fatalf("smtp-sink does not listen on %s: %v", addr, err)
-		}
-	}
+		return err == nil
+	})
+	return addr, dump
 }
 
 // sinkDump reads the dump file of smtp-sink once it holds n messages. The
 // dump has LF line endings and unstuffed dots.
 func sinkDump(t *testing.T, dump string, n int) string {
 	t.Helper()
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		b, _ := os.ReadFile(dump)
-		if bytes.Count(b, []byte("X-Client-Addr:")) >= n {
-			return string(b)
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("smtp-sink dump: %q", b)
-		}
-	}
+	var b []byte
+	testkit.WaitFor(t, 5*time.Second, "smtp-sink to dump "+strconv.Itoa(n)+" messages", func() bool {
+		b, _ = os.ReadFile(dump)
+		return bytes.Count(b, []byte("X-Client-Addr:")) >= n
+	})
+	return string(b)
 }
 
 func TestSmtpSink(t *testing.T) {
