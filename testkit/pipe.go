@@ -2,10 +2,13 @@ package testkit
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Pipes is a net.Listener whose connections are in-memory pipes
@@ -89,7 +92,9 @@ func (p *Pipes) Dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	}
 }
 
-// pipeConn is one end of a pipe with the addresses it reports.
+// pipeConn is one end of a pipe with the addresses it reports. Its
+// errors after Close are a socket's (net.ErrClosed) rather than
+// io.ErrClosedPipe, so that servers take them for a closed connection.
 type pipeConn struct {
 	net.Conn
 	local, remote net.Addr
@@ -97,3 +102,32 @@ type pipeConn struct {
 
 func (c pipeConn) LocalAddr() net.Addr  { return c.local }
 func (c pipeConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c pipeConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	return n, c.sockErr("read", err)
+}
+
+func (c pipeConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	return n, c.sockErr("write", err)
+}
+
+func (c pipeConn) SetDeadline(t time.Time) error {
+	return c.sockErr("set", c.Conn.SetDeadline(t))
+}
+
+func (c pipeConn) SetReadDeadline(t time.Time) error {
+	return c.sockErr("set", c.Conn.SetReadDeadline(t))
+}
+
+func (c pipeConn) SetWriteDeadline(t time.Time) error {
+	return c.sockErr("set", c.Conn.SetWriteDeadline(t))
+}
+
+func (c pipeConn) sockErr(op string, err error) error {
+	if errors.Is(err, io.ErrClosedPipe) {
+		return &net.OpError{Op: op, Net: "tcp", Source: c.local, Addr: c.remote, Err: net.ErrClosed}
+	}
+	return err
+}
