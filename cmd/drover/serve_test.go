@@ -244,27 +244,8 @@ func TestSIGTERMKeepsQueuedMail(t *testing.T) {
 // end.
 func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	source := testkit.Tool(t, "smtp-source")
-	sinkBin := testkit.Tool(t, "smtp-sink")
 	dir := t.TempDir()
-	sinkAddr := freePort(t)
-	// smtp-sink drops root privileges to nobody: its dump lives in a
-	// directory of its own that nobody may write.
-	sinkDir, err := os.MkdirTemp("", "drover-sink")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(sinkDir)
-	dump := filepath.Join(sinkDir, "dump")
-	sinkArgs := []string{"-D", dump, sinkAddr, "100"}
-	if os.Geteuid() == 0 {
-		sinkArgs = append([]string{"-u", "nobody"}, sinkArgs...)
-		os.Chmod(sinkDir, 0o777)
-	}
-	sink := exec.Command(sinkBin, sinkArgs...)
-	if err := sink.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Process.Kill()
+	sinkAddr, dump := testkit.StartSmtpSink(t, true)
 	d := startDrover(t, dir, fmt.Sprintf("shaping:\n  default:\n    retry_interval: 1s\n    max_retry_interval: 2s\nroutes:\n  \"*\": %q\n", sinkAddr))
 
 	// Our own acknowledged-set client: 10 sessions, each recording the

@@ -8,6 +8,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"drover/testkit"
 )
 
 // startFastSink runs a minimal SMTP server that accepts everything, answers
@@ -109,7 +111,7 @@ func BenchmarkSend(b *testing.B) {
 // BenchmarkSendSmtpSink measures Send against Postfix's smtp-sink, the
 // reference peer.
 func BenchmarkSendSmtpSink(b *testing.B) {
-	addr, _ := startSmtpSink(b, false)
+	addr, _ := testkit.StartSmtpSink(b, false)
 	b.Run("1rcpt", func(b *testing.B) { benchmarkSend(b, addr, 1) })
 	b.Run("10rcpt", func(b *testing.B) { benchmarkSend(b, addr, 10) })
 }

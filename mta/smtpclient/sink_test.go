@@ -2,10 +2,7 @@ package smtpclient
 
 import (
 	"bytes"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,56 +11,6 @@ import (
 
 	"drover/testkit"
 )
-
-// startSmtpSink runs Postfix's smtp-sink on a free local port; with capture
-// it writes every transaction into the returned dump file. Without
-// smtp-sink the test is skipped, unless CI is set: then it fails (see
-// testkit.Tool).
-func startSmtpSink(tb testing.TB, capture bool, args ...string) (addr, dump string) {
-	tb.Helper()
-	path := testkit.Tool(tb, "smtp-sink")
-	// smtp-sink drops privileges to -u when run as root: the dump
-	// directory must be writable by that user.
-	dir, err := os.MkdirTemp("", "smtp-sink")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		tb.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr = ln.Addr().String()
-	ln.Close()
-	argv := append([]string{"-h", "sink.test"}, args...)
-	if capture {
-		dump = filepath.Join(dir, "dump")
-		argv = append(argv, "-D", dump)
-	}
-	if os.Geteuid() == 0 {
-		argv = append(argv, "-u", "nobody")
-	}
-	cmd := exec.Command(path, append(argv, addr, "64")...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	testkit.WaitFor(tb, 5*time.Second, "smtp-sink to listen on "+addr, func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return addr, dump
-}
 
 // sinkDump reads the dump file of smtp-sink once it holds n messages. The
 // dump has LF line endings and unstuffed dots.
@@ -89,7 +36,7 @@ func TestSmtpSink(t *testing.T) {
 		{"no pipelining", []string{"-p"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr, dump := startSmtpSink(t, true, tc.args...)
+			addr, dump := testkit.StartSmtpSink(t, true, tc.args...)
 			c := dialT(t, addr, testConfig())
 			if c.Extensions().Pipelining != tc.pipelining || !c.Extensions().DSN || !c.Extensions().EnhancedStatusCodes {
 				t.Fatalf("extensions %+v", c.Extensions())
@@ -132,7 +79,7 @@ func TestSmtpSink(t *testing.T) {
 }
 
 func TestSmtpSinkRefusals(t *testing.T) {
-	addr, _ := startSmtpSink(t, false, "-f", "RCPT")
+	addr, _ := testkit.StartSmtpSink(t, false, "-f", "RCPT")
 	c := dialT(t, addr, testConfig())
 	res, err := c.Send(t.Context(), "a@drover.test", nil, []Rcpt{{Addr: "a@example.test"}, {Addr: "b@example.test"}}, []byte("x\r\n"))
 	if err != nil {
