@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -264,4 +265,19 @@ func TestBufferWaitFor(t *testing.T) {
 			t.Errorf("waited %v", time.Since(start))
 		}
 	})
+}
+
+func TestServe(t *testing.T) {
+	addr := Serve(t, nil, func(c net.Conn) {
+		defer c.Close()
+		fmt.Fprint(c, "421 go away\r\n")
+	})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "421 go away\r\n" {
+		t.Errorf("read %q, %v", line, err)
+	}
 }

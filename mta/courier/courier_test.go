@@ -32,18 +32,11 @@ func serveMX(t *testing.T, ln net.Listener, name string, o testkit.MXOptions) *t
 
 // serveGreeting answers every connection with greeting and closes it.
 func serveGreeting(t *testing.T, ln net.Listener, greeting string) {
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, greeting)
-			bufio.NewReader(c).ReadString('\n') // QUIT
-			c.Close()
-		}
-	}()
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		io.WriteString(c, greeting)
+		bufio.NewReader(c).ReadString('\n') // QUIT
+	})
 }
 
 // world is a set of fake MX servers on 127.0.0.1, .2 and .4, all on one

@@ -17,21 +17,7 @@ import (
 // the allocations a benchmark reports are the client's.
 func startFastSink(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveFastSink(c)
-		}
-	}()
-	return ln.Addr().String()
+	return testkit.Serve(tb, nil, serveFastSink)
 }
 
 func serveFastSink(c net.Conn) {

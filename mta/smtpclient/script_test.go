@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"drover/testkit"
 )
 
 // scriptServer serves connections from a script: it writes greeting,
@@ -25,27 +27,15 @@ type scriptServer struct {
 
 func startScript(t testing.TB, greeting string, reply func(line string) string) *scriptServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return serveScript(t, ln, greeting, reply)
+	return serveScript(t, nil, greeting, reply)
 }
 
-// serveScript serves the script on ln, such as testkit.Pipes inside a
-// synctest bubble.
+// serveScript serves the script on ln (nil: a loopback port), such as
+// testkit.Pipes inside a synctest bubble.
 func serveScript(t testing.TB, ln net.Listener, greeting string, reply func(line string) string) *scriptServer {
-	s := &scriptServer{addr: ln.Addr().String()}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(c, greeting, reply)
-		}
-	}()
+	t.Helper()
+	s := &scriptServer{}
+	s.addr = testkit.Serve(t, ln, func(c net.Conn) { s.serve(c, greeting, reply) })
 	return s
 }
 
