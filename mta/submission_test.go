@@ -349,12 +349,7 @@ func TestReplyWaitsForQueue(t *testing.T) {
 		defer sub.Close()
 		d := dialPipe(t, p)
 		d.expect("EHLO x", 250)
-		d.expect("MAIL FROM:<a@app.example>", 250)
-		d.expect("RCPT TO:<b@dest.test>", 250)
-		d.expect("DATA", 354)
-		w := d.c.DotWriter()
-		w.Write([]byte("From: a@app.example\r\n\r\nx\r\n"))
-		w.Close()
+		d.sendUnanswered()
 		got := make(chan string, 1)
 		go func() { _, msg, _ := d.c.ReadResponse(250); got <- msg }()
 		synctest.Wait() // the session waits in Enqueue, the client for its reply
@@ -368,6 +363,18 @@ func TestReplyWaitsForQueue(t *testing.T) {
 			t.Errorf("reply %q", m)
 		}
 	})
+}
+
+// sendUnanswered sends a message from a@app.example to b@dest.test up to
+// its final dot, and leaves the reply to it unread.
+func (d *dialog) sendUnanswered() {
+	d.t.Helper()
+	d.expect("MAIL FROM:<a@app.example>", 250)
+	d.expect("RCPT TO:<b@dest.test>", 250)
+	d.expect("DATA", 354)
+	w := d.c.DotWriter()
+	w.Write([]byte("From: a@app.example\r\n\r\nx\r\n"))
+	w.Close()
 }
 
 type blockingQueue struct{ release chan struct{} }
@@ -480,12 +487,7 @@ func TestShutdownDrainsThenCloses(t *testing.T) {
 		idle.expect("EHLO idle", 250)
 		busy := dialPipe(t, p)
 		busy.expect("EHLO busy", 250)
-		busy.expect("MAIL FROM:<a@app.example>", 250)
-		busy.expect("RCPT TO:<b@dest.test>", 250)
-		busy.expect("DATA", 354)
-		w := busy.c.DotWriter()
-		w.Write([]byte("From: a@app.example\r\n\r\nx\r\n"))
-		w.Close()
+		busy.sendUnanswered()
 		synctest.Wait() // the message is now in Enqueue
 
 		done := make(chan error, 1)
