@@ -10,25 +10,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"drover/testkit"
 )
-
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 type healthReport struct {
 	Status string            `json:"status"`
@@ -49,7 +33,7 @@ func getHealth(t *testing.T, h http.Handler) (int, healthReport) {
 // check's error; draining makes it 503 "draining"; a cached check runs
 // once per its duration, however often it is asked.
 func TestHealthz(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	clk := testkit.NewClock(time.Unix(1_700_000_000, 0))
 	var spoolErr, smtpErr atomic.Pointer[error]
 	var spoolRuns atomic.Int32
 	var draining atomic.Bool
@@ -87,7 +71,7 @@ func TestHealthz(t *testing.T) {
 	if n := spoolRuns.Load(); n != 1 {
 		t.Errorf("spool check ran %d times within its cache duration, want 1", n)
 	}
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	code, rep = getHealth(t, h)
 	if code != 503 || rep.Status != "fail" || rep.Checks["spool"] != "queue: spool closed" || rep.Checks["smtp_submission"] != "ok" {
 		t.Errorf("spool failing: %d %+v", code, rep)
@@ -98,7 +82,7 @@ func TestHealthz(t *testing.T) {
 
 	// An uncached check is asked every time.
 	spoolErr.Store(nil)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	e2 := errors.New("listener 127.0.0.1:2525 stopped: accept: too many open files")
 	smtpErr.Store(&e2)
 	code, rep = getHealth(t, h)
@@ -117,7 +101,7 @@ func TestHealthz(t *testing.T) {
 // Concurrent requests share one run of a cached check: none starts its
 // own while one is under way or its answer is fresh.
 func TestHealthzCacheSharedByConcurrentRequests(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	clk := testkit.NewClock(time.Unix(1_700_000_000, 0))
 	release := make(chan struct{})
 	started := make(chan struct{}, 10)
 	var runs atomic.Int32

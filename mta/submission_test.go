@@ -12,11 +12,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"drover/queue"
+	"drover/testkit"
 )
 
 type fakeQueue struct {
@@ -107,6 +109,21 @@ func dial(t *testing.T, addr string) *dialog {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newDialog(t, conn)
+}
+
+// dialPipe opens a dialog over an in-memory pipe to p.
+func dialPipe(t *testing.T, p *testkit.Pipes) *dialog {
+	t.Helper()
+	conn, err := p.Dial(t.Context(), "tcp", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newDialog(t, conn)
+}
+
+func newDialog(t *testing.T, conn net.Conn) *dialog {
+	t.Helper()
 	d := &dialog{t: t, c: textproto.NewConn(conn)}
 	t.Cleanup(func() { d.c.Close() })
 	d.expect("", 220)
@@ -327,50 +344,62 @@ func TestAuthLoginOverImplicitTLS(t *testing.T) {
 // The 250 is not sent before Enqueue returns: a queue that blocks holds
 // the reply back.
 func TestReplyWaitsForQueue(t *testing.T) {
-	sub, addr, release := startBlocking(t)
-	defer sub.Close()
-	d := dial(t, addr)
-	d.expect("EHLO x", 250)
+	synctest.Test(t, func(t *testing.T) {
+		sub, p, release := startBlocking(t)
+		defer sub.Close()
+		d := dialPipe(t, p)
+		d.expect("EHLO x", 250)
+		d.sendUnanswered()
+		got := make(chan string, 1)
+		go func() { _, msg, _ := d.c.ReadResponse(250); got <- msg }()
+		synctest.Wait() // the session waits in Enqueue, the client for its reply
+		select {
+		case m := <-got:
+			t.Fatalf("reply %q before the queue committed", m)
+		default:
+		}
+		close(release)
+		if m := <-got; !strings.Contains(m, "queued as B1") {
+			t.Errorf("reply %q", m)
+		}
+	})
+}
+
+// sendUnanswered sends a message from a@app.example to b@dest.test up to
+// its final dot, and leaves the reply to it unread.
+func (d *dialog) sendUnanswered() {
+	d.t.Helper()
 	d.expect("MAIL FROM:<a@app.example>", 250)
 	d.expect("RCPT TO:<b@dest.test>", 250)
 	d.expect("DATA", 354)
 	w := d.c.DotWriter()
 	w.Write([]byte("From: a@app.example\r\n\r\nx\r\n"))
 	w.Close()
-	got := make(chan string, 1)
-	go func() { _, msg, _ := d.c.ReadResponse(250); got <- msg }()
-	select {
-	case m := <-got:
-		t.Fatalf("reply %q before the queue committed", m)
-	case <-time.After(200 * time.Millisecond):
-	}
-	close(release)
-	if m := <-got; !strings.Contains(m, "queued as B1") {
-		t.Errorf("reply %q", m)
-	}
 }
 
 type blockingQueue struct{ release chan struct{} }
 
 // startBlocking runs a loopback listener over a queue that commits only
-// when release is closed.
-func startBlocking(t *testing.T) (*Submission, string, chan struct{}) {
+// when release is closed. The listener is in-memory pipes (the session
+// sees a loopback client), so that the server runs in a synctest bubble.
+func startBlocking(t *testing.T) (*Submission, *testkit.Pipes, chan struct{}) {
 	t.Helper()
 	release := make(chan struct{})
 	sub, err := NewSubmission(SubmissionConfig{
 		Hostname:  "drover.test",
-		Listeners: []Listener{{Address: "127.0.0.1:0", Mode: "plain", LoopbackSender: "app"}},
+		Listeners: []Listener{{Address: "127.0.0.1:587", Mode: "plain", LoopbackSender: "app"}},
 		Senders:   []*Sender{{Name: "app", FromDomains: []string{"*"}}},
 		Queue:     &blockingQueue{release: release}, MaxMessageSize: 1 << 20,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addrs, err := sub.Start()
-	if err != nil {
+	p := testkit.NewPipes("127.0.0.1:587")
+	sub.listen = func(string, string) (net.Listener, error) { return p, nil }
+	if _, err := sub.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return sub, addrs[0].String(), release
+	return sub, p, release
 }
 
 func (q *blockingQueue) Enqueue(*queue.Message, []queue.NewRecipient, []byte) (string, error) {
@@ -452,42 +481,39 @@ func FuzzSplitHeader(f *testing.F) {
 // Shutdown lets a message being received reach the queue, then closes
 // idle sessions too, without waiting for the clients to leave.
 func TestShutdownDrainsThenCloses(t *testing.T) {
-	sub, addr, release := startBlocking(t)
-	idle := dial(t, addr)
-	idle.expect("EHLO idle", 250)
-	busy := dial(t, addr)
-	busy.expect("EHLO busy", 250)
-	busy.expect("MAIL FROM:<a@app.example>", 250)
-	busy.expect("RCPT TO:<b@dest.test>", 250)
-	busy.expect("DATA", 354)
-	w := busy.c.DotWriter()
-	w.Write([]byte("From: a@app.example\r\n\r\nx\r\n"))
-	w.Close()
-	time.Sleep(100 * time.Millisecond) // the message is now in Enqueue
+	synctest.Test(t, func(t *testing.T) {
+		sub, p, release := startBlocking(t)
+		idle := dialPipe(t, p)
+		idle.expect("EHLO idle", 250)
+		busy := dialPipe(t, p)
+		busy.expect("EHLO busy", 250)
+		busy.sendUnanswered()
+		synctest.Wait() // the message is now in Enqueue
 
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		done <- sub.Shutdown(ctx)
-	}()
-	time.Sleep(100 * time.Millisecond)
-	if _, err := net.Dial("tcp", addr); err == nil {
-		t.Error("new connections accepted during shutdown")
-	}
-	close(release) // the queue commits
-	if msg := busy.expect("", 250); !strings.Contains(msg, "queued as B1") {
-		t.Errorf("in-flight message got %q", msg)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Shutdown: %v", err)
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			done <- sub.Shutdown(ctx)
+		}()
+		synctest.Wait() // Shutdown has closed the listener and waits for the message
+		if _, err := p.Dial(t.Context(), "tcp", ""); err == nil {
+			t.Error("new connections accepted during shutdown")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Shutdown waits for idle clients")
-	}
-	if _, _, err := idle.c.ReadResponse(0); err == nil {
-		t.Error("idle session still open after Shutdown")
-	}
+		close(release) // the queue commits
+		if msg := busy.expect("", 250); !strings.Contains(msg, "queued as B1") {
+			t.Errorf("in-flight message got %q", msg)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+		case <-time.After(5 * time.Second): // on the bubble's clock
+			t.Fatal("Shutdown waits for idle clients")
+		}
+		if _, _, err := idle.c.ReadResponse(0); err == nil {
+			t.Error("idle session still open after Shutdown")
+		}
+	})
 }

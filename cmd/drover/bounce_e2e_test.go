@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"drover/testkit"
 )
 
 // One recipient is refused during delivery; another is accepted and later
@@ -13,7 +15,7 @@ import (
 // return path it was sent with. Both become bounced events with the right
 // class and reason, mapped back to the message and sender.
 func TestBouncesSyncAndAsync(t *testing.T) {
-	mx := startFakeMX(t)
+	mx := startMX(t)
 	inbound := freePort(t)
 	d := startDrover(t, t.TempDir(), fmt.Sprintf(`bounces:
   inbound_address: %q
@@ -24,13 +26,12 @@ senders:
     dsn: false
 routes:
   "*.test": %q
-`, inbound, mx.addr))
+`, inbound, mx.Addr))
 	if err := smtp.SendMail(d.smtp, nil, "orders@shop.test", []string{"refuse-me@dest.test", "kept@dest.test"},
 		[]byte("From: orders@shop.test\r\nMessage-ID: <order-1@shop.test>\r\nSubject: order\r\n\r\nthanks\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "delivery", func() bool { return len(mx.received()) >= 1 })
-	got := mx.received()[0]
+	got := mx.Wait(t, 1, 20*time.Second)[0]
 	if got.Rcpts[0] != "kept@dest.test" || !strings.HasPrefix(got.From, "bounces+") || !strings.HasSuffix(got.From, "@bounce.shop.test") {
 		t.Fatalf("delivered %q -> %q, want a VERP return path", got.From, got.Rcpts)
 	}
@@ -64,7 +65,7 @@ routes:
 	}
 
 	var sync, async map[string]any
-	waitFor(t, 10*time.Second, "both bounce events", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "both bounce events", func() bool {
 		for _, ev := range d.mailLog() {
 			if ev["event"] != "bounced" {
 				continue
@@ -95,7 +96,7 @@ routes:
 	if err := smtp.SendMail(inbound, nil, "", []string{"fbl@bounce.shop.test"}, []byte(arf)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the complaint", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the complaint", func() bool {
 		for _, ev := range d.mailLog() {
 			if ev["event"] == "complained" && ev["rcpt"] == "kept@dest.test" && ev["feedback_type"] == "abuse" {
 				return true

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"drover/mta/resolve/dnstest"
+	"drover/testkit"
 )
 
 // The binary's whole path with DKIM and DNS: keys made by `drover dkim
@@ -20,8 +21,8 @@ import (
 // DNS server. A null-MX domain bounces at once.
 func TestDKIMSignedDeliveryThroughMX(t *testing.T) {
 	dir := t.TempDir()
-	mx := startFakeMX(t)
-	_, port, _ := net.SplitHostPort(mx.addr)
+	mx := startMX(t)
+	_, port, _ := net.SplitHostPort(mx.Addr)
 	var records []string
 	for _, k := range []struct{ algo, sel string }{{"rsa", "r2026"}, {"ed25519", "e2026"}} {
 		out, err := exec.Command(droverBin, "dkim", "keygen", "--domain", "shop.test", "--selector", k.sel,
@@ -52,8 +53,7 @@ senders:
 	if !strings.Contains(out, "queued as") {
 		t.Fatalf("swaks:\n%s", out)
 	}
-	waitFor(t, 20*time.Second, "delivery through the MX", func() bool { return len(mx.received()) >= 1 })
-	msg := mx.received()[0].Data
+	msg := mx.Wait(t, 1, 20*time.Second)[0].Data
 	if n := strings.Count(string(msg), "DKIM-Signature:"); n != 2 {
 		t.Fatalf("%d DKIM signatures:\n%s", n, msg)
 	}
@@ -89,7 +89,7 @@ senders:
 			}
 		}
 	}
-	waitFor(t, 10*time.Second, "the null-MX bounce", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the null-MX bounce", func() bool {
 		for _, ev := range d.mailLog() {
 			if ev["event"] == "bounced" && ev["rcpt"] == "someone@nomail.test" && ev["status"] == "5.1.10" {
 				return true

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"drover/testkit"
 )
 
 type healthBody struct {
@@ -62,7 +64,7 @@ func TestHealthzReportsAndDrains(t *testing.T) {
 	fmt.Fprintf(w, "From: a@sender.test\r\nSubject: held\r\n\r\n")
 
 	d.cmd.Process.Signal(syscall.SIGTERM)
-	waitFor(t, 20*time.Second, "/healthz to report draining", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "/healthz to report draining", func() bool {
 		code, h := d.health(t)
 		return code == 503 && h.Status == "draining" && h.Checks["draining"] == "draining"
 	})

@@ -17,6 +17,7 @@ import (
 
 	"drover/configs"
 	"drover/queue"
+	"drover/testkit"
 )
 
 // Every event written before Close is in the file, one JSON line each;
@@ -111,7 +112,7 @@ func TestMailLogWriteErrors(t *testing.T) {
 	reg = prometheus.NewRegistry()
 	counter := prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_maillog_write_errors_total", Help: "h"})
 	reg.MustRegister(counter)
-	var logs syncBuffer
+	var logs testkit.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	stopped := time.Unix(1_700_000_000, 0)
 	out := &failingWriter{fail: 30}
@@ -159,7 +160,7 @@ func TestMailLogWriteErrors(t *testing.T) {
 // The throttle logs the first error at once, then one line per interval
 // with the number of errors since the last line.
 func TestErrorThrottle(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.Buffer
 	now := time.Unix(1_700_000_000, 0)
 	th := errorThrottle{log: slog.New(slog.NewTextHandler(&logs, nil)), now: func() time.Time { return now }, interval: 10 * time.Second}
 	count := func() int { return strings.Count(logs.String(), "mail log: write failed") }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"drover/testkit"
 )
 
 // The README's first command: `drover serve` with no file, on the embedded
@@ -30,7 +32,7 @@ func TestServeWithoutConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	waitFor(t, 20*time.Second, "the default HTTP listener", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the default HTTP listener", func() bool {
 		resp, err := http.Get("http://127.0.0.1:8025/healthz")
 		if err == nil {
 			resp.Body.Close()
@@ -61,8 +63,8 @@ var queuedAs = regexp.MustCompile(`queued as ([A-Za-z0-9_-]+)`)
 // refused one produces a bounce and a DSN to the sender; the deferred one
 // stays queued with its error shown by `drover queue ls`.
 func TestDeliveryOutcomes(t *testing.T) {
-	mx := startFakeMX(t)
-	d := startDrover(t, t.TempDir(), fmt.Sprintf("shaping:\n  default:\n    retry_interval: 1h\n    max_retry_interval: 2h\nroutes:\n  \"*.test\": %q\n", mx.addr))
+	mx := startMX(t)
+	d := startDrover(t, t.TempDir(), fmt.Sprintf("shaping:\n  default:\n    retry_interval: 1h\n    max_retry_interval: 2h\nroutes:\n  \"*.test\": %q\n", mx.Addr))
 	out := swaks(t, "--server", d.smtp, "--from", "news@sender.test",
 		"--to", "ok@dest.test,defer@dest.test,refuse@dest.test",
 		"--header", "X-Drover-Campaign: autumn", "--header", "X-Drover-Stream: marketing",
@@ -73,9 +75,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 	}
 	id := m[1]
 
-	waitFor(t, 20*time.Second, "delivery and DSN", func() bool { return len(mx.received()) >= 2 })
-	var msg, dsn *received
-	for _, r := range mx.received() {
+	var msg, dsn *testkit.Transaction
+	for _, r := range mx.Wait(t, 2, 20*time.Second) {
 		r := r
 		if r.From == "" {
 			dsn = &r
@@ -84,7 +85,7 @@ func TestDeliveryOutcomes(t *testing.T) {
 		}
 	}
 	if msg == nil || dsn == nil {
-		t.Fatalf("got %+v", mx.received())
+		t.Fatalf("got %+v", mx.Transactions())
 	}
 	if len(msg.Rcpts) != 1 || msg.Rcpts[0] != "ok@dest.test" || msg.From != "news@sender.test" {
 		t.Errorf("delivered envelope %q -> %q", msg.From, msg.Rcpts)
@@ -109,7 +110,7 @@ func TestDeliveryOutcomes(t *testing.T) {
 	}
 
 	// The mail log has every event, with the campaign.
-	waitFor(t, 5*time.Second, "the mail log", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the mail log", func() bool {
 		kinds := map[string]bool{}
 		for _, ev := range d.mailLog() {
 			kinds[ev["event"].(string)] = true
@@ -127,11 +128,11 @@ func TestDeliveryOutcomes(t *testing.T) {
 
 	// The deferred recipient is still queued, visible through the admin API.
 	ls, err := d.cli("queue", "ls", "--by", "domain", "--config", d.cfgPath)
-	if err != nil || !strings.Contains(ls, "dest.test") || !strings.Contains(ls, "try later") {
+	if err != nil || !strings.Contains(ls, "dest.test") || !strings.Contains(ls, "mailbox busy") {
 		t.Errorf("queue ls --by domain: %v\n%s", err, ls)
 	}
 	ls, err = d.cli("queue", "ls", "--config", d.cfgPath)
-	if err != nil || !strings.Contains(ls, "route:"+mx.addr) || !strings.Contains(ls, "conns") {
+	if err != nil || !strings.Contains(ls, "route:"+mx.Addr) || !strings.Contains(ls, "conns") {
 		t.Errorf("queue ls (by site): %v\n%s", err, ls)
 	}
 	show, err := d.cli("queue", "show", id, "--config", d.cfgPath)
@@ -150,7 +151,7 @@ func TestDeliveryOutcomes(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	promtool := needTool(t, "promtool")
+	promtool := testkit.Tool(t, "promtool")
 	check := exec.Command(promtool, "check", "metrics")
 	check.Stdin = strings.NewReader(metrics)
 	if out, err := check.CombinedOutput(); err != nil {
@@ -161,7 +162,7 @@ func TestDeliveryOutcomes(t *testing.T) {
 
 func TestSubmissionRefusalsWithSwaks(t *testing.T) {
 	dir := t.TempDir()
-	mx := startFakeMX(t)
+	mx := startMX(t)
 	strict := freePort(t)
 	d := startDrover(t, dir, fmt.Sprintf(`limits:
   max_message_size: 20KB
@@ -173,7 +174,7 @@ senders:
     from_domains: ["*"]
 routes:
   "*": %q
-`, mx.addr))
+`, mx.Addr))
 	// A second listener without a loopback sender: nobody may relay.
 	cfg, _ := os.ReadFile(d.cfgPath)
 	cfg = []byte(strings.Replace(string(cfg), "listeners:\n", fmt.Sprintf("listeners:\n  - {address: %q, mode: starttls}\n", strict), 1))
@@ -204,9 +205,12 @@ routes:
 	if !strings.Contains(out, "535 5.7.8") {
 		t.Errorf("bad AUTH:\n%s", out)
 	}
-	// Only the first two recipients of the too-many case were accepted.
-	time.Sleep(300 * time.Millisecond)
-	for _, m := range mx.received() {
+	// Only the first two recipients of the too-many case were accepted:
+	// once that message is delivered and the spool is empty, the MX has
+	// everything Drover queued.
+	mx.Wait(t, 1, 10*time.Second)
+	testkit.WaitFor(t, 10*time.Second, "an empty spool", func() bool { return strings.Contains(d.metrics(t), "\ndrover_queue_messages 0\n") })
+	for _, m := range mx.Transactions() {
 		if m.From != "a@sender.test" || strings.Join(m.Rcpts, ",") != "x@dest.test,y@dest.test" {
 			t.Errorf("refused mail was delivered: %q -> %q", m.From, m.Rcpts)
 		}
@@ -227,11 +231,11 @@ func TestSIGTERMKeepsQueuedMail(t *testing.T) {
 		}
 	}
 	d.stop()
-	mx := startFakeMX(t)
+	mx := startMX(t)
 	cfg, _ := os.ReadFile(d.cfgPath)
-	os.WriteFile(d.cfgPath, []byte(strings.Replace(string(cfg), dead, mx.addr, 1)), 0o600)
+	os.WriteFile(d.cfgPath, []byte(strings.Replace(string(cfg), dead, mx.Addr, 1)), 0o600)
 	d.start()
-	waitFor(t, 30*time.Second, "every message after restart", func() bool { return len(mx.received()) >= n })
+	mx.Wait(t, n, 30*time.Second)
 	d.stop()
 }
 
@@ -239,28 +243,9 @@ func TestSIGTERMKeepsQueuedMail(t *testing.T) {
 // restart. smtp-source loads Drover; Postfix's smtp-sink counts at the far
 // end.
 func TestKill9LosesNothingAcknowledged(t *testing.T) {
-	source := needTool(t, "smtp-source")
-	sinkBin := needTool(t, "smtp-sink")
+	source := testkit.Tool(t, "smtp-source")
 	dir := t.TempDir()
-	sinkAddr := freePort(t)
-	// smtp-sink drops root privileges to nobody: its dump lives in a
-	// directory of its own that nobody may write.
-	sinkDir, err := os.MkdirTemp("", "drover-sink")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(sinkDir)
-	dump := filepath.Join(sinkDir, "dump")
-	sinkArgs := []string{"-D", dump, sinkAddr, "100"}
-	if os.Geteuid() == 0 {
-		sinkArgs = append([]string{"-u", "nobody"}, sinkArgs...)
-		os.Chmod(sinkDir, 0o777)
-	}
-	sink := exec.Command(sinkBin, sinkArgs...)
-	if err := sink.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Process.Kill()
+	sinkAddr, dump := testkit.StartSmtpSink(t, true)
 	d := startDrover(t, dir, fmt.Sprintf("shaping:\n  default:\n    retry_interval: 1s\n    max_retry_interval: 2s\nroutes:\n  \"*\": %q\n", sinkAddr))
 
 	// Our own acknowledged-set client: 10 sessions, each recording the
@@ -302,7 +287,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	// smtp-source adds concurrent load from a real client meanwhile.
 	src := exec.Command(source, "-s", "10", "-m", "2000", "-l", "5000", "-f", "src@sender.example", "-t", "src@dest.example", d.smtp)
 	src.Start()
-	waitFor(t, 60*time.Second, "load to build up", func() bool { return len(acked) >= sessions*perSession/3 })
+	testkit.WaitFor(t, 60*time.Second, "load to build up", func() bool { return len(acked) >= sessions*perSession/3 })
 	d.kill()
 	close(stop)
 	for s := 0; s < sessions; s++ {
@@ -317,7 +302,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	}
 
 	d.start()
-	waitFor(t, 120*time.Second, "every acknowledged message at the sink", func() bool {
+	testkit.WaitFor(t, 120*time.Second, "every acknowledged message at the sink", func() bool {
 		got := sinkRecipients(dump)
 		for r := range want {
 			if got[r] == 0 {

@@ -6,9 +6,14 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"drover/testkit"
 )
 
 func submit(t *testing.T, d *drover, n int, rcpt func(i int) string) {
@@ -40,7 +45,7 @@ func submit(t *testing.T, d *drover, n int, rcpt func(i int) string) {
 // counts parallel sessions and stamps every message, across two domains
 // routed to the same place (one site).
 func TestShapingLimitsHold(t *testing.T) {
-	mx := startFakeMX(t)
+	mx := startMX(t)
 	d := startDrover(t, t.TempDir(), fmt.Sprintf(`shaping:
   sites:
     "route:%s":
@@ -49,19 +54,16 @@ func TestShapingLimitsHold(t *testing.T) {
       max_message_rate: 10/s
 routes:
   "*.test": %q
-`, mx.addr, mx.addr))
+`, mx.Addr, mx.Addr))
 	const n = 30
 	submit(t, d, n, func(i int) string { return fmt.Sprintf("r%d@%s.test", i, []string{"one", "two"}[i%2]) })
-	waitFor(t, 30*time.Second, "every message", func() bool { return len(mx.received()) >= n })
+	mx.Wait(t, n, 30*time.Second)
 
-	mx.mu.Lock()
-	maxActive := mx.maxActive
-	mx.mu.Unlock()
-	if maxActive > 2 {
+	if maxActive := mx.MaxActive(); maxActive > 2 {
 		t.Errorf("%d parallel sessions, limit 2", maxActive)
 	}
 	var at []time.Time
-	for _, m := range mx.received() {
+	for _, m := range mx.Transactions() {
 		at = append(at, m.At)
 	}
 	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
@@ -82,8 +84,14 @@ routes:
 // is slowed (queue ls shows it), then returns to normal after the rule's
 // time and delivers everything.
 func TestAdaptiveBackoff(t *testing.T) {
-	mx := startFakeMX(t)
-	mx.throttle.Store(true)
+	var throttle atomic.Bool // answer MAIL with Gmail's 421 throttling reply
+	throttle.Store(true)
+	mx := testkit.StartMX(t, testkit.MXOptions{DSN: true, Answer: func(c testkit.Command) error {
+		if c.Verb == "MAIL" && throttle.Load() {
+			return &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 7, 28}, Message: "[127.0.0.1] Our system has detected an unusual rate of unsolicited mail originating from your IP address."}
+		}
+		return testkit.Cues(c)
+	}})
 	d := startDrover(t, t.TempDir(), fmt.Sprintf(`shaping:
   default:
     retry_interval: 1s
@@ -96,9 +104,9 @@ func TestAdaptiveBackoff(t *testing.T) {
       duration: 3s
 routes:
   "*.test": %q
-`, mx.addr))
+`, mx.Addr))
 	submit(t, d, 4, func(i int) string { return fmt.Sprintf("r%d@dest.test", i) })
-	waitFor(t, 10*time.Second, "the site to be slowed", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the site to be slowed", func() bool {
 		ls, _ := d.cli("queue", "ls", "--config", d.cfgPath)
 		return strings.Contains(ls, "slowed") && strings.Contains(ls, "google-4.7.28")
 	})
@@ -106,9 +114,9 @@ routes:
 	if !strings.Contains(metrics, "drover_site_factor") {
 		t.Errorf("site state not in metrics")
 	}
-	mx.throttle.Store(false)
-	waitFor(t, 30*time.Second, "delivery after the throttling", func() bool { return len(mx.received()) >= 4 })
-	waitFor(t, 10*time.Second, "the site back to normal", func() bool {
+	throttle.Store(false)
+	mx.Wait(t, 4, 30*time.Second)
+	testkit.WaitFor(t, 10*time.Second, "the site back to normal", func() bool {
 		ls, _ := d.cli("queue", "ls", "--config", d.cfgPath)
 		return !strings.Contains(ls, "slowed")
 	})
@@ -118,8 +126,8 @@ routes:
 // Operators hold a domain, see what is queued, bounce or delete it with a
 // dry run first, and release the rest.
 func TestQueueControl(t *testing.T) {
-	mx := startFakeMX(t)
-	d := startDrover(t, t.TempDir(), fmt.Sprintf("routes:\n  \"*.test\": %q\n", mx.addr))
+	mx := startMX(t)
+	d := startDrover(t, t.TempDir(), fmt.Sprintf("routes:\n  \"*.test\": %q\n", mx.Addr))
 	run := func(args ...string) string {
 		t.Helper()
 		out, err := d.cli(append(args, "--config", d.cfgPath)...)
@@ -133,11 +141,19 @@ func TestQueueControl(t *testing.T) {
 		t.Errorf("queue suspensions:\n%s", out)
 	}
 	submit(t, d, 6, func(i int) string { return fmt.Sprintf("r%d@held.test", i) })
+	// The held recipients are due and in memory, where a worker would
+	// take them: from here on they would be on their way to the MX.
+	const held = `drover_queue_recipients{state="ready"} 6`
+	testkit.WaitFor(t, 10*time.Second, "the held recipients to be ready", func() bool { return strings.Contains(d.metrics(t), held) })
+	// A message for another domain goes all the way to the same MX after
+	// that; the held ones are still where they were.
 	submit(t, d, 1, func(i int) string { return "free@open.test" })
-	waitFor(t, 10*time.Second, "the free message", func() bool { return len(mx.received()) >= 1 })
-	time.Sleep(300 * time.Millisecond)
-	if got := len(mx.received()); got != 1 {
+	mx.Wait(t, 1, 10*time.Second)
+	if got := len(mx.Transactions()); got != 1 {
 		t.Fatalf("%d messages delivered while held.test was suspended", got)
+	}
+	if m := d.metrics(t); !strings.Contains(m, held) {
+		t.Errorf("held recipients not waiting:\n%s", m)
 	}
 	if ls := run("queue", "ls", "--by", "domain"); !strings.Contains(ls, "held.test") || !strings.Contains(ls, "6") {
 		t.Errorf("queue ls --by domain:\n%s", ls)
@@ -153,7 +169,7 @@ func TestQueueControl(t *testing.T) {
 	}
 	run("queue", "resume", "--domain", "held.test")
 	run("queue", "flush", "--domain", "held.test")
-	waitFor(t, 20*time.Second, "the held messages after resume", func() bool { return len(mx.received()) >= 7 })
+	mx.Wait(t, 7, 20*time.Second)
 	if out, err := d.cli("queue", "bounce", "--config", d.cfgPath); err == nil || !strings.Contains(out, "at least one of") {
 		t.Errorf("bounce without a selector: %v %s", err, out)
 	}
@@ -163,8 +179,8 @@ func TestQueueControl(t *testing.T) {
 // SIGHUP applies new shaping without dropping an open session; a bad file
 // is refused and the running configuration stays.
 func TestReloadOnSIGHUP(t *testing.T) {
-	mx := startFakeMX(t)
-	d := startDrover(t, t.TempDir(), fmt.Sprintf("routes:\n  \"*.test\": %q\n", mx.addr))
+	mx := startMX(t)
+	d := startDrover(t, t.TempDir(), fmt.Sprintf("routes:\n  \"*.test\": %q\n", mx.Addr))
 	c, err := smtp.Dial(d.smtp)
 	if err != nil {
 		t.Fatal(err)
@@ -177,14 +193,14 @@ func TestReloadOnSIGHUP(t *testing.T) {
 
 	os.WriteFile(d.cfgPath, append(good, []byte("shaping:\n  default:\n    max_connections: 0\n")...), 0o600)
 	d.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 5*time.Second, "the refusal", func() bool { return strings.Contains(d.out.String(), "reload refused") })
+	d.out.WaitFor(t, 5*time.Second, "reload refused")
 	if !strings.Contains(d.out.String(), "max_connections") {
 		t.Errorf("refusal does not name the key:\n%s", d.out.String())
 	}
 
 	os.WriteFile(d.cfgPath, append(good, []byte("shaping:\n  default:\n    max_connections: 3\n")...), 0o600)
 	d.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 5*time.Second, "the reload", func() bool { return strings.Contains(d.out.String(), "configuration reloaded") })
+	d.out.WaitFor(t, 5*time.Second, "configuration reloaded")
 
 	// The session opened before both reloads still works.
 	if err := c.Mail("a@sender.test"); err != nil {
@@ -196,6 +212,6 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "delivery", func() bool { return len(mx.received()) >= 1 })
+	mx.Wait(t, 1, 10*time.Second)
 	d.stop()
 }

@@ -3,15 +3,12 @@ package courier
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,127 +19,24 @@ import (
 	"drover/queue"
 	"drover/queue/engine"
 	"drover/queue/shaping"
+	"drover/testkit"
 
 	"github.com/emersion/go-smtp"
 )
 
-// fakeMX is a go-smtp server that answers recipients on cue: a local part
-// starting with "defer" gets 451, "refuse" 550, "drop" a closed connection;
-// a body containing "REJECT-ME" gets 554.
-type fakeMX struct {
-	name string
-	addr string
-
-	mu    sync.Mutex
-	conns int // sessions (EHLOs on new connections)
-	msgs  []*gotMsg
-}
-
-type gotMsg struct {
-	tls      bool
-	from     string
-	mailOpts smtp.MailOptions
-	rcpts    []string
-	rcptOpts []smtp.RcptOptions
-	data     []byte
-	helo     string
-}
-
-type mxOptions struct {
-	dsn, smtputf8 bool
-	maxSize       int64
-	tls           *tls.Config // offer STARTTLS with it
-}
-
-func serveMX(t *testing.T, ln net.Listener, name string, o mxOptions) *fakeMX {
-	mx := &fakeMX{name: name, addr: ln.Addr().String()}
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		mx.mu.Lock()
-		mx.conns++
-		mx.mu.Unlock()
-		return &session{mx: mx, conn: c}, nil
-	}))
-	srv.Domain = name
-	srv.EnableDSN = o.dsn
-	srv.EnableSMTPUTF8 = o.smtputf8
-	srv.MaxMessageBytes = o.maxSize
-	srv.TLSConfig = o.tls
-	srv.ErrorLog = log.New(io.Discard, "", 0)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return mx
-}
-
-func (mx *fakeMX) stats() (conns int, msgs []*gotMsg) {
-	mx.mu.Lock()
-	defer mx.mu.Unlock()
-	return mx.conns, append([]*gotMsg(nil), mx.msgs...)
-}
-
-type session struct {
-	mx   *fakeMX
-	conn *smtp.Conn
-	msg  *gotMsg
-}
-
-func (s *session) Reset()        { s.msg = nil }
-func (s *session) Logout() error { return nil }
-
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	_, isTLS := s.conn.TLSConnectionState()
-	s.msg = &gotMsg{from: from, helo: s.conn.Hostname(), tls: isTLS}
-	if opts != nil {
-		s.msg.mailOpts = *opts
-	}
-	return nil
-}
-
-func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	switch {
-	case strings.HasPrefix(to, "defer"):
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy"}
-	case strings.HasPrefix(to, "refuse"):
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-	case strings.HasPrefix(to, "drop"):
-		s.conn.Conn().Close()
-		return errors.New("dropped")
-	}
-	s.msg.rcpts = append(s.msg.rcpts, to)
-	if opts != nil {
-		s.msg.rcptOpts = append(s.msg.rcptOpts, *opts)
-	}
-	return nil
-}
-
-func (s *session) Data(r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	if bytes.Contains(data, []byte("REJECT-ME")) {
-		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "content rejected"}
-	}
-	s.msg.data = data
-	s.mx.mu.Lock()
-	s.mx.msgs = append(s.mx.msgs, s.msg)
-	s.mx.mu.Unlock()
-	return nil
+// serveMX serves a fake MX named name on ln; it answers on testkit's cues.
+func serveMX(t *testing.T, ln net.Listener, name string, o testkit.MXOptions) *testkit.MX {
+	o.Listener, o.Name = ln, name
+	return testkit.StartMX(t, o)
 }
 
 // serveGreeting answers every connection with greeting and closes it.
 func serveGreeting(t *testing.T, ln net.Listener, greeting string) {
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, greeting)
-			bufio.NewReader(c).ReadString('\n') // QUIT
-			c.Close()
-		}
-	}()
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		io.WriteString(c, greeting)
+		bufio.NewReader(c).ReadString('\n') // QUIT
+	})
 }
 
 // world is a set of fake MX servers on 127.0.0.1, .2 and .4, all on one
@@ -151,9 +45,9 @@ func serveGreeting(t *testing.T, ln net.Listener, greeting string) {
 type world struct {
 	port     int
 	dns      *dnstest.Server
-	mx1, mx2 *fakeMX // 127.0.0.1, 127.0.0.2
-	dsnMX    *fakeMX // 127.0.0.5: DSN, SMTPUTF8, SIZE 1000
-	relay    *fakeMX // 127.0.0.1, own port
+	mx1, mx2 *testkit.MX // 127.0.0.1, 127.0.0.2
+	dsnMX    *testkit.MX // 127.0.0.5: DSN, SMTPUTF8, SIZE 1000
+	relay    *testkit.MX // 127.0.0.1, own port
 }
 
 func newWorld(t *testing.T) *world {
@@ -189,11 +83,11 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w := &world{port: lns[0].Addr().(*net.TCPAddr).Port}
-	w.mx1 = serveMX(t, lns[0], "mx1.ok.test", mxOptions{})
-	w.mx2 = serveMX(t, lns[1], "mx2.fallback.test", mxOptions{})
+	w.mx1 = serveMX(t, lns[0], "mx1.ok.test", testkit.MXOptions{})
+	w.mx2 = serveMX(t, lns[1], "mx2.fallback.test", testkit.MXOptions{})
 	serveGreeting(t, lns[2], "421 4.7.0 busy.greet.test too busy, try later\r\n")
-	w.dsnMX = serveMX(t, lns[3], "mx.dsn.test", mxOptions{dsn: true, smtputf8: true, maxSize: 1000})
-	w.relay = serveMX(t, relayLn, "relay.test", mxOptions{})
+	w.dsnMX = serveMX(t, lns[3], "mx.dsn.test", testkit.MXOptions{DSN: true, SMTPUTF8: true, MaxMessageBytes: 1000})
+	w.relay = serveMX(t, relayLn, "relay.test", testkit.MXOptions{})
 	w.dns = dnstest.Start(t, `
 test.                 3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60
 ok.test.              300 IN MX 10 mx1.ok.test.
@@ -227,8 +121,8 @@ relay.test.           300 IN A 127.0.0.1
 func (w *world) courier(t *testing.T, mod func(*Config)) *Courier {
 	t.Helper()
 	routes, err := resolve.NewRoutes(map[string]string{
-		"routed.test":   fmt.Sprintf("relay.test:%d", w.relay.port()),
-		"*.routed.test": fmt.Sprintf("[127.0.0.1]:%d", w.relay.port()),
+		"routed.test":   fmt.Sprintf("relay.test:%d", port(w.relay)),
+		"*.routed.test": fmt.Sprintf("[127.0.0.1]:%d", port(w.relay)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -254,8 +148,8 @@ func (w *world) courier(t *testing.T, mod func(*Config)) *Courier {
 	return New(cfg)
 }
 
-func (mx *fakeMX) port() int {
-	_, p, _ := net.SplitHostPort(mx.addr)
+func port(mx *testkit.MX) int {
+	_, p, _ := net.SplitHostPort(mx.Addr)
 	var n int
 	fmt.Sscan(p, &n)
 	return n
@@ -346,11 +240,11 @@ func TestDeliverAndReuse(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 
-	conns, msgs := w.mx1.stats()
+	conns, msgs := w.mx1.Conns(), w.mx1.Transactions()
 	if conns != 1 || len(msgs) != 2 {
 		t.Fatalf("%d connections, %d messages", conns, len(msgs))
 	}
-	if m := msgs[0]; m.from != msg.ReturnPath || !slices.Equal(m.rcpts, []string{"a@ok.test", "b@ok.test"}) || m.helo != "out1.drover.test" {
+	if m := msgs[0]; m.From != msg.ReturnPath || !slices.Equal(m.Rcpts, []string{"a@ok.test", "b@ok.test"}) || m.Helo != "out1.drover.test" {
 		t.Errorf("server got %+v", m)
 	}
 }
@@ -365,7 +259,7 @@ func TestMXFallback(t *testing.T) {
 			t.Errorf("%s: %+v %v", dest, res, err)
 		}
 	}
-	if _, msgs := w.mx2.stats(); len(msgs) != 2 {
+	if msgs := w.mx2.Transactions(); len(msgs) != 2 {
 		t.Errorf("second MX got %d messages", len(msgs))
 	}
 }
@@ -436,11 +330,11 @@ func TestRoutesAndLiterals(t *testing.T) {
 	for _, dest := range []string{"routed.test", "a.b.routed.test"} {
 		conn := open(t, c, dest)
 		res, err := conn.Deliver(t.Context(), msg, msg.ReturnPath, rcpts("x@"+dest), []byte("x\r\n"))
-		if err != nil || res[0].Status != queue.Delivered || !strings.HasSuffix(res[0].Remote, fmt.Sprintf("[127.0.0.1]:%d", w.relay.port())) {
+		if err != nil || res[0].Status != queue.Delivered || !strings.HasSuffix(res[0].Remote, fmt.Sprintf("[127.0.0.1]:%d", port(w.relay))) {
 			t.Errorf("%s: %+v %v", dest, res, err)
 		}
 	}
-	if _, msgs := w.relay.stats(); len(msgs) != 2 {
+	if msgs := w.relay.Transactions(); len(msgs) != 2 {
 		t.Errorf("relay got %d messages", len(msgs))
 	}
 	// An address literal and an implicit MX.
@@ -466,13 +360,13 @@ func TestParameters(t *testing.T) {
 	if err != nil || !slices.Equal(statuses(res), []queue.Status{queue.Delivered, queue.Delivered, queue.Delivered}) {
 		t.Fatalf("%+v %v", res, err)
 	}
-	_, msgs := w.dsnMX.stats()
+	msgs := w.dsnMX.Transactions()
 	got := msgs[0]
-	o := got.mailOpts
+	o := got.MailOpts
 	if o.Body != smtp.Body8BitMIME || !o.UTF8 || o.Size != int64(len(body)) || o.Return != smtp.DSNReturnHeaders || o.EnvelopeID != "id+1 x=y" {
 		t.Errorf("MAIL options %+v", o)
 	}
-	r0, r1, r2 := got.rcptOpts[0], got.rcptOpts[1], got.rcptOpts[2]
+	r0, r1, r2 := got.RcptOpts[0], got.RcptOpts[1], got.RcptOpts[2]
 	if !slices.Equal(r0.Notify, []smtp.DSNNotify{smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed}) || r0.OriginalRecipient != "a+b=c@dsn.test" || r0.OriginalRecipientType != smtp.DSNAddressTypeRFC822 {
 		t.Errorf("RCPT 1 options %+v", r0)
 	}
@@ -491,8 +385,8 @@ func TestParameters(t *testing.T) {
 	if err != nil || res[0].Status != queue.Delivered || res[1].Status != queue.Permanent || res[1].Enhanced != "5.6.7" || res[1].Code != 0 || res[1].Class != "hard" {
 		t.Fatalf("%+v %v", res, err)
 	}
-	_, msgs = w.mx1.stats()
-	if o := msgs[0].mailOpts; o.UTF8 || o.EnvelopeID != "" || o.Return != "" {
+	msgs = w.mx1.Transactions()
+	if o := msgs[0].MailOpts; o.UTF8 || o.EnvelopeID != "" || o.Return != "" {
 		t.Errorf("MAIL options %+v", o)
 	}
 	// A non-ASCII sender cannot go at all.

@@ -2,20 +2,14 @@ package courier
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,49 +19,8 @@ import (
 	"drover/mta/smtperr"
 	"drover/queue"
 	"drover/queue/shaping"
+	"drover/testkit"
 )
-
-// testCA makes a CA and a server certificate for host signed by it.
-func testCA(t *testing.T, host string) (*x509.CertPool, tls.Certificate) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	return pool, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// syncBuffer collects log output written from delivery goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type stsTXT map[string]string
 
@@ -88,7 +41,8 @@ func (s stsFetch) Fetch(_ context.Context, domain string) ([]byte, error) {
 }
 
 func TestMTASTS(t *testing.T) {
-	roots, cert := testCA(t, "mx.sts.test")
+	ca := testkit.NewCA(t)
+	roots, cert := ca.Pool, ca.Leaf(t, "mx.sts.test")
 	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -98,8 +52,8 @@ func TestMTASTS(t *testing.T) {
 	if err != nil {
 		t.Skip("127.0.0.2 not usable:", err)
 	}
-	secure := serveMX(t, tlsLn, "mx.sts.test", mxOptions{tls: &tls.Config{Certificates: []tls.Certificate{cert}}})
-	plain := serveMX(t, plainLn, "plain.sts.test", mxOptions{})
+	secure := serveMX(t, tlsLn, "mx.sts.test", testkit.MXOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	plain := serveMX(t, plainLn, "plain.sts.test", testkit.MXOptions{})
 	dns := dnstest.Start(t, `
 test.             3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60
 mx.sts.test.      300 IN A 127.0.0.1
@@ -118,7 +72,7 @@ testing.test.     300 IN MX 10 plain.sts.test.
 		Fetch: stsFetch{"good.test": policy("enforce", "*.sts.test"), "foreign.test": policy("enforce", "mx.other.test"),
 			"notls.test": policy("enforce", "plain.sts.test"), "testing.test": policy("testing", "mx.other.test")},
 	})
-	var logs syncBuffer
+	var logs testkit.Buffer
 	c := New(Config{
 		Hostname: "out.drover.test", Port: port, MTASTS: sts, STSRoots: roots,
 		Logger:         slog.New(slog.NewTextHandler(&logs, nil)),
@@ -143,7 +97,7 @@ testing.test.     300 IN MX 10 plain.sts.test.
 	if err := deliver("good.test"); err != nil {
 		t.Errorf("good.test: %v", err)
 	}
-	if _, msgs := secure.stats(); len(msgs) != 1 || !msgs[0].tls {
+	if msgs := secure.Transactions(); len(msgs) != 1 || !msgs[0].TLS {
 		t.Errorf("good.test not delivered over TLS: %+v", msgs)
 	}
 	// Enforce: an MX the policy does not name, or one without TLS, gets
@@ -154,7 +108,7 @@ testing.test.     300 IN MX 10 plain.sts.test.
 			t.Errorf("%s: %v, want a temporary open error", dest, err)
 		}
 	}
-	if _, msgs := plain.stats(); len(msgs) != 0 {
+	if msgs := plain.Transactions(); len(msgs) != 0 {
 		t.Errorf("enforce mode delivered to a non-compliant MX: %+v", msgs)
 	}
 	// Testing mode reports but delivers.
@@ -169,7 +123,7 @@ testing.test.     300 IN MX 10 plain.sts.test.
 	if err := deliver("foreign.test"); err != nil {
 		t.Errorf("opportunistic foreign.test: %v", err)
 	}
-	if _, msgs := plain.stats(); len(msgs) != 2 {
+	if msgs := plain.Transactions(); len(msgs) != 2 {
 		t.Errorf("plain MX got %d messages, want 2 (testing mode, opportunistic)", len(msgs))
 	}
 	// A site that requires TLS does not deliver in plain text.
@@ -205,8 +159,9 @@ func TestSourcePool(t *testing.T) {
 
 // TLS failures are logged with their kind.
 func TestTLSFailureKinds(t *testing.T) {
-	roots, cert := testCA(t, "mx.sts.test")
-	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+	ca := testkit.NewCA(t)
+	roots, cert := ca.Pool, ca.Leaf(t, "mx.sts.test")
+	leaf := cert.Leaf
 	verify := func(host string, pool *x509.CertPool) error {
 		_, err := leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: pool})
 		return fmt.Errorf("smtpclient: TLS failed: %w", err)

@@ -1,7 +1,6 @@
 package mtasts
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"drover/testkit"
 )
 
 // fakeTXT serves "_mta-sts" records from a map and counts lookups.
@@ -84,30 +85,12 @@ func (f *fakeFetcher) Fetch(ctx context.Context, domain string) ([]byte, error) 
 	return []byte(body), nil
 }
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fixture struct {
 	cache *Cache
-	clock *clock
+	clock *testkit.Clock
 	txt   *fakeTXT
 	fetch *fakeFetcher
-	log   *syncBuffer
+	log   *testkit.Buffer
 }
 
 func newFixture(maxEntries int) *fixture {
@@ -115,7 +98,7 @@ func newFixture(maxEntries int) *fixture {
 		clock: newClock(),
 		txt:   &fakeTXT{records: make(map[string][]string)},
 		fetch: &fakeFetcher{bodies: make(map[string]string)},
-		log:   &syncBuffer{},
+		log:   &testkit.Buffer{},
 	}
 	f.cache = New(Config{
 		TXT:        f.txt,
@@ -437,7 +420,7 @@ type panicTXT struct{}
 func (panicTXT) LookupTXT(context.Context, string) ([]string, error) { panic("broken resolver") }
 
 func TestCacheSurvivesPanicsAndBadInput(t *testing.T) {
-	var log syncBuffer
+	var log testkit.Buffer
 	c := New(Config{TXT: panicTXT{}, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if _, err := c.Get(context.Background(), "example.com"); err == nil || !strings.Contains(err.Error(), "broken resolver") {
 		t.Errorf("panicking resolver: err = %v", err)

@@ -2,15 +2,10 @@ package mtasts
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,74 +17,11 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"drover/testkit"
 )
 
-// clock is a settable clock for Config.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// testPKI makes a CA and a server certificate signed by it for names.
-func testPKI(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "mtasts test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
-}
+func newClock() *testkit.Clock { return testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) }
 
 // response is what the policy server answers for one host.
 type response struct {
@@ -114,14 +46,14 @@ type policyServer struct {
 // dials the server whatever host a URL names.
 func newPolicyServer(t *testing.T, names ...string) (*policyServer, *http.Client) {
 	t.Helper()
-	cert, pool := testPKI(t, names...)
+	ca := testkit.NewCA(t)
 	ps := &policyServer{hosts: make(map[string]response)}
 	ps.srv = httptest.NewUnstartedServer(http.HandlerFunc(ps.serve))
-	ps.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	ps.srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Leaf(t, names...)}}
 	ps.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // rejected handshakes are expected
 	ps.srv.StartTLS()
 	t.Cleanup(ps.srv.Close)
-	return ps, ps.client(pool)
+	return ps, ps.client(ca.Pool)
 }
 
 // client returns a client that trusts roots and dials ps for every host.

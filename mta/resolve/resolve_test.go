@@ -13,32 +13,15 @@ import (
 
 	"drover/mta/resolve/dnstest"
 	"drover/mta/smtperr"
+	"drover/testkit"
 
 	"github.com/miekg/dns"
 )
 
-// fakeClock is the injectable clock of the cache.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newResolver(t *testing.T, zone string) (*Resolver, *dnstest.Server, *fakeClock) {
+func newResolver(t *testing.T, zone string) (*Resolver, *dnstest.Server, *testkit.Clock) {
 	t.Helper()
 	srv := dnstest.Start(t, zone)
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testkit.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	r := New(Config{Servers: []string{srv.Addr}, Timeout: 200 * time.Millisecond, Now: clock.Now})
 	return r, srv, clock
 }
@@ -130,24 +113,36 @@ var enhanced = map[error]string{
 	ErrServerFailure: "4.4.3",
 }
 
+// A server that does not answer: each of the two attempts ends on the
+// query timeout, not on the caller's deadline; the caller's deadline ends
+// the wait before the next query.
 func TestTimeout(t *testing.T) {
 	r, srv, _ := newResolver(t, testZone)
 	srv.Drop("slow.example.test")
-	start := time.Now()
-	_, err := r.MX(t.Context(), "slow.example.test")
+	// Two attempts of 200ms end long before this deadline; the default
+	// timeout (5s) would not.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_, err := r.MX(ctx, "slow.example.test")
 	if e, ok := smtperr.As(err); !ok || e.Permanent {
 		t.Fatalf("error %v", err)
 	}
-	// Two attempts of 200ms.
-	if d := time.Since(start); d < 400*time.Millisecond || d > 2*time.Second {
-		t.Errorf("took %v", d)
+	if ctx.Err() != nil {
+		t.Errorf("the caller's deadline ended the lookup, not the query timeout: %v", err)
 	}
-	// A cancelled context ends the wait at once.
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	if n := srv.Queries(); n != 2 {
+		t.Errorf("%d queries, want one per attempt (2)", n)
+	}
+
+	// A deadline shorter than the query timeout ends the first attempt of
+	// each family (A and AAAA), and no query follows.
+	ctx, cancel = context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	start = time.Now()
-	if _, err := r.Addrs(ctx, "slow.example.test"); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 300*time.Millisecond {
-		t.Errorf("cancelled: %v after %v", err, time.Since(start))
+	if _, err := r.Addrs(ctx, "slow.example.test"); !errors.Is(err, context.DeadlineExceeded) || ctx.Err() == nil {
+		t.Errorf("cancelled: %v", err)
+	}
+	if n := srv.Queries() - 2; n > 2 {
+		t.Errorf("%d queries after the deadline, want one per family", n)
 	}
 }
 

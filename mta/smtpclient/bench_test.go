@@ -8,6 +8,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"drover/testkit"
 )
 
 // startFastSink runs a minimal SMTP server that accepts everything, answers
@@ -15,21 +17,7 @@ import (
 // the allocations a benchmark reports are the client's.
 func startFastSink(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveFastSink(c)
-		}
-	}()
-	return ln.Addr().String()
+	return testkit.Serve(tb, nil, serveFastSink)
 }
 
 func serveFastSink(c net.Conn) {
@@ -109,7 +97,7 @@ func BenchmarkSend(b *testing.B) {
 // BenchmarkSendSmtpSink measures Send against Postfix's smtp-sink, the
 // reference peer.
 func BenchmarkSendSmtpSink(b *testing.B) {
-	addr, _ := startSmtpSink(b, false)
+	addr, _ := testkit.StartSmtpSink(b, false)
 	b.Run("1rcpt", func(b *testing.B) { benchmarkSend(b, addr, 1) })
 	b.Run("10rcpt", func(b *testing.B) { benchmarkSend(b, addr, 10) })
 }

@@ -10,9 +10,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"drover/testkit"
 )
 
 const ehloName = "out1.drover.test"
@@ -40,8 +43,8 @@ func codes(rs []Reply) []int {
 }
 
 // testSendRefusals sends to three recipients, one refused and one deferred.
-func testSendRefusals(t *testing.T, mx *fakeMX) *Client {
-	c := dialT(t, mx.addr, testConfig())
+func testSendRefusals(t *testing.T, mx *testkit.MX) *Client {
+	c := dialT(t, mx.Addr, testConfig())
 	res, err := c.Send(t.Context(), "bounces@drover.test", nil, []Rcpt{
 		{Addr: "a@example.test"}, {Addr: "refuse@example.test"}, {Addr: "defer@example.test"},
 	}, []byte("Subject: hi\r\n\r\nhello\r\n"))
@@ -54,25 +57,25 @@ func testSendRefusals(t *testing.T, mx *fakeMX) *Client {
 	if r := res.Rcpts[1]; r.Enhanced != "5.1.1" || r.Text != "no such user" {
 		t.Errorf("refusal %#v", r)
 	}
-	msgs := mx.messages()
-	if len(msgs) != 1 || !slices.Equal(msgs[0].rcpts, []string{"a@example.test"}) || string(msgs[0].data) != "Subject: hi\r\n\r\nhello\r\n" {
+	msgs := mx.Transactions()
+	if len(msgs) != 1 || !slices.Equal(msgs[0].Rcpts, []string{"a@example.test"}) || string(msgs[0].Data) != "Subject: hi\r\n\r\nhello\r\n" {
 		t.Fatalf("server got %+v", msgs)
 	}
 	return c
 }
 
 func TestSendPipelined(t *testing.T) {
-	mx := startMX(t, mxOptions{})
+	mx := testkit.StartMX(t, testkit.MXOptions{})
 	c := testSendRefusals(t, mx)
 	if !c.Extensions().Pipelining {
 		t.Fatal("PIPELINING not seen")
 	}
 	// MAIL, the RCPTs and DATA reached the server in one read.
 	want := "MAIL FROM:<bounces@drover.test>\r\nRCPT TO:<a@example.test>\r\nRCPT TO:<refuse@example.test>\r\nRCPT TO:<defer@example.test>\r\nDATA\r\n"
-	for _, e := range mx.tap.conn(0) {
-		if e.read && strings.HasPrefix(e.data, "MAIL") {
-			if e.data != want {
-				t.Errorf("first write of the transaction: %q, want %q", e.data, want)
+	for _, e := range mx.Wire(0) {
+		if e.Read && strings.HasPrefix(e.Data, "MAIL") {
+			if e.Data != want {
+				t.Errorf("first write of the transaction: %q, want %q", e.Data, want)
 			}
 			return
 		}
@@ -81,20 +84,20 @@ func TestSendPipelined(t *testing.T) {
 }
 
 func TestLocalAddr(t *testing.T) {
-	mx := startMX(t, mxOptions{})
+	mx := testkit.StartMX(t, testkit.MXOptions{})
 	cfg := testConfig()
 	cfg.LocalAddr = netip.MustParseAddr("127.0.0.2")
-	c := dialT(t, mx.addr, cfg)
+	c := dialT(t, mx.Addr, cfg)
 	if got := c.LocalAddr().(*net.TCPAddr).IP.String(); got != "127.0.0.2" {
 		t.Errorf("local address %s", got)
 	}
-	if got := c.RemoteAddr().String(); got != mx.addr {
+	if got := c.RemoteAddr().String(); got != mx.Addr {
 		t.Errorf("remote address %s", got)
 	}
 }
 
 func TestSendStepwise(t *testing.T) {
-	mx := startMX(t, mxOptions{noPipelining: true})
+	mx := testkit.StartMX(t, testkit.MXOptions{NoPipelining: true})
 	c := testSendRefusals(t, mx)
 	if c.Extensions().Pipelining {
 		t.Fatal("PIPELINING seen")
@@ -102,14 +105,14 @@ func TestSendStepwise(t *testing.T) {
 	// Each command was read alone, and answered before the next came.
 	var reads []string
 	lastRead := false
-	for _, e := range mx.tap.conn(0) {
-		if e.read {
+	for _, e := range mx.Wire(0) {
+		if e.Read {
 			if lastRead {
-				t.Errorf("two reads without a reply between: %q", e.data)
+				t.Errorf("two reads without a reply between: %q", e.Data)
 			}
-			reads = append(reads, e.data)
+			reads = append(reads, e.Data)
 		}
-		lastRead = e.read
+		lastRead = e.Read
 	}
 	want := []string{"EHLO " + ehloName + "\r\n", "MAIL FROM:<bounces@drover.test>\r\n", "RCPT TO:<a@example.test>\r\n", "RCPT TO:<refuse@example.test>\r\n", "RCPT TO:<defer@example.test>\r\n", "DATA\r\n", "Subject: hi\r\n\r\nhello\r\n.\r\n"}
 	if !slices.Equal(reads, want) {
@@ -119,8 +122,8 @@ func TestSendStepwise(t *testing.T) {
 
 func TestAllRecipientsRefused(t *testing.T) {
 	for _, pipelining := range []bool{true, false} {
-		mx := startMX(t, mxOptions{noPipelining: !pipelining})
-		c := dialT(t, mx.addr, testConfig())
+		mx := testkit.StartMX(t, testkit.MXOptions{NoPipelining: !pipelining})
+		c := dialT(t, mx.Addr, testConfig())
 		rcpts := []Rcpt{{Addr: "refuse1@example.test"}, {Addr: "defer@example.test"}}
 		res, err := c.Send(t.Context(), "", nil, rcpts, []byte("BODY-MARKER\r\n"))
 		if err != nil {
@@ -133,22 +136,22 @@ func TestAllRecipientsRefused(t *testing.T) {
 		if _, err := c.Send(t.Context(), "", nil, []Rcpt{{Addr: "ok@example.test"}}, []byte("second\r\n")); err != nil {
 			t.Fatal(err)
 		}
-		sent := mx.tap.sent(0)
+		sent := mx.Sent(0)
 		if strings.Contains(sent, "BODY-MARKER") || !strings.Contains(sent, "RSET\r\n") {
 			t.Errorf("pipelining %v: body sent or no RSET:\n%s", pipelining, sent)
 		}
 		if !pipelining && strings.Count(sent, "DATA\r\n") != 1 {
 			t.Errorf("DATA sent without a recipient:\n%s", sent)
 		}
-		if len(mx.messages()) != 1 {
-			t.Errorf("messages: %d", len(mx.messages()))
+		if len(mx.Transactions()) != 1 {
+			t.Errorf("messages: %d", len(mx.Transactions()))
 		}
 	}
 }
 
 func TestDataRefusedAndReuse(t *testing.T) {
-	mx := startMX(t, mxOptions{})
-	c := dialT(t, mx.addr, testConfig())
+	mx := testkit.StartMX(t, testkit.MXOptions{})
+	c := dialT(t, mx.Addr, testConfig())
 	res, err := c.Send(t.Context(), "a@drover.test", nil, []Rcpt{{Addr: "x@example.test"}}, []byte("REJECT-ME\r\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +168,7 @@ func TestDataRefusedAndReuse(t *testing.T) {
 	if err := c.Quit(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(mx.messages()); n != 3 {
+	if n := len(mx.Transactions()); n != 3 {
 		t.Errorf("messages %d", n)
 	}
 	if _, err := c.Send(t.Context(), "a@drover.test", nil, []Rcpt{{Addr: "x@example.test"}}, nil); err == nil {
@@ -174,11 +177,11 @@ func TestDataRefusedAndReuse(t *testing.T) {
 }
 
 func TestStartTLS(t *testing.T) {
-	cert, pool := selfSigned(t)
+	cert, pool := testkit.SelfSigned(t, "mx.test", "127.0.0.1")
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cert}}
 
 	t.Run("opportunistic", func(t *testing.T) {
-		mx := startMX(t, mxOptions{tls: serverTLS})
+		mx := testkit.StartMX(t, testkit.MXOptions{TLS: serverTLS})
 		c := testSendRefusals(t, mx)
 		if !c.TLS() {
 			t.Fatal("no TLS")
@@ -187,10 +190,10 @@ func TestStartTLS(t *testing.T) {
 			t.Errorf("TLS state %v %v", st.Version, ok)
 		}
 		// The same EHLO name before STARTTLS and inside TLS.
-		if got := mx.greetings(); !slices.Equal(got, []hello{{ehloName, false}, {ehloName, true}}) {
+		if got := mx.Hellos(); !slices.Equal(got, []testkit.Hello{{Name: ehloName}, {Name: ehloName, TLS: true}}) {
 			t.Errorf("EHLO names: %v", got)
 		}
-		if got := mx.tap.sent(0); !strings.HasPrefix(got, "EHLO "+ehloName+"\r\nSTARTTLS\r\n") {
+		if got := mx.Sent(0); !strings.HasPrefix(got, "EHLO "+ehloName+"\r\nSTARTTLS\r\n") {
 			t.Errorf("clear text: %q", got[:min(len(got), 80)])
 		}
 		if c.Extensions().StartTLS {
@@ -199,86 +202,86 @@ func TestStartTLS(t *testing.T) {
 	})
 
 	t.Run("required verified", func(t *testing.T) {
-		mx := startMX(t, mxOptions{tls: serverTLS})
+		mx := testkit.StartMX(t, testkit.MXOptions{TLS: serverTLS})
 		cfg := testConfig()
 		cfg.TLSMode = TLSRequired
 		cfg.TLS = &tls.Config{RootCAs: pool, ServerName: "mx.test"}
-		c := dialT(t, mx.addr, cfg)
+		c := dialT(t, mx.Addr, cfg)
 		if !c.TLS() {
 			t.Fatal("no TLS")
 		}
 	})
 
 	t.Run("not offered", func(t *testing.T) {
-		mx := startMX(t, mxOptions{})
-		c := dialT(t, mx.addr, testConfig())
+		mx := testkit.StartMX(t, testkit.MXOptions{})
+		c := dialT(t, mx.Addr, testConfig())
 		if c.TLS() {
 			t.Fatal("TLS")
 		}
 		if _, err := c.Send(t.Context(), "a@drover.test", nil, []Rcpt{{Addr: "x@example.test"}}, []byte("plain\r\n")); err != nil {
 			t.Fatal(err)
 		}
-		if got := mx.greetings(); !slices.Equal(got, []hello{{ehloName, false}}) {
+		if got := mx.Hellos(); !slices.Equal(got, []testkit.Hello{{Name: ehloName}}) {
 			t.Errorf("greetings %v", got)
 		}
-		if mx.tap.conn(1) != nil {
+		if mx.Wire(1) != nil {
 			t.Error("a second connection; want the fallback on the same connection")
 		}
 
 		cfg := testConfig()
 		cfg.TLSMode = TLSRequired
-		if _, err := Dial(t.Context(), mx.addr, cfg); !errors.Is(err, ErrTLS) {
+		if _, err := Dial(t.Context(), mx.Addr, cfg); !errors.Is(err, ErrTLS) {
 			t.Errorf("required without STARTTLS: %v", err)
 		}
 	})
 
 	t.Run("handshake fails", func(t *testing.T) {
-		mx := startMX(t, mxOptions{tls: serverTLS})
+		mx := testkit.StartMX(t, testkit.MXOptions{TLS: serverTLS})
 		cfg := testConfig()
 		cfg.TLS = &tls.Config{RootCAs: x509.NewCertPool()} // trusts nothing
-		c := dialT(t, mx.addr, cfg)
+		c := dialT(t, mx.Addr, cfg)
 		if c.TLS() {
 			t.Fatal("TLS")
 		}
 		if _, err := c.Send(t.Context(), "a@drover.test", nil, []Rcpt{{Addr: "x@example.test"}}, []byte("plain\r\n")); err != nil {
 			t.Fatal(err)
 		}
-		if n := len(mx.messages()); n != 1 {
+		if n := len(mx.Transactions()); n != 1 {
 			t.Fatalf("messages %d", n)
 		}
-		if got := mx.tap.sent(1); !strings.HasPrefix(got, "EHLO "+ehloName+"\r\nMAIL") {
+		if got := mx.Sent(1); !strings.HasPrefix(got, "EHLO "+ehloName+"\r\nMAIL") {
 			t.Errorf("second connection: %q", got)
 		}
 
 		cfg.TLSMode = TLSRequired
-		if _, err := Dial(t.Context(), mx.addr, cfg); !errors.Is(err, ErrTLS) {
+		if _, err := Dial(t.Context(), mx.Addr, cfg); !errors.Is(err, ErrTLS) {
 			t.Errorf("required with a bad certificate: %v", err)
 		}
 	})
 }
 
 func TestBodyOnTheWire(t *testing.T) {
-	mx := startMX(t, mxOptions{})
-	c := dialT(t, mx.addr, testConfig())
+	mx := testkit.StartMX(t, testkit.MXOptions{})
+	c := dialT(t, mx.Addr, testConfig())
 	body := "Subject: dots\r\n\r\n.leading dot\r\n..two\nbare LF\rbare CR\r\n.\r\nMAIL FROM:<smuggled@evil>\n.\nlast line without newline"
 	wire := "Subject: dots\r\n\r\n..leading dot\r\n...two\r\nbare LF\r\nbare CR\r\n..\r\nMAIL FROM:<smuggled@evil>\r\n..\r\nlast line without newline\r\n.\r\n"
 	if _, err := c.Send(t.Context(), "a@drover.test", []string{"BODY=8BITMIME"}, []Rcpt{{Addr: "x@example.test"}}, []byte(body)); err != nil {
 		t.Fatal(err)
 	}
-	sent := mx.tap.sent(0)
+	sent := mx.Sent(0)
 	_, data, ok := strings.Cut(sent, "DATA\r\n")
 	if !ok || data != wire {
 		t.Errorf("on the wire:\n%q\nwant\n%q", data, wire)
 	}
-	msgs := mx.messages()
+	msgs := mx.Transactions()
 	if len(msgs) != 1 {
 		t.Fatalf("messages %d", len(msgs))
 	}
-	if got, want := string(msgs[0].data), string(normalise([]byte(body))); got != want {
+	if got, want := string(msgs[0].Data), string(normalise([]byte(body))); got != want {
 		t.Errorf("server read:\n%q\nwant\n%q", got, want)
 	}
-	if msgs[0].mailOpts.Body != smtp.Body8BitMIME {
-		t.Errorf("BODY %q", msgs[0].mailOpts.Body)
+	if msgs[0].MailOpts.Body != smtp.Body8BitMIME {
+		t.Errorf("BODY %q", msgs[0].MailOpts.Body)
 	}
 }
 
@@ -286,25 +289,25 @@ func TestParametersDropped(t *testing.T) {
 	mailParams := []string{"BODY=8BITMIME", "RET=HDRS", "ENVID=QQ314159", "SMTPUTF8", "SIZE=100"}
 	rcpts := []Rcpt{{Addr: "x@example.test", Params: []string{"NOTIFY=FAILURE,DELAY", "ORCPT=rfc822;x+2By@example.test"}}}
 
-	mx := startMX(t, mxOptions{dsn: true, smtputf8: true})
-	c := dialT(t, mx.addr, testConfig())
+	mx := testkit.StartMX(t, testkit.MXOptions{DSN: true, SMTPUTF8: true})
+	c := dialT(t, mx.Addr, testConfig())
 	if _, err := c.Send(t.Context(), "a@drover.test", mailParams, rcpts, []byte("x\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	if sent := mx.tap.sent(0); !strings.Contains(sent, "MAIL FROM:<a@drover.test> BODY=8BITMIME RET=HDRS ENVID=QQ314159 SMTPUTF8 SIZE=100\r\nRCPT TO:<x@example.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;x+2By@example.test\r\n") {
+	if sent := mx.Sent(0); !strings.Contains(sent, "MAIL FROM:<a@drover.test> BODY=8BITMIME RET=HDRS ENVID=QQ314159 SMTPUTF8 SIZE=100\r\nRCPT TO:<x@example.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;x+2By@example.test\r\n") {
 		t.Errorf("with DSN:\n%s", sent)
 	}
-	m := mx.messages()[0]
-	if m.mailOpts.Return != smtp.DSNReturnHeaders || m.mailOpts.EnvelopeID != "QQ314159" || m.rcptOpts[0].OriginalRecipient != "x+y@example.test" {
-		t.Errorf("server parsed %+v %+v", m.mailOpts, m.rcptOpts[0])
+	m := mx.Transactions()[0]
+	if m.MailOpts.Return != smtp.DSNReturnHeaders || m.MailOpts.EnvelopeID != "QQ314159" || m.RcptOpts[0].OriginalRecipient != "x+y@example.test" {
+		t.Errorf("server parsed %+v %+v", m.MailOpts, m.RcptOpts[0])
 	}
 
-	mx = startMX(t, mxOptions{})
-	c = dialT(t, mx.addr, testConfig())
+	mx = testkit.StartMX(t, testkit.MXOptions{})
+	c = dialT(t, mx.Addr, testConfig())
 	if _, err := c.Send(t.Context(), "a@drover.test", mailParams, rcpts, []byte("x\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	if sent := mx.tap.sent(0); !strings.Contains(sent, "MAIL FROM:<a@drover.test> BODY=8BITMIME SIZE=100\r\nRCPT TO:<x@example.test>\r\n") {
+	if sent := mx.Sent(0); !strings.Contains(sent, "MAIL FROM:<a@drover.test> BODY=8BITMIME SIZE=100\r\nRCPT TO:<x@example.test>\r\n") {
 		t.Errorf("without DSN:\n%s", sent)
 	}
 
@@ -330,8 +333,8 @@ func TestParametersDropped(t *testing.T) {
 }
 
 func TestInvalidInput(t *testing.T) {
-	mx := startMX(t, mxOptions{})
-	c := dialT(t, mx.addr, testConfig())
+	mx := testkit.StartMX(t, testkit.MXOptions{})
+	c := dialT(t, mx.Addr, testConfig())
 	for _, tc := range []struct {
 		from   string
 		params []string
@@ -353,13 +356,13 @@ func TestInvalidInput(t *testing.T) {
 	if c.Err() != nil {
 		t.Fatalf("client unusable after invalid input: %v", c.Err())
 	}
-	if got := mx.tap.sent(0); got != "EHLO "+ehloName+"\r\n" {
+	if got := mx.Sent(0); got != "EHLO "+ehloName+"\r\n" {
 		t.Errorf("sent %q", got)
 	}
-	if _, err := Dial(t.Context(), mx.addr, Config{}); !errors.Is(err, ErrInvalidInput) {
+	if _, err := Dial(t.Context(), mx.Addr, Config{}); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("no hostname: %v", err)
 	}
-	if _, err := Dial(t.Context(), mx.addr, Config{Hostname: "a b"}); !errors.Is(err, ErrInvalidInput) {
+	if _, err := Dial(t.Context(), mx.Addr, Config{Hostname: "a b"}); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("bad hostname: %v", err)
 	}
 }
@@ -501,41 +504,50 @@ func TestScripted(t *testing.T) {
 		}
 	})
 
-	t.Run("timeout", func(t *testing.T) {
-		s := startScript(t, "220 hi\r\n", func(line string) string {
+	// The server stalls on RCPT until the test ends: the command timeout,
+	// or the cancelled context, ends the wait, on the bubble's clock.
+	stall := func(t *testing.T) Config {
+		p := testkit.NewPipes("192.0.2.1:25")
+		end := make(chan struct{})
+		t.Cleanup(func() { close(end) })
+		serveScript(t, p, "220 hi\r\n", func(line string) string {
 			if strings.HasPrefix(line, "RCPT") {
-				time.Sleep(2 * time.Second)
+				<-end
 			}
 			return ok(line)
 		})
 		cfg := testConfig()
-		cfg.CommandTimeout = 200 * time.Millisecond
-		c := dialT(t, s.addr, cfg)
-		start := time.Now()
-		_, err := c.Send(t.Context(), "a@drover.test", nil, rcpt, nil)
-		if err == nil || c.Err() == nil || time.Since(start) > time.Second {
-			t.Fatalf("error %v after %v", err, time.Since(start))
-		}
+		cfg.Dial = p.Dial
+		return cfg
+	}
+
+	t.Run("timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			cfg := stall(t)
+			cfg.CommandTimeout = 200 * time.Millisecond
+			c := dialT(t, "192.0.2.1:25", cfg)
+			start := time.Now()
+			_, err := c.Send(t.Context(), "a@drover.test", nil, rcpt, nil)
+			if err == nil || c.Err() == nil || time.Since(start) != cfg.CommandTimeout {
+				t.Fatalf("error %v after %v", err, time.Since(start))
+			}
+		})
 	})
 
 	t.Run("context cancelled", func(t *testing.T) {
-		s := startScript(t, "220 hi\r\n", func(line string) string {
-			if strings.HasPrefix(line, "RCPT") {
-				time.Sleep(2 * time.Second)
+		synctest.Test(t, func(t *testing.T) {
+			c := dialT(t, "192.0.2.1:25", stall(t))
+			ctx, cancel := context.WithCancel(t.Context())
+			time.AfterFunc(100*time.Millisecond, cancel)
+			start := time.Now()
+			_, err := c.Send(ctx, "a@drover.test", nil, rcpt, nil)
+			if !errors.Is(err, context.Canceled) || time.Since(start) != 100*time.Millisecond {
+				t.Fatalf("error %v after %v", err, time.Since(start))
 			}
-			return ok(line)
+			if c.Err() == nil {
+				t.Error("client usable after a cancelled transaction")
+			}
 		})
-		c := dialT(t, s.addr, testConfig())
-		ctx, cancel := context.WithCancel(t.Context())
-		time.AfterFunc(100*time.Millisecond, cancel)
-		start := time.Now()
-		_, err := c.Send(ctx, "a@drover.test", nil, rcpt, nil)
-		if !errors.Is(err, context.Canceled) || time.Since(start) > time.Second {
-			t.Fatalf("error %v after %v", err, time.Since(start))
-		}
-		if c.Err() == nil {
-			t.Error("client usable after a cancelled transaction")
-		}
 	})
 
 	t.Run("RSET refused", func(t *testing.T) {
@@ -557,8 +569,8 @@ func TestScripted(t *testing.T) {
 }
 
 func TestManyRecipientsPipelined(t *testing.T) {
-	mx := startMX(t, mxOptions{})
-	c := dialT(t, mx.addr, testConfig())
+	mx := testkit.StartMX(t, testkit.MXOptions{})
+	c := dialT(t, mx.Addr, testConfig())
 	var rcpts []Rcpt
 	want := make([]int, 0, 250)
 	for i := range 250 {
@@ -577,7 +589,7 @@ func TestManyRecipientsPipelined(t *testing.T) {
 	if !slices.Equal(codes(res.Rcpts), want) || res.Data.Code != 250 {
 		t.Fatalf("replies %v", codes(res.Rcpts))
 	}
-	if n := len(mx.messages()[0].rcpts); n != 225 {
+	if n := len(mx.Transactions()[0].Rcpts); n != 225 {
 		t.Errorf("server has %d recipients", n)
 	}
 }

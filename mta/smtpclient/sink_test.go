@@ -2,90 +2,26 @@ package smtpclient
 
 import (
 	"bytes"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-)
 
-// startSmtpSink runs Postfix's smtp-sink on a free local port; with capture
-// it writes every transaction into the returned dump file. Without
-// smtp-sink the test is skipped, unless CI is set: then it fails.
-func startSmtpSink(tb testing.TB, capture bool, args ...string) (addr, dump string) {
-	tb.Helper()
-	path, err := exec.LookPath("smtp-sink")
-	if err != nil {
-		path, err = exec.LookPath("/usr/sbin/smtp-sink")
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatal("smtp-sink not found (install postfix); required when CI is set")
-		}
-		tb.Skip("smtp-sink not found (install postfix)")
-	}
-	// smtp-sink drops privileges to -u when run as root: the dump
-	// directory must be writable by that user.
-	dir, err := os.MkdirTemp("", "smtp-sink")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		tb.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr = ln.Addr().String()
-	ln.Close()
-	argv := append([]string{"-h", "sink.test"}, args...)
-	if capture {
-		dump = filepath.Join(dir, "dump")
-		argv = append(argv, "-D", dump)
-	}
-	if os.Geteuid() == 0 {
-		argv = append(argv, "-u", "nobody")
-	}
-	cmd := exec.Command(path, append(argv, addr, "64")...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return addr, dump
-		}
-		if time.Since(start) > 5*time.Second {
-			tb.Fatalf("smtp-sink does not listen on %s: %v", addr, err)
-		}
-	}
-}
+	"drover/testkit"
+)
 
 // sinkDump reads the dump file of smtp-sink once it holds n messages. The
 // dump has LF line endings and unstuffed dots.
 func sinkDump(t *testing.T, dump string, n int) string {
 	t.Helper()
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		b, _ := os.ReadFile(dump)
-		if bytes.Count(b, []byte("X-Client-Addr:")) >= n {
-			return string(b)
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("smtp-sink dump: %q", b)
-		}
-	}
+	var b []byte
+	testkit.WaitFor(t, 5*time.Second, "smtp-sink to dump "+strconv.Itoa(n)+" messages", func() bool {
+		b, _ = os.ReadFile(dump)
+		return bytes.Count(b, []byte("X-Client-Addr:")) >= n
+	})
+	return string(b)
 }
 
 func TestSmtpSink(t *testing.T) {
@@ -100,7 +36,7 @@ func TestSmtpSink(t *testing.T) {
 		{"no pipelining", []string{"-p"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr, dump := startSmtpSink(t, true, tc.args...)
+			addr, dump := testkit.StartSmtpSink(t, true, tc.args...)
 			c := dialT(t, addr, testConfig())
 			if c.Extensions().Pipelining != tc.pipelining || !c.Extensions().DSN || !c.Extensions().EnhancedStatusCodes {
 				t.Fatalf("extensions %+v", c.Extensions())
@@ -143,7 +79,7 @@ func TestSmtpSink(t *testing.T) {
 }
 
 func TestSmtpSinkRefusals(t *testing.T) {
-	addr, _ := startSmtpSink(t, false, "-f", "RCPT")
+	addr, _ := testkit.StartSmtpSink(t, false, "-f", "RCPT")
 	c := dialT(t, addr, testConfig())
 	res, err := c.Send(t.Context(), "a@drover.test", nil, []Rcpt{{Addr: "a@example.test"}, {Addr: "b@example.test"}}, []byte("x\r\n"))
 	if err != nil {
