@@ -18,6 +18,7 @@ import (
 	"drover/mta/smtperr"
 	"drover/queue"
 	"drover/queue/shaping"
+	"drover/testkit"
 )
 
 // fakePlanner plans every destination at once, without DNS: its site is
@@ -361,25 +362,8 @@ func (e *events) of(kind queue.EventKind) []queue.Event {
 	return out
 }
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
+// newClock is the tests' settable clock, at a fixed start.
+func newClock() *testkit.Clock { return testkit.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)) }
 
 func testLogger() *slog.Logger {
 	if testing.Verbose() {

@@ -5,18 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"drover/bounce"
 	"drover/mta/courier"
@@ -24,98 +18,16 @@ import (
 	"drover/queue"
 	"drover/queue/engine"
 	"drover/queue/shaping"
+	"drover/testkit"
 )
-
-// pipeMX is an SMTP server (go-smtp) reached over in-memory pipes, so that
-// it runs inside a synctest bubble: it records the (fake) time, the
-// connection, the return path and the recipients of every transaction.
-type pipeMX struct {
-	srv   *smtp.Server
-	conns chan net.Conn
-
-	mu    sync.Mutex
-	nconn int
-	txs   []tx
-}
-
-type tx struct {
-	at    time.Time
-	conn  int
-	from  string
-	rcpts []string
-}
-
-func newPipeMX() *pipeMX {
-	mx := &pipeMX{conns: make(chan net.Conn)}
-	mx.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		mx.mu.Lock()
-		defer mx.mu.Unlock()
-		mx.nconn++
-		return &pipeSession{mx: mx, conn: mx.nconn}, nil
-	}))
-	mx.srv.Domain = "mx.test"
-	mx.srv.ErrorLog = log.New(io.Discard, "", 0)
-	go mx.srv.Serve(mx)
-	return mx
-}
-
-// Accept, Close and Addr make the MX its own net.Listener.
-func (mx *pipeMX) Accept() (net.Conn, error) {
-	c, ok := <-mx.conns
-	if !ok {
-		return nil, net.ErrClosed
-	}
-	return c, nil
-}
-func (mx *pipeMX) Close() error   { return nil }
-func (mx *pipeMX) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 25} }
-
-func (mx *pipeMX) dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	client, server := net.Pipe()
-	select {
-	case mx.conns <- server:
-		return client, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-func (mx *pipeMX) shutdown() {
-	close(mx.conns)
-	mx.srv.Close()
-}
-
-type pipeSession struct {
-	mx   *pipeMX
-	conn int
-	tx   tx
-}
-
-func (s *pipeSession) Mail(from string, _ *smtp.MailOptions) error {
-	s.tx = tx{at: time.Now(), conn: s.conn, from: from}
-	return nil
-}
-func (s *pipeSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.tx.rcpts = append(s.tx.rcpts, to)
-	return nil
-}
-func (s *pipeSession) Data(r io.Reader) error {
-	io.Copy(io.Discard, r)
-	s.mx.mu.Lock()
-	s.mx.txs = append(s.mx.txs, s.tx)
-	s.mx.mu.Unlock()
-	return nil
-}
-func (s *pipeSession) Reset()        {}
-func (s *pipeSession) Logout() error { return nil }
 
 // checkWindows fails if any window of the transactions holds more than
 // 1 + rate×T of them (a burst of one), the guarantee of the message rate.
-func checkWindows(t *testing.T, txs []tx, perSecond float64) {
+func checkWindows(t *testing.T, txs []testkit.Transaction, perSecond float64) {
 	t.Helper()
 	for i := range txs {
 		for j := i + 1; j < len(txs); j++ {
-			span := txs[j].at.Sub(txs[i].at).Seconds()
+			span := txs[j].At.Sub(txs[i].At).Seconds()
 			if n := j - i + 1; float64(n) > 1+perSecond*span+1e-9 {
 				t.Fatalf("%d transactions within %.1fs: over the rate of %.3f/s", n, span, perSecond)
 			}
@@ -124,7 +36,8 @@ func checkWindows(t *testing.T, txs []tx, perSecond float64) {
 }
 
 // The message rate and messages-per-connection limits count SMTP
-// transactions, at a real SMTP server on a fake clock: with VERP, each
+// transactions, at a real SMTP server (testkit's fake MX: go-smtp over
+// in-memory pipes, inside a synctest bubble) on a fake clock: with VERP, each
 // recipient of the VERP sender is a transaction of its own; the sender
 // without VERP keeps one transaction per MaxRecipientsPerMessage
 // recipients.
@@ -143,7 +56,7 @@ func transactionsUnderRate(t *testing.T, verp bool) {
 		shopRcpts  = 30
 		otherRcpts = 10
 	)
-	mx := newPipeMX()
+	mx := testkit.StartMX(t, testkit.MXOptions{NoTCP: true})
 	rate, err := shaping.ParseRate("10/m")
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +81,7 @@ func transactionsUnderRate(t *testing.T, verp bool) {
 	}
 	discard := slog.New(slog.DiscardHandler)
 	cour := courier.New(courier.Config{
-		Hostname: "out.test", Routes: routes, Dial: mx.dial, Logger: discard,
+		Hostname: "out.test", Routes: routes, Dial: mx.Dial, Logger: discard,
 		Shaping: shaping.NewCurrent(sh), Envelope: env,
 	})
 	done := make(chan queue.Event, shopRcpts+otherRcpts)
@@ -209,11 +122,7 @@ func transactionsUnderRate(t *testing.T, verp bool) {
 	if err := errors.Join(eng.Close(t.Context()), spool.Close(t.Context())); err != nil {
 		t.Fatal(err)
 	}
-	mx.shutdown()
-
-	mx.mu.Lock()
-	txs := mx.txs
-	mx.mu.Unlock()
+	txs := mx.Transactions()
 	wantShop := shopRcpts / rcptsPerTx
 	if verp {
 		wantShop = shopRcpts
@@ -224,20 +133,20 @@ func transactionsUnderRate(t *testing.T, verp bool) {
 	}
 	perConnection := map[int]int{}
 	for _, x := range txs {
-		perConnection[x.conn]++
-		isShop := strings.HasPrefix(x.rcpts[0], "shop")
+		perConnection[x.Conn]++
+		isShop := strings.HasPrefix(x.Rcpts[0], "shop")
 		switch {
 		case isShop && verp:
-			if len(x.rcpts) != 1 || !strings.HasPrefix(x.from, "bounces+") || !strings.HasSuffix(x.from, "@b.test") {
-				t.Errorf("VERP transaction from %s to %v", x.from, x.rcpts)
+			if len(x.Rcpts) != 1 || !strings.HasPrefix(x.From, "bounces+") || !strings.HasSuffix(x.From, "@b.test") {
+				t.Errorf("VERP transaction from %s to %v", x.From, x.Rcpts)
 			}
 		case isShop:
-			if len(x.rcpts) != rcptsPerTx || x.from != "app@shop.test" {
-				t.Errorf("transaction from %s to %v", x.from, x.rcpts)
+			if len(x.Rcpts) != rcptsPerTx || x.From != "app@shop.test" {
+				t.Errorf("transaction from %s to %v", x.From, x.Rcpts)
 			}
 		default: // the sender without VERP keeps its return path and its batches
-			if len(x.rcpts) != rcptsPerTx || x.from != "app@other.test" {
-				t.Errorf("transaction of the sender without VERP from %s to %v", x.from, x.rcpts)
+			if len(x.Rcpts) != rcptsPerTx || x.From != "app@other.test" {
+				t.Errorf("transaction of the sender without VERP from %s to %v", x.From, x.Rcpts)
 			}
 		}
 	}
@@ -270,8 +179,7 @@ func BenchmarkDelivery(b *testing.B) {
 }
 
 func benchDelivery(b *testing.B, verp bool) {
-	mx := newPipeMX()
-	defer mx.shutdown()
+	mx := testkit.StartMX(b, testkit.MXOptions{NoTCP: true})
 	sh, err := shaping.New(shaping.Config{Default: shaping.Settings{TLS: new(shaping.TLSDisabled)}})
 	if err != nil {
 		b.Fatal(err)
@@ -285,7 +193,7 @@ func benchDelivery(b *testing.B, verp bool) {
 		env.BounceDomain["shop"] = "b.test"
 	}
 	discard := slog.New(slog.DiscardHandler)
-	cour := courier.New(courier.Config{Hostname: "out.test", Routes: routes, Dial: mx.dial, Logger: discard,
+	cour := courier.New(courier.Config{Hostname: "out.test", Routes: routes, Dial: mx.Dial, Logger: discard,
 		Shaping: shaping.NewCurrent(sh), Envelope: env})
 	done := make(chan struct{}, 1024)
 	spool, err := queue.Open(queue.Options{Dir: b.TempDir(), NoSync: true, Logger: discard, OnEvent: func(ev queue.Event) {
