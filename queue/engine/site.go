@@ -5,6 +5,7 @@ import (
 	"math"
 	"runtime/debug"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -46,7 +47,29 @@ type site struct {
 	// msgRate spaces the transactions of the site, connRate the
 	// connections it opens: token buckets of burst 1, so that any window
 	// of length T holds at most 1 + rate×T of them.
-	msgRate, connRate *rate.Limiter
+	msgRate, connRate *limiter
+}
+
+// limiter is a rate limit of a site: a token bucket of burst one, and
+// whether it is unlimited, read without a lock, so that an unlimited rate
+// costs one atomic load per event.
+type limiter struct {
+	*rate.Limiter
+	unlimited atomic.Bool
+}
+
+func newLimiter() *limiter {
+	l := &limiter{Limiter: rate.NewLimiter(rate.Inf, 1)}
+	l.unlimited.Store(true)
+	return l
+}
+
+// set changes the limit (events per second, rate.Inf for none).
+func (l *limiter) set(lim rate.Limit) {
+	if lim != l.Limit() {
+		l.SetLimit(lim)
+	}
+	l.unlimited.Store(lim == rate.Inf)
 }
 
 // SiteStatus is the live state of a site, kept in memory.
@@ -84,7 +107,7 @@ func (e *Engine) siteLocked(name string) *site {
 		st = &site{name: name, base: shaping.BuiltinLimits, max: shaping.BuiltinLimits.MaxConnections, factor: 1,
 			dests: make(map[*dest]struct{}), hold: e.holds[holdKey("site", name)],
 			state:   shaping.NewSiteState(time.Now),
-			msgRate: rate.NewLimiter(rate.Inf, 1), connRate: rate.NewLimiter(rate.Inf, 1)}
+			msgRate: newLimiter(), connRate: newLimiter()}
 		e.sites[name] = st
 	}
 	return st
@@ -110,7 +133,7 @@ func (e *Engine) bindLocked(d *dest, st *site) {
 }
 
 // freeIn returns how long until l lets an event through.
-func freeIn(l *rate.Limiter, now time.Time) time.Duration {
+func freeIn(l *limiter, now time.Time) time.Duration {
 	lim := l.Limit()
 	if lim == rate.Inf {
 		return 0
@@ -171,12 +194,8 @@ func (e *Engine) recomputeLocked(st *site) {
 		m = max(1, int(float64(m)*f))
 	}
 	st.max = m
-	if l := limitOf(st.base.MaxMessageRate, f); l != st.msgRate.Limit() {
-		st.msgRate.SetLimit(l)
-	}
-	if l := limitOf(st.base.MaxConnectionRate, f); l != st.connRate.Limit() {
-		st.connRate.SetLimit(l)
-	}
+	st.msgRate.set(limitOf(st.base.MaxMessageRate, f))
+	st.connRate.set(limitOf(st.base.MaxConnectionRate, f))
 	if st.slots-st.leaving > st.max {
 		e.shedIdleLocked(st, st.slots-st.leaving-st.max, nil)
 	}
@@ -445,7 +464,7 @@ func (e *Engine) countReady(ss *SiteStatus) {
 	ss.dests = nil
 }
 
-func rateOf(l *rate.Limiter) float64 {
+func rateOf(l *limiter) float64 {
 	if lim := l.Limit(); lim != rate.Inf {
 		return float64(lim)
 	}

@@ -6,8 +6,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"drover/mta/smtperr"
 	"drover/queue"
 )
@@ -440,7 +438,10 @@ func (e *Engine) held(d *dest) bool {
 
 // rateWait waits for the next event of a site limiter. After a wait, it
 // reports false if the engine is stopping or d was suspended meanwhile.
-func (e *Engine) rateWait(d *dest, l *rate.Limiter) bool {
+func (e *Engine) rateWait(d *dest, l *limiter) bool {
+	if l.unlimited.Load() {
+		return true
+	}
 	r := l.Reserve()
 	wait := r.Delay()
 	if wait == 0 {
