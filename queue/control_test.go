@@ -8,15 +8,17 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
 // Flush makes deferred recipients due now, keeping their attempt counts.
-func TestFlush(t *testing.T) {
-	clk := newClock()
+func TestFlush(t *testing.T) { synctest.Test(t, flush) }
+
+func flush(t *testing.T) {
 	var fail sync.Map // addr -> true while it must fail
 	var ev events
-	s := openSpool(t, Options{Now: clk.Now, OnEvent: ev.add})
+	s := openSpool(t, Options{OnEvent: ev.add})
 	startDispatcher(t, s, &dispatcher{decide: func(_ *Message, r Recipient) Result {
 		if _, ok := fail.Load(r.Addr); ok {
 			return Result{Status: Temporary, Code: 451, Text: "later"}
@@ -26,25 +28,29 @@ func TestFlush(t *testing.T) {
 	fail.Store("a@one.test", true)
 	fail.Store("b@two.test", true)
 	enqueue(t, s, nil, "x", "a@one.test", "b@two.test")
-	waitFor(t, "deferrals", func() bool { return len(ev.of(EventDeferred)) == 2 && s.Stats().InFlight == 0 })
+	synctest.Wait()
+	if n, st := len(ev.of(EventDeferred)), s.Stats(); n != 2 || st.InFlight != 0 {
+		t.Fatalf("%d deferrals, stats %+v", n, st)
+	}
 	fail.Clear()
 
 	if n, err := s.Flush(Selector{Domain: "ONE.test"}, nil, nil); n != 1 || err != nil {
 		t.Fatalf("Flush: %d %v", n, err)
 	}
-	waitFor(t, "delivery of the flushed recipient", func() bool { return len(ev.of(EventDelivered)) == 1 })
-	d := ev.of(EventDelivered)[0]
-	if d.Recipient != "a@one.test" || d.Attempt != 2 {
+	synctest.Wait()
+	if d := ev.of(EventDelivered); len(d) != 1 || d[0].Recipient != "a@one.test" || d[0].Attempt != 2 {
 		t.Errorf("delivered: %+v", d)
 	}
-	s.settle(t)
 	if st := s.Stats(); st.Recipients != 1 || st.Deferred != 1 {
 		t.Errorf("stats: %+v", st)
 	}
 	if n, err := s.Flush(Selector{}, nil, nil); n != 1 || err != nil {
 		t.Fatalf("Flush all: %d %v", n, err)
 	}
-	waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
+	synctest.Wait()
+	if st := s.Stats(); st != (Stats{}) {
+		t.Errorf("stats after delivery: %+v", st)
+	}
 	if n, err := s.Flush(Selector{}, nil, nil); n != 0 || err != nil {
 		t.Errorf("Flush of an empty queue: %d %v", n, err)
 	}
@@ -215,7 +221,14 @@ func TestOperatorDelete(t *testing.T) {
 
 // OnDelay is called once per recipient queued longer than DelayNotice
 // after a temporary failure, across a restart too.
-func TestDelayNotice(t *testing.T) {
+//
+// The spool runs on a testkit clock that the test moves 5 minutes at a
+// time, past both recipients' jittered retries, so that they are retried
+// (and noticed) together; the synctest bubble lets settle wait until
+// everything due under the clock is done.
+func TestDelayNotice(t *testing.T) { synctest.Test(t, delayNotice) }
+
+func delayNotice(t *testing.T) {
 	dir := t.TempDir()
 	clk := newClock()
 	busy := func(*Message, Recipient) Result { return Result{Status: Temporary, Code: 451, Text: "busy"} }
@@ -246,13 +259,20 @@ func TestDelayNotice(t *testing.T) {
 	s := openSpool(t, opts)
 	dp := startDispatcher(t, s, &dispatcher{retry: retryPolicy, decide: busy})
 	id := enqueue(t, s, nil, "x", "a@d.test", "b@d.test")
+	deferrals := func(n int) {
+		t.Helper()
+		if got, st := len(ev.of(EventDeferred)), s.Stats(); got != n || st.InFlight != 0 {
+			t.Fatalf("%d deferrals, stats %+v; want %d", got, st, n)
+		}
+	}
 	retry := func(n int) {
 		t.Helper()
 		clk.Set(clk.Now().Add(5 * time.Minute))
-		s.poke()
-		waitFor(t, fmt.Sprintf("%d deferrals", n), func() bool { return len(ev.of(EventDeferred)) == n && s.Stats().InFlight == 0 })
+		s.settle()
+		deferrals(n)
 	}
-	waitFor(t, "first deferral", func() bool { return len(ev.of(EventDeferred)) == 2 && s.Stats().InFlight == 0 })
+	synctest.Wait()
+	deferrals(2)
 	retry(4) // 5 minutes
 	if n := len(calls()); n != 0 {
 		t.Fatalf("OnDelay called before DelayNotice")
@@ -274,7 +294,8 @@ func TestDelayNotice(t *testing.T) {
 	clk.Set(clk.Now().Add(5 * time.Minute))
 	s = openSpool(t, opts)
 	startDispatcher(t, s, &dispatcher{retry: retryPolicy, decide: busy})
-	waitFor(t, "deferral after reopen", func() bool { return len(ev.of(EventDeferred)) == 2 && s.Stats().InFlight == 0 })
+	synctest.Wait()
+	deferrals(2)
 	retry(4)
 	if got := calls(); len(got) != 1 {
 		t.Errorf("OnDelay called again after a reopen: %v", got)
@@ -282,12 +303,13 @@ func TestDelayNotice(t *testing.T) {
 }
 
 // A failing OnDelay is retried at the next deferral.
-func TestDelayNoticeRetried(t *testing.T) {
-	clk := newClock()
+func TestDelayNoticeRetried(t *testing.T) { synctest.Test(t, delayNoticeRetried) }
+
+func delayNoticeRetried(t *testing.T) {
 	var mu sync.Mutex
 	calls := 0
 	var ev events
-	s := openSpool(t, Options{Now: clk.Now, OnEvent: ev.add, DelayNotice: time.Minute,
+	s := openSpool(t, Options{OnEvent: ev.add, DelayNotice: time.Minute,
 		OnDelay: func(*Message, []Recipient) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -300,11 +322,16 @@ func TestDelayNoticeRetried(t *testing.T) {
 	startDispatcher(t, s, &dispatcher{decide: func(*Message, Recipient) Result {
 		return Result{Status: Temporary, Code: 451, Text: "busy"}
 	}})
-	enqueue(t, s, &Message{Received: clk.Now().Add(-2 * time.Minute)}, "x", "a@d.test")
+	enqueue(t, s, &Message{Received: time.Now().Add(-2 * time.Minute)}, "x", "a@d.test")
 	for n := 1; n <= 3; n++ {
-		waitFor(t, "deferral", func() bool { return len(ev.of(EventDeferred)) == n && s.Stats().InFlight == 0 })
-		clk.Set(clk.Now().Add(time.Hour))
-		s.poke()
+		synctest.Wait()
+		d := ev.of(EventDeferred)
+		if st := s.Stats(); len(d) != n || st.InFlight != 0 {
+			t.Fatalf("%d deferrals, stats %+v; want %d", len(d), st, n)
+		}
+		if n < 3 {
+			time.Sleep(time.Until(d[n-1].NextRetry)) // the scheduler wakes by itself
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"drover/testkit"
@@ -206,6 +206,12 @@ func testLogger() *slog.Logger {
 
 // openSpool opens a spool in a temporary directory (unless opts.Dir is
 // set) and closes it at the end of the test.
+//
+// A test on fake time calls it inside its synctest bubble, and keeps the
+// spool small: a backlog that makes Pebble write sstables of more than one
+// block leaves channels of the bubble in Pebble's process-wide pool of
+// writer tasks, fatal to the next test that writes one (TestBoundedMemory
+// runs in real time for that).
 func openSpool(t testing.TB, opts Options) *Spool {
 	t.Helper()
 	if opts.Dir == "" {
@@ -228,37 +234,14 @@ func openSpool(t testing.TB, opts Options) *Spool {
 	return s
 }
 
-// poke wakes the scheduler, after the test moved its clock.
-func (s *Spool) poke() {
+// settle wakes the scheduler, after the test moved its clock, and waits
+// (in a synctest bubble) until the scheduler and the dispatcher have done
+// all they can under it: what was due is delivered or rescheduled.
+func (s *Spool) settle() {
 	s.mu.Lock()
 	s.wakeLocked()
 	s.mu.Unlock()
-}
-
-// settle wakes the scheduler and waits until it has looked at the
-// schedule under the current clock and gone back to sleep: whatever was
-// due then is in a ready queue (or taken) when it returns.
-func (s *Spool) settle(t testing.TB) {
-	t.Helper()
-	s.poke()
-	waitFor(t, "the scheduler to settle", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.wakeAt != math.MinInt64
-	})
-}
-
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline (this is not a speed test).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	synctest.Wait()
 }
 
 func enqueue(t testing.TB, s *Spool, msg *Message, body string, addrs ...string) string {

@@ -8,11 +8,20 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"drover/testkit"
 )
 
 // A backlog far larger than the ready queue stays on disk: memory holds at
 // most ReadyCapacity waiting recipients (plus the ones in flight), and the
 // scheduler refills the ready queue as deliveries drain it.
+//
+// Real time, not a synctest bubble: the backlog makes Pebble write
+// sstables of many blocks, and Pebble's sstable writer keeps a channel in
+// each task of a process-wide sync.Pool; a task made in a bubble and
+// reused outside it (by the next test that writes such an sstable) is a
+// fatal error that kills the test binary. Nothing signals what it waits
+// for (leases at the gate, a refill), so it polls.
 func TestBoundedMemory(t *testing.T) {
 	const msgs, perMsg = 2000, 100 // 200,000 recipients
 	dir := t.TempDir()
@@ -39,7 +48,7 @@ func TestBoundedMemory(t *testing.T) {
 			check()
 		}
 	}
-	waitFor(t, "two leases in flight", func() bool { return s.Stats().InFlight == 20 })
+	testkit.WaitFor(t, time.Minute, "two leases in flight", func() bool { return s.Stats().InFlight == 20 })
 	check()
 	if st := s.Stats(); st.Recipients != msgs*perMsg || st.Messages != msgs || st.Ready != 100 {
 		t.Fatalf("stats: %+v", st)
@@ -50,7 +59,7 @@ func TestBoundedMemory(t *testing.T) {
 		gate <- struct{}{}
 		check()
 	}
-	waitFor(t, "300 deliveries", func() bool {
+	testkit.WaitFor(t, time.Minute, "300 deliveries", func() bool {
 		delivered, _ := dp.snapshot()
 		st := s.Stats()
 		return len(delivered) == 300 && st.Recipients == msgs*perMsg-300 && st.InFlight == 20
@@ -61,7 +70,7 @@ func TestBoundedMemory(t *testing.T) {
 			t.Errorf("%s delivered %d times", k, n)
 		}
 	}
-	waitFor(t, "the ready queue refilled from disk", func() bool { return s.Stats().Ready >= 50 })
+	testkit.WaitFor(t, time.Minute, "the ready queue refilled from disk", func() bool { return s.Stats().Ready >= 50 })
 	check()
 
 	// Leases given back unchanged go back to the queue as they were.
@@ -77,6 +86,10 @@ func TestBoundedMemory(t *testing.T) {
 
 // After kill -9, every acknowledged message is delivered, including the
 // recipients that were in flight, at once (no lease to wait for).
+//
+// Real time, not a synctest bubble: the helper must hang until it is
+// killed, and the records it leaves are due at real times, which a
+// bubble's clock (starting in 2000) would not reach for years.
 func TestCrashRestart(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$")
@@ -107,9 +120,23 @@ func TestCrashRestart(t *testing.T) {
 		t.Fatalf("helper acknowledged %d messages, ready=%v", len(ids), ready)
 	}
 
-	s := openSpool(t, Options{Dir: dir})
+	done := make(chan Event, 2*len(ids))
+	s := openSpool(t, Options{Dir: dir, OnEvent: func(ev Event) { done <- ev }})
 	dp := startDispatcher(t, s, &dispatcher{})
-	waitFor(t, "delivery after restart", func() bool { return s.Stats().Messages == 0 })
+	timeout := time.After(20 * time.Second)
+	for range 2 * len(ids) {
+		select {
+		case ev := <-done:
+			if ev.Kind != EventDelivered {
+				t.Fatalf("%s %s after restart", ev.Kind, ev.Recipient)
+			}
+		case <-timeout:
+			t.Fatalf("timed out waiting for the deliveries after restart: %+v", s.Stats())
+		}
+	}
+	if st := s.Stats(); st.Messages != 0 {
+		t.Errorf("stats after the deliveries: %+v", st)
+	}
 	delivered, _ := dp.snapshot()
 	for _, id := range ids {
 		if delivered[id+" a@one.test"] != 1 || delivered[id+" b@two.test"] != 1 {
@@ -132,7 +159,7 @@ func TestCrashHelper(t *testing.T) {
 	for range 50 {
 		fmt.Printf("id %s\n", enqueue(t, s, nil, "x", "a@one.test", "b@two.test"))
 	}
-	waitFor(t, "deliveries in flight", func() bool { return s.Stats().InFlight == 4 })
+	testkit.WaitFor(t, 20*time.Second, "deliveries in flight", func() bool { return s.Stats().InFlight == 4 })
 	fmt.Println("ready")
 	time.Sleep(time.Minute) // killed here
 }

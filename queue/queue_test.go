@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -22,16 +23,18 @@ func TestEnqueueRejects(t *testing.T) {
 }
 
 // The retry schedule of a temporary failure: backoff doubled per attempt
-// up to the cap, with jitter; never due before its time; expiry when due
-// past MaxAge, without another attempt. The dispatcher stands for the
-// engine, which passes the destination's Retry through.
-func TestBackoffAndExpiry(t *testing.T) {
-	clk := newClock()
-	start := clk.Now()
+// up to the cap, with jitter; retried when due, by the scheduler's own
+// timer, and not a nanosecond before; expiry when due past MaxAge, without
+// another attempt. The dispatcher stands for the engine, which passes the
+// destination's Retry through.
+func TestBackoffAndExpiry(t *testing.T) { synctest.Test(t, backoffAndExpiry) }
+
+func backoffAndExpiry(t *testing.T) {
+	start := time.Now()
 	var ev events
 	var mu sync.Mutex
 	var hooked []Failed
-	s := openSpool(t, Options{Now: clk.Now, OnEvent: ev.add,
+	s := openSpool(t, Options{OnEvent: ev.add,
 		OnFailure: func(msg *Message, body []byte, failed []Failed) error {
 			mu.Lock()
 			hooked = append(hooked, failed...)
@@ -45,11 +48,13 @@ func TestBackoffAndExpiry(t *testing.T) {
 		}})
 	enqueue(t, s, nil, "x", "u@slow.test")
 	attempts := 0
-	for len(ev.of(EventExpired)) == 0 {
+	var due time.Time // of the last deferral
+	for {
 		attempts++
-		waitFor(t, fmt.Sprintf("attempt %d", attempts), func() bool {
-			return len(ev.of(EventDeferred))+len(ev.of(EventExpired)) == attempts && s.Stats().InFlight == 0
-		})
+		synctest.Wait()
+		if n := len(ev.of(EventDeferred)) + len(ev.of(EventExpired)); n != attempts || s.Stats().InFlight != 0 {
+			t.Fatalf("attempt %d at +%v: %d outcomes, stats %+v", attempts, time.Since(start), n, s.Stats())
+		}
 		if len(ev.of(EventExpired)) > 0 {
 			break
 		}
@@ -57,22 +62,25 @@ func TestBackoffAndExpiry(t *testing.T) {
 		if d.Attempt != attempts {
 			t.Fatalf("deferred event %d has attempt %d", attempts, d.Attempt)
 		}
+		if !d.Time.Equal(time.Now()) || attempts > 1 && !d.Time.Equal(due) {
+			t.Errorf("attempt %d deferred at +%v, it was due at +%v", attempts, d.Time.Sub(start), due.Sub(start))
+		}
 		base := min(time.Minute<<(attempts-1), 4*time.Minute)
-		delay := d.NextRetry.Sub(clk.Now())
+		delay := d.NextRetry.Sub(time.Now())
 		if delay < base*8/10 || delay > base*12/10 || delay > 4*time.Minute {
 			t.Errorf("attempt %d: retry after %v, want %v ±20%% and at most 4m", attempts, delay, base)
 		}
 		if st := s.Stats(); st.Deferred != 1 || st.Recipients != 1 {
 			t.Errorf("stats while deferred: %+v", st)
 		}
-		// Not due before its time.
-		clk.Set(d.NextRetry.Add(-time.Second))
-		s.settle(t)
+		// Not due a nanosecond before its time; the scheduler wakes at it.
+		due = d.NextRetry
+		time.Sleep(time.Until(due) - time.Nanosecond)
+		synctest.Wait()
 		if n, st := len(ev.of(EventDeferred)), s.Stats(); n != attempts || st.Ready+st.InFlight != 0 {
 			t.Fatalf("retried before due: %d deferrals, %+v", n, st)
 		}
-		clk.Set(d.NextRetry)
-		s.poke()
+		time.Sleep(time.Nanosecond)
 		if attempts > 20 {
 			t.Fatal("never expired")
 		}
@@ -86,10 +94,12 @@ func TestBackoffAndExpiry(t *testing.T) {
 	x := ev.of(EventExpired)
 	if len(x) != 1 || x[0].Attempt != attempts || x[0].Enhanced != "4.4.7" ||
 		x[0].Text != fmt.Sprintf("4.4.7 message expired after %d attempts: 451 4.4.1 busy", attempts) ||
-		x[0].Delay != clk.Now().Sub(start) || x[0].Delay <= 20*time.Minute {
-		t.Errorf("expired event: %+v", x)
+		x[0].Delay != time.Since(start) || x[0].Delay <= 20*time.Minute || !x[0].Time.Equal(due) {
+		t.Errorf("expired event: %+v; due at +%v", x, due.Sub(start))
 	}
-	waitFor(t, "records deleted", func() bool { return s.Stats().Messages == 0 })
+	if st := s.Stats(); st.Messages != 0 {
+		t.Errorf("records left after expiry: %+v", st)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(hooked) != 1 || !hooked[0].Expired || hooked[0].Result.Enhanced != "4.4.7" || hooked[0].Recipient.Attempts != attempts {
@@ -119,14 +129,16 @@ func TestBackoffJitter(t *testing.T) {
 }
 
 // A failing OnFailure keeps the records; the hook is retried after the
-// retry interval, without another delivery attempt (Todo leaves those
-// recipients out).
-func TestOnFailureErrorKeepsRecords(t *testing.T) {
-	clk := newClock()
+// retry interval, exactly when due, without another delivery attempt
+// (Todo leaves those recipients out).
+func TestOnFailureErrorKeepsRecords(t *testing.T) { synctest.Test(t, onFailureErrorKeepsRecords) }
+
+func onFailureErrorKeepsRecords(t *testing.T) {
+	start := time.Now()
 	var ev events
 	var mu sync.Mutex
 	var hooks int
-	s := openSpool(t, Options{Now: clk.Now, OnEvent: ev.add,
+	s := openSpool(t, Options{OnEvent: ev.add,
 		OnFailure: func(msg *Message, body []byte, failed []Failed) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -148,10 +160,17 @@ func TestOnFailureErrorKeepsRecords(t *testing.T) {
 		defer mu.Unlock()
 		return hooks
 	}
-	waitFor(t, "first hook", func() bool { return hookCalls() == 1 && s.Stats().InFlight == 0 })
+	synctest.Wait()
+	if n, st := hookCalls(), s.Stats(); n != 1 || st.InFlight != 0 {
+		t.Fatalf("first hook: %d calls, stats %+v", n, st)
+	}
 	_, rcpts, err := s.Show(id)
 	if err != nil || len(rcpts) != 2 {
 		t.Fatalf("records after failed hook: %+v %v", rcpts, err)
+	}
+	due := rcpts[0].NextAttempt
+	if wait := due.Sub(start); wait < 4*time.Minute || wait > 6*time.Minute || !rcpts[1].NextAttempt.Equal(due) {
+		t.Errorf("hook retry due after %v, want the retry interval of 5m ±20%%: %+v", wait, rcpts)
 	}
 	if n := len(ev.of(EventBounced)); n != 0 {
 		t.Errorf("%d bounce events before the hook succeeded", n)
@@ -160,14 +179,16 @@ func TestOnFailureErrorKeepsRecords(t *testing.T) {
 		t.Errorf("stats: %+v", st)
 	}
 
-	clk.Set(clk.Now().Add(2 * time.Minute))
-	s.settle(t)
+	time.Sleep(time.Until(due) - time.Nanosecond)
+	synctest.Wait()
 	if hookCalls() != 1 {
 		t.Fatal("hook retried before the retry interval")
 	}
-	clk.Set(clk.Now().Add(5 * time.Minute))
-	s.poke()
-	waitFor(t, "records deleted", func() bool { return s.Stats().Messages == 0 })
+	time.Sleep(time.Nanosecond)
+	synctest.Wait()
+	if st := s.Stats(); st.Messages != 0 {
+		t.Errorf("records left when the retried hook was due: %+v", st)
+	}
 	if hookCalls() != 2 {
 		t.Errorf("hook called %d times", hookCalls())
 	}
@@ -182,15 +203,18 @@ func TestOnFailureErrorKeepsRecords(t *testing.T) {
 	}
 }
 
-func TestReopen(t *testing.T) {
+// What a spool holds survives a close: stats, summaries, bodies, and the
+// delivery of everything after the reopen.
+func TestReopen(t *testing.T) { synctest.Test(t, reopen) }
+
+func reopen(t *testing.T) {
 	dir := t.TempDir()
-	clk := newClock()
-	s := openSpool(t, Options{Dir: dir, Now: clk.Now})
+	s := openSpool(t, Options{Dir: dir})
 	var ids []string
-	first := clk.Now()
+	first := time.Now()
 	for i := range 10 {
 		ids = append(ids, enqueue(t, s, nil, fmt.Sprint(i), "a@one.test", "b@two.test"))
-		clk.Set(clk.Now().Add(time.Second))
+		time.Sleep(time.Second)
 	}
 	want := Stats{Messages: 10, Recipients: 20, Scheduled: 20, Oldest: first}
 	if st := s.Stats(); st != want {
@@ -203,7 +227,7 @@ func TestReopen(t *testing.T) {
 		t.Errorf("Enqueue after Close: %v", err)
 	}
 
-	s = openSpool(t, Options{Dir: dir, Now: clk.Now})
+	s = openSpool(t, Options{Dir: dir})
 	if st := s.Stats(); !st.Oldest.Equal(first) || st.Messages != 10 || st.Recipients != 20 || st.Scheduled != 20 {
 		t.Errorf("stats after reopen: %+v", st)
 	}
@@ -218,9 +242,12 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = openSpool(t, Options{Dir: dir, Now: clk.Now})
+	s = openSpool(t, Options{Dir: dir})
 	dp := startDispatcher(t, s, &dispatcher{})
-	waitFor(t, "delivery after reopen", func() bool { return s.Stats().Messages == 0 })
+	synctest.Wait()
+	if st := s.Stats(); st.Messages != 0 {
+		t.Errorf("stats after delivery: %+v", st)
+	}
 	delivered, _ := dp.snapshot()
 	for _, id := range ids {
 		if delivered[id+" a@one.test"] != 1 || delivered[id+" b@two.test"] != 1 {
@@ -232,29 +259,31 @@ func TestReopen(t *testing.T) {
 	}
 }
 
-func TestStatsOldest(t *testing.T) {
-	clk := newClock()
-	s := openSpool(t, Options{Now: clk.Now})
+// Stats.Oldest is the receipt time of the oldest message queued.
+func TestStatsOldest(t *testing.T) { synctest.Test(t, statsOldest) }
+
+func statsOldest(t *testing.T) {
+	s := openSpool(t, Options{})
 	gate := make(chan struct{})
 	startDispatcher(t, s, &dispatcher{gate: gate})
-	t0 := clk.Now()
+	t0 := time.Now()
 	enqueue(t, s, nil, "x", "a@o.test")
-	clk.Set(t0.Add(time.Minute))
+	time.Sleep(time.Minute)
 	enqueue(t, s, nil, "x", "b@o.test")
-	clk.Set(t0.Add(2 * time.Minute))
+	time.Sleep(time.Minute)
 	enqueue(t, s, nil, "x", "c@o.test")
 	if st := s.Stats(); !st.Oldest.Equal(t0) {
 		t.Errorf("Oldest %v, want %v", st.Oldest, t0)
 	}
 	gate <- struct{}{}
-	waitFor(t, "first delivery", func() bool { return s.Stats().Messages == 2 })
-	if st := s.Stats(); !st.Oldest.Equal(t0.Add(time.Minute)) {
-		t.Errorf("Oldest after delivering the first: %v", st.Oldest)
+	synctest.Wait()
+	if st := s.Stats(); st.Messages != 2 || !st.Oldest.Equal(t0.Add(time.Minute)) {
+		t.Errorf("after delivering the first: %+v, want Oldest %v", st, t0.Add(time.Minute))
 	}
 	close(gate)
-	waitFor(t, "all delivered", func() bool { return s.Stats().Messages == 0 })
-	if st := s.Stats(); !st.Oldest.IsZero() {
-		t.Errorf("Oldest of an empty queue: %v", st.Oldest)
+	synctest.Wait()
+	if st := s.Stats(); st.Messages != 0 || !st.Oldest.IsZero() {
+		t.Errorf("stats of an empty queue: %+v", st)
 	}
 }
 
@@ -344,7 +373,9 @@ func TestSchedKey(t *testing.T) {
 
 // A recipient whose message record is gone (left behind by a failed
 // write) is removed when the scheduler meets it, not delivered.
-func TestOrphanRecipientRemoved(t *testing.T) {
+func TestOrphanRecipientRemoved(t *testing.T) { synctest.Test(t, orphanRecipientRemoved) }
+
+func orphanRecipientRemoved(t *testing.T) {
 	dir := t.TempDir()
 	s := openSpool(t, Options{Dir: dir})
 	id := enqueue(t, s, nil, "x", "a@o.test")
@@ -357,7 +388,10 @@ func TestOrphanRecipientRemoved(t *testing.T) {
 	}
 	s = openSpool(t, Options{Dir: dir})
 	dp := startDispatcher(t, s, &dispatcher{})
-	waitFor(t, "delivery", func() bool { st := s.Stats(); return st.Recipients == 0 && st.InFlight == 0 })
+	synctest.Wait()
+	if st := s.Stats(); st.Recipients != 0 || st.InFlight != 0 {
+		t.Errorf("stats after delivery: %+v", st)
+	}
 	delivered, _ := dp.snapshot()
 	if len(delivered) != 1 || delivered[keep+" b@o.test"] != 1 {
 		t.Errorf("delivered: %v", delivered)

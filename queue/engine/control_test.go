@@ -7,31 +7,34 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"drover/queue"
 	"drover/queue/shaping"
+	"drover/testkit"
 )
 
 // Known sites group their domains; others count under their own name. A
 // domain stays known while it has recipients queued, after its idle
 // connections closed too.
-func TestSummariesBySite(t *testing.T) {
+func TestSummariesBySite(t *testing.T) { synctest.Test(t, summariesBySite) }
+
+func summariesBySite(t *testing.T) {
 	c := &mxCourier{reply: func(dest string, r queue.Recipient) queue.Result {
 		return queue.Result{Status: queue.Temporary, Code: 451, Text: "busy " + dest}
 	}}
 	cfg := Config{Courier: c, Planner: &fakePlanner{siteOf: twoDomains}, IdleTimeout: time.Millisecond}
 	idle := func() bool { return c.openNow("mx.test") == 0 && c.openNow("c.test") == 0 }
-	clk := newClock()
 	dir := t.TempDir()
-	tb := newTestbed(t, queue.Options{Dir: dir, Now: clk.Now}, cfg)
+	tb := newTestbed(t, queue.Options{Dir: dir}, cfg)
 	enqueue(t, tb.spool, nil, "x", "u@a.test", "u@b.test", "v@b.test")
-	waitFor(t, "attempts", func() bool { st := tb.stats(); return st.Deferred == 3 && st.InFlight == 0 })
+	tb.wait("attempts", func() bool { st := tb.stats(); return st.Deferred == 3 && st.InFlight == 0 })
 	tb.close()
-	clk.Set(clk.Now().Add(time.Second))
-	tb = newTestbed(t, queue.Options{Dir: dir, Now: clk.Now}, cfg)
+	time.Sleep(time.Second)
+	tb = newTestbed(t, queue.Options{Dir: dir}, cfg)
 	enqueue(t, tb.spool, nil, "x", "w@b.test", "w@c.test")
-	waitFor(t, "attempts", func() bool { st := tb.stats(); return st.Deferred == 5 && st.InFlight == 0 && idle() })
+	tb.wait("attempts", func() bool { st := tb.stats(); return st.Deferred == 5 && st.InFlight == 0 && idle() })
 	keys := func(want string) []Summary {
 		t.Helper()
 		sums, err := tb.eng.Summaries("site")
@@ -48,9 +51,9 @@ func TestSummariesBySite(t *testing.T) {
 	if sm := sums[0]; sm.Site == nil || sm.Site.Domains != 1 || sm.LastError != "451 busy b.test" {
 		t.Errorf("site summary: %+v %+v", sm, sm.Site)
 	}
-	clk.Set(clk.Now().Add(time.Second))
+	time.Sleep(time.Second)
 	enqueue(t, tb.spool, nil, "x", "x@a.test")
-	waitFor(t, "attempts", func() bool { st := tb.stats(); return st.Deferred == 6 && st.InFlight == 0 && idle() })
+	tb.wait("attempts", func() bool { st := tb.stats(); return st.Deferred == 6 && st.InFlight == 0 && idle() })
 	sums = keys("mx.test:5/3 c.test:1/1")
 	if sm := sums[0]; sm.Site == nil || sm.Site.Name != "mx.test" || sm.Site.Domains != 2 || sm.Site.Factor != 1 ||
 		sm.Site.MaxConnections != shaping.BuiltinLimits.MaxConnections || sm.LastError != "451 busy a.test" {
@@ -83,14 +86,19 @@ func TestSummariesBySite(t *testing.T) {
 
 // Bounce and Delete take recipients waiting in memory (here, for the
 // destination's only connection) and skip those in flight.
-func TestOperatorReadyAndInFlight(t *testing.T) {
+func TestOperatorReadyAndInFlight(t *testing.T) { synctest.Test(t, operatorReadyAndInFlight) }
+
+func operatorReadyAndInFlight(t *testing.T) {
 	c := &fakeCourier{gate: make(chan struct{})}
 	var ev events
 	tb := newTestbed(t, queue.Options{OnEvent: ev.add}, Config{Courier: c,
 		Planner: &fakePlanner{limits: func(string, string) shaping.Limits { return shaping.Limits{MaxConnections: 1} }}})
 	s, e := tb.spool, tb.eng
 	enqueue(t, s, &queue.Message{Campaign: "x"}, "x", "u0@g.test")
-	waitFor(t, "one in flight", func() bool { return s.Stats().InFlight == 1 })
+	synctest.Wait()
+	if st := s.Stats(); st.InFlight != 1 {
+		t.Fatalf("stats with one delivery at the gate: %+v", st)
+	}
 	for i := 1; i < 5; i++ {
 		enqueue(t, s, &queue.Message{Campaign: "x"}, "x", fmt.Sprintf("u%d@g.test", i))
 	}
@@ -107,7 +115,7 @@ func TestOperatorReadyAndInFlight(t *testing.T) {
 		t.Errorf("stats: %+v", st)
 	}
 	close(c.gate)
-	waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
+	tb.wait("delivery", func() bool { return s.Stats().Messages == 0 })
 	if _, delivered, _ := c.snapshot(); len(delivered) != 1 {
 		t.Errorf("delivered %v", delivered)
 	}
@@ -117,9 +125,10 @@ func TestOperatorReadyAndInFlight(t *testing.T) {
 }
 
 // OnDelay is called once per recipient, at its first deferral after it
-// has been queued DelayNotice, and not again after a restart. Real time,
-// short intervals: the spool's tests step through it with a clock.
-func TestDelayNotice(t *testing.T) {
+// has been queued DelayNotice, and not again after a restart.
+func TestDelayNotice(t *testing.T) { synctest.Test(t, delayNotice) }
+
+func delayNotice(t *testing.T) {
 	const notice = 100 * time.Millisecond
 	dir := t.TempDir()
 	c := &fakeCourier{decide: func(string, queue.Recipient) queue.Result {
@@ -168,7 +177,7 @@ func TestDelayNotice(t *testing.T) {
 	}
 	tb := newTestbed(t, opts, cfg)
 	id := enqueue(t, tb.spool, nil, "x", "a@d.test", "b@d.test")
-	waitFor(t, "two deferrals each past DelayNotice", func() bool {
+	tb.wait("two deferrals each past DelayNotice", func() bool {
 		_, late := firstLate()
 		return late["a@d.test"] >= 2 && late["b@d.test"] >= 2 && tb.stats().InFlight == 0
 	})
@@ -187,7 +196,7 @@ func TestDelayNotice(t *testing.T) {
 	tb.close()
 	n := len(ev.of(queue.EventDeferred))
 	tb = newTestbed(t, opts, cfg)
-	waitFor(t, "deferrals after reopen", func() bool { return len(ev.of(queue.EventDeferred)) >= n+4 && tb.stats().InFlight == 0 })
+	tb.wait("deferrals after reopen", func() bool { return len(ev.of(queue.EventDeferred)) >= n+4 && tb.stats().InFlight == 0 })
 	if after := calls(); len(after["a@d.test"]) != 1 || len(after["b@d.test"]) != 1 {
 		t.Errorf("OnDelay called again after a reopen: %v", after)
 	}
@@ -196,6 +205,10 @@ func TestDelayNotice(t *testing.T) {
 // Operator commands race deliveries, retries and the scheduler: every
 // recipient ends exactly once (delivered, bounced or deleted), and nothing
 // is left behind.
+//
+// Real time, not a synctest bubble: there, the commands' pauses and the
+// millisecond retries would end only when every goroutine is blocked, so
+// commands, retries and deliveries would take turns instead of racing.
 func TestControlUnderLoad(t *testing.T) {
 	c := &fakeCourier{decide: func(dest string, r queue.Recipient) queue.Result {
 		if r.Attempts < len(r.Addr)%3 {
@@ -271,7 +284,7 @@ func TestControlUnderLoad(t *testing.T) {
 	pwg.Wait()
 	// A few more rounds of commands after the last enqueue.
 	after := rounds.Load()
-	waitFor(t, "more operator commands", func() bool { return rounds.Load() >= after+20 })
+	testkit.WaitFor(t, patience, "more operator commands", func() bool { return rounds.Load() >= after+20 })
 	close(stop)
 	wg.Wait()
 	if opErr != nil {
@@ -284,7 +297,7 @@ func TestControlUnderLoad(t *testing.T) {
 		}
 	}
 	// Events follow the records' removal: wait for both.
-	waitFor(t, "the queue to drain and every recipient's end event", func() bool {
+	tb.wait("the queue to drain and every recipient's end event", func() bool {
 		return s.Stats().Messages == 0 &&
 			len(ev.of(queue.EventDelivered))+len(ev.of(queue.EventBounced))+len(ev.of(queue.EventDeleted)) >= total
 	})

@@ -18,7 +18,6 @@ import (
 	"drover/mta/smtperr"
 	"drover/queue"
 	"drover/queue/shaping"
-	"drover/testkit"
 )
 
 // fakePlanner plans every destination at once, without DNS: its site is
@@ -362,9 +361,6 @@ func (e *events) of(kind queue.EventKind) []queue.Event {
 	return out
 }
 
-// newClock is the tests' settable clock, at a fixed start.
-func newClock() *testkit.Clock { return testkit.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)) }
-
 func testLogger() *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -374,16 +370,26 @@ func testLogger() *slog.Logger {
 
 // testbed is a spool and an engine delivering from it.
 type testbed struct {
-	t      testing.TB
-	dir    string
-	spool  *queue.Spool
-	eng    *Engine
-	closed bool
+	t       testing.TB
+	dir     string
+	spool   *queue.Spool
+	eng     *Engine
+	changes *changes
+	closed  bool
 }
 
 // newTestbed opens a spool in a temporary directory (unless opts.Dir is
 // set), starts an engine on it (with a fakePlanner unless cfg has a
 // Planner), and closes both, the engine first, at the end of the test.
+// Every event, every return of a hook (OnFailure, OnDelay) and every call
+// of the courier wakes wait, except in a benchmark, which measures the
+// engine alone.
+//
+// A test on fake time calls it inside its synctest bubble, and keeps the
+// spool small: a backlog that makes Pebble write sstables of more than one
+// block leaves channels of the bubble in Pebble's process-wide pool of
+// writer tasks, fatal to the next test that writes one (TestBoundedMemory
+// runs in real time for that).
 func newTestbed(t testing.TB, opts queue.Options, cfg Config) *testbed {
 	t.Helper()
 	if opts.Dir == "" {
@@ -398,6 +404,11 @@ func newTestbed(t testing.TB, opts queue.Options, cfg Config) *testbed {
 	if cfg.Logger == nil {
 		cfg.Logger = opts.Logger
 	}
+	ch := &changes{}
+	if _, bench := t.(*testing.B); !bench {
+		ch.watch(&opts)
+		cfg.Courier = notifyingCourier{cfg.Courier, ch}
+	}
 	s, err := queue.Open(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -409,7 +420,7 @@ func newTestbed(t testing.TB, opts queue.Options, cfg Config) *testbed {
 		t.Fatal(err)
 	}
 	e.Start()
-	tb := &testbed{t: t, dir: opts.Dir, spool: s, eng: e}
+	tb := &testbed{t: t, dir: opts.Dir, spool: s, eng: e, changes: ch}
 	t.Cleanup(tb.close)
 	return tb
 }
@@ -462,17 +473,122 @@ func (quietPebble) Fatalf(format string, args ...any) {
 
 func (tb *testbed) stats() queue.Stats { return tb.spool.Stats() }
 
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline (this is not a speed test).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+// patience is how long wait waits for its condition: fake time in a
+// synctest bubble, where waiting costs nothing, and a generous bound on
+// the few tests that run in real time.
+const patience = time.Minute
+
+// wait waits until cond holds, failing the test after patience.
+func (tb *testbed) wait(what string, cond func() bool) {
+	tb.t.Helper()
+	tb.waitWithin(patience, what, cond)
+}
+
+// waitWithin waits until cond holds, failing the test when d passes
+// first. cond is checked at once and again after every change the
+// testbed sees (an event, a hook that returned, a courier call): it is for
+// what follows one of those. A state the engine reaches without one (a
+// plan made, a timer that fired) is checked after synctest.Wait instead.
+func (tb *testbed) waitWithin(d time.Duration, what string, cond func() bool) {
+	tb.t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		next := tb.changes.next()
+		if cond() {
+			return
 		}
-		time.Sleep(2 * time.Millisecond)
+		select {
+		case <-next:
+		case <-deadline.C:
+			if cond() {
+				return
+			}
+			tb.t.Fatalf("waited %v for %s; stats %+v", d, what, tb.spool.Stats())
+		}
 	}
+}
+
+// changes wakes a test waiting for the state of its testbed to change.
+type changes struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// next returns a channel closed at the next change.
+func (c *changes) next() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch == nil {
+		c.ch = make(chan struct{})
+	}
+	return c.ch
+}
+
+// changed wakes those waiting.
+func (c *changes) changed() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ch != nil {
+		close(c.ch)
+		c.ch = nil
+	}
+}
+
+// watch makes the events and hooks of opts signal c.
+func (c *changes) watch(opts *queue.Options) {
+	onEvent, onFailure, onDelay := opts.OnEvent, opts.OnFailure, opts.OnDelay
+	opts.OnEvent = func(ev queue.Event) {
+		defer c.changed()
+		if onEvent != nil {
+			onEvent(ev)
+		}
+	}
+	if onFailure != nil {
+		opts.OnFailure = func(msg *queue.Message, body []byte, f []queue.Failed) error {
+			defer c.changed()
+			return onFailure(msg, body, f)
+		}
+	}
+	if onDelay != nil {
+		opts.OnDelay = func(msg *queue.Message, rcpts []queue.Recipient) error {
+			defer c.changed()
+			return onDelay(msg, rcpts)
+		}
+	}
+}
+
+// notifyingCourier signals changes when a call of its courier, or of the
+// connections it opened, starts and when it returns.
+type notifyingCourier struct {
+	c       Courier
+	changes *changes
+}
+
+func (n notifyingCourier) Open(ctx context.Context, dest string, plan *Plan, pool string) (Conn, error) {
+	n.changes.changed()
+	defer n.changes.changed()
+	c, err := n.c.Open(ctx, dest, plan, pool)
+	if c == nil {
+		return nil, err
+	}
+	return notifyingConn{c, n.changes}, err
+}
+
+type notifyingConn struct {
+	c       Conn
+	changes *changes
+}
+
+func (n notifyingConn) Deliver(ctx context.Context, msg *queue.Message, from string, rcpts []queue.Recipient, body []byte) ([]queue.Result, error) {
+	n.changes.changed()
+	defer n.changes.changed()
+	return n.c.Deliver(ctx, msg, from, rcpts, body)
+}
+
+func (n notifyingConn) Close() error {
+	defer n.changes.changed()
+	return n.c.Close()
 }
 
 func enqueue(t testing.TB, s *queue.Spool, msg *queue.Message, body string, addrs ...string) string {

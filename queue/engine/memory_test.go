@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"drover/queue"
 	"drover/queue/shaping"
+	"drover/testkit"
 )
 
 // A backlog far larger than the ready queue stays on disk while it is
@@ -16,6 +18,12 @@ import (
 // the transactions in flight, and the scheduler refills the ready queue
 // as deliveries drain it. (The spool's own test also bounds the messages
 // it holds in memory.)
+//
+// Real time, not a synctest bubble: the backlog makes Pebble write
+// sstables of many blocks, and Pebble's sstable writer keeps a channel in
+// each task of a process-wide sync.Pool; a task made in a bubble and
+// reused outside it (by the next test that writes such an sstable) is a
+// fatal error that kills the test binary.
 func TestBoundedMemory(t *testing.T) {
 	const msgs, perMsg = 2000, 100 // 200,000 recipients
 	dir := t.TempDir()
@@ -41,7 +49,7 @@ func TestBoundedMemory(t *testing.T) {
 			check()
 		}
 	}
-	waitFor(t, "two transactions in flight", func() bool { return s.Stats().InFlight == 20 })
+	tb.wait("two transactions at the gate", func() bool { return s.Stats().InFlight == 20 })
 	check()
 	if st := s.Stats(); st.Recipients != msgs*perMsg || st.Messages != msgs || st.Ready != 100 {
 		t.Fatalf("stats: %+v", st)
@@ -52,7 +60,7 @@ func TestBoundedMemory(t *testing.T) {
 		c.gate <- struct{}{}
 		check()
 	}
-	waitFor(t, "300 deliveries", func() bool {
+	tb.wait("300 deliveries", func() bool {
 		_, delivered, _ := c.snapshot()
 		st := s.Stats()
 		return len(delivered) == 300 && st.Recipients == msgs*perMsg-300 && st.InFlight == 20
@@ -63,7 +71,8 @@ func TestBoundedMemory(t *testing.T) {
 			t.Errorf("%s delivered %d times", k, n)
 		}
 	}
-	waitFor(t, "the ready queue refilled from disk", func() bool { return s.Stats().Ready >= 50 })
+	// The scheduler refills the ready queue without an event to wait on.
+	testkit.WaitFor(t, patience, "the ready queue refilled from disk", func() bool { return s.Stats().Ready >= 50 })
 	check()
 
 	// Closing the engine gives up on the hanging deliveries when its
@@ -91,7 +100,9 @@ func TestBoundedMemory(t *testing.T) {
 
 // Over many destinations, MaxInMemory bounds what is in memory, and the
 // scheduler still gets to every destination.
-func TestBoundedMemoryManyDestinations(t *testing.T) {
+func TestBoundedMemoryManyDestinations(t *testing.T) { synctest.Test(t, boundedMemoryManyDestinations) }
+
+func boundedMemoryManyDestinations(t *testing.T) {
 	c := &fakeCourier{gate: make(chan struct{})}
 	tb := newTestbed(t, queue.Options{NoSync: true, ReadyCapacity: 10, MaxInMemory: 50}, Config{Courier: c})
 	s := tb.spool
@@ -102,7 +113,7 @@ func TestBoundedMemoryManyDestinations(t *testing.T) {
 		}
 	}
 	close(c.gate)
-	waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
+	tb.wait("delivery", func() bool { return s.Stats().Messages == 0 })
 	if _, delivered, _ := c.snapshot(); len(delivered) != 600 {
 		t.Errorf("%d deliveries, want 600", len(delivered))
 	}

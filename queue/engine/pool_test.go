@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"testing/synctest"
 
 	"drover/queue"
 	"drover/queue/shaping"
@@ -71,7 +72,9 @@ func (k *poolConn) Close() error { return nil }
 // A sender's pool wins over the destination's: every transaction goes out
 // on a connection from its sender's pool, and a sender without one uses
 // the plan's.
-func TestSenderPools(t *testing.T) {
+func TestSenderPools(t *testing.T) { synctest.Test(t, senderPools) }
+
+func senderPools(t *testing.T) {
 	cour := &poolCourier{txs: map[string]string{}}
 	planner := &envPlanner{env: poolEnvelope{"shop": "marketing", "bank": "transactional"}, pool: "site-pool"}
 	var ev events
@@ -82,7 +85,7 @@ func TestSenderPools(t *testing.T) {
 	for _, sender := range []string{"shop", "bank", "shop", "other", "bank"} {
 		enqueue(t, tb.spool, &queue.Message{Sender: sender, ReturnPath: "app@" + sender + ".test"}, "x", "a@d.test", "b@d.test")
 	}
-	waitFor(t, "deliveries", func() bool { return len(ev.of(queue.EventDelivered)) == 10 })
+	tb.wait("deliveries", func() bool { return len(ev.of(queue.EventDelivered)) == 10 })
 	cour.mu.Lock()
 	defer cour.mu.Unlock()
 	want := map[string]string{"shop": "marketing", "bank": "transactional", "other": "site-pool"}

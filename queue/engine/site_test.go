@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"drover/queue"
@@ -44,8 +45,10 @@ func deliverTimes(ds []deliverRec) []time.Time {
 var twoDomains = map[string]string{"a.test": "mx.test", "b.test": "mx.test"}
 
 // Two domains of one site share its connections: the site's
-// MaxConnections holds over both.
-func TestSiteConnectionCap(t *testing.T) {
+// MaxConnections holds over both, and is used.
+func TestSiteConnectionCap(t *testing.T) { synctest.Test(t, siteConnectionCap) }
+
+func siteConnectionCap(t *testing.T) {
 	c := &mxCourier{delay: 3 * time.Millisecond}
 	tb := newTestbed(t, queue.Options{NoSync: true}, Config{Courier: c,
 		Planner: &fakePlanner{siteOf: twoDomains, limits: func(site, dest string) shaping.Limits {
@@ -55,29 +58,25 @@ func TestSiteConnectionCap(t *testing.T) {
 	for i := range 120 {
 		enqueue(t, s, nil, "x", fmt.Sprintf("u%d@a.test", i), fmt.Sprintf("u%d@b.test", i))
 	}
-	var sawFull atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for s.Stats().Messages > 0 {
-			if st, ok := siteStatus(e, "mx.test"); ok {
-				if st.Connections > 3 || st.MaxConnections != 3 {
-					t.Errorf("site status: %+v", st)
-				}
-				if st.Connections == 3 {
-					sawFull.Store(true)
-				}
+	// The site's state is looked at after every call of the courier and
+	// every event.
+	sawFull := false
+	tb.wait("delivery", func() bool {
+		if st, ok := siteStatus(e, "mx.test"); ok {
+			if st.Connections > 3 || st.MaxConnections != 3 {
+				t.Errorf("site status: %+v", st)
 			}
-			time.Sleep(time.Millisecond)
+			if st.Connections == 3 {
+				sawFull = true
+			}
 		}
-	}()
-	waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
-	<-done
+		return s.Stats().Messages == 0
+	})
 	maxOpen, _, delivers := c.stats("mx.test")
 	if maxOpen > 3 {
 		t.Errorf("%d sessions at once to the site, limit 3", maxOpen)
 	}
-	if maxOpen < 2 || !sawFull.Load() {
+	if maxOpen < 3 || !sawFull {
 		t.Errorf("the site's 3 connections were not used: at most %d at once", maxOpen)
 	}
 	if len(delivers) != 240 {
@@ -93,8 +92,9 @@ func TestSiteConnectionCap(t *testing.T) {
 }
 
 // The message rate of a site holds over its domains and connections, in
-// every window; so does the connection rate; and a connection carries at
-// most MaxMessagesPerConnection messages.
+// every window, and is used: the k-th transaction starts k/rate after the
+// first. So does the connection rate, for the connections it opens; and
+// a connection carries at most MaxMessagesPerConnection messages.
 func TestSiteRates(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -105,52 +105,65 @@ func TestSiteRates(t *testing.T) {
 		{"connections", shaping.Limits{MaxConnections: 4, MaxConnectionRate: perSecond(10), MaxMessagesPerConnection: 2}, 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &mxCourier{delay: time.Millisecond}
-			tb := newTestbed(t, queue.Options{NoSync: true}, Config{Courier: c,
-				Planner: &fakePlanner{siteOf: twoDomains, limits: func(string, string) shaping.Limits { return tc.lim }}})
-			s, e := tb.spool, tb.eng
-			start := time.Now()
-			for i := range tc.messages / 2 {
-				enqueue(t, s, nil, "x", fmt.Sprintf("u%d@a.test", i))
-				enqueue(t, s, nil, "x", fmt.Sprintf("u%d@b.test", i))
-			}
-			waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
-			elapsed := time.Since(start)
-			maxOpen, opens, delivers := c.stats("mx.test")
-			var times []time.Time
-			rate := tc.lim.MaxMessageRate.PerSecond()
-			if rate > 0 {
-				times = deliverTimes(delivers)
-			} else {
-				rate = tc.lim.MaxConnectionRate.PerSecond()
-				for _, o := range opens {
-					times = append(times, o.t)
-				}
-			}
-			checkRate(t, tc.name, times, rate)
-			if min := time.Duration(float64(len(times)-1) / rate * float64(time.Second)); elapsed < min {
-				t.Errorf("%d events in %v: faster than %v/s", len(times), elapsed, rate)
-			}
-			if maxOpen > 4 {
-				t.Errorf("%d sessions at once", maxOpen)
-			}
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if n := tc.lim.MaxMessagesPerConnection; n > 0 && c.perConn > n {
-				t.Errorf("%d messages on one connection, limit %d", c.perConn, n)
-			}
-			if st, ok := siteStatus(e, "mx.test"); ok && (st.MessageRate != tc.lim.MaxMessageRate.PerSecond() || st.ConnectionRate != tc.lim.MaxConnectionRate.PerSecond()) {
-				t.Errorf("site status: %+v", st)
-			}
+			synctest.Test(t, func(t *testing.T) { siteRates(t, tc.name, tc.lim, tc.messages) })
 		})
+	}
+}
+
+func siteRates(t *testing.T, name string, lim shaping.Limits, messages int) {
+	c := &mxCourier{delay: time.Millisecond}
+	tb := newTestbed(t, queue.Options{NoSync: true}, Config{Courier: c,
+		Planner: &fakePlanner{siteOf: twoDomains, limits: func(string, string) shaping.Limits { return lim }}})
+	s, e := tb.spool, tb.eng
+	start := time.Now()
+	for i := range messages / 2 {
+		enqueue(t, s, nil, "x", fmt.Sprintf("u%d@a.test", i))
+		enqueue(t, s, nil, "x", fmt.Sprintf("u%d@b.test", i))
+	}
+	tb.wait("delivery", func() bool { return s.Stats().Messages == 0 })
+	elapsed := time.Since(start)
+	maxOpen, opens, delivers := c.stats("mx.test")
+	var times []time.Time
+	rate := lim.MaxMessageRate.PerSecond()
+	if rate > 0 {
+		times = deliverTimes(delivers)
+	} else {
+		rate = lim.MaxConnectionRate.PerSecond()
+		for _, o := range opens {
+			times = append(times, o.t)
+		}
+	}
+	checkRate(t, name, times, rate)
+	if min := time.Duration(float64(len(times)-1) / rate * float64(time.Second)); elapsed < min {
+		t.Errorf("%d events in %v: faster than %v/s", len(times), elapsed, rate)
+	}
+	iv := time.Duration(float64(time.Second) / rate)
+	for k, at := range times {
+		if want := start.Add(time.Duration(k) * iv); !at.Equal(want) {
+			t.Errorf("%s: event %d at +%v, want +%v", name, k, at.Sub(start), want.Sub(start))
+		}
+	}
+	if maxOpen > 4 {
+		t.Errorf("%d sessions at once", maxOpen)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := lim.MaxMessagesPerConnection; n > 0 && c.perConn > n {
+		t.Errorf("%d messages on one connection, limit %d", c.perConn, n)
+	}
+	if st, ok := siteStatus(e, "mx.test"); ok && (st.MessageRate != lim.MaxMessageRate.PerSecond() || st.ConnectionRate != lim.MaxConnectionRate.PerSecond()) {
+		t.Errorf("site status: %+v", st)
 	}
 }
 
 // A reply that matches a slow rule scales the site's connections down for
 // the rule's duration; connections above the new maximum close after their
-// message, no more open meanwhile, and the site comes back on its own.
-func TestAdaptiveSlow(t *testing.T) {
-	const slowFor = 600 * time.Millisecond
+// message, no more open meanwhile, and the site comes back on its own,
+// exactly when the duration is over.
+func TestAdaptiveSlow(t *testing.T) { synctest.Test(t, adaptiveSlow) }
+
+func adaptiveSlow(t *testing.T) {
+	const slowFor, delay = 600 * time.Millisecond, 4 * time.Millisecond
 	rules, err := shaping.New(shaping.Config{Rules: []shaping.Rule{
 		{Name: "test-rate", Pattern: "unusual rate", Action: shaping.ActionSlow, Factor: 0.25, Duration: slowFor},
 	}})
@@ -158,9 +171,11 @@ func TestAdaptiveSlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	var throttle atomic.Int32
-	c := &mxCourier{delay: 4 * time.Millisecond,
+	var throttledAt atomic.Int64 // when the throttling reply was given
+	c := &mxCourier{delay: delay,
 		reply: func(dest string, r queue.Recipient) queue.Result {
 			if throttle.Load() > 0 && throttle.Add(-1) >= 0 {
+				throttledAt.Store(time.Now().UnixNano())
 				return queue.Result{Status: queue.Temporary, Code: 421, Enhanced: "4.7.28", Text: "4.7.28 Our system has detected an unusual rate of unsolicited mail", Remote: "mx.mx.test"}
 			}
 			return queue.Result{Status: queue.Delivered, Code: 250}
@@ -171,54 +186,57 @@ func TestAdaptiveSlow(t *testing.T) {
 			return shaping.Limits{MaxConnections: 4, RetryInterval: 50 * time.Millisecond, MaxRetryInterval: 50 * time.Millisecond}
 		}}})
 	s, e := tb.spool, tb.eng
-	feed := func(n int) {
-		for i := range n {
-			enqueue(t, s, nil, "x", fmt.Sprintf("u%d@a.test", i), fmt.Sprintf("u%d@b.test", i))
-		}
+	// 600 transactions: at one connection of 4ms for the slowdown, more
+	// than the site can carry before it ends.
+	for i := range 300 {
+		enqueue(t, s, nil, "x", fmt.Sprintf("u%d@a.test", i), fmt.Sprintf("u%d@b.test", i))
 	}
-	feed(300)
-	waitFor(t, "4 sessions", func() bool { return c.openNow("mx.test") == 4 })
+	synctest.Wait()
+	if n := c.openNow("mx.test"); n != 4 {
+		t.Fatalf("%d sessions with work queued, want 4", n)
+	}
 	throttle.Store(1)
-	waitFor(t, "the slowdown", func() bool {
+	tb.wait("the slowdown", func() bool {
 		st, _ := siteStatus(e, "mx.test")
 		return st.Factor == 0.25
 	})
 	st, _ := siteStatus(e, "mx.test")
-	if st.MaxConnections != 1 || st.SlowUntil.IsZero() || !strings.Contains(st.Reason, "test-rate") {
-		t.Errorf("slowed site: %+v", st)
+	at := time.Unix(0, throttledAt.Load())
+	if st.MaxConnections != 1 || !st.SlowUntil.Equal(at.Add(slowFor)) || !strings.Contains(st.Reason, "test-rate") {
+		t.Errorf("slowed site: %+v; throttled at %v", st, at)
 	}
-	waitFor(t, "connections closed down to 1", func() bool { return c.openNow("mx.test") <= 1 })
+	tb.wait("connections closed down to 1", func() bool { return c.openNow("mx.test") <= 1 })
 	settled := time.Now()
-	// Keep the site busy until the slowdown ends on its own.
-	waitFor(t, "the end of the slowdown", func() bool {
-		if s.Stats().Messages == 0 {
-			feed(100)
-		}
-		st, _ := siteStatus(e, "mx.test")
-		return st.Factor == 1
-	})
+	if d := settled.Sub(at); d > delay {
+		t.Errorf("connections above the maximum closed %v after the throttling reply, more than a message's %v", d, delay)
+	}
+	// Slowed until a nanosecond before the end.
+	time.Sleep(time.Until(st.SlowUntil) - time.Nanosecond)
+	synctest.Wait()
+	if now, _ := siteStatus(e, "mx.test"); now.Factor != 0.25 || now.MaxConnections != 1 || c.openNow("mx.test") > 1 {
+		t.Errorf("a nanosecond before the end of the slowdown: %+v, %d sessions", now, c.openNow("mx.test"))
+	}
+	// Back to normal at the end, with 4 sessions again at once.
+	time.Sleep(time.Nanosecond)
+	synctest.Wait()
+	if now, _ := siteStatus(e, "mx.test"); now.Factor != 1 || now.MaxConnections != 4 || !now.SlowUntil.IsZero() || now.Reason != "" {
+		t.Errorf("at the end of the slowdown: %+v", now)
+	}
+	if n := c.openNow("mx.test"); n != 4 {
+		t.Errorf("%d sessions at the end of the slowdown, want 4", n)
+	}
+	if st := s.Stats(); st.Messages == 0 {
+		t.Fatalf("the queue ran dry during the slowdown: %+v", st)
+	}
 	_, opens, _ := c.stats("mx.test")
 	for _, o := range opens {
-		if o.t.After(settled) && o.t.Before(st.SlowUntil.Add(-50*time.Millisecond)) && o.open > 1 {
-			t.Errorf("a connection opened while slowed with %d open", o.open)
+		if o.t.After(settled) && o.t.Before(st.SlowUntil) && o.open > 1 {
+			t.Errorf("a connection opened at %v while slowed with %d open", o.t, o.open)
 		}
 	}
 	if n := len(ev.of(queue.EventDeferred)); n != 1 {
 		t.Errorf("%d deferred events, want 1 (the throttled transaction)", n)
 	}
-	waitFor(t, "back to normal", func() bool {
-		st, _ := siteStatus(e, "mx.test")
-		if s.Stats().Messages < 50 {
-			feed(100)
-		}
-		return st.Factor == 1 && st.MaxConnections == 4 && st.SlowUntil.IsZero() && st.Reason == ""
-	})
-	waitFor(t, "4 sessions again", func() bool {
-		if s.Stats().Messages < 50 {
-			feed(100)
-		}
-		return c.openNow("mx.test") == 4
-	})
 }
 
 // ruleFunc is a RuleMatcher from a function.
@@ -230,14 +248,18 @@ func (f ruleFunc) Match(code int, enhanced, text string) *shaping.Rule {
 
 // A suspend rule stops the site: nothing is opened or delivered until it
 // ends, the waiting recipients keep their attempt counts, and delivery
-// resumes on its own.
-func TestAdaptiveSuspend(t *testing.T) {
+// resumes on its own, exactly at its end.
+func TestAdaptiveSuspend(t *testing.T) { synctest.Test(t, adaptiveSuspend) }
+
+func adaptiveSuspend(t *testing.T) {
 	const suspendFor = 500 * time.Millisecond
 	rule := &shaping.Rule{Name: "test-block", Action: shaping.ActionSuspend, Duration: suspendFor}
 	var throttle atomic.Bool
+	var throttledAt atomic.Int64 // when the throttling reply was given
 	c := &mxCourier{delay: 2 * time.Millisecond,
 		reply: func(dest string, r queue.Recipient) queue.Result {
 			if throttle.CompareAndSwap(true, false) {
+				throttledAt.Store(time.Now().UnixNano())
 				return queue.Result{Status: queue.Temporary, Code: 421, Enhanced: "4.7.0", Text: "4.7.0 too many messages, come back later"}
 			}
 			return queue.Result{Status: queue.Delivered, Code: 250}
@@ -257,24 +279,40 @@ func TestAdaptiveSuspend(t *testing.T) {
 	for i := range 100 {
 		enqueue(t, s, nil, "x", fmt.Sprintf("u%d@a.test", i), fmt.Sprintf("u%d@b.test", i))
 	}
-	waitFor(t, "deliveries", func() bool { return len(ev.of(queue.EventDelivered)) >= 10 })
+	tb.wait("deliveries", func() bool { return len(ev.of(queue.EventDelivered)) >= 10 })
 	throttle.Store(true)
-	waitFor(t, "the suspension", func() bool {
+	tb.wait("the suspension", func() bool {
 		st, _ := siteStatus(e, "mx.test")
 		return st.Suspended
 	})
 	st, _ := siteStatus(e, "mx.test")
-	if st.SuspendedUntil.IsZero() || !strings.Contains(st.Reason, "test-block") {
-		t.Errorf("suspended site: %+v", st)
+	at := time.Unix(0, throttledAt.Load())
+	if !st.SuspendedUntil.Equal(at.Add(suspendFor)) || !strings.Contains(st.Reason, "test-block") {
+		t.Errorf("suspended site: %+v; throttled at %v", st, at)
 	}
-	waitFor(t, "connections closed", func() bool { return c.openNow("mx.test") == 0 })
+	tb.wait("connections closed", func() bool { return c.openNow("mx.test") == 0 })
 	quiet := time.Now()
 	if now, _ := siteStatus(e, "mx.test"); now.Suspended {
 		if st := s.Stats(); st.Ready == 0 {
 			t.Errorf("nothing waiting in memory while suspended: %+v", st)
 		}
 	}
-	waitFor(t, "delivery after the suspension", func() bool { return s.Stats().Recipients == 1 })
+	// Suspended until a nanosecond before the end, resumed at the end.
+	time.Sleep(time.Until(st.SuspendedUntil) - time.Nanosecond)
+	synctest.Wait()
+	if now, _ := siteStatus(e, "mx.test"); !now.Suspended || c.openNow("mx.test") != 0 {
+		t.Errorf("a nanosecond before the end of the suspension: %+v, %d sessions", now, c.openNow("mx.test"))
+	}
+	time.Sleep(time.Nanosecond)
+	synctest.Wait()
+	if now, _ := siteStatus(e, "mx.test"); now.Suspended || c.openNow("mx.test") != 2 {
+		t.Errorf("at the end of the suspension: %+v, %d sessions, want 2", now, c.openNow("mx.test"))
+	}
+	// All delivered but the throttled one, which waits for its retry.
+	tb.wait("delivery after the suspension", func() bool { return len(ev.of(queue.EventDelivered)) == 199 })
+	if st := s.Stats(); st.Recipients != 1 {
+		t.Errorf("stats after the deliveries: %+v", st)
+	}
 	_, opens, delivers := c.stats("mx.test")
 	for _, d := range delivers {
 		if d.t.After(quiet) && d.t.Before(st.SuspendedUntil) {
@@ -286,8 +324,8 @@ func TestAdaptiveSuspend(t *testing.T) {
 			t.Fatalf("connection at %v while suspended until %v", o.t, st.SuspendedUntil)
 		}
 	}
-	if opens[len(opens)-1].t.Before(st.SuspendedUntil) {
-		t.Error("no connection after the suspension")
+	if i := slices.IndexFunc(opens, func(o openRec) bool { return o.t.After(quiet) }); i < 0 || !opens[i].t.Equal(st.SuspendedUntil) {
+		t.Errorf("no connection at the end of the suspension, %v", st.SuspendedUntil)
 	}
 	if st, _ := siteStatus(e, "mx.test"); st.Suspended {
 		t.Errorf("still suspended: %+v", st)
@@ -303,7 +341,9 @@ func TestAdaptiveSuspend(t *testing.T) {
 }
 
 // A bounce rule fails the recipient for good, even on a 4xx reply.
-func TestAdaptiveBounce(t *testing.T) {
+func TestAdaptiveBounce(t *testing.T) { synctest.Test(t, adaptiveBounce) }
+
+func adaptiveBounce(t *testing.T) {
 	c := &mxCourier{reply: func(dest string, r queue.Recipient) queue.Result {
 		if strings.HasPrefix(r.Addr, "full") {
 			return queue.Result{Status: queue.Temporary, Code: 452, Enhanced: "4.2.2", Text: "4.2.2 mailbox full", Class: "soft", Reason: "mailboxfull"}
@@ -325,7 +365,7 @@ func TestAdaptiveBounce(t *testing.T) {
 		})})
 	s := tb.spool
 	enqueue(t, s, nil, "x", "full@d.test", "ok@d.test")
-	waitFor(t, "outcomes", func() bool { return s.Stats().Messages == 0 })
+	tb.wait("outcomes", func() bool { return s.Stats().Messages == 0 })
 	b := ev.of(queue.EventBounced)
 	if len(b) != 1 || b[0].Recipient != "full@d.test" || b[0].Code != 452 || b[0].Reason != "mailboxfull" || failed.Load() != 1 {
 		t.Errorf("bounced: %+v, OnFailure for %d", b, failed.Load())
@@ -336,11 +376,14 @@ func TestAdaptiveBounce(t *testing.T) {
 }
 
 // Reconfigure applies lowered limits at once: connections above the new
-// maximum close after their message.
-func TestReconfigureLowersConnections(t *testing.T) {
+// maximum close after their message; raised ones open more at once.
+func TestReconfigureLowersConnections(t *testing.T) { synctest.Test(t, reconfigureLowersConnections) }
+
+func reconfigureLowersConnections(t *testing.T) {
+	const delay = 3 * time.Millisecond
 	var maxConns atomic.Int32
 	maxConns.Store(4)
-	c := &mxCourier{delay: 3 * time.Millisecond}
+	c := &mxCourier{delay: delay}
 	tb := newTestbed(t, queue.Options{NoSync: true}, Config{Courier: c,
 		Planner: &fakePlanner{limits: func(string, string) shaping.Limits {
 			return shaping.Limits{MaxConnections: int(maxConns.Load())}
@@ -352,17 +395,24 @@ func TestReconfigureLowersConnections(t *testing.T) {
 		}
 	}
 	feed()
-	waitFor(t, "4 sessions", func() bool { return c.openNow("r.test") == 4 })
+	synctest.Wait()
+	if n := c.openNow("r.test"); n != 4 {
+		t.Fatalf("%d sessions with work queued, want 4", n)
+	}
 	maxConns.Store(1)
 	e.Reconfigure()
+	lowered := time.Now()
 	if st, _ := siteStatus(e, "r.test"); st.MaxConnections != 1 {
 		t.Errorf("after Reconfigure: %+v", st)
 	}
-	waitFor(t, "1 session", func() bool { return c.openNow("r.test") <= 1 })
+	tb.wait("1 session", func() bool { return c.openNow("r.test") <= 1 })
 	settled := time.Now()
+	if d := settled.Sub(lowered); d > delay {
+		t.Errorf("connections above the maximum closed %v after Reconfigure, more than a message's %v", d, delay)
+	}
 	for range 3 {
 		feed()
-		waitFor(t, "delivery", func() bool { return s.Stats().Messages == 0 })
+		tb.wait("delivery", func() bool { return s.Stats().Messages == 0 })
 	}
 	_, opens, _ := c.stats("r.test")
 	for _, o := range opens {
@@ -373,23 +423,32 @@ func TestReconfigureLowersConnections(t *testing.T) {
 	maxConns.Store(3)
 	e.Reconfigure()
 	feed()
-	waitFor(t, "3 sessions", func() bool { return c.openNow("r.test") == 3 })
+	synctest.Wait()
+	if n := c.openNow("r.test"); n != 3 {
+		t.Errorf("%d sessions after raising MaxConnections to 3", n)
+	}
 }
 
 // Operator suspension of a site holds all its domains; of a domain, that
-// domain alone. Resume, or the end of the suspension, lets them go.
-func TestOperatorSuspend(t *testing.T) {
+// domain alone. Resume, or the end of the suspension, exactly when due,
+// lets them go.
+func TestOperatorSuspend(t *testing.T) { synctest.Test(t, operatorSuspend) }
+
+func operatorSuspend(t *testing.T) {
 	c := &mxCourier{}
-	tb := newTestbed(t, queue.Options{}, Config{Courier: c, Planner: &fakePlanner{siteOf: twoDomains}})
+	var ev events
+	tb := newTestbed(t, queue.Options{OnEvent: ev.add}, Config{Courier: c, Planner: &fakePlanner{siteOf: twoDomains}})
 	s, e := tb.spool, tb.eng
 	enqueue(t, s, nil, "x", "u@a.test")
-	waitFor(t, "the site is known", func() bool { return s.Stats().Messages == 0 })
+	tb.wait("the site is known", func() bool { return s.Stats().Messages == 0 })
+	_, _, before := c.stats("mx.test")
 
 	held := time.Now()
 	if err := e.Suspend("site", "mx.test", time.Time{}, "maintenance"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Suspend("domain", "C.test", time.Now().Add(300*time.Millisecond), "short"); err != nil {
+	until := held.Add(300 * time.Millisecond)
+	if err := e.Suspend("domain", "C.test", until, "short"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Suspend("provider", "x", time.Time{}, ""); err == nil {
@@ -400,62 +459,67 @@ func TestOperatorSuspend(t *testing.T) {
 	}
 	enqueue(t, s, nil, "x", "v@a.test", "v@b.test", "v@c.test")
 	// Both domains of the site are planned, bound to it and held.
-	waitFor(t, "the held domains planned", func() bool {
-		st, _ := siteStatus(e, "mx.test")
-		return st.Domains == 2 && st.Ready == 2
-	})
+	synctest.Wait()
 	if st := s.Stats(); st.Recipients != 3 {
 		t.Fatalf("delivered while suspended: %+v", st)
 	}
 	st, _ := siteStatus(e, "mx.test")
-	if !st.Suspended || !st.SuspendedUntil.IsZero() || st.Reason != "maintenance" || st.Ready != 2 {
+	if !st.Suspended || !st.SuspendedUntil.IsZero() || st.Reason != "maintenance" || st.Domains != 2 || st.Ready != 2 {
 		t.Errorf("suspended site: %+v", st)
 	}
 	sums, err := e.Summaries("site")
 	if err != nil || len(sums) != 2 || sums[0].Key != "mx.test" || sums[0].Suspension == nil || sums[0].Site == nil || !sums[0].Site.Suspended {
 		t.Errorf("Summaries by site: %+v %v", sums, err)
 	}
-	waitFor(t, "the domain suspension to end", func() bool { return s.Stats().Recipients == 2 })
+	tb.wait("the domain suspension to end", func() bool { return s.Stats().Recipients == 2 })
+	if d := ev.of(queue.EventDelivered); len(d) != 2 || d[1].Recipient != "v@c.test" || !d[1].Time.Equal(until) {
+		t.Errorf("delivered %+v; c.test was suspended until %v", d, until)
+	}
 	resumed := time.Now()
 	if err := e.Resume("site", "mx.test"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "delivery after resume", func() bool { return s.Stats().Recipients == 0 })
+	tb.wait("delivery after resume", func() bool { return s.Stats().Recipients == 0 })
 	if sp := e.Suspensions(); len(sp) != 0 {
 		t.Errorf("Suspensions after resume: %+v", sp)
 	}
 	_, _, delivers := c.stats("mx.test")
-	for _, d := range delivers {
-		if d.t.After(held) && d.t.Before(resumed) {
+	for _, d := range delivers[len(before):] {
+		if d.t.Before(resumed) {
 			t.Errorf("delivery to %s at %v while the site was suspended", d.dest, d.t)
 		}
 	}
 
 	// A domain suspension holds one domain of a site, not the others.
-	held = time.Now()
+	_, _, before = c.stats("mx.test")
 	if err := e.Suspend("domain", "a.test", time.Time{}, ""); err != nil {
 		t.Fatal(err)
 	}
 	id := enqueue(t, s, nil, "x", "w@a.test", "w@b.test")
-	waitFor(t, "b.test delivered", func() bool { return s.Stats().Recipients == 1 })
+	tb.wait("b.test delivered", func() bool { return s.Stats().Recipients == 1 })
+	synctest.Wait()
 	if _, rcpts, _ := e.Show(id); len(rcpts) != 1 || rcpts[0].Domain != "a.test" || rcpts[0].Attempts != 0 {
 		t.Errorf("held recipient: %+v", rcpts)
 	}
+	time.Sleep(time.Second)
 	resumed = time.Now()
 	e.Resume("domain", "a.test")
-	waitFor(t, "a.test delivered", func() bool { return s.Stats().Recipients == 0 })
+	tb.wait("a.test delivered", func() bool { return s.Stats().Recipients == 0 })
 	_, _, delivers = c.stats("mx.test")
-	for _, d := range delivers {
-		if d.dest == "a.test" && d.t.After(held) && d.t.Before(resumed) {
-			t.Errorf("delivery to a.test at %v while it was suspended", d.t)
+	for _, d := range delivers[len(before):] {
+		if d.dest == "a.test" && !d.t.Equal(resumed) {
+			t.Errorf("delivery to a.test at %v; it was suspended until %v", d.t, resumed)
 		}
 	}
 }
 
 // A connection refused with a reply that matches a suspend rule suspends
 // the site; the recipients that were waiting are not failed with it but
-// wait for the end of the suspension.
-func TestAdaptiveSuspendOnOpen(t *testing.T) {
+// wait for the end of the suspension, and go then.
+func TestAdaptiveSuspendOnOpen(t *testing.T) { synctest.Test(t, adaptiveSuspendOnOpen) }
+
+func adaptiveSuspendOnOpen(t *testing.T) {
+	const suspendFor = 300 * time.Millisecond
 	var opens atomic.Int32
 	c := &fakeCourier{gate: make(chan struct{}), gateOpen: true, openErr: func(string) error {
 		if opens.Add(1) == 1 {
@@ -464,7 +528,7 @@ func TestAdaptiveSuspendOnOpen(t *testing.T) {
 		return nil
 	}}
 	var ev events
-	rule := &shaping.Rule{Name: "conns", Action: shaping.ActionSuspend, Duration: 300 * time.Millisecond}
+	rule := &shaping.Rule{Name: "conns", Action: shaping.ActionSuspend, Duration: suspendFor}
 	tb := newTestbed(t, queue.Options{OnEvent: ev.add}, Config{Courier: c,
 		Planner: &fakePlanner{limits: func(string, string) shaping.Limits { return shaping.Limits{MaxConnections: 1} }},
 		Rules: ruleFunc(func(code int, enhanced, text string) *shaping.Rule {
@@ -477,19 +541,30 @@ func TestAdaptiveSuspendOnOpen(t *testing.T) {
 	for i := range 5 {
 		enqueue(t, s, nil, "x", fmt.Sprintf("u%d@d.test", i))
 	}
-	waitFor(t, "queued", func() bool { return s.Stats().Ready == 4 })
+	synctest.Wait()
+	if st := s.Stats(); st.Ready != 4 {
+		t.Fatalf("stats with the first Open at the gate: %+v", st)
+	}
 	start := time.Now()
 	close(c.gate)
-	waitFor(t, "delivery", func() bool { return s.Stats().Recipients == 1 })
-	if time.Since(start) < 250*time.Millisecond {
-		t.Errorf("delivered %v after a suspension of 300ms", time.Since(start))
+	tb.wait("delivery", func() bool { return len(ev.of(queue.EventDelivered)) == 4 })
+	if st := s.Stats(); st.Recipients != 1 {
+		t.Errorf("stats: %+v", st)
+	}
+	calls, _, _ := c.snapshot()
+	var at []time.Duration
+	for _, cl := range calls {
+		at = append(at, cl.t.Sub(start))
+	}
+	if len(at) != 4 || at[0] != suspendFor {
+		t.Errorf("deliveries at +%v; the suspension was of %v", at, suspendFor)
 	}
 	if d := ev.of(queue.EventDeferred); len(d) != 1 || d[0].Code != 421 {
 		t.Errorf("deferred: %+v", d)
 	}
 	for _, e := range ev.of(queue.EventDelivered) {
-		if e.Attempt != 1 {
-			t.Errorf("delivered at attempt %d", e.Attempt)
+		if e.Attempt != 1 || !e.Time.Equal(start.Add(suspendFor)) {
+			t.Errorf("delivered at attempt %d, +%v", e.Attempt, e.Time.Sub(start))
 		}
 	}
 }
@@ -497,25 +572,30 @@ func TestAdaptiveSuspendOnOpen(t *testing.T) {
 // A connection that goes idle while another domain of its site waits for
 // a slot gives the slot way at once, instead of holding it until its idle
 // timeout.
-func TestIdleConnectionGivesWay(t *testing.T) {
+func TestIdleConnectionGivesWay(t *testing.T) { synctest.Test(t, idleConnectionGivesWay) }
+
+func idleConnectionGivesWay(t *testing.T) {
 	const idle = 10 * time.Second
 	c := &fakeCourier{gate: make(chan struct{})}
 	tb := newTestbed(t, queue.Options{}, Config{Courier: c, IdleTimeout: idle,
 		Planner: &fakePlanner{siteOf: twoDomains, limits: func(string, string) shaping.Limits { return shaping.Limits{MaxConnections: 1} }}})
 	s, e := tb.spool, tb.eng
 	enqueue(t, s, nil, "x", "u@a.test")
-	waitFor(t, "a.test in flight", func() bool { return s.Stats().InFlight == 1 })
+	synctest.Wait()
+	if st := s.Stats(); st.InFlight != 1 {
+		t.Fatalf("a.test not in flight: %+v", st)
+	}
 	enqueue(t, s, nil, "x", "u@b.test")
 	// b.test is planned, bound to the site, and waits for its only slot.
-	waitFor(t, "b.test waiting for the slot", func() bool {
-		st, _ := siteStatus(e, "mx.test")
-		return st.Domains == 2 && st.Ready == 1
-	})
+	synctest.Wait()
+	if st, _ := siteStatus(e, "mx.test"); st.Domains != 2 || st.Ready != 1 {
+		t.Fatalf("b.test not waiting for the slot: %+v", st)
+	}
 	start := time.Now()
 	close(c.gate)
-	waitFor(t, "both delivered", func() bool { return s.Stats().Messages == 0 })
-	if d := time.Since(start); d > idle/2 {
-		t.Errorf("b.test delivered %v after a.test's connection went idle (idle timeout %v)", d, idle)
+	tb.wait("both delivered", func() bool { return s.Stats().Messages == 0 })
+	if d := time.Since(start); d != 0 {
+		t.Errorf("b.test delivered %v after a.test's connection went idle (idle timeout %v), want at once", d, idle)
 	}
 	if n := c.openConns(); n > 1 {
 		t.Errorf("%d connections open, the site allows 1", n)
