@@ -1,10 +1,11 @@
 // Package mta is Drover's SMTP surface towards its clients and the
 // mail that comes back: the submission listeners that take mail from
 // applications, the inbound listener that takes asynchronous bounces and
-// feedback reports, the DSN notifier, and the Prometheus metrics fed by
-// the event stream. Delivery is elsewhere: mta/courier delivers over
-// mta/smtpclient, with mta/resolve (MX, routes), mta/mtasts and mta/dkim
-// (signing, used here through the Signer interface). The package keeps
+// feedback reports, the DSN notifier, and the consumers of the event
+// stream: the Prometheus metrics and the JSON-lines mail log. Delivery is
+// elsewhere: mta/courier plans and delivers over mta/smtpclient, with
+// mta/resolve (MX, routes), mta/mtasts and mta/dkim (signing, used here
+// through the Signer interface). Besides the mail log, the package keeps
 // nothing on disk; it stores through the Enqueuer interface (the spool).
 //
 // # Submission
@@ -92,6 +93,15 @@
 // oldest message's age (drover_queue_*) and every site's shaping state
 // (drover_site_*). Observe counts one event; the wiring feeds it the
 // event stream.
+//
+// # Mail log
+//
+// MailLog writes every event as one JSON line (snake_case keys) to a file,
+// standard output, or nowhere ("off"). Write never blocks: a goroutine of
+// its own encodes and writes, flushing every second; events are dropped
+// and counted when the disk falls a whole buffer behind, and failed
+// writes are counted in drover_maillog_write_errors_total and logged
+// (throttled). Fanout hands each event to the metrics and the mail log.
 //
 // # Drain and health
 //

@@ -155,3 +155,13 @@ func randomToken() string {
 	rand.Read(b[:])
 	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
 }
+
+// Fanout sends every event to each consumer in turn (the metrics, the mail
+// log, ...); a consumer must not block.
+func Fanout(consumers ...func(queue.Event)) func(queue.Event) {
+	return func(ev queue.Event) {
+		for _, c := range consumers {
+			c(ev)
+		}
+	}
+}

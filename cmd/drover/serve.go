@@ -169,7 +169,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mailLog, err := openMailLog(cfg, reg, log)
+	mailLog, err := mta.OpenMailLog(mailLogPath(cfg), reg, log)
 	if err != nil {
 		return err
 	}
@@ -178,10 +178,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 	var spool *queue.Spool
 	var eng *engine.Engine
 	metrics := mta.NewMetrics(reg, func() queue.Stats { return spool.Stats() }, func() []engine.SiteStatus { return eng.Sites() })
-	emit := func(ev queue.Event) {
-		metrics.Observe(ev)
-		mailLog.Write(ev)
-	}
+	emit := mta.Fanout(metrics.Observe, mailLog.Write)
 
 	verp, err := loadVERPKey(cfg)
 	if err != nil {
@@ -202,15 +199,12 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		ConnectTimeout: cfg.Delivery.ConnectTimeout,
 		CommandTimeout: cfg.Delivery.CommandTimeout,
 		DataTimeout:    cfg.Delivery.DataTimeout,
-		Classify: func(r bounce.Reply) (class, reason string) {
-			c := st.classifier.Classify(r)
-			return c.Class, c.Reason
-		},
-		Shaping:  shaper,
-		Envelope: senderEnvelope(cfg, verp, st.bounceDomains),
-		Pools:    st.pools,
-		MTASTS:   sts,
-		Logger:   log,
+		Classifier:     st.classifier,
+		Shaping:        shaper,
+		Envelope:       senderEnvelope(cfg, verp, st.bounceDomains),
+		Pools:          st.pools,
+		MTASTS:         sts,
+		Logger:         log,
 	})
 	dsn := &mta.DSNNotifier{Hostname: cfg.Hostname, DelayDSN: map[string]bool{}, BounceDomains: map[string]bool{}}
 	for name, s := range cfg.Senders {
@@ -444,4 +438,13 @@ func loadVERPKey(cfg *configs.Config) (bounce.VERP, error) {
 		return bounce.VERP{}, fmt.Errorf("verp key %s: at least 16 bytes needed", path)
 	}
 	return bounce.VERP{Key: key}, nil
+}
+
+// mailLogPath is where the mail log goes: mail_log, or mail.log in the
+// data directory when it is empty.
+func mailLogPath(cfg *configs.Config) string {
+	if cfg.MailLog == "" {
+		return filepath.Join(cfg.DataDir, "mail.log")
+	}
+	return cfg.MailLog
 }

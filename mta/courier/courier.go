@@ -21,7 +21,7 @@
 //     domain, 5.1.10 null MX, 5.4.4 no MX and no address, 4.4.4 MX hosts
 //     without address, 4.4.3 DNS failure, 4.7.5 TLS failure, 4.4.1 no
 //     answer) with the failure's text as Message; and the bounce Class and
-//     Reason that Config.Classify gives it. Permanent is true only when
+//     Reason that Config.Classifier gives it. Permanent is true only when
 //     DNS says the destination takes no mail: NXDOMAIN, null MX (RFC
 //     7505), no MX and no address, an invalid domain. When every address
 //     failed, the error is temporary and names the last failure, even if
@@ -113,12 +113,12 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Timeouts of the SMTP session; see smtpclient.Config for defaults.
 	ConnectTimeout, CommandTimeout, DataTimeout time.Duration
-	// Classify, when set, gives the bounce class ("hard", "soft") and
-	// reason of every failed result.
-	// The reply carries the command it answered, the remote host and the
+	// Classifier, when set, gives the bounce class ("hard", "soft") and
+	// reason of every failed result (a *bounce.Classifier). The reply
+	// carries the command it answered, the remote host and the
 	// recipient, so a refusal after DATA reads as a filter and provider
 	// rule sets apply.
-	Classify func(r bounce.Reply) (class, reason string)
+	Classifier Classifier
 	// Pools are the source addresses of each pool named by Limits.Pool,
 	// used in turn; a pool not listed (and "") means the Local addresses.
 	Pools map[string][]netip.Addr
@@ -381,13 +381,20 @@ func (c *Courier) classify(r *queue.Result, cmd, rcpt string) {
 	}
 }
 
-// classOf is Config.Classify of a failure ("", "" without a classifier).
+// Classifier classifies failed replies; *bounce.Classifier is one.
+type Classifier interface {
+	Classify(bounce.Reply) bounce.Classification
+}
+
+// classOf is Config.Classifier's class and reason of a failure ("", ""
+// without a classifier).
 func (c *Courier) classOf(cmd string, code int, enhanced, text, remote, rcpt string) (class, reason string) {
-	if c.cfg.Classify == nil {
+	if c.cfg.Classifier == nil {
 		return "", ""
 	}
 	host, _, _ := strings.Cut(remote, "[")
-	return c.cfg.Classify(bounce.Reply{Command: cmd, Code: code, Enhanced: enhanced, Text: text, RemoteMTA: host, Recipient: rcpt})
+	cl := c.cfg.Classifier.Classify(bounce.Reply{Command: cmd, Code: code, Enhanced: enhanced, Text: text, RemoteMTA: host, Recipient: rcpt})
+	return cl.Class, cl.Reason
 }
 
 // conn is one open session.

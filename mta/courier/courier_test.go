@@ -135,12 +135,12 @@ func (w *world) courier(t *testing.T, mod func(*Config)) *Courier {
 		ConnectTimeout: 2 * time.Second,
 		CommandTimeout: 2 * time.Second,
 		DataTimeout:    2 * time.Second,
-		Classify: func(r bounce.Reply) (string, string) {
+		Classifier: classifyFunc(func(r bounce.Reply) (string, string) {
 			if strings.HasPrefix(r.Enhanced, "5") {
 				return "hard", "test:" + r.Enhanced
 			}
 			return "soft", "test:" + r.Enhanced
-		},
+		}),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -481,14 +481,22 @@ func TestSenders(t *testing.T) {
 
 // The classifier learns which command a reply answered, the host that
 // sent it and the recipient.
+// classifyFunc is a Classifier made of a function.
+type classifyFunc func(bounce.Reply) (class, reason string)
+
+func (f classifyFunc) Classify(r bounce.Reply) bounce.Classification {
+	class, reason := f(r)
+	return bounce.Classification{Class: class, Reason: reason}
+}
+
 func TestClassifyGetsContext(t *testing.T) {
 	w := newWorld(t)
 	var got []bounce.Reply
 	c := w.courier(t, func(cfg *Config) {
-		cfg.Classify = func(r bounce.Reply) (string, string) {
+		cfg.Classifier = classifyFunc(func(r bounce.Reply) (string, string) {
 			got = append(got, r)
 			return "soft", "x"
-		}
+		})
 	})
 	conn := open(t, c, "ok.test")
 	defer conn.Close()

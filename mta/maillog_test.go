@@ -1,4 +1,4 @@
-package main
+package mta
 
 import (
 	"bufio"
@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"drover/configs"
 	"drover/queue"
 	"drover/testkit"
 )
@@ -24,8 +23,7 @@ import (
 // writes after Close are ignored; concurrent writers are safe.
 func TestMailLog(t *testing.T) {
 	dir := t.TempDir()
-	cfg := &configs.Config{DataDir: dir}
-	l, err := openMailLog(cfg, prometheus.NewRegistry(), slog.Default())
+	l, err := OpenMailLog(filepath.Join(dir, "logs", "mail.log"), prometheus.NewRegistry(), slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +42,7 @@ func TestMailLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Write(queue.Event{Kind: queue.EventDelivered}) // after Close: ignored, no panic
-	f, err := os.Open(filepath.Join(dir, "mail.log"))
+	f, err := os.Open(filepath.Join(dir, "logs", "mail.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +58,7 @@ func TestMailLog(t *testing.T) {
 		t.Errorf("%d lines, %d dropped, want 2000 in all", n, l.dropped.Load())
 	}
 
-	cfg.MailLog = "off"
-	if l, err := openMailLog(cfg, prometheus.NewRegistry(), slog.Default()); err != nil || l != nil {
+	if l, err := OpenMailLog("off", prometheus.NewRegistry(), slog.Default()); err != nil || l != nil {
 		t.Errorf("off: %v %v", l, err)
 	}
 }
@@ -101,8 +98,7 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // once the disk takes writes again.
 func TestMailLogWriteErrors(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	cfg := &configs.Config{MailLog: "off"}
-	if _, err := openMailLog(cfg, reg, slog.Default()); err != nil {
+	if _, err := OpenMailLog("off", reg, slog.Default()); err != nil {
 		t.Fatal(err)
 	}
 	if v := counterValue(t, reg, "drover_maillog_write_errors_total"); v != 0 {

@@ -1,4 +1,4 @@
-package main
+package mta
 
 import (
 	"bufio"
@@ -13,11 +13,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"drover/configs"
 	"drover/queue"
 )
 
-// mailLog writes the event stream as JSON lines: one line per received,
+// MailLog writes the event stream as JSON lines (the mail log): one line per received,
 // delivered, deferred, bounced, expired, complained or deleted event. A
 // goroutine of its own encodes and writes (flushing every second), fed by
 // a buffered channel, so an event's emitter never waits for the disk; if
@@ -26,7 +25,7 @@ import (
 // counted in drover_maillog_write_errors_total and logged, the first at
 // once and the others at most once per mailLogErrorInterval, with their
 // number; the next line written starts on a line of its own.
-type mailLog struct {
+type MailLog struct {
 	mu      sync.RWMutex // Close against Write
 	closed  bool
 	events  chan queue.Event
@@ -46,9 +45,11 @@ const mailLogBuffer = 16 << 10
 // failed mail-log writes.
 const mailLogErrorInterval = 10 * time.Second
 
-// openMailLog opens the mail log the configuration names (nil for "off")
-// and registers its error counter on reg.
-func openMailLog(cfg *configs.Config, reg prometheus.Registerer, log *slog.Logger) (*mailLog, error) {
+// OpenMailLog opens the mail log at path: a file, appended to (its
+// directory made if missing), "-" for standard output, or "off" for none
+// (nil, whose Write takes nothing). Its error counter is registered on
+// reg.
+func OpenMailLog(path string, reg prometheus.Registerer, log *slog.Logger) (*MailLog, error) {
 	writeErrors := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "drover_maillog_write_errors_total",
 		Help: "Writes to the mail log that failed; the events buffered at the time are lost.",
@@ -56,16 +57,12 @@ func openMailLog(cfg *configs.Config, reg prometheus.Registerer, log *slog.Logge
 	reg.MustRegister(writeErrors)
 	var out io.Writer
 	var closer io.Closer
-	switch cfg.MailLog {
+	switch path {
 	case "off":
 		return nil, nil
 	case "-":
 		out = os.Stdout
 	default:
-		path := cfg.MailLog
-		if path == "" {
-			path = filepath.Join(cfg.DataDir, "mail.log")
-		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 			return nil, err
 		}
@@ -80,8 +77,8 @@ func openMailLog(cfg *configs.Config, reg prometheus.Registerer, log *slog.Logge
 
 // newMailLog starts a mail log on out, closing closer (if any) at Close.
 // now is the clock of the error throttle; bufSize the write buffer.
-func newMailLog(out io.Writer, closer io.Closer, writeErrors prometheus.Counter, log *slog.Logger, now func() time.Time, bufSize int) *mailLog {
-	l := &mailLog{
+func newMailLog(out io.Writer, closer io.Closer, writeErrors prometheus.Counter, log *slog.Logger, now func() time.Time, bufSize int) *MailLog {
+	l := &MailLog{
 		events:      make(chan queue.Event, mailLogBuffer),
 		done:        make(chan struct{}),
 		writeErrors: writeErrors,
@@ -94,7 +91,7 @@ func newMailLog(out io.Writer, closer io.Closer, writeErrors prometheus.Counter,
 
 // Write logs one event without blocking. A nil log (mail_log: off) takes
 // nothing.
-func (l *mailLog) Write(ev queue.Event) {
+func (l *MailLog) Write(ev queue.Event) {
 	if l == nil {
 		return
 	}
@@ -110,7 +107,7 @@ func (l *mailLog) Write(ev queue.Event) {
 	}
 }
 
-func (l *mailLog) run(out io.Writer, closer io.Closer) {
+func (l *MailLog) run(out io.Writer, closer io.Closer) {
 	defer close(l.done)
 	w := bufio.NewWriterSize(out, l.bufSize)
 	enc := json.NewEncoder(w)
@@ -203,7 +200,7 @@ func (t *errorThrottle) flush() {
 
 // Close writes what is buffered and closes the log; later events are
 // not logged.
-func (l *mailLog) Close() error {
+func (l *MailLog) Close() error {
 	if l == nil {
 		return nil
 	}
