@@ -6,13 +6,14 @@
 // stored. It does not deliver: the delivery engine (queue/engine) takes
 // work through a narrow interface:
 //
-//	Spool.Start(d)        the scheduler starts; d.Ready(dest) says that
-//	                      recipients of dest wait in memory
-//	Spool.Take(dest, max) leases the next message's waiting recipients
-//	                      (at most max(msg) of them: one transaction)
-//	Lease.Todo, Lease.Body which need an attempt; the body
-//	Spool.Finish(l, outs, retry) records the outcomes under the
-//	                      destination's retry policy
+//	Spool.Start(d)          the scheduler starts; d.Ready(dest) says that
+//	                        recipients of dest wait in memory, d.Drained(dest)
+//	                        that nothing of dest is queued any more
+//	Spool.Take(dest, max)   leases the next message's waiting recipients
+//	                        (at most max(msg) of them: one transaction)
+//	Lease.Todo, Lease.Body  which need an attempt (by Spool.Now); the body
+//	Spool.Finish(l, o, r)   records the outcomes under the destination's
+//	                        retry policy r
 //
 // # Storage
 //
@@ -28,6 +29,8 @@
 //	qb<id>                           body, written once
 //	qr<id><idx>                      recipient record (Recipient without Index)
 //	qs<dest>\x00<due><id><idx>       schedule entry; value: attempt count
+//	qh                               health probe (Check): written with
+//	                                 Sync, then deleted
 //
 // dest is the lower-cased domain of the recipient. Records are a version
 // byte followed by varints and length-prefixed strings; recipient records
@@ -39,8 +42,8 @@
 // per message and the tombstones of delivered recipients are passed once,
 // not on every load. qm, qb and qs keys are written once and removed with
 // SingleDelete; qr records are rewritten on each retry and removed with
-// Delete. New recipients go straight to the ready queues (and wake a
-// worker) when there is room, else they wake the scheduler; it also wakes
+// Delete. New recipients go straight to the ready queues (and the
+// dispatcher is told) when there is room, else they wake the scheduler; it also wakes
 // when a ready queue runs half empty, on a reschedule earlier than its
 // timer and at the next due time, and never polls.
 //
