@@ -54,6 +54,21 @@
 // ("user unknown" after DATA is a filter), and the remote host selects
 // the provider rules.
 //
+// # How well it generalises
+//
+// On the development half of the corpus (shared/corpus/bounces, 300
+// recipients in 290 samples) TestCorpus agrees with the labels on 0.990
+// of the reasons and every hard/soft class; that is in-sample, since the
+// table was written with those samples in view. TestLeaveOneFamilyOut
+// measures what a family of bounces the table has never seen would get:
+// each family (the lhost-<mta> / rhost-<provider> / rfc3464 / arf /
+// rfc3834 prefix of the file name, 63 of them) is classified by the
+// table without the wording rules that only its own samples exercise
+// (198 rules in all), and the scores are summed. Measured on 2026-12-01:
+// reason 0.877, hard/soft 0.957 (go test -run TestLeaveOneFamilyOut -v
+// ./bounce/). The test fails below 0.87 / 0.95: changes to the table
+// should raise these, not only TestCorpus.
+//
 // # Parsing
 //
 // The MIME structure is read with a small hand-written parser (mime.go)
