@@ -146,8 +146,21 @@ func (c *Classifier) Classify(rp Reply) Classification {
 	if rc != "" && rc[0] == '2' && rp.Enhanced == "" && findStatus(rp.Text) == "" {
 		r.status = "2.0.0"
 	}
+	if command == "CONN" && rc == "" && localNetworkStatus[rp.Enhanced] {
+		// No reply at all: the connection or its lookup failed here. The
+		// status codes say what (RFC 3463 3.5: X.4.1 no answer from host,
+		// X.4.2 bad connection, X.4.3 directory (DNS) failure, X.4.4
+		// unable to route), and it is a network error, whatever the
+		// words: the status table reads X.4.1 in a returned bounce as an
+		// expiry, because a bounce says so only once retries ran out.
+		r.reason = "networkerror"
+	}
 	return c.classify(r, nil)
 }
+
+// localNetworkStatus are the temporary codes a failed connection attempt
+// (no reply from the server) is given.
+var localNetworkStatus = map[string]bool{"4.4.1": true, "4.4.2": true, "4.4.3": true, "4.4.4": true}
 
 // truncate cuts s to at most n bytes, at a line or blank if one is near.
 func truncate(s string, n int) string {

@@ -278,3 +278,25 @@ func TestCategories(t *testing.T) {
 		t.Errorf("timeout: category %s (%s)", got.Category, got.Reason)
 	}
 }
+
+// A connection that failed before any reply is a network error, however
+// its text reads and although the status table reads X.4.1 in a returned
+// bounce as an expiry; a permanent DNS answer stays what it says.
+func TestLocalConnectionFailures(t *testing.T) {
+	c := NewClassifier(nil)
+	for _, tt := range []struct {
+		reply  Reply
+		reason string
+	}{
+		{Reply{Command: "CONN", Enhanced: "4.4.1", Text: "smtpclient: connect: dial tcp 192.0.2.1:25: connect: connection refused"}, "networkerror"},
+		{Reply{Command: "CONN", Enhanced: "4.4.1", Text: "dial tcp 192.0.2.1:25: i/o timeout"}, "networkerror"},
+		{Reply{Command: "CONN", Enhanced: "4.4.2", Text: "smtpclient: greeting: EOF"}, "networkerror"},
+		{Reply{Command: "CONN", Enhanced: "4.4.3", Text: "lookup mx.example.net: server misbehaving"}, "networkerror"},
+		{Reply{Command: "CONN", Enhanced: "4.4.4", Text: "no address for mx.example.net"}, "networkerror"},
+		{Reply{Command: "CONN", Enhanced: "5.1.2", Text: "no such domain"}, "hostunknown"},
+	} {
+		if got := c.Classify(tt.reply); got.Reason != tt.reason || got.Class != "soft" && tt.reason != "hostunknown" {
+			t.Errorf("%+v: %s/%s, want %s/soft", tt.reply, got.Reason, got.Class, tt.reason)
+		}
+	}
+}

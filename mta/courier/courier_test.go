@@ -510,3 +510,24 @@ func TestClassifyGetsContext(t *testing.T) {
 		t.Errorf("classifier saw %q, want %q", have, want)
 	}
 }
+
+// With the real classifier, a destination whose server refuses the
+// connection is deferred as a network error, not as an expiry.
+func TestRefusedConnectionIsNetworkError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: the connection is refused
+	routes, err := resolve.NewRoutes(map[string]string{"*": addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(Config{Hostname: "out.drover.test", Routes: routes, Classifier: bounce.NewClassifier(nil), ConnectTimeout: 2 * time.Second})
+	_, err = dial(t, c, "refused.test", shaping.Limits{})
+	e, ok := smtperr.As(err)
+	if !ok || e.Permanent || e.Reason != "networkerror" || e.Class != "soft" || e.Enhanced != "4.4.1" {
+		t.Fatalf("error %v (%+v), want a temporary networkerror", err, e)
+	}
+}
