@@ -110,7 +110,8 @@ func wordings(f *ruleFile) []wording {
 }
 
 // score classifies samples with c and counts the recipients whose reason,
-// and whose hard/soft class, agree with their label.
+// and whose hard/soft class, agree with their label; with -v it logs the
+// reasons that do not.
 func score(t *testing.T, c *Classifier, samples []sample) (reasonOK, classOK, total int) {
 	for _, s := range samples {
 		res, err := c.ParseMessage(s.raw)
@@ -129,6 +130,8 @@ func score(t *testing.T, c *Classifier, samples []sample) (reasonOK, classOK, to
 			}
 			if r.Reason == l.Reason {
 				reasonOK++
+			} else if testing.Verbose() {
+				t.Logf("  %s %s: %s, want %s (status %s, want %s): %.120q", s.file, l.Recipient, r.Reason, l.Reason, r.Status, l.Status, r.Diagnostic)
 			}
 			want, have := "soft", r.Class
 			if l.HardBounce {
