@@ -177,7 +177,7 @@ func (s *Spool) Finish(l *Lease, outs []Outcome, retry Retry) {
 			case Permanent:
 				f = &failure{Result: o.Result}
 			default:
-				a.r.LastError = describe(o.Result)
+				a.r.LastError = o.Result.Describe()
 				if !old {
 					a.kind, a.res = actDeferred, o.Result
 					a.next = dueTime(now.Add(backoff(a.r.Attempts, retry)))
@@ -427,8 +427,9 @@ func expired(attempts int, lastErr string, last Result) *failure {
 	}}
 }
 
-// describe renders a result for Recipient.LastError: "451 4.7.1 text".
-func describe(r Result) string {
+// Describe renders a result as one line, as Recipient.LastError holds
+// it: "451 4.7.1 text".
+func (r Result) Describe() string {
 	var parts []string
 	if r.Code != 0 {
 		parts = append(parts, strconv.Itoa(r.Code))
@@ -444,9 +445,6 @@ func describe(r Result) string {
 	}
 	return strings.Join(parts, " ")
 }
-
-// Describe renders a result as one line: "451 4.7.1 text".
-func (r Result) Describe() string { return describe(r) }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
