@@ -393,13 +393,18 @@ func (e *Engine) attempt(d *dest, w *worker, l *queue.Lease, plan *Plan, forced 
 			return nil
 		}
 	}
-	if !e.rateWait(d, st.msgRate) || e.held(d) {
+	// take looked for a hold just before the lease; after a wait for the
+	// rate, rateWait looks again.
+	if !e.rateWait(d, st.msgRate) {
 		release()
 		return nil
 	}
-	rcpts := make([]queue.Recipient, len(todo))
-	for j, i := range todo {
-		rcpts[j] = l.Rcpts[i]
+	rcpts := l.Rcpts // usually every recipient is to be tried
+	if len(todo) < len(rcpts) {
+		rcpts = make([]queue.Recipient, len(todo))
+		for j, i := range todo {
+			rcpts[j] = l.Rcpts[i]
+		}
 	}
 	from := l.Msg.ReturnPath
 	if env := plan.Envelope; env != nil && from != "" && len(rcpts) == 1 && env.PerRecipient(l.Msg) {
