@@ -448,12 +448,16 @@ func (r Result) Describe() string {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// Waiting returns how many recipients of dest wait in its ready queue.
-func (s *Spool) Waiting(dest string) int {
+// Waiting returns how many recipients of the destinations wait in their
+// ready queues.
+func (s *Spool) Waiting(dests ...string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if d := s.dests[dest]; d != nil {
-		return d.nready
+	n := 0
+	for _, name := range dests {
+		if d := s.dests[name]; d != nil {
+			n += d.nready
+		}
 	}
-	return 0
+	return n
 }

@@ -71,6 +71,7 @@ func (e *Engine) Summaries(groupBy string) ([]Summary, error) {
 	if groupBy != "site" && groupBy != "domain" {
 		return out, nil
 	}
+	dests := make([][]string, len(out))
 	e.mu.Lock()
 	for i := range out {
 		sm := &out[i]
@@ -81,8 +82,8 @@ func (e *Engine) Summaries(groupBy string) ([]Summary, error) {
 			st = d.site
 		}
 		if st != nil {
-			ss := e.statusLocked(st)
-			sm.Site = &ss
+			ss, ds := e.statusLocked(st)
+			sm.Site, dests[i] = &ss, ds
 		}
 		if h := e.holds[holdKey(groupBy, sm.Key)]; h != nil {
 			sp := h.Suspension
@@ -92,7 +93,7 @@ func (e *Engine) Summaries(groupBy string) ([]Summary, error) {
 	e.mu.Unlock()
 	for i := range out {
 		if out[i].Site != nil {
-			e.countReady(out[i].Site)
+			out[i].Site.Ready = e.spool.Waiting(dests[i]...)
 		}
 	}
 	return out, nil

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,8 +148,8 @@ func (e *Engine) maybeReapLocked(d *dest) {
 	}
 }
 
-// limitsLocked returns the destination's limits: its plan's, or the
-// defaults before the first.
+// limits returns the destination's limits: its plan's, or the defaults
+// before the first.
 func (d *dest) limits() shaping.Limits {
 	if d.plan == nil {
 		return shaping.BuiltinLimits
@@ -286,13 +287,15 @@ func (e *Engine) plan(d *dest) (*Plan, error) {
 func (e *Engine) Sites() []SiteStatus {
 	e.mu.Lock()
 	out := make([]SiteStatus, 0, len(e.sites))
+	dests := make([][]string, 0, len(e.sites))
 	for _, st := range e.sites {
-		out = append(out, e.statusLocked(st))
+		ss, ds := e.statusLocked(st)
+		out, dests = append(out, ss), append(dests, ds)
 	}
 	e.mu.Unlock()
 	for i := range out {
-		e.countReady(&out[i])
+		out[i].Ready = e.spool.Waiting(dests[i]...)
 	}
-	slices.SortFunc(out, func(a, b SiteStatus) int { return compareStrings(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b SiteStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"cmp"
 	"math"
 	"runtime/debug"
 	"slices"
@@ -87,8 +86,6 @@ type SiteStatus struct {
 	Suspended      bool      `json:"suspended,omitempty"`      // by a rule or by an operator
 	SuspendedUntil time.Time `json:"suspended_until,omitzero"` // zero while suspended: until resumed
 	Reason         string    `json:"reason,omitempty"`         // rule or operator reason of the state
-
-	dests []string // its destinations, to count Ready outside the lock
 }
 
 // suspendedLocked reports whether the site delivers nothing for now.
@@ -430,10 +427,10 @@ func (e *Engine) adapt(st *site, results []queue.Result) {
 	}
 }
 
-// statusLocked describes st, but for Ready (counted by the caller from
-// the spool, outside the lock).
-func (e *Engine) statusLocked(st *site) SiteStatus {
-	ss := SiteStatus{
+// statusLocked describes st but for Ready, which the caller counts with
+// Spool.Waiting(dests...) once the engine's lock is released.
+func (e *Engine) statusLocked(st *site) (ss SiteStatus, dests []string) {
+	ss = SiteStatus{
 		Name: st.name, MX: slices.Clone(st.mx), Domains: len(st.dests), Connections: st.conns,
 		MaxConnections: st.max, Factor: st.factor, SlowUntil: st.slowUntil,
 		MessageRate: rateOf(st.msgRate), ConnectionRate: rateOf(st.connRate),
@@ -442,7 +439,7 @@ func (e *Engine) statusLocked(st *site) SiteStatus {
 		ss.Reason = st.slowReason
 	}
 	for d := range st.dests {
-		ss.dests = append(ss.dests, d.name)
+		dests = append(dests, d.name)
 	}
 	if !st.suspendUntil.IsZero() {
 		ss.Suspended, ss.SuspendedUntil, ss.Reason = true, st.suspendUntil, st.suspendReason
@@ -453,15 +450,7 @@ func (e *Engine) statusLocked(st *site) SiteStatus {
 			ss.SuspendedUntil, ss.Reason = h.Until, h.Reason
 		}
 	}
-	return ss
-}
-
-// countReady fills in ss.Ready from the spool; called without the lock.
-func (e *Engine) countReady(ss *SiteStatus) {
-	for _, name := range ss.dests {
-		ss.Ready += e.spool.Waiting(name)
-	}
-	ss.dests = nil
+	return ss, dests
 }
 
 func rateOf(l *limiter) float64 {
@@ -470,5 +459,3 @@ func rateOf(l *limiter) float64 {
 	}
 	return 0
 }
-
-func compareStrings(a, b string) int { return cmp.Compare(a, b) }
