@@ -52,19 +52,20 @@ func (c *Courier) Plan(ctx context.Context, dest string) (*engine.Plan, error) {
 	if c.err != nil {
 		return nil, c.openError(dest, "", c.err, false)
 	}
-	hops, routed, err := c.hops(ctx, dest)
+	hops, route, err := c.hops(ctx, dest)
+	routed := route != ""
 	if err != nil {
 		return nil, c.openError(dest, "", err, true)
 	}
 	p := &engine.Plan{Envelope: c.cfg.Envelope}
 	rt := &Route{Routed: routed}
 	p.Route = rt
-	for _, h := range hops {
-		p.MX = append(p.MX, h.Host)
-	}
 	if routed {
-		target, _ := c.cfg.Routes.Lookup(dest)
-		p.MX = []string{target}
+		p.MX = []string{route}
+	} else {
+		for _, h := range hops {
+			p.MX = append(p.MX, h.Host)
+		}
 	}
 	c.shape(dest, p)
 	if p.Limits.TLS == shaping.TLSMTASTS && !routed && c.cfg.MTASTS != nil {
@@ -152,19 +153,19 @@ type hop struct {
 	Port uint16
 }
 
-// hops returns the hosts to try for dest, in order, and whether a route
-// chose them.
-func (c *Courier) hops(ctx context.Context, dest string) ([]hop, bool, error) {
+// hops returns the hosts to try for dest, in order, and the route target
+// that chose them ("" when none did).
+func (c *Courier) hops(ctx context.Context, dest string) ([]hop, string, error) {
 	if target, ok := c.cfg.Routes.Lookup(dest); ok {
 		host, p, err := net.SplitHostPort(target)
 		if err != nil {
-			return nil, true, fmt.Errorf("route target %q: %w", target, err)
+			return nil, target, fmt.Errorf("route target %q: %w", target, err)
 		}
 		port, err := strconv.ParseUint(p, 10, 16)
 		if err != nil {
-			return nil, true, fmt.Errorf("route target %q: %w", target, err)
+			return nil, target, fmt.Errorf("route target %q: %w", target, err)
 		}
-		return []hop{{host, uint16(port)}}, true, nil
+		return []hop{{host, uint16(port)}}, target, nil
 	}
 	port := uint16(c.cfg.Port)
 	if lit, ok := strings.CutPrefix(dest, "["); ok {
@@ -174,19 +175,19 @@ func (c *Courier) hops(ctx context.Context, dest string) ([]hop, bool, error) {
 		}
 		ip, err := netip.ParseAddr(lit)
 		if err != nil {
-			return nil, false, fmt.Errorf("address literal %q: %w", dest, err)
+			return nil, "", fmt.Errorf("address literal %q: %w", dest, err)
 		}
-		return []hop{{ip.String(), port}}, false, nil
+		return []hop{{ip.String(), port}}, "", nil
 	}
 	hosts, err := c.resolver.MX(ctx, dest)
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	hops := make([]hop, len(hosts))
 	for i, h := range hosts {
 		hops[i] = hop{h, port}
 	}
-	return hops, false, nil
+	return hops, "", nil
 }
 
 // usable reports whether the configured network allows address a.
