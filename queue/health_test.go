@@ -3,56 +3,29 @@ package queue
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
+	"fmt"
 	"testing"
 )
-
-// openHealthSpool opens a spool without a courier; the test closes it.
-func openHealthSpool(t *testing.T) *Spool {
-	t.Helper()
-	s, err := Open(Options{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// allKeys lists every key in the database, of the queue or not.
-func allKeys(t *testing.T, s *Spool) []string {
-	t.Helper()
-	it, err := s.db.NewIter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Close()
-	var keys []string
-	for valid := it.First(); valid; valid = it.Next() {
-		keys = append(keys, string(it.Key()))
-	}
-	return keys
-}
 
 // A healthy spool passes the check and keeps nothing of the probe; what
 // was queued is untouched.
 func TestCheckLeavesNoProbe(t *testing.T) {
-	s := openHealthSpool(t)
-	defer s.Close(context.Background())
+	s := openSpool(t, Options{})
 	id, err := s.Enqueue(&Message{Sender: "acme"}, []NewRecipient{{Addr: "a@x.test"}}, []byte("body"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := allKeys(t, s)
+	before := spoolKeys(t, s)
 	for range 3 {
 		if err := s.Check(); err != nil {
 			t.Fatalf("Check: %v", err)
 		}
 	}
-	if after := allKeys(t, s); len(after) != len(before) {
+	if after := spoolKeys(t, s); len(after) != len(before) {
 		t.Errorf("keys after Check %q, before %q", after, before)
 	}
-	for _, k := range allKeys(t, s) {
-		if k == string(healthKey) {
+	for _, k := range spoolKeys(t, s) {
+		if k == fmt.Sprintf("%q", healthKey) {
 			t.Errorf("probe key %q left behind", k)
 		}
 	}
@@ -66,7 +39,7 @@ func TestCheckLeavesNoProbe(t *testing.T) {
 
 // Once the spool is closed the check fails with ErrClosed.
 func TestCheckFailsWhenClosed(t *testing.T) {
-	s := openHealthSpool(t)
+	s := openSpool(t, Options{})
 	if err := s.Check(); err != nil {
 		t.Fatalf("Check on an open spool: %v", err)
 	}
@@ -81,7 +54,11 @@ func TestCheckFailsWhenClosed(t *testing.T) {
 // A database closed behind the spool's back makes the check fail; it
 // does not panic.
 func TestCheckFailsWhenDatabaseClosed(t *testing.T) {
-	s := openHealthSpool(t)
+	// Not openSpool: its Close at the end would find the database closed.
+	s, err := Open(Options{Dir: t.TempDir(), Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.db.Close(); err != nil {
 		t.Fatal(err)
 	}
