@@ -122,7 +122,7 @@ type MX struct {
 	o     MXOptions
 	srv   *smtp.Server
 	pipes *Pipes
-	sig   signal
+	sig   Signal
 
 	mu        sync.Mutex
 	conns     []*wireConn
@@ -202,7 +202,7 @@ func (mx *MX) Transactions() []Transaction {
 func (mx *MX) Wait(t testing.TB, n int, timeout time.Duration) []Transaction {
 	t.Helper()
 	var txs []Transaction
-	if !mx.sig.await(timeout, func() bool { txs = mx.Transactions(); return len(txs) >= n }) {
+	if !mx.sig.Await(timeout, func() bool { txs = mx.Transactions(); return len(txs) >= n }) {
 		t.Fatalf("timed out after %v waiting for %d messages at %s; it has %d", timeout, n, mx.o.Name, len(txs))
 	}
 	return txs
@@ -387,6 +387,6 @@ func (s *session) Data(r io.Reader) error {
 	s.mx.mu.Lock()
 	s.mx.txs = append(s.mx.txs, *s.tx)
 	s.mx.mu.Unlock()
-	s.mx.sig.broadcast()
+	s.mx.sig.Broadcast()
 	return nil
 }

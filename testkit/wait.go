@@ -33,14 +33,16 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// signal wakes every goroutine waiting for a change of something.
-type signal struct {
+// Signal wakes every goroutine waiting for a change of something: a test
+// waits with Await, whoever changes the thing calls Broadcast. The zero
+// value is ready; it is safe for concurrent use.
+type Signal struct {
 	mu sync.Mutex
 	ch chan struct{}
 }
 
-// changed returns a channel that is closed at the next broadcast.
-func (s *signal) changed() <-chan struct{} {
+// Changed returns a channel that is closed at the next Broadcast.
+func (s *Signal) Changed() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ch == nil {
@@ -49,7 +51,8 @@ func (s *signal) changed() <-chan struct{} {
 	return s.ch
 }
 
-func (s *signal) broadcast() {
+// Broadcast wakes those waiting.
+func (s *Signal) Broadcast() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ch != nil {
@@ -58,13 +61,13 @@ func (s *signal) broadcast() {
 	}
 }
 
-// await returns true once cond holds, false when timeout passes first.
-// cond is checked at once and after every broadcast.
-func (s *signal) await(timeout time.Duration, cond func() bool) bool {
+// Await returns true once cond holds, false when timeout passes first.
+// cond is checked at once and after every Broadcast.
+func (s *Signal) Await(timeout time.Duration, cond func() bool) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		ch := s.changed()
+		ch := s.Changed()
 		if cond() {
 			return true
 		}
@@ -82,14 +85,14 @@ func (s *signal) await(timeout time.Duration, cond func() bool) bool {
 type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
-	sig signal
+	sig Signal
 }
 
 func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	n, err := b.buf.Write(p)
 	b.mu.Unlock()
-	b.sig.broadcast()
+	b.sig.Broadcast()
 	return n, err
 }
 
@@ -104,7 +107,7 @@ func (b *Buffer) String() string {
 // timeout passes first.
 func (b *Buffer) WaitFor(t testing.TB, timeout time.Duration, substr string) {
 	t.Helper()
-	if !b.sig.await(timeout, func() bool { return strings.Contains(b.String(), substr) }) {
+	if !b.sig.Await(timeout, func() bool { return strings.Contains(b.String(), substr) }) {
 		t.Fatalf("timed out after %v waiting for %q in the output:\n%s", timeout, substr, b.String())
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"drover/mta/smtperr"
 	"drover/queue"
 	"drover/queue/shaping"
+	"drover/testkit"
 )
 
 // fakePlanner plans every destination at once, without DNS: its site is
@@ -374,7 +375,7 @@ type testbed struct {
 	dir     string
 	spool   *queue.Spool
 	eng     *Engine
-	changes *changes
+	changes *testkit.Signal
 	closed  bool
 }
 
@@ -404,9 +405,9 @@ func newTestbed(t testing.TB, opts queue.Options, cfg Config) *testbed {
 	if cfg.Logger == nil {
 		cfg.Logger = opts.Logger
 	}
-	ch := &changes{}
+	ch := &testkit.Signal{}
 	if _, bench := t.(*testing.B); !bench {
-		ch.watch(&opts)
+		watch(ch, &opts)
 		cfg.Courier = notifyingCourier{cfg.Courier, ch}
 	}
 	s, err := queue.Open(opts)
@@ -491,68 +492,29 @@ func (tb *testbed) wait(what string, cond func() bool) {
 // plan made, a timer that fired) is checked after synctest.Wait instead.
 func (tb *testbed) waitWithin(d time.Duration, what string, cond func() bool) {
 	tb.t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for {
-		next := tb.changes.next()
-		if cond() {
-			return
-		}
-		select {
-		case <-next:
-		case <-deadline.C:
-			if cond() {
-				return
-			}
-			tb.t.Fatalf("waited %v for %s; stats %+v", d, what, tb.spool.Stats())
-		}
-	}
-}
-
-// changes wakes a test waiting for the state of its testbed to change.
-type changes struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-// next returns a channel closed at the next change.
-func (c *changes) next() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ch == nil {
-		c.ch = make(chan struct{})
-	}
-	return c.ch
-}
-
-// changed wakes those waiting.
-func (c *changes) changed() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ch != nil {
-		close(c.ch)
-		c.ch = nil
+	if !tb.changes.Await(d, cond) {
+		tb.t.Fatalf("waited %v for %s; stats %+v", d, what, tb.spool.Stats())
 	}
 }
 
 // watch makes the events and hooks of opts signal c.
-func (c *changes) watch(opts *queue.Options) {
+func watch(c *testkit.Signal, opts *queue.Options) {
 	onEvent, onFailure, onDelay := opts.OnEvent, opts.OnFailure, opts.OnDelay
 	opts.OnEvent = func(ev queue.Event) {
-		defer c.changed()
+		defer c.Broadcast()
 		if onEvent != nil {
 			onEvent(ev)
 		}
 	}
 	if onFailure != nil {
 		opts.OnFailure = func(msg *queue.Message, body []byte, f []queue.Failed) error {
-			defer c.changed()
+			defer c.Broadcast()
 			return onFailure(msg, body, f)
 		}
 	}
 	if onDelay != nil {
 		opts.OnDelay = func(msg *queue.Message, rcpts []queue.Recipient) error {
-			defer c.changed()
+			defer c.Broadcast()
 			return onDelay(msg, rcpts)
 		}
 	}
@@ -562,12 +524,12 @@ func (c *changes) watch(opts *queue.Options) {
 // connections it opened, starts and when it returns.
 type notifyingCourier struct {
 	c       Courier
-	changes *changes
+	changes *testkit.Signal
 }
 
 func (n notifyingCourier) Open(ctx context.Context, dest string, plan *Plan, pool string) (Conn, error) {
-	n.changes.changed()
-	defer n.changes.changed()
+	n.changes.Broadcast()
+	defer n.changes.Broadcast()
 	c, err := n.c.Open(ctx, dest, plan, pool)
 	if c == nil {
 		return nil, err
@@ -577,17 +539,17 @@ func (n notifyingCourier) Open(ctx context.Context, dest string, plan *Plan, poo
 
 type notifyingConn struct {
 	c       Conn
-	changes *changes
+	changes *testkit.Signal
 }
 
 func (n notifyingConn) Deliver(ctx context.Context, msg *queue.Message, from string, rcpts []queue.Recipient, body []byte) ([]queue.Result, error) {
-	n.changes.changed()
-	defer n.changes.changed()
+	n.changes.Broadcast()
+	defer n.changes.Broadcast()
 	return n.c.Deliver(ctx, msg, from, rcpts, body)
 }
 
 func (n notifyingConn) Close() error {
-	defer n.changes.changed()
+	defer n.changes.Broadcast()
 	return n.c.Close()
 }
 
