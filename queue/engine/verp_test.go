@@ -56,50 +56,23 @@ func transactionsUnderRate(t *testing.T, verp bool) {
 		shopRcpts  = 30
 		otherRcpts = 10
 	)
-	mx := testkit.StartMX(t, testkit.MXOptions{NoTCP: true})
 	rate, err := shaping.ParseRate("10/m")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, err := shaping.New(shaping.Config{Default: shaping.Settings{
+	done := make(chan queue.Event, shopRcpts+otherRcpts)
+	// Connections stay open between transactions, so that
+	// MaxMessagesPerConnection is what closes them.
+	mx, spool, closeAll := startPipeDelivery(t, shaping.Settings{
 		MaxMessageRate:           &rate,
 		MaxRecipientsPerMessage:  new(rcptsPerTx),
 		MaxMessagesPerConnection: new(perConn),
 		MaxConnections:           new(1),
-		TLS:                      new(shaping.TLSDisabled),
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	routes, err := resolve.NewRoutes(map[string]string{"*": "192.0.2.1:25"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &courier.Senders{VERP: bounce.VERP{Key: []byte("0123456789abcdef")}, BounceDomain: map[string]string{}}
-	if verp {
-		env.BounceDomain["shop"] = "b.test"
-	}
-	discard := slog.New(slog.DiscardHandler)
-	cour := courier.New(courier.Config{
-		Hostname: "out.test", Routes: routes, Dial: mx.Dial, Logger: discard,
-		Shaping: shaping.NewCurrent(sh), Envelope: env,
-	})
-	done := make(chan queue.Event, shopRcpts+otherRcpts)
-	spool, err := queue.Open(queue.Options{Dir: t.TempDir(), NoSync: true, Logger: discard, OnEvent: func(ev queue.Event) {
+	}, verp, time.Hour, func(ev queue.Event) {
 		if ev.Kind != queue.EventDeferred {
 			done <- ev
 		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Connections stay open between transactions, so that
-	// MaxMessagesPerConnection is what closes them.
-	eng, err := engine.New(engine.Config{Spool: spool, Planner: cour, Courier: cour, Logger: discard, IdleTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Start()
+	})
 	enqueue := func(sender, from string, n int) {
 		var rcpts []queue.NewRecipient
 		for i := range n {
@@ -119,7 +92,7 @@ func transactionsUnderRate(t *testing.T, verp bool) {
 		}
 	}
 	elapsed := time.Since(start)
-	if err := errors.Join(eng.Close(t.Context()), spool.Close(t.Context())); err != nil {
+	if err := closeAll(); err != nil {
 		t.Fatal(err)
 	}
 	txs := mx.Transactions()
@@ -167,6 +140,43 @@ func transactionsUnderRate(t *testing.T, verp bool) {
 	t.Logf("%d transactions over %d connections in %v (fake clock)", len(txs), len(perConnection), elapsed)
 }
 
+// startPipeDelivery starts the real courier and an engine delivering from
+// a new spool to a fake MX over in-memory pipes, under settings (TLS off)
+// and idle (0: the default idle timeout); the sender "shop" uses VERP
+// when verp is set. closeAll closes the engine, then the spool.
+func startPipeDelivery(tb testing.TB, settings shaping.Settings, verp bool, idle time.Duration, onEvent func(queue.Event)) (mx *testkit.MX, spool *queue.Spool, closeAll func() error) {
+	tb.Helper()
+	mx = testkit.StartMX(tb, testkit.MXOptions{NoTCP: true})
+	settings.TLS = new(shaping.TLSDisabled)
+	sh, err := shaping.New(shaping.Config{Default: settings})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	routes, err := resolve.NewRoutes(map[string]string{"*": "192.0.2.1:25"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	env := &courier.Senders{VERP: bounce.VERP{Key: []byte("0123456789abcdef")}, BounceDomain: map[string]string{}}
+	if verp {
+		env.BounceDomain["shop"] = "b.test"
+	}
+	discard := slog.New(slog.DiscardHandler)
+	cour := courier.New(courier.Config{Hostname: "out.test", Routes: routes, Dial: mx.Dial, Logger: discard,
+		Shaping: shaping.NewCurrent(sh), Envelope: env})
+	spool, err = queue.Open(queue.Options{Dir: tb.TempDir(), NoSync: true, Logger: discard, OnEvent: onEvent})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	eng, err := engine.New(engine.Config{Spool: spool, Planner: cour, Courier: cour, Logger: discard, IdleTimeout: idle})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	eng.Start()
+	return mx, spool, func() error {
+		return errors.Join(eng.Close(context.Background()), spool.Close(context.Background()))
+	}
+}
+
 // BenchmarkDelivery measures the engine's and the courier's cost per
 // recipient through a real SMTP server on in-memory pipes, with and
 // without VERP (one transaction per recipient): messages of 100
@@ -179,40 +189,13 @@ func BenchmarkDelivery(b *testing.B) {
 }
 
 func benchDelivery(b *testing.B, verp bool) {
-	mx := testkit.StartMX(b, testkit.MXOptions{NoTCP: true})
-	sh, err := shaping.New(shaping.Config{Default: shaping.Settings{TLS: new(shaping.TLSDisabled)}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	routes, err := resolve.NewRoutes(map[string]string{"*": "192.0.2.1:25"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	env := &courier.Senders{VERP: bounce.VERP{Key: []byte("0123456789abcdef")}, BounceDomain: map[string]string{}}
-	if verp {
-		env.BounceDomain["shop"] = "b.test"
-	}
-	discard := slog.New(slog.DiscardHandler)
-	cour := courier.New(courier.Config{Hostname: "out.test", Routes: routes, Dial: mx.Dial, Logger: discard,
-		Shaping: shaping.NewCurrent(sh), Envelope: env})
 	done := make(chan struct{}, 1024)
-	spool, err := queue.Open(queue.Options{Dir: b.TempDir(), NoSync: true, Logger: discard, OnEvent: func(ev queue.Event) {
+	_, spool, closeAll := startPipeDelivery(b, shaping.Settings{}, verp, 0, func(ev queue.Event) {
 		if ev.Kind == queue.EventDelivered {
 			done <- struct{}{}
 		}
-	}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	eng, err := engine.New(engine.Config{Spool: spool, Planner: cour, Courier: cour, Logger: discard})
-	if err != nil {
-		b.Fatal(err)
-	}
-	eng.Start()
-	defer func() {
-		eng.Close(context.Background())
-		spool.Close(context.Background())
-	}()
+	})
+	defer closeAll()
 	body := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n"), 160)
 	body = append([]byte("Subject: bench\r\n\r\n"), body...)
 	b.ResetTimer()
