@@ -531,3 +531,39 @@ func TestRefusedConnectionIsNetworkError(t *testing.T) {
 		t.Fatalf("error %v (%+v), want a temporary networkerror", err, e)
 	}
 }
+
+// Plan is where delivery looks names up; Open and Deliver execute the
+// plan without a DNS query, and Refresh re-reads the shaping without one.
+func TestOpenAndRefreshDoNoDNS(t *testing.T) {
+	w := newWorld(t)
+	c := w.courier(t, func(cfg *Config) {
+		// No cache: a lookup in Open would reach the server.
+		cfg.Resolver = resolve.New(resolve.Config{Servers: []string{w.dns.Addr}, Timeout: time.Second, CacheSize: -1})
+	})
+	p, err := c.Plan(t.Context(), "ok.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := w.dns.Queries()
+	conn, err := c.Open(t.Context(), "ok.test", p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := conn.Deliver(t.Context(), msg, msg.ReturnPath, rcpts("a@ok.test"), []byte("x\r\n")); err != nil || res[0].Status != queue.Delivered {
+		t.Fatalf("deliver: %v %+v", err, res)
+	}
+	conn.Close()
+
+	sh, err := shaping.New(shaping.Config{Default: shaping.Settings{MaxConnections: new(3)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cfg.Shaping = shaping.NewCurrent(sh)
+	np := c.Refresh("ok.test", p)
+	if np.Limits.MaxConnections != 3 || np.SiteLimits.MaxConnections != 3 || np.Route != p.Route {
+		t.Errorf("refreshed plan %+v, want the new limits on the same route", np)
+	}
+	if n := w.dns.Queries(); n != before {
+		t.Errorf("%d DNS queries after the plan was made, want none", n-before)
+	}
+}
