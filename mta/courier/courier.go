@@ -402,11 +402,19 @@ type conn struct {
 	courier *Courier
 	client  *smtpclient.Client
 	remote  string
+	// lastID and last8bit remember whether the body of the message last
+	// delivered has 8-bit bytes: the recipients of a VERP message come
+	// one transaction at a time, and the body is scanned once for them.
+	lastID   string
+	last8bit bool
 }
 
 // Deliver runs one transaction: msg from the return path from to rcpts.
 func (k *conn) Deliver(ctx context.Context, msg *queue.Message, from string, rcpts []queue.Recipient, body []byte) ([]queue.Result, error) {
-	return k.send(ctx, msg, from, rcpts, body, has8bit(body))
+	if msg.ID == "" || msg.ID != k.lastID {
+		k.lastID, k.last8bit = msg.ID, has8bit(body)
+	}
+	return k.send(ctx, msg, from, rcpts, body, k.last8bit)
 }
 
 // send runs one transaction with return path from; eightBit says whether

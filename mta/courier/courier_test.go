@@ -567,3 +567,34 @@ func TestOpenAndRefreshDoNoDNS(t *testing.T) {
 		t.Errorf("%d DNS queries after the plan was made, want none", n-before)
 	}
 }
+
+// A body is scanned for 8-bit bytes once per message on a connection (the
+// recipients of a VERP message come one transaction each), and again for
+// the next message.
+func TestEightBitOncePerMessage(t *testing.T) {
+	w := newWorld(t)
+	c := w.courier(t, nil)
+	conn := open(t, c, "ok.test")
+	eight := &queue.Message{ID: "v1", ReturnPath: "a@drover.test"}
+	seven := &queue.Message{ID: "v2", ReturnPath: "a@drover.test"}
+	for _, tx := range []struct {
+		m    *queue.Message
+		rcpt string
+		body string
+	}{
+		{eight, "a@ok.test", "Subject: caf\xc3\xa9\r\n\r\n\xc3\xa9\r\n"},
+		{eight, "b@ok.test", "Subject: caf\xc3\xa9\r\n\r\n\xc3\xa9\r\n"},
+		{seven, "c@ok.test", "Subject: plain\r\n\r\nascii\r\n"},
+	} {
+		if _, err := conn.Deliver(t.Context(), tx.m, tx.m.ReturnPath, rcpts(tx.rcpt), []byte(tx.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []smtp.BodyType
+	for _, x := range w.mx1.Transactions() {
+		got = append(got, x.MailOpts.Body)
+	}
+	if want := []smtp.BodyType{smtp.Body8BitMIME, smtp.Body8BitMIME, ""}; !slices.Equal(got, want) {
+		t.Errorf("BODY parameters %q, want %q", got, want)
+	}
+}
