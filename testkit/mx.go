@@ -56,29 +56,30 @@ var ErrDrop = errors.New("testkit: drop the connection")
 
 // The replies of Cues.
 var (
-	Deferred = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy"}
-	Refused  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-	Rejected = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "content rejected"}
+	deferred = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy"}
+	refused  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	rejected = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "content rejected"}
 )
 
 // Cues answers on cue: a recipient whose local part starts with "defer"
-// gets Deferred, "refuse" gets Refused, "drop" a closed connection; a
-// message containing "REJECT-ME" gets Rejected; everything else is
+// gets 451 4.2.0 "mailbox busy", "refuse" 550 5.1.1 "no such user",
+// "drop" a closed connection; a message containing "REJECT-ME" gets 554
+// 5.6.0 "content rejected"; everything else is
 // accepted. An Answer of a test can fall back on it.
 func Cues(c Command) error {
 	switch c.Verb {
 	case "RCPT":
 		switch {
 		case strings.HasPrefix(c.Arg, "defer"):
-			return Deferred
+			return deferred
 		case strings.HasPrefix(c.Arg, "refuse"):
-			return Refused
+			return refused
 		case strings.HasPrefix(c.Arg, "drop"):
 			return ErrDrop
 		}
 	case "DATA":
 		if strings.Contains(c.Arg, "REJECT-ME") {
-			return Rejected
+			return rejected
 		}
 	}
 	return nil
