@@ -224,7 +224,10 @@ func (mx *MX) Conns() int {
 }
 
 // MaxActive returns the largest number of connections that were open at
-// once.
+// once. A connection counts from its accept until the client has said
+// QUIT (or the connection closed): a client that closes after the 221 and
+// opens another at once is not seen with both, however late the server
+// notices the first one's end.
 func (mx *MX) MaxActive() int {
 	mx.mu.Lock()
 	defer mx.mu.Unlock()
@@ -303,6 +306,10 @@ func (c *wireConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.record(true, p[:n])
+		// QUIT is the last thing a client sends.
+		if bytes.HasSuffix(bytes.ToUpper(p[:n]), []byte("QUIT\r\n")) {
+			c.end()
+		}
 	}
 	return n, err
 }
@@ -320,12 +327,17 @@ func (c *wireConn) Write(p []byte) (int, error) {
 }
 
 func (c *wireConn) Close() error {
+	c.end()
+	return c.Conn.Close()
+}
+
+// end takes the connection off the active count, once.
+func (c *wireConn) end() {
 	c.close.Do(func() {
 		c.mx.mu.Lock()
 		c.mx.active--
 		c.mx.mu.Unlock()
 	})
-	return c.Conn.Close()
 }
 
 func (c *wireConn) record(read bool, p []byte) {
