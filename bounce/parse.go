@@ -3,6 +3,7 @@ package bounce
 import (
 	"errors"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -385,13 +386,11 @@ func (c *Classifier) textRecords(m *message) []record {
 	texts, preamble := m.scan()
 	ordered := m.textOrder(texts)
 	if len(ordered) == 0 {
-		// No recipient in the text: the X-Failed-Recipients header of
-		// Exim, else the one recipient of the returned message.
+		// No recipient line in the text: the X-Failed-Recipients header
+		// of Exim, else the returned message's recipient.
 		addrs := findAddresses(m.header.get("x-failed-recipients"))
 		if len(addrs) == 0 {
-			if to := findAddresses(m.orig.get("to")); len(to) == 1 {
-				addrs = to
-			}
+			addrs = m.returnedRecipient()
 		}
 		body := m.report()
 		var recs []record
@@ -440,6 +439,55 @@ func (c *Classifier) textRecords(m *message) []record {
 		recs = append(recs, r)
 	}
 	return recs
+}
+
+// returnedRecipient guesses the failed recipient of a report that names
+// none on a recipient line (the free text of older MTAs, list managers
+// and forwarders): the address the report mentions that is also a
+// recipient of the returned message, else the returned message's one
+// recipient (To, else the envelope headers a delivering or forwarding
+// MTA adds), else the one address the report mentions at all besides
+// the sender's and the mail system's own.
+func (m *message) returnedRecipient() []string {
+	ex := m.excluded()
+	var said []string
+	for _, a := range findAddresses(m.report()) {
+		if !ex[strings.ToLower(a)] && !systemAddress(a) && !slices.ContainsFunc(said, func(s string) bool { return strings.EqualFold(s, a) }) {
+			said = append(said, a)
+		}
+	}
+	var to []string
+	for _, k := range []string{"to", "cc"} {
+		to = append(to, findAddresses(m.orig.get(k))...)
+	}
+	for _, a := range said {
+		for _, t := range to {
+			if strings.EqualFold(a, t) {
+				return []string{a}
+			}
+		}
+	}
+	for _, k := range []string{"to", "delivered-to", "x-original-to", "envelope-to", "x-envelope-to"} {
+		if as := findAddresses(m.orig.get(k)); len(as) == 1 && !ex[strings.ToLower(as[0])] {
+			return as
+		}
+	}
+	if len(said) == 1 {
+		return said
+	}
+	return nil
+}
+
+// systemAddress reports whether a is a mail system's own address
+// (MAILER-DAEMON@, postmaster@, ...), which a report signs with and
+// which is not a failed recipient.
+func systemAddress(a string) bool {
+	local := strings.ToLower(a[:strings.IndexByte(a, '@')])
+	switch local {
+	case "mailer-daemon", "postmaster", "root", "abuse", "noreply", "no-reply", "double-bounce":
+		return true
+	}
+	return false
 }
 
 var bounceFrom = regexp.MustCompile(`(?i)mailer-daemon|postmaster|mail delivery|mail.?deliver|mailer|mmsc|<>|no-?reply|bounce|system administrator|returned`)

@@ -85,7 +85,8 @@ func (f *facts) statusName() string {
 //   - rejected: the phrases count after MAIL FROM or DATA, or when the
 //     status says little.
 //   - hostunknown: a status pointing to it counts unless the text is a
-//     DNS failure; spamdetected never holds before DATA; mesgtoobig never
+//     DNS failure, its phrases unless the text says the failure is
+//     temporary ("not found, try again") or names a null MX; spamdetected never holds before DATA; mesgtoobig never
 //     holds on an exceedlimit status; suspend, norelaying,
 //     notcompliantrfc, badreputation and securityerror hold on phrases
 //     only.
@@ -138,7 +139,10 @@ func (f *facts) holds(r string) bool {
 		if sn == "hostunknown" {
 			return !f.has("networkerror")
 		}
-		return f.has(r)
+		// The resolver's own words (h_errno): HOST_NOT_FOUND is "Host not
+		// found", TRY_AGAIN "Host not found, try again", a temporary
+		// failure; a null MX is no unknown host.
+		return f.has(r) && !strings.Contains(f.lower, "not found, try again") && !f.has("notaccept")
 	case "mesgtoobig":
 		if sn == "mesgtoobig" {
 			return true

@@ -126,6 +126,41 @@ The following address failed:
 
 Questions: write to helpdesk@example.net
 `, map[string]string{"eve@example.org": "mailboxfull"}},
+
+		// Reports that name the recipient on no recipient line.
+		{"list manager", `From: list-owner@lists.example.net
+To: sender@example.com
+Subject: Returned mail: see transcript for details
+
+Your message could not be handed on: the list member frank@example.org
+has no mailbox here any more (user unknown).
+
+--- Below this line is a copy of the message.
+
+From: sender@example.com
+To: news@lists.example.net, frank@example.org
+Subject: hi
+`, map[string]string{"frank@example.org": "filtered"}},
+
+		{"forwarder", `From: Mail Delivery Subsystem <MAILER-DAEMON@fwd.example.net>
+To: sender@example.com
+Subject: Undelivered Mail
+
+The mailbox this address forwards to is full. Contact postmaster@fwd.example.net.
+
+------ This is a copy of the message, including all the headers. ------
+
+From: sender@example.com
+Delivered-To: grace@fwd.example.net
+Subject: hi
+`, map[string]string{"grace@fwd.example.net": "mailboxfull"}},
+
+		{"one address said", `From: MAILER-DAEMON@old.example.net
+To: sender@example.com
+Subject: Returned mail
+
+Mail for heidi@example.org could not be delivered: host not found.
+`, map[string]string{"heidi@example.org": "hostunknown"}},
 	}
 	for _, tt := range tests {
 		res, err := ParseMessage([]byte(tt.msg))
