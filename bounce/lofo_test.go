@@ -63,7 +63,7 @@ type wording struct {
 
 // wordings lists every wording rule of f, always in the same order: the
 // phrases of each reason, of each provider, of the hints, of the category
-// refinements and of the command rules.
+// refinements, of the command rules and of the last-resort rules.
 func wordings(f *ruleFile) []wording {
 	var out []wording
 	phraseRule := func(id, s string, remove func(*ruleFile)) {
@@ -105,6 +105,13 @@ func wordings(f *ruleFile) []wording {
 		for _, s := range c.Phrases {
 			phraseRule("commands."+c.Command+": "+s, s, func(f *ruleFile) {
 				f.Commands[i].Phrases = slices.DeleteFunc(slices.Clone(f.Commands[i].Phrases), func(x string) bool { return x == s })
+			})
+		}
+	}
+	for i, l := range f.LastResort {
+		for _, s := range l.Phrases {
+			phraseRule("lastresort."+l.Reason+": "+s, s, func(f *ruleFile) {
+				f.LastResort[i].Phrases = slices.DeleteFunc(slices.Clone(f.LastResort[i].Phrases), func(x string) bool { return x == s })
 			})
 		}
 	}

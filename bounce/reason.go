@@ -178,8 +178,9 @@ func (f *facts) holds(r string) bool {
 //     phrases of the "phrases" reasons and then the holds test of the
 //     "fallback" reasons;
 //  7. a delayed action is "expired", a failure at EHLO/HELO "blocked";
-//  8. otherwise "vacation" wording, then "onhold" when there is text,
-//     "undefined" when there is none.
+//  8. otherwise "vacation" wording, then the "lastresort" words of
+//     rules.yaml, then "onhold" when there is text, "undefined" when
+//     there is none.
 func (rs *ruleSet) decide(f *facts) string {
 	f.rs = rs
 	if f.lower == "" {
@@ -207,6 +208,9 @@ func (rs *ruleSet) decide(f *facts) string {
 	}
 	if f.has("vacation") {
 		return "vacation"
+	}
+	if r := rs.lastResort(f); r != "" {
+		return r
 	}
 	if strings.TrimSpace(f.diag) != "" {
 		return "onhold"
@@ -248,6 +252,19 @@ func (rs *ruleSet) another(f *facts) string {
 	}
 	if f.command == "EHLO" || f.command == "HELO" || f.command == "CONN" {
 		return "blocked"
+	}
+	return ""
+}
+
+// lastResort applies the "lastresort" rules: the first reason one of
+// whose phrases occurs.
+func (rs *ruleSet) lastResort(f *facts) string {
+	for _, l := range rs.last {
+		for _, p := range l.phrases {
+			if f.indexed().contains(p) {
+				return l.Reason
+			}
+		}
 	}
 	return ""
 }

@@ -52,6 +52,7 @@ type ruleFile struct {
 	Category   map[string]string `yaml:"category"`
 	Categories []categoryRule    `yaml:"categories"`
 	Commands   []commandRule     `yaml:"commands"`
+	LastResort []lastResortRule  `yaml:"lastresort"`
 	Hints      []hintRule        `yaml:"hints"`
 	Providers  []provider        `yaml:"providers"`
 }
@@ -66,6 +67,14 @@ type categoryRule struct {
 
 type commandRule struct {
 	Command string   `yaml:"command"`
+	Phrases []string `yaml:"phrases"`
+	phrases []phrase
+}
+
+// lastResortRule names the reason of words that say what went wrong
+// without being a server's reply; see "lastresort" in rules.yaml.
+type lastResortRule struct {
+	Reason  string   `yaml:"reason"`
 	Phrases []string `yaml:"phrases"`
 	phrases []phrase
 }
@@ -145,6 +154,7 @@ type ruleSet struct {
 	category  map[string]string
 	catRules  []categoryRule
 	commands  []commandRule
+	last      []lastResortRule
 	hints     []hintRule
 	providers []provider
 	extra     []compiledRule
@@ -176,6 +186,7 @@ func loadRules(data []byte, extra []Rule) (*ruleSet, error) {
 		category:  f.Category,
 		catRules:  f.Categories,
 		commands:  f.Commands,
+		last:      f.LastResort,
 		hints:     f.Hints,
 		providers: f.Providers,
 	}
@@ -219,6 +230,15 @@ func loadRules(data []byte, extra []Rule) (*ruleSet, error) {
 		c := &rs.commands[i]
 		for _, p := range c.Phrases {
 			c.phrases = append(c.phrases, compilePhrase(p))
+		}
+	}
+	for i := range rs.last {
+		l := &rs.last[i]
+		if !isReason(l.Reason) {
+			return nil, fmt.Errorf("bounce rules: lastresort: unknown reason %q", l.Reason)
+		}
+		for _, p := range l.Phrases {
+			l.phrases = append(l.phrases, compilePhrase(p))
 		}
 	}
 	for i := range rs.hints {

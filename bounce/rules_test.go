@@ -35,6 +35,21 @@ func TestEveryPhraseIsReachable(t *testing.T) {
 	}
 }
 
+// TestLastResortIsReachable replays every "lastresort" phrase as the text
+// of a failure without a status code: each must give its reason.
+func TestLastResortIsReachable(t *testing.T) {
+	c := NewClassifier(nil)
+	for _, l := range c.rs.last {
+		for _, p := range l.phrases {
+			text := strings.Join(p.frags, " x ")
+			got := c.Classify(Reply{Command: "RSET", Text: text})
+			if got.Reason != l.Reason {
+				t.Errorf("text %q: reason %s, want %s", text, got.Reason, l.Reason)
+			}
+		}
+	}
+}
+
 // TestStatusCodes checks that a bare enhanced status code gives the
 // reason rules.yaml maps it to.
 func TestStatusCodes(t *testing.T) {
