@@ -78,7 +78,9 @@ func (f *facts) statusName() string {
 // status code points to it, or its phrases match, with these guards:
 //   - userunknown: a status pointing to it counts unless the text names
 //     a relaying, blocking, quota, moved, sender or null-MX problem; the
-//     phrases alone count only after RCPT TO.
+//     phrases alone count only after RCPT TO, or on a null-MX status
+//     (X.1.10, which Microsoft uses for "recipient not found") whose
+//     words name no null MX.
 //   - filtered: a filtered status needs a user-unknown or filter phrase;
 //     otherwise those phrases count when the failure was not at MAIL or
 //     RCPT (a "user unknown" after DATA is a filter in disguise).
@@ -107,6 +109,9 @@ func (f *facts) holds(r string) bool {
 				}
 			}
 			return true
+		}
+		if sn == "notaccept" {
+			return f.has(r) && !f.has("notaccept")
 		}
 		return f.command == "RCPT" && f.has(r)
 	case "filtered":
