@@ -275,6 +275,14 @@ func (c *Classifier) dsnRecords(m *message) []record {
 				addr = findAddress(xf)
 			}
 		}
+		if addr == "" && len(dr) == 1 {
+			if as := m.returnedRecipient(); len(as) == 1 {
+				addr = as[0]
+			}
+		}
+		if addr == "" {
+			addr = localPart(d)
+		}
 		if addr == "" {
 			continue
 		}
@@ -310,6 +318,19 @@ func (c *Classifier) dsnRecords(m *message) []record {
 		return nil
 	}
 	return recs
+}
+
+// localPart is the bare local part a DSN block names as its recipient
+// (some gateways write "Final-Recipient: rfc822; user"), for finish to
+// complete from the returned message; "" if there is none.
+func localPart(d dsnRecipient) string {
+	for _, v := range []string{d.final, d.actual, d.original} {
+		v = strings.Trim(strings.TrimSpace(v), "<>\"'")
+		if v != "" && !strings.ContainsAny(v, "@ /|") && strings.IndexFunc(v, func(r rune) bool { return r < 0x80 && !isLocalChar(byte(r)) }) < 0 {
+			return v
+		}
+	}
+	return ""
 }
 
 func containsRecipient(recs []record, addr string) bool {

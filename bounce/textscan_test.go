@@ -176,3 +176,21 @@ Mail for heidi@example.org could not be delivered: host not found.
 		}
 	}
 }
+
+// TestDSNBareLocalPart reads a report whose Final-Recipient is a bare
+// local part: the address comes from the returned message.
+func TestDSNBareLocalPart(t *testing.T) {
+	msg := "From: MAILER-DAEMON@gw.example.net\nTo: sender@example.com\nSubject: Undeliverable\n" +
+		"MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n" +
+		"--b\nContent-Type: text/plain\n\nDelivery failed.\n\n" +
+		"--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; gw.example.net\n\n" +
+		"Final-Recipient: rfc822; ivan\nAction: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 unknown user\n\n" +
+		"--b\nContent-Type: text/rfc822-headers\n\nFrom: sender@example.com\nTo: Ivan <ivan@example.org>\nSubject: hi\n\n--b--\n"
+	res, err := ParseMessage([]byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Recipient != "ivan@example.org" || res[0].Reason != "userunknown" {
+		t.Fatalf("got %+v, want ivan@example.org userunknown", res)
+	}
+}
