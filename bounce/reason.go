@@ -91,7 +91,8 @@ func (f *facts) statusName() string {
 //     temporary ("not found, try again") or names a null MX; spamdetected never holds before DATA; mesgtoobig never
 //     holds on an exceedlimit status; suspend, norelaying,
 //     notcompliantrfc, badreputation and securityerror hold on phrases
-//     only.
+//     only; contenterror does not hold on a text that gives a spam
+//     verdict.
 func (f *facts) holds(r string) bool {
 	if f.preset == r {
 		return true
@@ -165,6 +166,10 @@ func (f *facts) holds(r string) bool {
 			return false
 		}
 		return f.has(r)
+	case "contenterror":
+		// A spam verdict given with a media-error code (X.6.x) is a spam
+		// verdict.
+		return (sn == r || f.has(r)) && !f.has("spamdetected")
 	case "suspend", "norelaying", "notcompliantrfc", "badreputation", "securityerror":
 		return f.has(r)
 	}

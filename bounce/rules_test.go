@@ -126,6 +126,7 @@ func TestReplies(t *testing.T) {
 		{"DATA", 550, "5.7.1", "Message content rejected, UBE, id=12345", "spamdetected", "soft", "5.7.1"},
 		{"DATA", 554, "5.7.1", "Message was infected with a virus: Eicar-Test-Signature", "virusdetected", "soft", "5.7.1"},
 		{"DATA", 550, "5.6.0", "Improper use of 8-bit data in message header", "contenterror", "soft", "5.6.0"},
+		{"DATA", 554, "5.6.0", "Message rejected as spam by Content Filtering", "spamdetected", "soft", "5.6.0"},
 		{"DATA", 550, "5.7.1", "This message is not RFC 5322 compliant", "notcompliantrfc", "soft", "5.7.1"},
 		{"DATA", 554, "5.7.1", "Email not accepted for policy reasons", "policyviolation", "soft", "5.7.1"},
 		{"MAIL", 530, "5.7.0", "Authentication required", "securityerror", "soft", "5.7.0"},
