@@ -4,7 +4,8 @@
 // table): only _test.go files should import it.
 //
 // The server answers from zone text (RFC 1035 master file format, origin
-// ".", default TTL 3600) on 127.0.0.1, UDP and TCP on the same port:
+// ".", default TTL 3600) on a port of 127.0.0.1, UDP and TCP on the same
+// port (StartAt serves on a given address instead):
 //
 //	srv := dnstest.Start(t, `
 //		example.com. 300 IN MX 10 mx1.example.com.
@@ -31,7 +32,7 @@ import (
 
 // Server is a running test DNS server.
 type Server struct {
-	Addr string // "127.0.0.1:port", UDP and TCP
+	Addr string // "127.0.0.1:port" (StartAt: its address), UDP and TCP
 
 	tb      testing.TB
 	mu      sync.Mutex
@@ -45,6 +46,15 @@ type Server struct {
 // the test.
 func Start(tb testing.TB, zone string) *Server {
 	tb.Helper()
+	return StartAt(tb, "127.0.0.1:0", zone)
+}
+
+// StartAt is Start on a given address, UDP and TCP, such as port 53 of a
+// spare loopback address for a program that reads /etc/resolv.conf (whose
+// resolver only talks to port 53). Port 0 picks a port free for both.
+// An address that cannot be listened on fails the test.
+func StartAt(tb testing.TB, addr string, zone string) *Server {
+	tb.Helper()
 	s := &Server{tb: tb, rcodes: make(map[string]int), dropped: make(map[string]bool)}
 	s.SetZone(zone)
 	var (
@@ -53,16 +63,19 @@ func Start(tb testing.TB, zone string) *Server {
 		err error
 	)
 	for range 20 {
-		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			tb.Fatal(err)
+		if pc, err = net.ListenPacket("udp", addr); err != nil {
+			tb.Fatalf("dnstest: %v", err)
 		}
 		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
 			break
 		}
 		pc.Close()
+		if _, port, _ := net.SplitHostPort(addr); port != "0" {
+			break // a fixed port: trying again gets the same answer
+		}
 	}
 	if err != nil {
-		tb.Fatalf("dnstest: no free port for UDP and TCP: %v", err)
+		tb.Fatalf("dnstest: no port for UDP and TCP at %s: %v", addr, err)
 	}
 	s.Addr = pc.LocalAddr().String()
 	var started sync.WaitGroup

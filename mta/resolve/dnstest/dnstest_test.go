@@ -2,6 +2,7 @@ package dnstest
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +89,25 @@ func TestFailuresAndTruncation(t *testing.T) {
 	c := &dns.Client{Timeout: 100 * time.Millisecond}
 	if _, _, err := c.Exchange(m, srv.Addr); err == nil {
 		t.Error("dropped query answered")
+	}
+}
+
+func TestStartAt(t *testing.T) {
+	// A port that was free a moment ago, as a test would name port 53.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	srv := StartAt(t, addr, "host.example.test. IN A 192.0.2.7\n")
+	if srv.Addr != addr {
+		t.Errorf("Addr %s, want %s", srv.Addr, addr)
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		resp := query(t, addr, network, "host.example.test", dns.TypeA, false)
+		if len(resp.Answer) != 1 || resp.Answer[0].(*dns.A).A.String() != "192.0.2.7" {
+			t.Errorf("%s: answer %v", network, resp.Answer)
+		}
 	}
 }
