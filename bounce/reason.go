@@ -183,7 +183,8 @@ func (f *facts) holds(r string) bool {
 //  3. a reason set by the bounce format, unless it is a guess (retried);
 //  4. a 2.x.x status is "delivered";
 //  5. the "first" reasons of rules.yaml, each tested with holds;
-//  6. what the status code points to, refined where it is vague, one of
+//  6. what the status code points to (a generic transient code in a
+//     "failed" report is "expired"), refined where it is vague, one of
 //     the "phrases" reasons, or the diagnostic is no SMTP reply, by the
 //     phrases of the "phrases" reasons and then the holds test of the
 //     "fallback" reasons;
@@ -234,6 +235,12 @@ func (rs *ruleSet) another(f *facts) string {
 		return f.preset
 	}
 	sn := f.statusName()
+	if sn == "systemerror" && strings.HasPrefix(f.action, "failed") && strings.HasPrefix(f.status, "4.") && !f.has(sn) {
+		// RFC 3464 2.3.3: a "failed" action with a transient (4.X.X)
+		// status is an MTA that stopped retrying a temporary failure
+		// (Postfix at maximal_queue_lifetime): the message expired.
+		f.sn, sn = "expired", "expired"
+	}
 	// A vague status, or a diagnostic that is not an SMTP reply, is
 	// refined by phrases.
 	try := sn == "" || sn == "onhold" || sn == "undefined" || f.diagType != "" && f.diagType != "smtp"
