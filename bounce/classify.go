@@ -211,6 +211,14 @@ func (c *Classifier) classify(r record, m *message) Classification {
 		return out
 	}
 	out.Status = pickStatus(r.status, r.diag)
+	if strings.HasPrefix(strings.ToLower(r.action), "delayed") && strings.HasPrefix(out.Status, "5.") {
+		// RFC 3464 2.3.3: "delayed" is a transient state; a permanent
+		// code quoted in its diagnostic does not make the report
+		// permanent. The report's own 4.X.X status stands.
+		if st := findStatus(r.status); strings.HasPrefix(st, "4.") {
+			out.Status = st
+		}
+	}
 	out.ReplyCode = r.replyCode
 	if out.ReplyCode == "" {
 		out.ReplyCode = findReplyCode(r.diag)

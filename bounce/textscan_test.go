@@ -194,3 +194,22 @@ func TestDSNBareLocalPart(t *testing.T) {
 		t.Fatalf("got %+v, want ivan@example.org userunknown", res)
 	}
 }
+
+// TestDelayedKeepsTransientStatus: a delay report's own 4.X.X status
+// stands against a permanent code its diagnostic quotes (RFC 3464
+// 2.3.3).
+func TestDelayedKeepsTransientStatus(t *testing.T) {
+	msg := "From: MAILER-DAEMON@mx.example.net\nTo: sender@example.com\nSubject: Delayed Mail (still being retried)\n" +
+		"MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n" +
+		"--b\nContent-Type: text/plain\n\nYour message has not been delivered yet; it will be retried.\n\n" +
+		"--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n" +
+		"Final-Recipient: rfc822; judy@example.org\nAction: delayed\nStatus: 4.4.7\n" +
+		"Diagnostic-Code: smtp; 550 5.7.1 try later\n\n--b--\n"
+	res, err := ParseMessage([]byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Status != "4.4.7" || res[0].Class != "soft" {
+		t.Fatalf("got %+v, want status 4.4.7, soft", res)
+	}
+}
