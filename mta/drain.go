@@ -17,8 +17,11 @@ import (
 // (go-smtp's own Shutdown would wait for idle clients to leave).
 type sessions struct {
 	draining atomic.Bool
-	// inTx counts DATA transactions from the DATA command until their
-	// reply has been written (go-smtp resets the session after it).
+	// inTx counts mail transactions from an accepted MAIL command until
+	// the reply to their DATA has been written (go-smtp resets the
+	// session after it), RSET or logout: counting from DATA would leave a
+	// window between the 354 reply and the session's Data call in which
+	// a shutdown cuts a message the client is already sending.
 	inTx  atomic.Int64
 	mu    sync.Mutex
 	conns map[*smtp.Conn]struct{}
@@ -41,8 +44,8 @@ func (ss *sessions) closed(c *smtp.Conn) {
 	ss.mu.Unlock()
 }
 
-// tx is one session's DATA transaction count: begin at DATA, end at the
-// reset after the reply or at logout.
+// tx is one session's transaction count: begin at MAIL, end at the reset
+// after the reply to DATA, at RSET, or at logout.
 type tx struct{ open bool }
 
 func (t *tx) begin(ss *sessions) {
@@ -59,8 +62,8 @@ func (t *tx) end(ss *sessions) {
 	}
 }
 
-// shutdown closes the servers' listeners, waits until no DATA transaction
-// is open (or ctx ends), then closes the remaining sessions.
+// shutdown closes the servers' listeners, waits until no transaction is
+// open (or ctx ends), then closes the remaining sessions.
 func (ss *sessions) shutdown(ctx context.Context, servers ...*smtp.Server) error {
 	ss.draining.Store(true)
 	stopped := make(chan error, len(servers))

@@ -147,7 +147,9 @@ type inboundSession struct {
 var errNoSuchUser = smtperr.Permanent(550, "5.1.1", "No such user: this server accepts only bounces and feedback reports")
 
 func (s *inboundSession) mail(string, *smtp.MailOptions) error {
+	s.tx.begin(&s.in.sessions) // see session.mail
 	if s.in.sessions.draining.Load() {
+		s.tx.end(&s.in.sessions)
 		return errShutdown
 	}
 	return nil

@@ -279,7 +279,16 @@ func (s *session) auth(mech string) (sasl.Server, error) {
 // the login is unknown.
 var dummyHash = []byte("$2a$10$5rIKbw1ygnnyWnQd3zbp7.MUNPg8ol52ZOTKZBLx/vcC0dVjHk0sq")
 
-func (s *session) mail(from string, opts *smtp.MailOptions) error {
+func (s *session) mail(from string, opts *smtp.MailOptions) (err error) {
+	// The transaction holds a shutdown from MAIL on (see sessions): begun
+	// before draining is read, so that a shutdown either refuses it or
+	// waits for it.
+	s.tx.begin(&s.sub.sessions)
+	defer func() {
+		if err != nil {
+			s.tx.end(&s.sub.sessions)
+		}
+	}()
 	if s.sub.sessions.draining.Load() {
 		return errShutdown
 	}

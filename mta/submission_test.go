@@ -478,6 +478,38 @@ func FuzzSplitHeader(f *testing.F) {
 	})
 }
 
+// A transaction that has begun (MAIL and RCPT accepted) when a shutdown
+// starts may still send its message: a client that has its 354 is never
+// cut off.
+func TestShutdownWaitsForOpenTransaction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sub, p, release := startBlocking(t)
+		close(release)
+		c := dialPipe(t, p)
+		c.expect("EHLO c", 250)
+		c.expect("MAIL FROM:<a@app.example>", 250)
+		c.expect("RCPT TO:<b@dest.test>", 250)
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			done <- sub.Shutdown(ctx)
+		}()
+		synctest.Wait() // Shutdown waits for the transaction
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned with a transaction open: %v", err)
+		default:
+		}
+		if msg := c.data("From: a@app.example\r\n\r\nx\r\n", 250); !strings.Contains(msg, "queued as") {
+			t.Errorf("message of the open transaction got %q", msg)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+}
+
 // Shutdown lets a message being received reach the queue, then closes
 // idle sessions too, without waiting for the clients to leave.
 func TestShutdownDrainsThenCloses(t *testing.T) {
