@@ -147,6 +147,18 @@ func TestReplies(t *testing.T) {
 		{"DATA", 452, "4.3.1", "Insufficient system storage", "systemfull", "soft", "4.3.1"},
 		{"RCPT", 451, "", "Mail forwarding loop for user@example.org", "networkerror", "soft", "4.0.944"},
 		{"DATA", 554, "", "Message expired after sitting in queue for 5 days", "expired", "soft", "5.0.947"},
+		// Google's SMTP error reference and Microsoft's Exchange Online NDR
+		// reference, in their words.
+		{"DATA", 550, "5.7.1", "This message does not have authentication information or fails to pass authentication checks. To best protect our users from spam, the message has been blocked.", "authfailure", "soft", "5.7.1"},
+		{"DATA", 550, "5.7.1", "Our system has detected that this message does not meet IPv6 sending guidelines regarding PTR records and authentication.", "requireptr", "soft", "5.7.1"},
+		{"DATA", 550, "5.7.1", "Access denied, the sending IPv6 address [2001:db8::1] must have a reverse DNS record", "requireptr", "soft", "5.7.1"},
+		{"RCPT", 550, "", "Bad destination mailbox address", "userunknown", "hard", "5.0.911"},
+		{"MAIL", 530, "", "Must issue a STARTTLS command first.", "securityerror", "soft", "5.0.970"},
+		{"MAIL", 530, "5.7.57", "Client was not authenticated to send anonymous mail during MAIL FROM", "securityerror", "soft", "5.7.57"},
+		{"RCPT", 450, "4.2.1", "The user you are trying to contact is receiving mail too quickly. Please resend your message at a later time.", "speeding", "soft", "4.2.1"},
+		{"DATA", 550, "5.2.121", "Recipient's per hour message receive limit from specific sender exceeded", "speeding", "soft", "5.2.121"},
+		{"CONN", 421, "", "The maximum number of concurrent connections per resource forest has exceeded a limit, closing transmission channel", "toomanyconn", "soft", "4.0.925"},
+		{"DATA", 554, "", "Mail message is malformed. Not accepted.", "contenterror", "soft", "5.0.960"},
 		{"RCPT", 250, "2.1.5", "Ok", "delivered", "", "2.1.5"},
 		{"DATA", 250, "", "Ok: queued as 12345", "delivered", "", "2.0.0"},
 		{"RCPT", 550, "", "", "undefined", "soft", "5.0.900"},
@@ -318,6 +330,55 @@ func TestLocalConnectionFailures(t *testing.T) {
 	} {
 		if got := c.Classify(tt.reply); got.Reason != tt.reason || got.Class != "soft" && tt.reason != "hostunknown" {
 			t.Errorf("%+v: %s/%s, want %s/soft", tt.reply, got.Reason, got.Class, tt.reason)
+		}
+	}
+}
+
+// TestProviderReferences replays replies of Google's SMTP error reference
+// (support.google.com/a/answer/3726730), Microsoft's Exchange Online NDR
+// reference and Outlook.com's postmaster codes from the provider's hosts,
+// in the references' words.
+func TestProviderReferences(t *testing.T) {
+	const google, microsoft = "mx.google.com", "example-com.mail.protection.outlook.com"
+	tests := []struct {
+		cmd      string
+		code     int
+		enhanced string
+		text     string
+		host     string
+		reason   string
+	}{
+		{"RCPT", 553, "5.1.2", "We weren't able to find the recipient domain. Please check for any spelling errors.", google, "hostunknown"},
+		{"MAIL", 450, "4.2.1", "Peak SMTP relay limit exceeded for customer. This is a temporary error.", google, "speeding"},
+		{"RCPT", 452, "4.5.3", "Domain policy size per transaction exceeded, please try this recipient in a separate transaction.", google, "exceedlimit"},
+		{"RCPT", 421, "4.7.0", "TLS required for RCPT domain, closing connection.", google, "securityerror"},
+		{"DATA", 550, "5.7.26", "Your email has been blocked because the sender is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM.", google, "authfailure"},
+		{"DATA", 421, "4.7.30", "Your email has been rate limited because DKIM authentication didn't pass for this message.", google, "authfailure"},
+		{"DATA", 421, "4.7.0", "Gmail has detected that this message is suspicious due to the nature of the content and/or the links within.", google, "spamdetected"},
+		{"DATA", 550, "5.7.1", "The user or domain that you are sending to (or from) has a policy that prohibited the mail that you sent.", google, "policyviolation"},
+		{"DATA", 550, "5.7.1", "This message violates example.com email policy. - gcdp <sessionid> - gsmtp", google, "policyviolation"},
+		{"MAIL", 550, "5.7.0", "Mail relay denied.", google, "norelaying"},
+		{"RCPT", 550, "5.7.606", "Access denied, banned sending IP [192.0.2.1]. To request removal from this list please visit https://sender.office.com/", microsoft, "blocked"},
+		{"RCPT", 550, "5.7.645", "Access denied, banned sending IP [192.0.2.1].", microsoft, "blocked"},
+		{"RCPT", 550, "5.7.64", "TenantAttribution; Relay Access Denied", microsoft, "norelaying"},
+		{"MAIL", 550, "5.7.511", "Access denied, banned sender[192.0.2.1]. To delist the address, email delist@microsoft.com", microsoft, "blocked"},
+		{"MAIL", 550, "5.7.502", "Access denied, banned sender", microsoft, "rejected"},
+		{"MAIL", 550, "5.7.705", "Access denied, tenant has exceeded threshold", microsoft, "rejected"},
+		{"RCPT", 550, "5.7.133", "RESOLVER.RST.SenderNotAuthenticatedForGroup; Sender not authenticated for group", microsoft, "filtered"},
+		{"RCPT", 550, "5.7.124", "Sender not in allowed-senders list", microsoft, "filtered"},
+		{"MAIL", 451, "4.7.500", "Server busy. Please try again later from [192.0.2.1]. (AS843)", microsoft, "speeding"},
+		{"MAIL", 451, "4.7.650", "The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation.", microsoft, "badreputation"},
+		{"RCPT", 550, "5.2.122", "Recipient's per hour message receive limit exceeded", microsoft, "speeding"},
+		{"RCPT", 550, "5.2.2", "Submission quota exceeded", microsoft, "speeding"},
+		{"", 451, "4.7.321", "starttls-not-supported: Destination mail server must support TLS to receive mail.", microsoft, "failedstarttls"},
+		{"CONN", 550, "", "SC-001 (BAY0-MC1-F23) Unfortunately, messages from 192.0.2.1 weren't sent. You can tell them that Hotmail does not relay dynamically-assigned IP ranges.", microsoft, "blocked"},
+		{"MAIL", 421, "", "RP-001 (BAY0-MC1-F23) Unfortunately, some messages from 192.0.2.1 weren't sent. We have limits for how many messages can be sent per hour and per day.", microsoft, "speeding"},
+	}
+	c := NewClassifier(nil)
+	for _, tt := range tests {
+		got := c.Classify(Reply{Command: tt.cmd, Code: tt.code, Enhanced: tt.enhanced, Text: tt.text, RemoteMTA: tt.host})
+		if got.Reason != tt.reason {
+			t.Errorf("%s %d %s %q from %s: reason %s, want %s", tt.cmd, tt.code, tt.enhanced, tt.text, tt.host, got.Reason, tt.reason)
 		}
 	}
 }
