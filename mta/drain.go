@@ -17,11 +17,9 @@ import (
 // (go-smtp's own Shutdown would wait for idle clients to leave).
 type sessions struct {
 	draining atomic.Bool
-	// inTx counts mail transactions from an accepted MAIL command until
-	// the reply to their DATA has been written (go-smtp resets the
-	// session after it), RSET or logout: counting from DATA would leave a
-	// window between the 354 reply and the session's Data call in which
-	// a shutdown cuts a message the client is already sending.
+	// inTx counts DATA transactions from the DATA command (before its 354
+	// reply) until the reply after the message has been written (go-smtp
+	// resets the session after it).
 	inTx  atomic.Int64
 	mu    sync.Mutex
 	conns map[*smtp.Conn]struct{}
@@ -44,8 +42,8 @@ func (ss *sessions) closed(c *smtp.Conn) {
 	ss.mu.Unlock()
 }
 
-// tx is one session's transaction count: begin at MAIL, end at the reset
-// after the reply to DATA, at RSET, or at logout.
+// tx is one session's DATA transaction count: begin at DATA, end at the
+// reset after the reply or at logout.
 type tx struct{ open bool }
 
 func (t *tx) begin(ss *sessions) {
@@ -55,6 +53,19 @@ func (t *tx) begin(ss *sessions) {
 	}
 }
 
+// start begins the transaction at the DATA command, unless a shutdown
+// has begun: incremented before draining is read (shutdown stores
+// draining before it reads the count), so that a shutdown either waits
+// for the message or the client is refused before its 354.
+func (t *tx) start(ss *sessions) error {
+	t.begin(ss)
+	if ss.draining.Load() {
+		t.end(ss)
+		return errShutdown
+	}
+	return nil
+}
+
 func (t *tx) end(ss *sessions) {
 	if t.open {
 		t.open = false
@@ -62,8 +73,8 @@ func (t *tx) end(ss *sessions) {
 	}
 }
 
-// shutdown closes the servers' listeners, waits until no transaction is
-// open (or ctx ends), then closes the remaining sessions.
+// shutdown closes the servers' listeners, waits until no DATA transaction
+// is open (or ctx ends), then closes the remaining sessions.
 func (ss *sessions) shutdown(ctx context.Context, servers ...*smtp.Server) error {
 	ss.draining.Store(true)
 	stopped := make(chan error, len(servers))

@@ -147,9 +147,7 @@ type inboundSession struct {
 var errNoSuchUser = smtperr.Permanent(550, "5.1.1", "No such user: this server accepts only bounces and feedback reports")
 
 func (s *inboundSession) mail(string, *smtp.MailOptions) error {
-	s.tx.begin(&s.in.sessions) // see session.mail
 	if s.in.sessions.draining.Load() {
-		s.tx.end(&s.in.sessions)
 		return errShutdown
 	}
 	return nil
@@ -173,8 +171,10 @@ func (s *inboundSession) rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
+func (s *inboundSession) startData() error { return s.tx.start(&s.in.sessions) }
+
 func (s *inboundSession) data(r io.Reader) error {
-	s.tx.begin(&s.in.sessions)
+	s.tx.begin(&s.in.sessions) // begun by startData, except for BDAT
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {

@@ -23,6 +23,7 @@ import (
 type transaction interface {
 	mail(from string, opts *smtp.MailOptions) error
 	rcpt(to string, opts *smtp.RcptOptions) error
+	startData() error // at the DATA command, before the 354 reply
 	data(r io.Reader) error
 	reset()
 	logout()
@@ -46,6 +47,7 @@ func (g goSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return smtpReply(g.t.rcpt(to, opts))
 }
 
+func (g goSession) StartData() error       { return smtpReply(g.t.startData()) }
 func (g goSession) Data(r io.Reader) error { return smtpReply(g.t.data(r)) }
 func (g goSession) Reset()                 { g.t.reset() }
 func (g goSession) Logout() error          { g.t.logout(); return nil }

@@ -279,16 +279,7 @@ func (s *session) auth(mech string) (sasl.Server, error) {
 // the login is unknown.
 var dummyHash = []byte("$2a$10$5rIKbw1ygnnyWnQd3zbp7.MUNPg8ol52ZOTKZBLx/vcC0dVjHk0sq")
 
-func (s *session) mail(from string, opts *smtp.MailOptions) (err error) {
-	// The transaction holds a shutdown from MAIL on (see sessions): begun
-	// before draining is read, so that a shutdown either refuses it or
-	// waits for it.
-	s.tx.begin(&s.sub.sessions)
-	defer func() {
-		if err != nil {
-			s.tx.end(&s.sub.sessions)
-		}
-	}()
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.sub.sessions.draining.Load() {
 		return errShutdown
 	}
@@ -342,8 +333,10 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	return nil
 }
 
+func (s *session) startData() error { return s.tx.start(&s.sub.sessions) }
+
 func (s *session) data(r io.Reader) error {
-	s.tx.begin(&s.sub.sessions)
+	s.tx.begin(&s.sub.sessions) // begun by startData, except for BDAT
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		switch {

@@ -478,10 +478,11 @@ func FuzzSplitHeader(f *testing.F) {
 	})
 }
 
-// A transaction that has begun (MAIL and RCPT accepted) when a shutdown
-// starts may still send its message: a client that has its 354 is never
-// cut off.
-func TestShutdownWaitsForOpenTransaction(t *testing.T) {
+// A shutdown that begins between the client's DATA and the server's 354
+// (the server is still writing the 354: the pipe has no buffer) waits
+// for the message instead of cutting it off, and a DATA after the
+// shutdown began is refused with 421 before any 354.
+func TestShutdownAfterDataCommand(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sub, p, release := startBlocking(t)
 		close(release)
@@ -489,20 +490,28 @@ func TestShutdownWaitsForOpenTransaction(t *testing.T) {
 		c.expect("EHLO c", 250)
 		c.expect("MAIL FROM:<a@app.example>", 250)
 		c.expect("RCPT TO:<b@dest.test>", 250)
+		late := dialPipe(t, p)
+		late.expect("EHLO late", 250)
+		late.expect("MAIL FROM:<a@app.example>", 250)
+		late.expect("RCPT TO:<b@dest.test>", 250)
+		if err := c.c.PrintfLine("DATA"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the server is writing its 354, which nobody reads yet
 		done := make(chan error, 1)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			done <- sub.Shutdown(ctx)
 		}()
-		synctest.Wait() // Shutdown waits for the transaction
-		select {
-		case err := <-done:
-			t.Fatalf("Shutdown returned with a transaction open: %v", err)
-		default:
-		}
-		if msg := c.data("From: a@app.example\r\n\r\nx\r\n", 250); !strings.Contains(msg, "queued as") {
-			t.Errorf("message of the open transaction got %q", msg)
+		synctest.Wait()
+		late.expect("DATA", 421)
+		c.expect("", 354)
+		w := c.c.DotWriter()
+		w.Write([]byte("From: a@app.example\r\n\r\nx\r\n"))
+		w.Close()
+		if msg := c.expect("", 250); !strings.Contains(msg, "queued as") {
+			t.Errorf("message sent during the shutdown got %q", msg)
 		}
 		if err := <-done; err != nil {
 			t.Errorf("Shutdown: %v", err)

@@ -45,6 +45,13 @@ func (f BackendFunc) NewSession(c *Conn) (Session, error) {
 	return f(c)
 }
 
+// DataStarter is implemented by a Session that is told of a DATA command
+// before the 354 reply (a Drover patch, see DROVER.md). An error refuses
+// the command with that error's reply instead of 354.
+type DataStarter interface {
+	StartData() error
+}
+
 // Session is used by servers to respond to an SMTP client.
 //
 // The methods are called when the remote client issues the matching command.

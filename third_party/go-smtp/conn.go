@@ -973,6 +973,13 @@ func (c *Conn) handleData(arg string) {
 		return
 	}
 
+	if ds, ok := c.Session().(DataStarter); ok {
+		if err := ds.StartData(); err != nil {
+			c.writeError(451, EnhancedCode{4, 0, 0}, err)
+			return
+		}
+	}
+
 	// We have recipients, go to accept data
 	c.writeResponse(354, NoEnhancedCode, "Go ahead. End your data with <CR><LF>.<CR><LF>")
 
