@@ -66,10 +66,16 @@ func (f *facts) indexed() *textIndex {
 	return f.index
 }
 
-// statusName is the reason the status code points to (cached).
+// statusName is the reason the status code points to (cached). An
+// address status (X.1.x) given to MAIL FROM is about the sender's
+// address, the only one that command names (RFC 5321 4.1.1.2): a
+// sender rejection, not a missing mailbox or domain.
 func (f *facts) statusName() string {
 	if !f.snSet {
 		f.sn, f.snSet = f.rs.statusReason(f.status), true
+		if f.command == "MAIL" && (f.sn == "userunknown" || f.sn == "hostunknown") {
+			f.sn = "rejected"
+		}
 	}
 	return f.sn
 }
@@ -77,7 +83,8 @@ func (f *facts) statusName() string {
 // holds is Sisimai's "true" test of reason r: the format said so, the
 // status code points to it, or its phrases match, with these guards:
 //   - userunknown: a status pointing to it counts unless the text names
-//     a relaying, blocking, quota, moved, sender or null-MX problem; the
+//     a relaying, blocking, quota, moved, sender, null-MX or sender
+//     authentication problem; the
 //     phrases alone count only after RCPT TO, or on a null-MX status
 //     (X.1.10, which Microsoft uses for "recipient not found") whose
 //     words name no null MX.
@@ -104,7 +111,7 @@ func (f *facts) holds(r string) bool {
 			return false
 		}
 		if sn == "userunknown" {
-			for _, o := range []string{"norelaying", "blocked", "mailboxfull", "hasmoved", "rejected", "notaccept"} {
+			for _, o := range []string{"norelaying", "blocked", "mailboxfull", "hasmoved", "rejected", "notaccept", "authfailure"} {
 				if f.has(o) {
 					return false
 				}

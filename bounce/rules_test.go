@@ -118,6 +118,8 @@ func TestReplies(t *testing.T) {
 		{"RCPT", 525, "5.7.13", "Disabled recipient address", "suspend", "soft", "5.7.13"},
 		{"MAIL", 553, "5.1.8", "Sender address rejected: Domain not found", "rejected", "soft", "5.1.8"},
 		{"MAIL", 550, "", "Sender verify failed", "rejected", "soft", "5.0.918"},
+		{"MAIL", 553, "5.1.0", "<app@example.com>: address does not exist", "rejected", "soft", "5.1.0"},
+		{"MAIL", 550, "5.1.2", "Domain example.com does not exist", "rejected", "soft", "5.1.2"},
 		{"CONN", 554, "", "mx.example.org ESMTP not accepting connections", "blocked", "soft", "5.0.971"},
 		{"RCPT", 554, "5.7.1", "Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", "blocked", "soft", "5.7.1"},
 		{"MAIL", 421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints", "badreputation", "soft", "4.7.0"},
