@@ -197,8 +197,8 @@ func (f *facts) holds(r string) bool {
 //     "fallback" reasons;
 //  7. a delayed action is "expired", a failure at EHLO/HELO "blocked";
 //  8. otherwise "vacation" wording, then the "lastresort" words of
-//     rules.yaml, then "onhold" when there is text, "undefined" when
-//     there is none.
+//     rules.yaml, then "rejected" for a failure at MAIL FROM, then
+//     "onhold" when there is text, "undefined" when there is none.
 func (rs *ruleSet) decide(f *facts) string {
 	f.rs = rs
 	if f.lower == "" {
@@ -229,6 +229,11 @@ func (rs *ruleSet) decide(f *facts) string {
 	}
 	if r := rs.lastResort(f); r != "" {
 		return r
+	}
+	if f.command == "MAIL" {
+		// Refused at MAIL FROM with nothing more said: the command names
+		// only the sender (RFC 5321 4.1.1.2).
+		return "rejected"
 	}
 	if strings.TrimSpace(f.diag) != "" {
 		return "onhold"

@@ -165,6 +165,7 @@ func TestReplies(t *testing.T) {
 		{"DATA", 250, "", "Ok: queued as 12345", "delivered", "", "2.0.0"},
 		{"RCPT", 550, "", "", "undefined", "soft", "5.0.900"},
 		{"RCPT", 550, "", "computer says no", "onhold", "soft", "5.0.901"},
+		{"MAIL", 550, "", "computer says no", "rejected", "soft", "5.0.918"},
 	}
 	c := NewClassifier(nil)
 	for _, tt := range tests {
