@@ -34,6 +34,7 @@ func TestMTAReplyTexts(t *testing.T) {
 		{"postfix", "RCPT", 554, "5.7.1", "<unknown[192.0.2.9]>: Client host rejected: Access denied", "blocked"},
 		{"postfix", "RCPT", 504, "5.5.2", "<localhost>: Helo command rejected: need fully-qualified hostname", "blocked"},
 		{"postfix", "RCPT", 501, "5.5.2", "<bad_name>: Helo command rejected: Invalid name", "blocked"},
+		{"postfix", "RCPT", 450, "4.7.1", "<mail.example.invalid>: Helo command rejected: Host not found", "blocked"},
 		{"postfix", "RCPT", 554, "5.7.1", "<kijitora@example.net>: Relay access denied", "norelaying"},
 		{"postfix", "RCPT", 554, "5.7.1", "Service unavailable; Client host [192.0.2.9] blocked using zen.spamhaus.org; https://www.spamhaus.org/query/ip/192.0.2.9", "blocked"},
 		{"postfix", "RCPT", 451, "4.3.0", "<kijitora@example.org>: Temporary lookup failure", "systemerror"},

@@ -95,7 +95,8 @@ func (f *facts) statusName() string {
 //     status says little.
 //   - hostunknown: a status pointing to it counts unless the text is a
 //     DNS failure, its phrases unless the text says the failure is
-//     temporary ("not found, try again") or names a null MX; spamdetected never holds before DATA; mesgtoobig never
+//     temporary ("not found, try again"), names a null MX or refuses
+//     the client's HELO name; spamdetected never holds before DATA; mesgtoobig never
 //     holds on an exceedlimit status; suspend, norelaying,
 //     notcompliantrfc, badreputation and securityerror hold on phrases
 //     only; contenterror does not hold on a text that gives a spam
@@ -155,7 +156,10 @@ func (f *facts) holds(r string) bool {
 		// The resolver's own words (h_errno): HOST_NOT_FOUND is "Host not
 		// found", TRY_AGAIN "Host not found, try again", a temporary
 		// failure; a null MX is no unknown host.
-		return f.has(r) && !strings.Contains(f.lower, "not found, try again") && !f.has("notaccept")
+		// A HELO restriction (Postfix's "Helo command rejected: Host not
+		// found") is about the client's name, not the recipient's domain.
+		return f.has(r) && !strings.Contains(f.lower, "not found, try again") && !f.has("notaccept") &&
+			!strings.Contains(f.lower, "helo command rejected") && !strings.Contains(f.lower, "ehlo command rejected")
 	case "mesgtoobig":
 		if sn == "mesgtoobig" {
 			return true
