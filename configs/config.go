@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 )
 
@@ -358,6 +359,20 @@ func (c *Config) errAt(path, format string, args ...any) error {
 	return c.ErrorAt(path, fmt.Sprintf(format, args...))
 }
 
+// badHostPort says what is wrong with a listening or connecting address,
+// "" when it is a host:port whose port is a number from 0 to 65535 (0: any
+// free port).
+func badHostPort(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "is not host:port"
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "has no port number from 0 to 65535"
+	}
+	return ""
+}
+
 func (c *Config) validate() error {
 	var errs []error
 	add := func(path, format string, args ...any) { errs = append(errs, c.errAt(path, format, args...)) }
@@ -378,8 +393,8 @@ func (c *Config) validate() error {
 	}
 	for i, l := range c.Listeners {
 		p := fmt.Sprintf("listeners[%d]", i)
-		if _, _, err := net.SplitHostPort(l.Address); err != nil {
-			add(p+".address", "%q is not host:port", l.Address)
+		if msg := badHostPort(l.Address); msg != "" {
+			add(p+".address", "%q %s", l.Address, msg)
 		}
 		switch l.Mode {
 		case "plain", "starttls", "tls":
@@ -390,8 +405,11 @@ func (c *Config) validate() error {
 			add(p+".loopback_sender", "no sender named %q", l.LoopbackSender)
 		}
 	}
-	if _, _, err := net.SplitHostPort(c.HTTP.Address); c.HTTP.Address != "" && err != nil {
-		add("http.address", "%q is not host:port", c.HTTP.Address)
+	if msg := badHostPort(c.HTTP.Address); c.HTTP.Address != "" && msg != "" {
+		add("http.address", "%q %s", c.HTTP.Address, msg)
+	}
+	if msg := badHostPort(c.Bounces.InboundAddress); c.Bounces.InboundAddress != "" && msg != "" {
+		add("bounces.inbound_address", "%q %s", c.Bounces.InboundAddress, msg)
 	}
 	if c.Limits.MaxMessageSize < 1024 {
 		add("limits.max_message_size", "must be at least 1KB")
@@ -428,8 +446,8 @@ func (c *Config) validate() error {
 	}
 	d := c.Delivery
 	if d.Resolver != "" {
-		if _, _, err := net.SplitHostPort(d.Resolver); err != nil {
-			add("delivery.resolver", "%q is not host:port", d.Resolver)
+		if msg := badHostPort(d.Resolver); msg != "" {
+			add("delivery.resolver", "%q %s", d.Resolver, msg)
 		}
 	}
 	if d.Port < 1 || d.Port > 65535 {
@@ -448,8 +466,8 @@ func (c *Config) validate() error {
 				add(p+".login", "login %q is also used by sender %q", s.Login, other)
 			}
 			logins[s.Login] = name
-			if !strings.HasPrefix(s.PasswordHash, "$2") {
-				add(p+".password_hash", "a login needs a bcrypt password hash (drover passwd makes one)")
+			if _, err := bcrypt.Cost([]byte(s.PasswordHash)); err != nil {
+				add(p+".password_hash", "a login needs a bcrypt password hash (drover passwd makes one): %v", err)
 			}
 		}
 		if len(s.FromDomains) == 0 {

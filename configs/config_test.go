@@ -88,6 +88,9 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"bad listener", "listeners:\n  - address: nowhere\n    mode: plain\n", "line 2: listeners[0].address"},
 		{"unknown sender", "listeners:\n  - address: 127.0.0.1:25\n    mode: plain\n    loopback_sender: bob\n", "line 4: listeners[0].loopback_sender: no sender named \"bob\""},
 		{"login without hash", "senders:\n  a:\n    login: a\n    from_domains: [a.example]\n", "senders.a.password_hash"},
+		{"placeholder hash", "senders:\n  a:\n    login: a\n    password_hash: \"$2a$10$...\"\n    from_domains: [a.example]\n", "line 4: senders.a.password_hash"},
+		{"port out of range", "listeners:\n  - address: 127.0.0.1:99999\n    mode: plain\n", "line 2: listeners[0].address: \"127.0.0.1:99999\" has no port number"},
+		{"http port out of range", "http:\n  address: 127.0.0.1:70000\n", "line 2: http.address"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

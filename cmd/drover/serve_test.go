@@ -368,6 +368,14 @@ func TestConfigCheck(t *testing.T) {
 		t.Errorf("unknown pool: %v\n%s", err, out)
 	}
 
+	// What serve would refuse: a port out of range, a placeholder hash.
+	bad5 := filepath.Join(dir, "bad5.yaml")
+	os.WriteFile(bad5, []byte("listeners: [{address: 127.0.0.1:99999, mode: plain}]\nsenders:\n  s:\n    login: s\n    password_hash: \"$2a$10$...\"\n    from_domains: [a.test]\n"), 0o600)
+	out, err = exec.Command(droverBin, "config", "check", bad5).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "listeners[0].address") || !strings.Contains(string(out), "senders.s.password_hash") {
+		t.Errorf("port 99999 and placeholder hash: %v\n%s", err, out)
+	}
+
 	// serve refuses the same file with the same errors, each naming the
 	// file, the key and its line.
 	bad4 := filepath.Join(dir, "bad4.yaml")
