@@ -98,8 +98,9 @@ type Limits struct {
 
 // Queue configures the spool. Retries and per-site limits are shaping.
 type Queue struct {
-	Durable     bool          `yaml:"durable"`
-	DelayNotice time.Duration `yaml:"delay_notice"`
+	Durable      bool          `yaml:"durable"`
+	DelayNotice  time.Duration `yaml:"delay_notice"`
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
 // Delivery configures the outbound SMTP client and DNS.
@@ -422,6 +423,9 @@ func (c *Config) validate() error {
 	}
 	if c.Queue.DelayNotice < 0 {
 		add("queue.delay_notice", "must not be negative")
+	}
+	if c.Queue.DrainTimeout <= 0 {
+		add("queue.drain_timeout", "must be more than 0")
 	}
 	pools := c.Shaping.pools()
 	for name, snd := range c.Senders {

@@ -232,9 +232,16 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		return err
 	}
 	eng.Start()
-	// closeQueue stops delivery, then the spool.
+	// closeQueue stops delivery, then the spool. Deliveries that outlast
+	// ctx are cancelled and their recipients stay queued: that is logged,
+	// not an error (nothing is lost).
 	closeQueue := func(ctx context.Context) error {
-		return errors.Join(eng.Close(ctx), spool.Close(ctx))
+		err := eng.Close(ctx)
+		if ie := (*engine.InterruptedError)(nil); errors.As(err, &ie) {
+			log.Warn("deliveries still running at the end of the drain were interrupted; their recipients stay queued for the next start", "workers", ie.Workers)
+			err = nil
+		}
+		return errors.Join(err, spool.Close(ctx))
 	}
 
 	var signer mta.Signer
@@ -353,7 +360,7 @@ wait:
 
 	// Stop taking mail, let messages being received reach the spool, stop
 	// delivery, close Pebble; then the HTTP listener.
-	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.Queue.DrainTimeout)
 	defer cancel()
 	var errs []error
 	if err := sub.Shutdown(shutCtx); err != nil {

@@ -239,6 +239,45 @@ func TestSIGTERMKeepsQueuedMail(t *testing.T) {
 	d.stop()
 }
 
+// SIGTERM while a delivery outlasts the drain: drover interrupts it, says
+// so, exits 0, and the recipient is delivered after the restart.
+func TestSIGTERMInterruptsLongDelivery(t *testing.T) {
+	dir := t.TempDir()
+	hang := make(chan struct{})
+	inData := make(chan struct{}, 1)
+	slow := testkit.StartMX(t, testkit.MXOptions{Answer: func(c testkit.Command) error {
+		if c.Verb == "DATA" {
+			select {
+			case inData <- struct{}{}:
+			default:
+			}
+			<-hang
+		}
+		return testkit.Cues(c)
+	}})
+	t.Cleanup(func() { close(hang) })
+	d := startDrover(t, dir, fmt.Sprintf("queue:\n  drain_timeout: 1s\nshaping:\n  default:\n    retry_interval: 1s\n    max_retry_interval: 1s\nroutes:\n  \"*\": %q\n", slow.Addr))
+	if err := smtp.SendMail(d.smtp, nil, "a@sender.test", []string{"r@dest.test"},
+		[]byte("From: a@sender.test\r\nSubject: slow\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-inData:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the delivery did not reach DATA")
+	}
+	d.stop() // fails on a non-zero exit
+	if !strings.Contains(d.out.String(), "interrupted") {
+		t.Errorf("the log does not say the delivery was interrupted:\n%s", d.out.String())
+	}
+	mx := startMX(t)
+	cfg, _ := os.ReadFile(d.cfgPath)
+	os.WriteFile(d.cfgPath, []byte(strings.Replace(string(cfg), slow.Addr, mx.Addr, 1)), 0o600)
+	d.start()
+	mx.Wait(t, 1, 30*time.Second)
+	d.stop()
+}
+
 // kill -9 under load: every message that got a 250 is delivered after the
 // restart. smtp-source loads Drover; Postfix's smtp-sink counts at the far
 // end.

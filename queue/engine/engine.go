@@ -189,13 +189,33 @@ func (e *Engine) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = fmt.Errorf("engine: close: deliveries interrupted: %w", ctx.Err())
+		e.mu.Lock()
+		n := 0
+		for _, d := range e.dests {
+			n += d.workers
+		}
+		e.mu.Unlock()
+		err = &InterruptedError{Workers: n, Err: ctx.Err()}
 		e.cancel()
 		<-done
 	}
 	e.cancel()
 	return err
 }
+
+// InterruptedError is Close's error when ctx ended before the deliveries
+// under way did: they were cancelled, and their recipients stay queued,
+// unchanged, for the next start. Nothing is lost.
+type InterruptedError struct {
+	Workers int   // delivery workers that were still running
+	Err     error // ctx.Err()
+}
+
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("engine: close: %d deliveries interrupted (their recipients stay queued): %v", e.Workers, e.Err)
+}
+
+func (e *InterruptedError) Unwrap() error { return e.Err }
 
 // Reconfigure refreshes the plan of every destination and site in memory
 // (Planner.Refresh) and applies the new limits at once: rates change for
