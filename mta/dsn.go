@@ -76,7 +76,7 @@ func (n *DSNNotifier) OnFailure(msg *queue.Message, body []byte, failed []queue.
 // OnDelay implements queue.Options.OnDelay: a delay notice for recipients
 // still queued after a temporary failure, when NOTIFY asks for DELAY, or
 // without NOTIFY when the sender wants delay notices.
-func (n *DSNNotifier) OnDelay(msg *queue.Message, rcpts []queue.Recipient) error {
+func (n *DSNNotifier) OnDelay(msg *queue.Message, header []byte, rcpts []queue.Recipient, until time.Time) error {
 	if !msg.WantDSN || !n.wantsDSN(msg.ReturnPath) {
 		return nil
 	}
@@ -92,10 +92,12 @@ func (n *DSNNotifier) OnDelay(msg *queue.Message, rcpts []queue.Recipient) error
 		}
 		in.Recipients = append(in.Recipients, bounce.DSNRecipient{
 			Addr: r.Addr, ORCPT: r.ORCPT, Action: "delayed", Status: "4.4.7",
-			Diagnostic: diag, LastAttempt: r.LastAttempt, WillRetryUntil: r.NextAttempt,
+			Diagnostic: diag, LastAttempt: r.LastAttempt, WillRetryUntil: until,
 		})
 	}
-	return n.send(msg, in, nil, now)
+	// The notice returns the header only, whatever RET says (RFC 3461
+	// 4.3: RET is about failure notices).
+	return n.send(msg, in, header, now)
 }
 
 func (n *DSNNotifier) now() time.Time {

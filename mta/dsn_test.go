@@ -65,7 +65,7 @@ func TestDSNNotifier(t *testing.T) {
 		q := &fakeQueue{}
 		n := &DSNNotifier{Hostname: "drover.test", Queue: q, BounceDomains: map[string]bool{"bounce.shop.example": true}}
 		n.OnFailure(&m, body, failed)
-		n.OnDelay(&m, []queue.Recipient{{Addr: "x@dest.example", Notify: "DELAY"}})
+		n.OnDelay(&m, nil, []queue.Recipient{{Addr: "x@dest.example", Notify: "DELAY"}}, time.Time{})
 		if len(q.msgs) != 0 {
 			t.Errorf("return path %q (want dsn %v): DSN sent", m.ReturnPath, m.WantDSN)
 		}
@@ -81,7 +81,9 @@ func TestDelayNotice(t *testing.T) {
 	}
 	q := &fakeQueue{}
 	n := &DSNNotifier{Hostname: "drover.test", Queue: q}
-	if err := n.OnDelay(msg, rcpts); err != nil {
+	header := []byte("From: a@shop.example\r\nSubject: spring sale\r\n\r\n")
+	until := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	if err := n.OnDelay(msg, header, rcpts, until); err != nil {
 		t.Fatal(err)
 	}
 	_, _, dsn := q.last(t)
@@ -89,10 +91,18 @@ func TestDelayNotice(t *testing.T) {
 		strings.Contains(dsn, "failonly@") || strings.Contains(dsn, "default@") {
 		t.Errorf("delay DSN:\n%s", dsn)
 	}
+	// Will-Retry-Until is the recipients' expiry; the returned header is
+	// the message's.
+	if !strings.Contains(dsn, "Will-Retry-Until: Mon, 07 Dec 2026 10:00:00 +0000") {
+		t.Errorf("delay DSN without the expiry as Will-Retry-Until:\n%s", dsn)
+	}
+	if i := strings.Index(dsn, "text/rfc822-headers"); i < 0 || !strings.Contains(dsn[i:], "Subject: spring sale") {
+		t.Errorf("delay DSN without the message's header:\n%s", dsn)
+	}
 	// The sender option covers recipients without NOTIFY.
 	q = &fakeQueue{}
 	n.Queue, n.DelayDSN = q, map[string]bool{"app": true}
-	n.OnDelay(msg, rcpts)
+	n.OnDelay(msg, header, rcpts, until)
 	if _, _, dsn := q.last(t); !strings.Contains(dsn, "default@dest.example") || strings.Contains(dsn, "failonly@") {
 		t.Errorf("delay DSN with the sender option:\n%s", dsn)
 	}

@@ -59,9 +59,14 @@ type Result struct {
 	Enhanced string // enhanced status code "5.1.1", "" if none
 	Text     string // reply text or local error text, one line
 	Remote   string // remote host that answered, if any
-	Class    string // bounce class for failures: "hard" or "soft"
-	Reason   string // bounce reason for failures (userunknown, mailboxfull, ...)
+	Class    string // bounce class for failures: "hard" or "soft" ("" for an operator bounce)
+	Reason   string // bounce reason for failures (userunknown, mailboxfull, ..., ReasonOperator)
 }
+
+// ReasonOperator is the reason of a recipient an operator bounced
+// (Spool.Bounce): final, and no verdict on the address, so its class is
+// neither hard nor soft and list hygiene does not count it.
+const ReasonOperator = "operator"
 
 // Selector picks queued recipients for Flush, Bounce and Delete: those
 // that match every non-empty field. Site matches the site a SiteOf

@@ -226,9 +226,9 @@ func (s *Spool) Flush(sel Selector, siteOf SiteOf, report func(Progress)) (int, 
 // not be empty), as the remote would: OnFailure is called first (once per
 // message and batch, for the DSN), then their records are removed and a
 // bounced event is emitted per recipient, with Result{Status: Permanent,
-// Enhanced: "5.0.0", Text: "bounced by operator: <reason>", Class: "soft",
-// Reason: "onhold"} (soft: an operator's decision says nothing about the
-// address). Recipients waiting in memory for a connection are included;
+// Enhanced: "5.0.0", Text: "bounced by operator: <reason>", Reason:
+// ReasonOperator} and no class: final, and an operator's decision says
+// nothing about the address. Recipients waiting in memory for a connection are included;
 // those in flight (or being loaded by the scheduler at that moment) are
 // skipped and not counted: a later call catches them if they are deferred.
 // With dryRun it only counts. If OnFailure fails for a message, its
@@ -581,7 +581,7 @@ func (c *ctl) bounce(ps []pinned) {
 	if r := oneLine(c.reason); r != "" {
 		text += ": " + r
 	}
-	res := Result{Status: Permanent, Enhanced: "5.0.0", Text: text, Class: "soft", Reason: "onhold"}
+	res := Result{Status: Permanent, Enhanced: "5.0.0", Text: text, Reason: ReasonOperator}
 	if s.opts.OnFailure != nil {
 		failed := make([]Failed, len(ps))
 		for i, p := range ps {

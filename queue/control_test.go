@@ -133,7 +133,8 @@ func TestOperatorBounce(t *testing.T) {
 	}
 	for id, fs := range hooked {
 		if len(fs) != 2 || fs[0].Result.Status != Permanent || fs[0].Result.Enhanced != "5.0.0" ||
-			fs[0].Result.Text != "bounced by operator: list retired" || fs[0].Result.Class != "soft" || fs[0].Expired {
+			fs[0].Result.Text != "bounced by operator: list retired" || fs[0].Result.Class != "" ||
+			fs[0].Result.Reason != ReasonOperator || fs[0].Expired {
 			t.Errorf("OnFailure for %s: %+v", id, fs)
 		}
 	}
@@ -234,9 +235,15 @@ func delayNotice(t *testing.T) {
 	busy := func(*Message, Recipient) Result { return Result{Status: Temporary, Code: 451, Text: "busy"} }
 	var mu sync.Mutex
 	var notified [][]string
-	onDelay := func(msg *Message, rcpts []Recipient) error {
+	onDelay := func(msg *Message, header []byte, rcpts []Recipient, until time.Time) error {
 		mu.Lock()
 		defer mu.Unlock()
+		if string(header) != "Subject: x\r\n\r\n" {
+			t.Errorf("OnDelay header %q, want the message's", header)
+		}
+		if want := msg.Received.Add(defaultRetry.MaxAge); !until.Equal(want) {
+			t.Errorf("OnDelay until %v, want the expiry %v", until, want)
+		}
 		var addrs []string
 		for _, r := range rcpts {
 			addrs = append(addrs, r.Addr)
@@ -258,7 +265,7 @@ func delayNotice(t *testing.T) {
 	retryPolicy := Retry{Interval: 4 * time.Minute, MaxInterval: 4 * time.Minute, MaxAge: defaultRetry.MaxAge}
 	s := openSpool(t, opts)
 	dp := startDispatcher(t, s, &dispatcher{retry: retryPolicy, decide: busy})
-	id := enqueue(t, s, nil, "x", "a@d.test", "b@d.test")
+	id := enqueue(t, s, nil, "Subject: x\r\n\r\nbody\r\n", "a@d.test", "b@d.test")
 	deferrals := func(n int) {
 		t.Helper()
 		if got, st := len(ev.of(EventDeferred)), s.Stats(); got != n || st.InFlight != 0 {
@@ -310,7 +317,7 @@ func delayNoticeRetried(t *testing.T) {
 	calls := 0
 	var ev events
 	s := openSpool(t, Options{OnEvent: ev.add, DelayNotice: time.Minute,
-		OnDelay: func(*Message, []Recipient) error {
+		OnDelay: func(*Message, []byte, []Recipient, time.Time) error {
 			mu.Lock()
 			defer mu.Unlock()
 			calls++

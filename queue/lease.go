@@ -191,7 +191,7 @@ func (s *Spool) Finish(l *Lease, outs []Outcome, retry Retry) {
 		failed = append(failed, Failed{Recipient: a.r, Result: f.Result, Expired: f.Expired})
 	}
 	if s.opts.DelayNotice > 0 && s.opts.OnDelay != nil {
-		s.delayNotices(msg, acts, now)
+		s.delayNotices(m, acts, now, msg.Received.Add(retry.MaxAge))
 	}
 	if len(failed) > 0 && s.opts.OnFailure != nil {
 		if err := s.failureHook(m, failed); err != nil {
@@ -329,8 +329,10 @@ func (s *Spool) roomLocked() {
 
 // delayNotices calls OnDelay for the deferred recipients of acts queued
 // longer than DelayNotice and not notified yet, and marks them notified
-// when it succeeds (the mark is written with the deferral).
-func (s *Spool) delayNotices(msg *Message, acts []action, now time.Time) {
+// when it succeeds (the mark is written with the deferral). until is when
+// they expire.
+func (s *Spool) delayNotices(m *msgMem, acts []action, now, until time.Time) {
+	msg := m.msg
 	if now.Sub(msg.Received) < s.opts.DelayNotice {
 		return
 	}
@@ -343,7 +345,11 @@ func (s *Spool) delayNotices(msg *Message, acts []action, now time.Time) {
 	if len(rcpts) == 0 {
 		return
 	}
-	if err := s.delayHook(msg, rcpts); err != nil {
+	body, err := s.bodyOf(m)
+	if err == nil {
+		err = s.delayHook(msg, headerOf(body), rcpts, until)
+	}
+	if err != nil {
 		s.log.Warn("queue: OnDelay failed, will retry at the next deferral", "id", msg.ID, "err", err)
 		return
 	}
@@ -355,13 +361,24 @@ func (s *Spool) delayNotices(msg *Message, acts []action, now time.Time) {
 }
 
 // delayHook calls OnDelay, turning a panic into an error.
-func (s *Spool) delayHook(msg *Message, rcpts []Recipient) (err error) {
+func (s *Spool) delayHook(msg *Message, header []byte, rcpts []Recipient, until time.Time) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic in OnDelay: %v", r)
 		}
 	}()
-	return s.opts.OnDelay(msg, rcpts)
+	return s.opts.OnDelay(msg, header, rcpts, until)
+}
+
+// headerOf is the header of a message, up to and with the blank line
+// that ends it (all of it when there is none).
+func headerOf(body []byte) []byte {
+	for _, sep := range [][]byte{[]byte("\r\n\r\n"), []byte("\n\n")} {
+		if i := bytes.Index(body, sep); i >= 0 {
+			return body[:i+len(sep)]
+		}
+	}
+	return body
 }
 
 // failureHook calls OnFailure, turning a panic into an error.

@@ -39,8 +39,11 @@ type Options struct {
 	// DelayNotice (their records are marked so that it is not called again,
 	// across restarts too; if it fails, it is called again at the next
 	// deferral). It decides from NOTIFY and the sender whether to send a
-	// delay DSN. It is called from a delivery worker. May be nil.
-	OnDelay func(msg *Message, rcpts []Recipient) error
+	// delay DSN. header is the message's header (for the notice's
+	// text/rfc822-headers part) and until when the recipients expire (the
+	// message's arrival plus the destination's MaxAge: the notice's
+	// Will-Retry-Until). It is called from a delivery worker. May be nil.
+	OnDelay func(msg *Message, header []byte, rcpts []Recipient, until time.Time) error
 
 	// OnEvent receives the delivery events: delivered, deferred, bounced
 	// and expired (received is the submitter's to report), and the

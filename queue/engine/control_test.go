@@ -138,7 +138,7 @@ func delayNotice(t *testing.T) {
 	notified := map[string][]int{} // addr -> attempts at each OnDelay
 	var ev events
 	opts := queue.Options{Dir: dir, OnEvent: ev.add, DelayNotice: notice,
-		OnDelay: func(msg *queue.Message, rcpts []queue.Recipient) error {
+		OnDelay: func(msg *queue.Message, _ []byte, rcpts []queue.Recipient, _ time.Time) error {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, r := range rcpts {

@@ -513,9 +513,9 @@ func watch(c *testkit.Signal, opts *queue.Options) {
 		}
 	}
 	if onDelay != nil {
-		opts.OnDelay = func(msg *queue.Message, rcpts []queue.Recipient) error {
+		opts.OnDelay = func(msg *queue.Message, header []byte, rcpts []queue.Recipient, until time.Time) error {
 			defer c.Broadcast()
-			return onDelay(msg, rcpts)
+			return onDelay(msg, header, rcpts, until)
 		}
 	}
 }
