@@ -26,6 +26,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -234,6 +235,7 @@ func Parse(data []byte) (*Config, error) {
 	if probe.Routes.Kind != 0 {
 		c.Routes = nil
 	}
+	data = expandDays(data, reflect.TypeOf(c).Elem())
 	if err := decodeStrict(data, c); err != nil {
 		return nil, err
 	}
@@ -251,7 +253,12 @@ func decodeStrict(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
-			return fmt.Errorf("invalid configuration:\n  %s", strings.Join(te.Errors, "\n  "))
+			ss, lines := scalars(data, reflect.TypeOf(v).Elem()), indexFile(data)
+			msgs := make([]string, len(te.Errors))
+			for i, m := range te.Errors {
+				msgs[i] = friendly(m, ss, lines)
+			}
+			return fmt.Errorf("invalid configuration:\n  %s", strings.Join(msgs, "\n  "))
 		}
 		return fmt.Errorf("invalid configuration: %w", err)
 	}

@@ -75,11 +75,11 @@ func TestExampleDocumentsEveryOption(t *testing.T) {
 
 func TestErrorsNameKeyAndLine(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
-		{"unknown key", "log_level: info\nqueue:\n  retry_intervall: 5m\n", "line 3: field retry_intervall not found"},
-		{"unknown shaping key", "shaping:\n  default:\n    max_conections: 5\n", "line 3: field max_conections not found"},
+		{"unknown key", "log_level: info\nqueue:\n  retry_intervall: 5m\n", "line 3: queue.retry_intervall: unknown key"},
+		{"unknown shaping key", "shaping:\n  default:\n    max_conections: 5\n", "line 3: shaping.default.max_conections: unknown key"},
 		{"bad level", "hostname: a.example\nlog_level: loud\n", "line 2: log_level"},
 		{"bad duration", "queue:\n  delay_notice: soon\n", "line 2"},
-		{"unknown provider key", "shaping:\n  providers:\n    x:\n      mx: [a.example]\n      colour: blue\n", "line 5: field colour not found"},
+		{"unknown provider key", "shaping:\n  providers:\n    x:\n      mx: [a.example]\n      colour: blue\n", "line 5: shaping.providers.x.colour: unknown key"},
 		{"shaping duration without unit", "shaping:\n  default:\n    retry_interval: 300\n", "line 3"},
 		{"rule code not a number", "shaping:\n  rules:\n    - {name: x, code: soon, action: none}\n", "line 3"},
 		{"unknown pool", "shaping:\n  domains:\n    a.test: {pool: nope}\n", `line 3: shaping.domains.a.test.pool: no pool named "nope" in pools`},
@@ -99,6 +99,46 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 				t.Errorf("error = %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Errors name the key and what its value should be, never a Go type.
+func TestErrorsNameNoGoType(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"limits:\n  max_recipients: lots\n", `line 2: limits.max_recipients: "lots" is not a whole number`},
+		{"limits:\n  max_recipents: 5\n", "line 2: limits.max_recipents: unknown key"},
+		{"queue:\n  durable: maybe\n", `line 2: queue.durable: "maybe" is not true or false`},
+		{"queue:\n  delay_notice: soon\n", `line 2: queue.delay_notice: "soon" is not a duration`},
+		{"queue:\n  delay_notice: [1]\n", "line 2: queue.delay_notice: a list is not a duration"},
+		{"listeners: {a: 1}\n", "line 1: listeners: a mapping is not a list"},
+	}
+	for _, tc := range cases {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error = %v, want it to contain %q", tc.yaml, err, tc.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "configs.") || strings.Contains(err.Error(), "!!") || strings.Contains(err.Error(), "time.Duration")) {
+			t.Errorf("%q: error names a Go type: %v", tc.yaml, err)
+		}
+	}
+}
+
+// Durations take days, in the operator's file and in shaping, and the
+// lines of errors after them stay right.
+func TestDurationsTakeDays(t *testing.T) {
+	c, err := Parse([]byte("queue:\n  delay_notice: 1d12h\nshaping:\n  default:\n    max_age: \"5d\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Queue.DelayNotice != 36*time.Hour {
+		t.Errorf("delay_notice 1d12h = %v", c.Queue.DelayNotice)
+	}
+	if d := c.Shaping.Default.MaxAge; d == nil || *d != 120*time.Hour {
+		t.Errorf("shaping max_age 5d = %v", d)
+	}
+	_, err = Parse([]byte("queue: {delay_notice: 2d, durable: maybe}\n"))
+	if err == nil || !strings.Contains(err.Error(), `line 1: queue.durable: "maybe"`) {
+		t.Errorf("error after a day duration: %v", err)
 	}
 }
 
@@ -231,4 +271,17 @@ func TestSenderPools(t *testing.T) {
 	if _, err := Parse([]byte("pools: {m: [192.0.2.1], tx: [192.0.2.2]}\nsenders:\n  default: {from_domains: [\"*\"]}\n  shop:\n    from_domains: [shop.example]\n    pool: m\n    stream_pools: {transactional: tx}\n")); err != nil {
 		t.Errorf("valid pools: %v", err)
 	}
+}
+
+// FuzzExpandDays: rewriting days never panics and never moves a line.
+func FuzzExpandDays(f *testing.F) {
+	f.Add([]byte("queue:\n  delay_notice: 5d\n"))
+	f.Add([]byte("queue: {delay_notice: '1d12h', drain_timeout: 2d}\nshaping:\n  default:\n    max_age: \"3d\"\n"))
+	f.Add([]byte("queue:\n  delay_notice: 99999999999999999999d\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out := expandDays(data, reflect.TypeOf(Config{}))
+		if bytes.Count(out, []byte("\n")) != bytes.Count(data, []byte("\n")) {
+			t.Fatalf("lines moved: %q -> %q", data, out)
+		}
+	})
 }

@@ -391,7 +391,7 @@ func TestConfigCheck(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("hostname: x.test\nqueue:\n  max_age: 5d\n  retry_intervl: 1m\n"), 0o600)
 	out, err := exec.Command(droverBin, "config", "check", bad).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "line 4: field retry_intervl not found") {
+	if err == nil || !strings.Contains(string(out), "line 4: queue.retry_intervl: unknown key") {
 		t.Errorf("bad config: %v\n%s", err, out)
 	}
 	bad2 := filepath.Join(dir, "bad2.yaml")
