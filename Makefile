@@ -6,7 +6,7 @@ GO ?= go
 FUZZTIME ?= 10s
 
 build:
-	$(GO) build -o bin/drover ./cmd/drover
+	$(GO) build -buildvcs=auto -o bin/drover ./cmd/drover
 
 test: vet
 	$(GO) test -race -timeout 30m ./...

@@ -495,3 +495,20 @@ func TestBounceClassifyCommand(t *testing.T) {
 		t.Errorf("not a bounce: %v %q", err, out)
 	}
 }
+
+// drover version names the build: the source revision when the binary was
+// built in a git checkout, and the Go version.
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(droverBin, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "drover ") || !strings.Contains(string(out), "go1.") {
+		t.Fatalf("drover version: %v\n%s", err, out)
+	}
+	out, err = exec.Command(droverBin, "version", "--json").Output()
+	var v struct{ Version, Revision, Go string }
+	if err != nil || json.Unmarshal(out, &v) != nil || v.Version == "" || !strings.HasPrefix(v.Go, "go1.") {
+		t.Fatalf("drover version --json: %v\n%s", err, out)
+	}
+	if _, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil && v.Revision == "" {
+		t.Errorf("built in a git checkout, but version names no revision: %s", out)
+	}
+}
