@@ -86,6 +86,9 @@ type Listener struct {
 type HTTP struct {
 	Address    string `yaml:"address"`
 	AdminToken string `yaml:"admin_token"`
+	// AllowedHosts are the names, besides IP addresses and localhost,
+	// under which the admin API may be called (its Host header).
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // Limits bound what a client may submit.
@@ -381,6 +384,26 @@ func badHostPort(addr string) string {
 	return ""
 }
 
+// isHostName reports whether h is a DNS name or an IP address, without
+// a port.
+func isHostName(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	h = strings.TrimSuffix(h, ".")
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func (c *Config) validate() error {
 	var errs []error
 	add := func(path, format string, args ...any) { errs = append(errs, c.errAt(path, format, args...)) }
@@ -415,6 +438,11 @@ func (c *Config) validate() error {
 	}
 	if msg := badHostPort(c.HTTP.Address); c.HTTP.Address != "" && msg != "" {
 		add("http.address", "%q %s", c.HTTP.Address, msg)
+	}
+	for i, h := range c.HTTP.AllowedHosts {
+		if !isHostName(h) {
+			add(fmt.Sprintf("http.allowed_hosts[%d]", i), "%q is not a host name (no scheme, port or path)", h)
+		}
 	}
 	if msg := badHostPort(c.Bounces.InboundAddress); c.Bounces.InboundAddress != "" && msg != "" {
 		add("bounces.inbound_address", "%q %s", c.Bounces.InboundAddress, msg)

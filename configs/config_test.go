@@ -91,6 +91,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"placeholder hash", "senders:\n  a:\n    login: a\n    password_hash: \"$2a$10$...\"\n    from_domains: [a.example]\n", "line 4: senders.a.password_hash"},
 		{"port out of range", "listeners:\n  - address: 127.0.0.1:99999\n    mode: plain\n", "line 2: listeners[0].address: \"127.0.0.1:99999\" has no port number"},
 		{"http port out of range", "http:\n  address: 127.0.0.1:70000\n", "line 2: http.address"},
+		{"allowed host with a port", "http:\n  allowed_hosts:\n    - drover.internal\n    - drover.internal:8025\n", `line 4: http.allowed_hosts[1]: "drover.internal:8025" is not a host name`},
+		{"allowed host as a URL", "http:\n  allowed_hosts: [\"http://drover.internal\"]\n", "line 2: http.allowed_hosts[0]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

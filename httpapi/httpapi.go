@@ -12,8 +12,25 @@
 // with a Cache duration is run at most once per that duration, however
 // often /healthz is asked.
 //
-// The admin API requires "Authorization: Bearer <token>" when a token is
-// configured; without one it answers only clients on a loopback address.
+// The admin API and the profiler obey only an operator's tool, never a
+// web page that a browser on the same machine has open (a cross-site
+// request, or DNS rebinding of a name to this listener's address). Each
+// request to them, from any client address, must:
+//
+//   - give as Host an IP address or "localhost", with the port the request
+//     came in on or none, or one of Config.AllowedHosts (any port): else
+//     403;
+//   - send no Origin header, or the request's own origin ("http://" or
+//     "https://" + Host): else 403;
+//   - carry "Authorization: Bearer <token>" (the scheme in any case), the
+//     token compared in constant time: else 401 (Config.AdminToken ""
+//     refuses everyone);
+//   - for POST and any other method than GET, HEAD and OPTIONS, send
+//     "Content-Type: application/json", which a browser sends cross-site
+//     only after a CORS preflight that this API never grants: else 415.
+//
+// Each refusal is {"error": "..."}, given before the body is read: it
+// changes nothing. /metrics and /healthz answer anyone.
 //
 //	GET  /v1/queue?by=site|domain|sender|campaign
 //	                         recipients, messages, oldest, last error (and
@@ -50,15 +67,12 @@ package httpapi
 
 import (
 	"cmp"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -85,9 +99,14 @@ type Queue interface {
 
 // Config wires the handler.
 type Config struct {
-	Gatherer   prometheus.Gatherer
-	Queue      Queue
+	Gatherer prometheus.Gatherer
+	Queue    Queue
+	// AdminToken is the bearer token of the admin API and the profiler;
+	// "" refuses every request to them.
 	AdminToken string
+	// AllowedHosts are names, besides IP addresses and localhost, that
+	// requests to the admin API may give as Host (see the package doc).
+	AllowedHosts []string
 	// Reload re-reads the configuration; nil = not offered.
 	Reload func() error
 	// Checks are what /healthz reports on; none: it answers ok.
@@ -287,10 +306,11 @@ func Handler(cfg Config) http.Handler {
 		}
 		writeJSON(w, map[string]any{"message": msg, "recipients": rcpts})
 	})
-	mux.Handle("/v1/", requireAdmin(cfg.AdminToken, admin))
+	g := newGuard(cfg.AdminToken, cfg.AllowedHosts)
+	mux.Handle("/v1/", g.wrap(admin))
 	// Go's profiler, for operators chasing CPU or memory; admin only.
-	mux.Handle("/debug/pprof/", requireAdmin(cfg.AdminToken, http.HandlerFunc(pprof.Index)))
-	mux.Handle("/debug/pprof/profile", requireAdmin(cfg.AdminToken, http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/", g.wrap(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/profile", g.wrap(http.HandlerFunc(pprof.Profile)))
 	return mux
 }
 
@@ -306,26 +326,6 @@ func siteOrDomain(sel queue.Selector) (kind, name string, err error) {
 		return "domain", sel.Domain, nil
 	}
 	return "", "", errors.New("name exactly one of site and domain")
-}
-
-func requireAdmin(token string, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if token == "" {
-			host, _, _ := net.SplitHostPort(r.RemoteAddr)
-			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-				writeError(w, http.StatusForbidden, errors.New("the admin API answers only loopback clients when no admin_token is configured"))
-				return
-			}
-		} else {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="drover"`)
-				writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 func writeJSON(w http.ResponseWriter, v any) { writeJSONStatus(w, http.StatusOK, v) }

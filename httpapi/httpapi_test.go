@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -51,16 +54,42 @@ func (f *fakeQueue) Bounce(sel queue.Selector, reason string, dry bool, _ func(q
 func (f *fakeQueue) Delete(sel queue.Selector, dry bool, _ func(queue.Progress)) (int, error) {
 	if dry {
 		f.calls = append(f.calls, "delete dry "+sel.Sender)
+	} else {
+		f.calls = append(f.calls, "delete "+sel.Sender)
 	}
 	return 7, nil
 }
 
+// testToken is the admin token of the tests' handlers.
+const testToken = "s3cret"
+
+// listenerAddr is where the tests' requests come in, as the server tells
+// the handler (http.LocalAddrContextKey).
+var listenerAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8025}
+
+// do sends a request as drover's CLI does: to 127.0.0.1:8025, with the
+// token when given and, on POST, Content-Type application/json.
 func do(t *testing.T, h http.Handler, method, path, token, body, remote string) (int, string) {
 	t.Helper()
-	req := httptest.NewRequest(method, path, strings.NewReader(body))
-	req.RemoteAddr = remote
+	hdr := http.Header{}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		hdr.Set("Authorization", "Bearer "+token)
+	}
+	if method != "GET" {
+		hdr.Set("Content-Type", "application/json")
+	}
+	return send(t, h, method, path, "127.0.0.1:8025", hdr, body, remote)
+}
+
+// send sends a request with the given Host and headers.
+func send(t *testing.T, h http.Handler, method, path, host string, hdr http.Header, body, remote string) (int, string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, net.Addr(listenerAddr)))
+	req.RemoteAddr = remote
+	req.Host = host
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -71,7 +100,7 @@ func do(t *testing.T, h http.Handler, method, path, token, body, remote string) 
 func TestAdminAPI(t *testing.T) {
 	q := &fakeQueue{}
 	reloads := 0
-	h := Handler(Config{Gatherer: prometheus.NewRegistry(), Queue: q, AdminToken: "s3cret",
+	h := Handler(Config{Gatherer: prometheus.NewRegistry(), Queue: q, AdminToken: testToken,
 		Reload: func() error { reloads++; return errors.New("bad file: line 3") }})
 	local, remote := "127.0.0.1:5000", "192.0.2.1:5000"
 
@@ -119,28 +148,139 @@ func TestAdminAPI(t *testing.T) {
 	}
 }
 
-// Without a token, the admin API answers loopback clients only.
-func TestAdminLoopbackOnly(t *testing.T) {
-	h := Handler(Config{Gatherer: prometheus.NewRegistry(), Queue: &fakeQueue{}})
-	if code, _ := do(t, h, "GET", "/v1/queue", "", "", "127.0.0.1:1"); code != 200 {
-		t.Errorf("loopback: %d", code)
+// A web page open in a browser on the operator's machine attacks the
+// admin API: a cross-site POST (Content-Type text/plain, a foreign
+// Origin) or one to a rebound name (Host rebind.evil.example), with no
+// token or a guessed one. Every part of the attack alone is refused, with
+// a JSON error, and nothing is deleted; what drover's CLI and curl send
+// passes.
+func TestAdminRefusesBrowserAttacks(t *testing.T) {
+	const body = `{"sender":"shop"}`
+	type headers = map[string]string
+	good := headers{"Authorization": "Bearer " + testToken, "Content-Type": "application/json"}
+	with := func(h headers, kv ...string) headers {
+		out := headers{}
+		for k, v := range good {
+			out[k] = v
+		}
+		for k, v := range h {
+			out[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == "" {
+				delete(out, kv[i])
+			} else {
+				out[kv[i]] = kv[i+1]
+			}
+		}
+		return out
 	}
-	if code, body := do(t, h, "GET", "/v1/queue", "", "", "192.0.2.1:1"); code != 403 || !strings.Contains(body, "loopback") {
-		t.Errorf("remote: %d %s", code, body)
+	attack := headers{"Content-Type": "text/plain", "Origin": "http://evil.example", "Authorization": ""}
+	cases := []struct {
+		name, token, host string
+		hdr               headers
+		code              int
+		want              string
+	}{
+		// What the browser sends: no token, or a guessed one.
+		{"browser attack", testToken, "rebind.evil.example", with(attack), 403, "DNS rebinding"},
+		{"browser attack, guessed token", testToken, "rebind.evil.example:8025", with(attack, "Authorization", "Bearer guess"), 403, "rebind.evil.example"},
+		{"browser attack, no token configured", "", "rebind.evil.example:8025", with(attack), 403, "DNS rebinding"},
+		{"browser attack at 127.0.0.1, no token configured", "", "127.0.0.1:8025", with(attack), 403, "Origin"},
+		{"cross-site form, no token configured", "", "127.0.0.1:8025", with(nil, "Content-Type", "application/x-www-form-urlencoded", "Authorization", ""), 401, "bearer token"},
+		// Each defence alone, the rest of the request right.
+		{"no token", testToken, "127.0.0.1:8025", with(nil, "Authorization", ""), 401, "bearer token"},
+		{"wrong token", testToken, "127.0.0.1:8025", with(nil, "Authorization", "Bearer guess"), 401, "bearer token"},
+		{"token as a prefix", testToken, "127.0.0.1:8025", with(nil, "Authorization", "Bearer "+testToken+"x"), 401, "bearer token"},
+		{"other scheme", testToken, "127.0.0.1:8025", with(nil, "Authorization", "Basic "+testToken), 401, "bearer token"},
+		{"empty token configured", "", "127.0.0.1:8025", with(nil, "Authorization", "Bearer "), 401, "bearer token"},
+		{"rebound name", testToken, "rebind.evil.example:8025", with(nil), 403, "DNS rebinding"},
+		{"rebound name, no port", testToken, "rebind.evil.example", with(nil), 403, "DNS rebinding"},
+		{"localhost subdomain", testToken, "evil.localhost:8025", with(nil), 403, "DNS rebinding"},
+		{"no Host", testToken, "", with(nil), 403, "DNS rebinding"},
+		{"other port", testToken, "127.0.0.1:9999", with(nil), 403, "another port than 8025"},
+		{"foreign Origin", testToken, "127.0.0.1:8025", with(nil, "Origin", "http://evil.example"), 403, "Origin"},
+		{"null Origin", testToken, "127.0.0.1:8025", with(nil, "Origin", "null"), 403, "Origin"},
+		{"Origin of another port", testToken, "127.0.0.1:8025", with(nil, "Origin", "http://127.0.0.1:3000"), 403, "Origin"},
+		{"text/plain", testToken, "127.0.0.1:8025", with(nil, "Content-Type", "text/plain"), 415, "application/json"},
+		{"form", testToken, "127.0.0.1:8025", with(nil, "Content-Type", "application/x-www-form-urlencoded"), 415, "application/json"},
+		{"multipart", testToken, "127.0.0.1:8025", with(nil, "Content-Type", "multipart/form-data; boundary=x"), 415, "application/json"},
+		{"no Content-Type", testToken, "127.0.0.1:8025", with(nil, "Content-Type", ""), 415, "application/json"},
+		// What an operator's tool sends.
+		{"good", testToken, "127.0.0.1:8025", with(nil), 202, `"op": "delete"`},
+		{"bearer in lower case", testToken, "127.0.0.1:8025", with(nil, "Authorization", "bearer "+testToken), 202, `"op": "delete"`},
+		{"BEARER", testToken, "127.0.0.1:8025", with(nil, "Authorization", "BEARER "+testToken), 202, `"op": "delete"`},
+		{"JSON with charset", testToken, "127.0.0.1:8025", with(nil, "Content-Type", "application/json; charset=utf-8"), 202, `"op": "delete"`},
+		{"IP without port", testToken, "127.0.0.1", with(nil), 202, `"op": "delete"`},
+		{"localhost", testToken, "LocalHost:8025", with(nil), 202, `"op": "delete"`},
+		{"IPv6", testToken, "[::1]:8025", with(nil), 202, `"op": "delete"`},
+		{"listener on 0.0.0.0 called by its IP", testToken, "192.0.2.10:8025", with(nil), 202, `"op": "delete"`},
+		{"allowed name", testToken, "drover.internal.example", with(nil), 202, `"op": "delete"`},
+		{"allowed name, any port, any case", testToken, "Drover.Internal.Example:443", with(nil), 202, `"op": "delete"`},
+		{"own Origin", testToken, "127.0.0.1:8025", with(nil, "Origin", "http://127.0.0.1:8025"), 202, `"op": "delete"`},
 	}
-	if code, _ := do(t, h, "GET", "/debug/pprof/", "", "", "192.0.2.1:1"); code != 403 {
-		t.Errorf("pprof remote: %d", code)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			q := &fakeQueue{}
+			h := Handler(Config{Gatherer: prometheus.NewRegistry(), Queue: q, AdminToken: c.token, AllowedHosts: []string{"drover.internal.example"}})
+			hdr := http.Header{}
+			for k, v := range c.hdr {
+				if v != "" {
+					hdr.Set(k, v)
+				}
+			}
+			code, got := send(t, h, "POST", "/v1/queue/delete", c.host, hdr, body, "127.0.0.1:5000")
+			if code != c.code || !strings.Contains(got, c.want) {
+				t.Fatalf("%d %s, want %d with %q", code, got, c.code, c.want)
+			}
+			if code != http.StatusAccepted {
+				var e struct{ Error string }
+				if json.Unmarshal([]byte(got), &e) != nil || e.Error == "" {
+					t.Errorf("refusal is not a JSON error: %s", got)
+				}
+				if len(q.calls) != 0 {
+					t.Errorf("refused, yet the queue was called: %q", q.calls)
+				}
+				return
+			}
+			waitJob(t, h, testToken, got)
+			if strings.Join(q.calls, "|") != "delete shop" {
+				t.Errorf("calls %q, want a delete of shop", q.calls)
+			}
+		})
+	}
+}
+
+// The profiler is the admin's: a token and this listener's Host. /metrics
+// and /healthz answer anyone.
+func TestProfilerNeedsToken(t *testing.T) {
+	h := Handler(Config{Gatherer: prometheus.NewRegistry(), Queue: &fakeQueue{}, AdminToken: testToken})
+	auth := func(v string) http.Header { return http.Header{"Authorization": {v}} }
+	for _, c := range []struct {
+		path, host string
+		hdr        http.Header
+		code       int
+	}{
+		{"/debug/pprof/", "127.0.0.1:8025", nil, 401},
+		{"/debug/pprof/heap", "127.0.0.1:8025", nil, 401},
+		{"/debug/pprof/profile?seconds=1", "127.0.0.1:8025", nil, 401},
+		{"/debug/pprof/", "127.0.0.1:8025", auth("Bearer wrong"), 401},
+		{"/debug/pprof/", "rebind.evil.example:8025", auth("Bearer " + testToken), 403},
+		{"/debug/pprof/", "127.0.0.1:8025", auth("bearer " + testToken), 200},
+		{"/metrics", "rebind.evil.example:8025", nil, 200},
+		{"/healthz", "rebind.evil.example:8025", nil, 200},
+	} {
+		if code, body := send(t, h, "GET", c.path, c.host, c.hdr, "", "192.0.2.1:5000"); code != c.code {
+			t.Errorf("GET %s (Host %s, %v): %d %.200s, want %d", c.path, c.host, c.hdr, code, body, c.code)
+		}
 	}
 }
 
 // The suspensions in force are listed for an admin.
 func TestSuspensionsList(t *testing.T) {
-	h := Handler(Config{Gatherer: prometheus.NewRegistry(), Queue: &fakeQueue{}, AdminToken: "tok"})
-	req := httptest.NewRequest("GET", "/v1/queue/suspensions", nil)
-	req.Header.Set("Authorization", "Bearer tok")
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"held.test"`) || !strings.Contains(rec.Body.String(), `"maintenance"`) {
-		t.Errorf("%d %s", rec.Code, rec.Body)
+	h := Handler(Config{Gatherer: prometheus.NewRegistry(), Queue: &fakeQueue{}, AdminToken: testToken})
+	code, body := do(t, h, "GET", "/v1/queue/suspensions", testToken, "", "127.0.0.1:5000")
+	if code != 200 || !strings.Contains(body, `"held.test"`) || !strings.Contains(body, `"maintenance"`) {
+		t.Errorf("%d %s", code, body)
 	}
 }

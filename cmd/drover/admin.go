@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -110,7 +111,7 @@ func addAdminFlags(cmd *cobra.Command) *adminClient {
 	var cfgPath string
 	cmd.PersistentFlags().StringVar(&cfgPath, "config", "", "configuration file (default: the embedded default) giving the admin address and token")
 	cmd.PersistentFlags().StringVar(&c.base, "server", "", "admin API base URL (default: from the configuration's http.address)")
-	cmd.PersistentFlags().StringVar(&c.token, "token", "", "admin bearer token (default: the configuration's http.admin_token, or $DROVER_ADMIN_TOKEN)")
+	cmd.PersistentFlags().StringVar(&c.token, "token", "", "admin bearer token (default: $DROVER_ADMIN_TOKEN, else the configuration's http.admin_token, else the file admin-token that drover serve keeps in its data_dir)")
 	cmd.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		cfg, err := configs.Load(cfgPath)
 		if err != nil {
@@ -124,6 +125,12 @@ func addAdminFlags(cmd *cobra.Command) *adminClient {
 		}
 		if c.token == "" {
 			c.token = cmp.Or(os.Getenv("DROVER_ADMIN_TOKEN"), cfg.HTTP.AdminToken)
+		}
+		if c.token == "" {
+			path, _ := filepath.Abs(adminTokenPath(cfg))
+			if c.token, err = readAdminToken(path); err != nil {
+				return fmt.Errorf("no admin token: --token, $DROVER_ADMIN_TOKEN and http.admin_token are empty, and the token file of drover serve cannot be read: %w (give the server's --config, or run as a user who can read the file)", err)
+			}
 		}
 		return nil
 	}
@@ -159,8 +166,10 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 	if err != nil {
 		return err
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if method != "GET" {
+		// The admin API takes state-changing calls only as JSON.
+		req.Header.Set("Content-Type", "application/json")
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Do(req)

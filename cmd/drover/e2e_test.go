@@ -72,13 +72,21 @@ type drover struct {
 }
 
 // startDrover writes a config (the given YAML plus listeners, data dir and
-// http) and starts the binary, waiting until it listens.
+// http, with admin token t0ken) and starts the binary, waiting until it
+// listens.
 func startDrover(t *testing.T, dir, extraYAML string) *drover {
+	t.Helper()
+	return startDroverHTTP(t, dir, "  admin_token: t0ken\n", extraYAML)
+}
+
+// startDroverHTTP is startDrover with httpYAML (indented keys) in the http
+// section, besides its address.
+func startDroverHTTP(t *testing.T, dir, httpYAML, extraYAML string) *drover {
 	t.Helper()
 	d := &drover{t: t, dir: dir, smtp: freePort(t), http: freePort(t)}
 	d.cfgPath = filepath.Join(dir, "drover.yaml")
-	cfg := fmt.Sprintf("hostname: drover.test\ndata_dir: %s\nlog_level: debug\nlisteners:\n  - {address: %q, mode: plain, loopback_sender: default}\nhttp:\n  address: %q\n  admin_token: t0ken\n%s",
-		filepath.Join(dir, "data"), d.smtp, d.http, extraYAML)
+	cfg := fmt.Sprintf("hostname: drover.test\ndata_dir: %s\nlog_level: debug\nlisteners:\n  - {address: %q, mode: plain, loopback_sender: default}\nhttp:\n  address: %q\n%s%s",
+		filepath.Join(dir, "data"), d.smtp, d.http, httpYAML, extraYAML)
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -320,18 +320,24 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 	var draining atomic.Bool
 	var httpSrv *http.Server
 	if cfg.HTTP.Address != "" {
-		ln, err := net.Listen("tcp", cfg.HTTP.Address)
+		token, err := serveAdminToken(cfg, log)
+		var ln net.Listener
+		if err == nil {
+			if ln, err = net.Listen("tcp", cfg.HTTP.Address); err != nil {
+				err = fmt.Errorf("http listen: %w", err)
+			}
+		}
 		if err != nil {
 			sub.Close()
 			if inbound != nil {
 				inbound.Close()
 			}
 			closeQueue(context.Background())
-			return fmt.Errorf("http listen: %w", err)
+			return err
 		}
 		httpSrv = &http.Server{
-			Handler: httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: eng, AdminToken: cfg.HTTP.AdminToken, Reload: reload,
-				Checks: healthChecks(spool, sub, inbound), Draining: draining.Load}),
+			Handler: httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: eng, AdminToken: token, AllowedHosts: cfg.HTTP.AllowedHosts,
+				Reload: reload, Checks: healthChecks(spool, sub, inbound), Draining: draining.Load}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		go httpSrv.Serve(ln)

@@ -21,8 +21,11 @@ import (
 )
 
 // The README's first command: `drover serve` with no file, on the embedded
-// default (127.0.0.1:2525 and 127.0.0.1:8025, spool in ./drover-data).
+// default (127.0.0.1:2525 and 127.0.0.1:8025, spool in ./drover-data), then
+// `drover queue ls` in the same directory, which reads the admin token
+// that serve wrote there.
 func TestServeWithoutConfig(t *testing.T) {
+	t.Setenv("DROVER_ADMIN_TOKEN", "")
 	dir := t.TempDir()
 	cmd := exec.Command(droverBin, "serve")
 	cmd.Dir = dir
@@ -47,6 +50,11 @@ func TestServeWithoutConfig(t *testing.T) {
 		t.Fatalf("loopback sender refused: %v", err)
 	}
 	c.Quit()
+	ls := exec.Command(droverBin, "queue", "ls")
+	ls.Dir = dir
+	if out, err := ls.CombinedOutput(); err != nil || !strings.Contains(string(out), "RECIPIENTS") {
+		t.Errorf("queue ls beside drover serve: %v\n%s", err, out)
+	}
 	cmd.Process.Signal(os.Interrupt)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit: %v\n%s", err, out)
