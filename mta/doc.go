@@ -27,9 +27,18 @@
 //     otherwise. The null return path is allowed.
 //   - Limits: a SIZE parameter or a message over MaxMessageSize gets
 //     552 5.3.4, a line over MaxLineLength 554 5.6.0, a recipient past
-//     MaxRecipients 452 4.5.3 (the earlier ones stay accepted), a
-//     malformed recipient 501 5.1.3; ReadTimeout and WriteTimeout bound
-//     each read from and write to the client.
+//     MaxRecipients 452 4.5.3 (the earlier ones stay accepted);
+//     ReadTimeout and WriteTimeout bound each read from and write to the
+//     client.
+//   - Paths: MAIL FROM and RCPT TO are checked by mta/address against
+//     RFC 5321 (and RFC 6531 when MAIL carried SMTPUTF8). A bad sender
+//     gets 553 5.1.7, a bad recipient 553 5.1.3, a non-ASCII address
+//     without SMTPUTF8 553 5.6.7; the reply quotes the path as the client
+//     gave it (control characters as '?') and says what is wrong. The
+//     return path and recipients are stored in the canonical form
+//     (quoted local parts stay quoted, domains in lower case), and the
+//     envelope domain check is made on the parsed domain, case-
+//     insensitively, in its U-label and A-label forms.
 //   - The message is CRLF-normalised (a bare CR or LF becomes CRLF, so no
 //     command can be smuggled to the next hop). The control headers
 //     X-Drover-Stream, X-Drover-Campaign, X-Drover-List and X-Drover-Flow
@@ -59,7 +68,8 @@
 // Inbound is one listener that accepts mail only for VERP return paths
 // of its bounce domains (bounces+TOKEN@domain, with a token that
 // bounce.VERP authenticates), for fbl@ each bounce domain and for the
-// configured feedback addresses; every other recipient gets 550 5.1.1,
+// configured feedback addresses (a recipient that is no RFC 5321 path
+// gets 553 5.1.3); every other recipient gets 550 5.1.1,
 // so it relays nothing. Each message is parsed by the bounce package
 // (DSN, non-standard bounce, ARF, auto-reply) and mapped back to the
 // message, recipient and sender through the token (else through the

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"drover/bounce"
+	"drover/mta/address"
 	"drover/mta/smtperr"
 	"drover/queue"
 )
@@ -154,7 +155,11 @@ func (s *inboundSession) mail(string, *smtp.MailOptions) error {
 }
 
 func (s *inboundSession) rcpt(to string, _ *smtp.RcptOptions) error {
-	addr := strings.ToLower(to)
+	parsed, err := address.Parse(to, false) // SMTPUTF8 is not offered here
+	if err != nil {
+		return badPath(err, to, "recipient", "5.1.3")
+	}
+	addr := strings.ToLower(parsed.String())
 	if s.in.fbl[addr] {
 		s.origins = append(s.origins, origin{feedback: true})
 		return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
+	"drover/mta/address"
 	"drover/mta/smtperr"
 	"drover/queue"
 )
@@ -291,9 +292,14 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		return errAuthRequired
 	}
 	if from != "" {
-		if _, domain, ok := strings.Cut(from, "@"); !ok || !snd.OwnsDomain(domain) {
-			return smtperr.Permanentf(550, "5.7.1", "Sender %s may not send from <%s>", snd.Name, from)
+		addr, err := address.Parse(from, opts != nil && opts.UTF8)
+		if err != nil {
+			return badPath(err, from, "sender", "5.1.7")
 		}
+		if !snd.OwnsDomain(addr.Domain) && !snd.OwnsDomain(addr.ASCIIDomain()) {
+			return smtperr.Permanentf(550, "5.7.1", "Sender %s may not send from <%s>", snd.Name, echoPath(from))
+		}
+		from = addr.String()
 	}
 	s.from, s.sender, s.rcpts = from, snd, s.rcpts[:0]
 	if opts != nil {
@@ -311,14 +317,14 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.sender == nil {
 		return smtperr.Permanent(503, "5.5.1", "MAIL FROM first")
 	}
-	local, domain, ok := strings.Cut(to, "@")
-	if !ok || local == "" || domain == "" || strings.ContainsAny(to, " \t<>") {
-		return smtperr.Permanentf(501, "5.1.3", "Bad recipient address syntax <%s>", to)
+	addr, err := address.Parse(to, s.opts.UTF8)
+	if err != nil {
+		return badPath(err, to, "recipient", "5.1.3")
 	}
 	if max := s.sub.cfg.MaxRecipients; max > 0 && len(s.rcpts) >= max {
 		return smtperr.Temporaryf(452, "4.5.3", "Too many recipients (at most %d per message)", max)
 	}
-	r := queue.NewRecipient{Addr: to}
+	r := queue.NewRecipient{Addr: addr.String()}
 	if opts != nil {
 		notify := make([]string, len(opts.Notify))
 		for i, n := range opts.Notify {

@@ -207,18 +207,27 @@ func (p *parser) parseLocalPart() (string, error) {
 	var sb strings.Builder
 
 	if p.acceptByte('"') { // quoted-string
+		// Drover: the quoted string is returned as the client wrote it,
+		// quotes and backslashes included, so that the session can tell
+		// "q x"@example.net from q x@example.net and can check its syntax
+		// (see DROVER.md).
+		sb.WriteByte('"')
 		for {
 			ch, ok := p.readByte()
-			switch ch {
-			case '\\':
-				ch, ok = p.readByte()
-			case '"':
-				return sb.String(), nil
-			}
 			if !ok {
 				return "", fmt.Errorf("malformed quoted-string")
 			}
 			sb.WriteByte(ch)
+			switch ch {
+			case '\\':
+				ch, ok = p.readByte()
+				if !ok {
+					return "", fmt.Errorf("malformed quoted-string")
+				}
+				sb.WriteByte(ch)
+			case '"':
+				return sb.String(), nil
+			}
 		}
 	} else { // dot-string
 		for {

@@ -13,6 +13,11 @@ func TestParser(t *testing.T) {
 		{"root@nsa.gov", "root@nsa.gov", ""},
 		{"<root@nsa.gov> AUTH=asdf@example.org", "root@nsa.gov", " AUTH=asdf@example.org"},
 		{"root@nsa.gov AUTH=asdf@example.org", "root@nsa.gov", " AUTH=asdf@example.org"},
+		// Drover: a quoted local part keeps its quotes and backslashes.
+		{`<"q x"@example.net>`, `"q x"@example.net`, ""},
+		{`<"say \"hi\" \\o/"@example.net> SIZE=1`, `"say \"hi\" \\o/"@example.net`, " SIZE=1"},
+		{`<"a>b"@example.net>`, `"a>b"@example.net`, ""},
+		{`<""@example.net>`, `""@example.net`, ""},
 	}
 	for _, tc := range validReversePaths {
 		p := parser{tc.raw}
@@ -34,6 +39,8 @@ func TestParser(t *testing.T) {
 		" BODY=8BITMIME SIZE=12345",
 		"a:b:c@example.org",
 		"<root@nsa.gov",
+		`<"unterminated@example.net>`,
+		`<"escaped end\">`,
 	}
 	for _, tc := range invalidReversePaths {
 		p := parser{tc}
