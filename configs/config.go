@@ -53,6 +53,7 @@ type Config struct {
 	Listeners []Listener          `yaml:"listeners"`
 	HTTP      HTTP                `yaml:"http"`
 	Limits    Limits              `yaml:"limits"`
+	SMTP      SMTP                `yaml:"smtp"`
 	Queue     Queue               `yaml:"queue"`
 	Shaping   Shaping             `yaml:"shaping"`
 	Pools     map[string][]string `yaml:"pools"`
@@ -98,6 +99,26 @@ type Limits struct {
 	MaxLineLength  int           `yaml:"max_line_length"`
 	ReadTimeout    time.Duration `yaml:"read_timeout"`
 	WriteTimeout   time.Duration `yaml:"write_timeout"`
+}
+
+// SMTP configures the submission listeners' handling of clients.
+type SMTP struct {
+	Auth Auth `yaml:"auth"`
+}
+
+// Auth bounds password guessing over AUTH: per session, and per client
+// address across sessions and listeners.
+type Auth struct {
+	// MaxFailuresPerSession failed logins end the session (421 4.7.0).
+	MaxFailuresPerSession int `yaml:"max_failures_per_session"`
+	// SlowAfter failures from one address within Window delay the reply
+	// to each further AUTH from it (1 s, doubling, up to 8 s).
+	SlowAfter int `yaml:"slow_after"`
+	// LockoutAfter failures from one address within Window refuse its
+	// AUTH (454 4.7.0, unchecked) for Lockout.
+	LockoutAfter int           `yaml:"lockout_after"`
+	Window       time.Duration `yaml:"window"`
+	Lockout      time.Duration `yaml:"lockout"`
 }
 
 // Queue configures the spool. Retries and per-site limits are shaping.
@@ -455,6 +476,24 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.MaxLineLength != 0 && c.Limits.MaxLineLength < 1000 {
 		add("limits.max_line_length", "must be 0 (no limit) or at least 1000 (RFC 5321)")
+	}
+	a := c.SMTP.Auth
+	for _, k := range []struct {
+		key string
+		n   int
+	}{{"max_failures_per_session", a.MaxFailuresPerSession}, {"slow_after", a.SlowAfter}, {"lockout_after", a.LockoutAfter}} {
+		if k.n < 1 {
+			add("smtp.auth."+k.key, "must be at least 1, not %d", k.n)
+		}
+	}
+	if a.SlowAfter > a.LockoutAfter && a.LockoutAfter >= 1 {
+		add("smtp.auth.slow_after", "%d is more than smtp.auth.lockout_after (%d): replies would never be slowed", a.SlowAfter, a.LockoutAfter)
+	}
+	if a.Window <= 0 {
+		add("smtp.auth.window", "must be more than 0, not %s", a.Window)
+	}
+	if a.Lockout <= 0 {
+		add("smtp.auth.lockout", "must be more than 0, not %s", a.Lockout)
 	}
 	if c.Queue.DelayNotice < 0 {
 		add("queue.delay_notice", "must not be negative")

@@ -87,6 +87,12 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"bad size", "limits:\n  max_message_size: huge\n", "line 2"},
 		{"bad listener", "listeners:\n  - address: nowhere\n    mode: plain\n", "line 2: listeners[0].address"},
 		{"unknown sender", "listeners:\n  - address: 127.0.0.1:25\n    mode: plain\n    loopback_sender: bob\n", "line 4: listeners[0].loopback_sender: no sender named \"bob\""},
+		{"auth failures zero", "smtp:\n  auth:\n    max_failures_per_session: 0\n", "line 3: smtp.auth.max_failures_per_session: must be at least 1, not 0"},
+		{"auth lockout_after negative", "smtp:\n  auth:\n    lockout_after: -1\n", "line 3: smtp.auth.lockout_after: must be at least 1"},
+		{"auth slow after lockout", "smtp:\n  auth:\n    slow_after: 12\n", "line 3: smtp.auth.slow_after: 12 is more than smtp.auth.lockout_after (10)"},
+		{"auth window zero", "smtp:\n  auth:\n    window: 0s\n", "line 3: smtp.auth.window: must be more than 0"},
+		{"auth lockout without unit", "smtp:\n  auth:\n    lockout: 900\n", "line 3"},
+		{"auth lockout negative", "smtp:\n  auth:\n    lockout: -5m\n", "line 3: smtp.auth.lockout: must be more than 0"},
 		{"login without hash", "senders:\n  a:\n    login: a\n    from_domains: [a.example]\n", "senders.a.password_hash"},
 		{"placeholder hash", "senders:\n  a:\n    login: a\n    password_hash: \"$2a$10$...\"\n    from_domains: [a.example]\n", "line 4: senders.a.password_hash"},
 		{"port out of range", "listeners:\n  - address: 127.0.0.1:99999\n    mode: plain\n", "line 2: listeners[0].address: \"127.0.0.1:99999\" has no port number"},
@@ -141,6 +147,23 @@ func TestDurationsTakeDays(t *testing.T) {
 	_, err = Parse([]byte("queue: {delay_notice: 2d, durable: maybe}\n"))
 	if err == nil || !strings.Contains(err.Error(), `line 1: queue.durable: "maybe"`) {
 		t.Errorf("error after a day duration: %v", err)
+	}
+}
+
+func TestAuthDefaultsAndOverrides(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Auth{MaxFailuresPerSession: 3, SlowAfter: 5, LockoutAfter: 10, Window: 10 * time.Minute, Lockout: 15 * time.Minute}); c.SMTP.Auth != want {
+		t.Errorf("default smtp.auth = %+v, want %+v", c.SMTP.Auth, want)
+	}
+	c, err = Parse([]byte("smtp:\n  auth:\n    lockout: 1h\n    slow_after: 2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.SMTP.Auth; a.Lockout != time.Hour || a.SlowAfter != 2 || a.LockoutAfter != 10 || a.Window != 10*time.Minute {
+		t.Errorf("smtp.auth = %+v", a)
 	}
 }
 

@@ -19,7 +19,21 @@
 //     refused (538 5.7.11) to a client that is neither in TLS nor on a
 //     loopback address. A wrong login or password gets 535 5.7.8, after
 //     the same bcrypt work for an unknown login as for a known one; an
-//     authorization identity other than the login gets 535 too.
+//     authorization identity other than the login gets 535 too. When no
+//     sender has a login and a password hash, AUTH is not offered at all
+//     (the session is not a go-smtp AuthSession).
+//   - Password guessing (AuthLimits): every failed login is logged (client
+//     address, login tried, mechanism, listener) and counted. The
+//     session's third failure (MaxFailuresPerSession) gets 421 4.7.0 and
+//     the connection is closed. Per client address (an IPv6 one by its
+//     /64), over all sessions and listeners, failures are counted for a
+//     window from the first: after SlowAfter (5 in 10 minutes) the reply
+//     to each further AUTH waits 1 s, doubling per failure up to 8 s,
+//     successes included; after LockoutAfter (10) the address's AUTH gets
+//     454 4.7.0 for Lockout (15 minutes), without a password check. A
+//     successful login clears the address's count. At most MaxAddresses
+//     addresses are tracked; expired ones are swept, and when full the one
+//     whose last failure is oldest goes (locked-out ones last).
 //   - No relay for strangers: MAIL needs an authenticated sender, or a
 //     client on a loopback address at a listener with a LoopbackSender;
 //     anyone else gets 530 5.7.0. A sender may use only the envelope and
@@ -94,7 +108,10 @@
 //
 // Metrics registers on an injected registry, never the global one:
 // submission sessions open and opened (drover_smtp_sessions,
-// drover_smtp_sessions_total), messages and bytes received
+// drover_smtp_sessions_total), failed logins and AUTH refused to a
+// locked-out address by listener (drover_smtp_auth_failures_total,
+// drover_smtp_auth_refusals_total), addresses locked out
+// (drover_smtp_auth_lockouts_total), messages and bytes received
 // (drover_messages_received_total, drover_received_bytes_total),
 // recipients by delivery result (drover_deliveries_total{result}),
 // feedback reports by type (drover_complaints_total{type}), the time from

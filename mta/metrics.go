@@ -17,6 +17,9 @@ import (
 type Metrics struct {
 	sessions      prometheus.Gauge
 	sessionsTotal prometheus.Counter
+	authFailures  *prometheus.CounterVec
+	authRefusals  *prometheus.CounterVec
+	authLockouts  prometheus.Counter
 	received      prometheus.Counter
 	receivedBytes prometheus.Counter
 	deliveries    *prometheus.CounterVec
@@ -32,6 +35,14 @@ func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats, sites func(
 			Name: "drover_smtp_sessions", Help: "SMTP submission sessions open now."}),
 		sessionsTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drover_smtp_sessions_total", Help: "SMTP submission sessions opened."}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drover_smtp_auth_failures_total", Help: "Failed SMTP AUTH logins (wrong login or password), by listener."},
+			[]string{"listener"}),
+		authRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drover_smtp_auth_refusals_total", Help: "SMTP AUTH attempts refused unchecked because the client address is locked out, by listener."},
+			[]string{"listener"}),
+		authLockouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drover_smtp_auth_lockouts_total", Help: "Client addresses locked out of SMTP AUTH after too many failed logins."}),
 		received: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drover_messages_received_total", Help: "Messages accepted and queued."}),
 		receivedBytes: prometheus.NewCounter(prometheus.CounterOpts{
@@ -51,7 +62,7 @@ func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats, sites func(
 	for _, r := range []string{"delivered", "deferred", "bounced", "expired"} {
 		m.deliveries.WithLabelValues(r)
 	}
-	reg.MustRegister(m.sessions, m.sessionsTotal, m.received, m.receivedBytes, m.deliveries, m.complaints, m.latency,
+	reg.MustRegister(m.sessions, m.sessionsTotal, m.authFailures, m.authRefusals, m.authLockouts, m.received, m.receivedBytes, m.deliveries, m.complaints, m.latency,
 		newQueueCollector(stats), newSiteCollector(sites))
 	return m
 }

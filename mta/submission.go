@@ -75,6 +75,7 @@ type SubmissionConfig struct {
 	ReadTimeout    time.Duration
 	WriteTimeout   time.Duration
 	Senders        []*Sender
+	Auth           AuthLimits // failed-login limits
 	Queue          Enqueuer
 	Signer         Signer // nil: no DKIM
 	OnEvent        func(queue.Event)
@@ -87,7 +88,8 @@ type SubmissionConfig struct {
 type Submission struct {
 	cfg      SubmissionConfig
 	byName   map[string]*Sender
-	byLogin  map[string]*Sender
+	byLogin  map[string]*Sender // the senders that can log in
+	guard    *authGuard
 	servers  []*smtp.Server
 	sessions sessions
 	loops    atomic.Pointer[[]*serveLoop] // set by Start
@@ -96,6 +98,8 @@ type Submission struct {
 	isLoopback func(net.Addr) bool
 	// listen opens a listener; tests replace it to make one fail.
 	listen func(network, address string) (net.Listener, error)
+	// sleep waits for d or until ctx ends; it delays the replies to AUTH.
+	sleep func(ctx context.Context, d time.Duration)
 }
 
 // NewSubmission checks cfg and returns a server ready to Start.
@@ -106,10 +110,12 @@ func NewSubmission(cfg SubmissionConfig) (*Submission, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Submission{cfg: cfg, byName: map[string]*Sender{}, byLogin: map[string]*Sender{}, isLoopback: isLoopbackAddr, listen: net.Listen}
+	cfg.Auth = cfg.Auth.withDefaults()
+	s := &Submission{cfg: cfg, byName: map[string]*Sender{}, byLogin: map[string]*Sender{},
+		guard: newAuthGuard(cfg.Auth, cfg.Now), isLoopback: isLoopbackAddr, listen: net.Listen, sleep: sleepCtx}
 	for _, snd := range cfg.Senders {
 		s.byName[snd.Name] = snd
-		if snd.Login != "" {
+		if snd.Login != "" && len(snd.PasswordHash) > 0 {
 			s.byLogin[snd.Login] = snd
 		}
 	}
@@ -119,6 +125,10 @@ func NewSubmission(cfg SubmissionConfig) (*Submission, error) {
 		}
 		if l.Mode != "plain" && cfg.TLS == nil {
 			return nil, fmt.Errorf("listener %s: mode %s needs a TLS certificate", l.Address, l.Mode)
+		}
+		if m := cfg.Metrics; m != nil {
+			m.authFailures.WithLabelValues(l.Address)
+			m.authRefusals.WithLabelValues(l.Address)
 		}
 	}
 	return s, nil
@@ -210,6 +220,7 @@ type backend struct {
 
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	sess := &session{sub: b.sub, conn: c, listener: b.listener}
+	sess.ctx, sess.cancel = context.WithCancel(context.Background())
 	remote := c.Conn().RemoteAddr()
 	sess.loopback = b.sub.isLoopback(remote)
 	if ip, _, err := net.SplitHostPort(remote.String()); err == nil {
@@ -220,6 +231,11 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		m.sessionsTotal.Inc()
 	}
 	b.sub.sessions.opened(c)
+	if len(b.sub.byLogin) == 0 {
+		// No sender can log in: a session without AuthSession, which
+		// go-smtp neither offers AUTH on nor lets a client try it.
+		return goSession{sess}, nil
+	}
 	return newGoAuthSession(sess), nil
 }
 
@@ -230,6 +246,11 @@ type session struct {
 	loopback bool
 	clientIP string
 	authed   *Sender
+	// authFailures counts the failed and refused AUTH attempts.
+	authFailures int
+	// ctx ends at logout; it cuts short a delayed AUTH reply.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	from   string
 	opts   smtp.MailOptions
@@ -243,6 +264,10 @@ var (
 	errAuthFailed   = smtperr.Permanent(535, "5.7.8", "Authentication credentials invalid")
 	errNeedTLS      = smtperr.Permanent(538, "5.7.11", "Encryption required for requested authentication mechanism")
 	errShutdown     = smtperr.Temporary(421, "4.3.2", "Service shutting down, try again later")
+	// errAuthTooMany ends the session: go-smtp closes the connection
+	// after a 421 to AUTH.
+	errAuthTooMany   = smtperr.Temporary(421, "4.7.0", "Too many failed login attempts, closing connection")
+	errAuthLockedOut = smtperr.Temporary(454, "4.7.0", "Too many failed login attempts from your address, try again later")
 )
 
 func (s *session) authMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
@@ -251,29 +276,112 @@ func (s *session) auth(mech string) (sasl.Server, error) {
 	if _, isTLS := s.conn.TLSConnectionState(); !isTLS && !s.loopback {
 		return nil, errNeedTLS
 	}
+	if mech != sasl.Plain && mech != sasl.Login {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	if _, until := s.sub.guard.admit(s.clientIP); !until.IsZero() {
+		return nil, s.authRefused(mech, "", until)
+	}
 	check := func(identity, username, password string) error {
-		if identity != "" && identity != username {
-			return smtperr.Permanent(535, "5.7.8", "Authorization identity must match the login")
+		// Admitted again now that the credentials are in: another
+		// session may have locked the address out meanwhile.
+		delay, until := s.sub.guard.admit(s.clientIP)
+		if !until.IsZero() {
+			return s.authRefused(mech, username, until)
 		}
-		snd := s.sub.byLogin[username]
-		if snd == nil {
-			// Spend the same time as a real check, so logins can't be probed.
-			bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
-			return errAuthFailed
+		if delay > 0 {
+			// Every reply waits, success too: a client can't tell a
+			// failure by the delay and give up early.
+			s.sub.sleep(s.ctx, delay)
 		}
-		if bcrypt.CompareHashAndPassword(snd.PasswordHash, []byte(password)) != nil {
-			return errAuthFailed
+		if err := s.checkLogin(identity, username, password); err != nil {
+			return s.authFailed(mech, username, err)
 		}
-		s.authed = snd
+		s.sub.guard.succeeded(s.clientIP)
+		s.sub.cfg.Logger.Debug("smtp auth succeeded", s.authAttrs(mech, username)...)
 		return nil
 	}
-	switch mech {
-	case sasl.Plain:
+	if mech == sasl.Plain {
 		return sasl.NewPlainServer(check), nil
-	case sasl.Login:
-		return &loginServer{check: check}, nil
 	}
-	return nil, smtp.ErrAuthUnknownMechanism
+	return &loginServer{check: check}, nil
+}
+
+// checkLogin checks a login and password, and on success makes the
+// login's sender the session's.
+func (s *session) checkLogin(identity, username, password string) error {
+	if identity != "" && identity != username {
+		return smtperr.Permanent(535, "5.7.8", "Authorization identity must match the login")
+	}
+	snd := s.sub.byLogin[username]
+	if snd == nil {
+		// Spend the same time as a real check, so logins can't be probed.
+		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return errAuthFailed
+	}
+	if bcrypt.CompareHashAndPassword(snd.PasswordHash, []byte(password)) != nil {
+		return errAuthFailed
+	}
+	s.authed = snd
+	return nil
+}
+
+// authFailed counts, logs and answers a failed login: err, or 421 (and
+// the end of the session) once the session has had too many.
+func (s *session) authFailed(mech, username string, err error) error {
+	s.authFailures++
+	failures, until := s.sub.guard.failed(s.clientIP)
+	if m := s.sub.cfg.Metrics; m != nil {
+		m.authFailures.WithLabelValues(s.listener.Address).Inc()
+	}
+	log := s.sub.cfg.Logger
+	log.Warn("smtp auth failed", append(s.authAttrs(mech, username),
+		"session_failures", s.authFailures, "address_failures", failures)...)
+	if !until.IsZero() {
+		if m := s.sub.cfg.Metrics; m != nil {
+			m.authLockouts.Inc()
+		}
+		log.Warn("smtp auth locked out", "client_ip", s.clientIP, "until", until, "failures", failures)
+	}
+	return s.authLimit(err)
+}
+
+// authRefused counts and answers an AUTH from a locked-out address.
+func (s *session) authRefused(mech, username string, until time.Time) error {
+	s.authFailures++
+	if m := s.sub.cfg.Metrics; m != nil {
+		m.authRefusals.WithLabelValues(s.listener.Address).Inc()
+	}
+	s.sub.cfg.Logger.Debug("smtp auth refused: address locked out", append(s.authAttrs(mech, username), "until", until)...)
+	return s.authLimit(errAuthLockedOut)
+}
+
+// authLimit is err, or errAuthTooMany once the session is at its limit.
+func (s *session) authLimit(err error) error {
+	if s.authFailures >= s.sub.cfg.Auth.MaxFailuresPerSession {
+		s.sub.cfg.Logger.Info("smtp session closed after failed logins", "client_ip", s.clientIP,
+			"listener", s.listener.Address, "failures", s.authFailures)
+		return errAuthTooMany
+	}
+	return err
+}
+
+func (s *session) authAttrs(mech, username string) []any {
+	const maxLogin = 64 // a client's bytes, logged: bounded
+	if len(username) > maxLogin {
+		username = username[:maxLogin] + "..."
+	}
+	return []any{"client_ip", s.clientIP, "login", username, "mechanism", mech, "listener", s.listener.Address}
+}
+
+// sleepCtx waits for d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // dummyHash is a bcrypt hash of a random password, compared against when
@@ -495,6 +603,7 @@ func (s *session) reset() {
 }
 
 func (s *session) logout() {
+	s.cancel()
 	s.tx.end(&s.sub.sessions)
 	s.sub.sessions.closed(s.conn)
 	if m := s.sub.cfg.Metrics; m != nil {

@@ -258,11 +258,18 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		ReadTimeout:    cfg.Limits.ReadTimeout,
 		WriteTimeout:   cfg.Limits.WriteTimeout,
 		Senders:        st.senders,
-		Queue:          spool,
-		Signer:         signer,
-		OnEvent:        emit,
-		Metrics:        metrics,
-		Logger:         log,
+		Auth: mta.AuthLimits{
+			MaxFailuresPerSession: cfg.SMTP.Auth.MaxFailuresPerSession,
+			SlowAfter:             cfg.SMTP.Auth.SlowAfter,
+			LockoutAfter:          cfg.SMTP.Auth.LockoutAfter,
+			Window:                cfg.SMTP.Auth.Window,
+			Lockout:               cfg.SMTP.Auth.Lockout,
+		},
+		Queue:   spool,
+		Signer:  signer,
+		OnEvent: emit,
+		Metrics: metrics,
+		Logger:  log,
 	})
 	if err != nil {
 		closeQueue(context.Background())

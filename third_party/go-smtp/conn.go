@@ -851,7 +851,7 @@ func (c *Conn) handleAuth(arg string) {
 
 	sasl, err := c.auth(mechanism)
 	if err != nil {
-		c.writeError(454, EnhancedCode{4, 7, 0}, err)
+		c.writeAuthError(err)
 		return
 	}
 
@@ -859,7 +859,7 @@ func (c *Conn) handleAuth(arg string) {
 	for {
 		challenge, done, err := sasl.Next(response)
 		if err != nil {
-			c.writeError(454, EnhancedCode{4, 7, 0}, err)
+			c.writeAuthError(err)
 			return
 		}
 
@@ -893,6 +893,17 @@ func (c *Conn) handleAuth(arg string) {
 
 	c.writeResponse(235, EnhancedCode{2, 0, 0}, "Authentication succeeded")
 	c.didAuth = true
+}
+
+// writeAuthError answers a failed AUTH with err (454 4.7.0 unless err is
+// an *SMTPError). A 421 reply closes the connection after it is written,
+// so that a session can end an exchange it will not continue (Drover:
+// too many failed logins).
+func (c *Conn) writeAuthError(err error) {
+	c.writeError(454, EnhancedCode{4, 7, 0}, err)
+	if smtpErr, ok := err.(*SMTPError); ok && smtpErr.Code == 421 {
+		c.Close()
+	}
 }
 
 func decodeSASLResponse(s string) ([]byte, error) {
