@@ -87,7 +87,9 @@ import (
 type Queue interface {
 	Summaries(groupBy string) ([]engine.Summary, error)
 	Show(id string) (*queue.Message, []queue.Recipient, error)
-	Suspend(kind, name string, until time.Time, reason string) error
+	// Suspend answers a warning when the suspension may hold nothing
+	// (engine.Engine.Suspend); the API passes it on.
+	Suspend(kind, name string, until time.Time, reason string) (warning string, err error)
 	Suspensions() []engine.Suspension
 	Resume(kind, name string) error
 	// Flush, Bounce and Delete run as jobs: report, which they call as
@@ -230,6 +232,7 @@ func Handler(cfg Config) http.Handler {
 			return
 		}
 		var err error
+		var warning string
 		switch op {
 		case "suspend", "resume":
 			kind, name, kerr := siteOrDomain(sel)
@@ -248,7 +251,7 @@ func Handler(cfg Config) http.Handler {
 					return
 				}
 			}
-			err = cfg.Queue.Suspend(kind, name, time.Now().Add(d), cmp.Or(req.Reason, "suspended by operator"))
+			warning, err = cfg.Queue.Suspend(kind, name, time.Now().Add(d), cmp.Or(req.Reason, "suspended by operator"))
 		case "flush":
 			jobs.startJob(w, Job{Op: op, Selector: sel}, func(report func(queue.Progress)) (int, error) {
 				return cfg.Queue.Flush(sel, report)
@@ -279,7 +282,11 @@ func Handler(cfg Config) http.Handler {
 			writeError(w, http.StatusBadRequest, err)
 			return
 		}
-		writeJSON(w, map[string]any{"affected": 0, "dry_run": false})
+		resp := map[string]any{"affected": 0, "dry_run": false}
+		if warning != "" {
+			resp["warning"] = warning
+		}
+		writeJSON(w, resp)
 	})
 	admin.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
 		if cfg.Reload == nil {

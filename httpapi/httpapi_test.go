@@ -32,9 +32,12 @@ func (f *fakeQueue) Show(id string) (*queue.Message, []queue.Recipient, error) {
 	}
 	return &queue.Message{ID: "m1"}, nil, nil
 }
-func (f *fakeQueue) Suspend(kind, name string, until time.Time, reason string) error {
+func (f *fakeQueue) Suspend(kind, name string, until time.Time, reason string) (string, error) {
 	f.calls = append(f.calls, "suspend "+kind+" "+name+" "+reason)
-	return nil
+	if name == "nowhere.example" {
+		return "no known site is named nowhere.example; the suspension is recorded", nil
+	}
+	return "", nil
 }
 func (f *fakeQueue) Suspensions() []engine.Suspension {
 	return []engine.Suspension{{Kind: "domain", Name: "held.test", Reason: "maintenance"}}
@@ -116,6 +119,7 @@ func TestAdminAPI(t *testing.T) {
 		{"GET", "/v1/queue/m1", "s3cret", "", local, 200, `"ID": "m1"`},
 		{"GET", "/v1/queue/nope", "s3cret", "", local, 404, "not found"},
 		{"POST", "/v1/queue/suspend", "s3cret", `{"site":"google.com","for":"30m","reason":"maintenance"}`, local, 200, `"affected": 0`},
+		{"POST", "/v1/queue/suspend", "s3cret", `{"site":"nowhere.example"}`, local, 200, `"warning": "no known site is named nowhere.example`},
 		{"POST", "/v1/queue/suspend", "s3cret", `{"site":"a","domain":"b"}`, local, 400, "exactly one of site and domain"},
 		{"POST", "/v1/queue/suspend", "s3cret", `{"site":"a","for":"soon"}`, local, 400, "not a positive duration"},
 		{"POST", "/v1/queue/resume", "s3cret", `{"domain":"x.example"}`, local, 200, ""},
@@ -139,7 +143,7 @@ func TestAdminAPI(t *testing.T) {
 			waitJob(t, h, "s3cret", body)
 		}
 	}
-	want := []string{"summaries domain", "suspend site google.com maintenance", "resume domain x.example", "flush x.example", "bounce c1 bounced by operator", "delete dry shop"}
+	want := []string{"summaries domain", "suspend site google.com maintenance", "suspend site nowhere.example suspended by operator", "resume domain x.example", "flush x.example", "bounce c1 bounced by operator", "delete dry shop"}
 	if strings.Join(q.calls, "|") != strings.Join(want, "|") {
 		t.Errorf("calls %q, want %q", q.calls, want)
 	}

@@ -57,9 +57,9 @@ func (q *ctrlQueue) Show(string) (*queue.Message, []queue.Recipient, error) {
 }
 func (q *ctrlQueue) Suspensions() []engine.Suspension { return nil }
 
-func (q *ctrlQueue) Suspend(kind, name string, _ time.Time, _ string) error {
+func (q *ctrlQueue) Suspend(kind, name string, _ time.Time, _ string) (string, error) {
 	q.suspended <- kind + " " + name
-	return nil
+	return "", nil
 }
 func (q *ctrlQueue) Resume(string, string) error { return nil }
 func (q *ctrlQueue) Flush(sel queue.Selector, report func(queue.Progress)) (int, error) {

@@ -31,6 +31,10 @@
 //	qs<dest>\x00<due><id><idx>       schedule entry; value: attempt count
 //	qh                               health probe (Check): written with
 //	                                 Sync, then deleted
+//	qo<kind>\x00<name>               hold of the delivery engine (Hold):
+//	                                 kind "site" or "domain" for an
+//	                                 operator suspension, "adaptive" for
+//	                                 a site's adaptive backoff state
 //
 // dest is the lower-cased domain of the recipient. Records are a version
 // byte followed by varints and length-prefixed strings; recipient records
@@ -46,6 +50,13 @@
 // dispatcher is told) when there is room, else they wake the scheduler; it also wakes
 // when a ready queue runs half empty, on a reschedule earlier than its
 // timer and at the next due time, and never polls.
+//
+// A hold record is version 1: the suspension's end (varint Unix
+// nanoseconds, 0 for none), its reason, then the adaptive state: the
+// factor (uvarint of its float64 bits), slowed since, slowed until, the
+// slowdown's reason, suspended until, the suspension's reason. Holds,
+// PutHold and DeleteHold read and write them (writes with pebble.Sync,
+// even under NoSync); when a hold is over is the engine's to decide.
 //
 // # Guarantees
 //
@@ -101,7 +112,8 @@
 // an operator watching a long scan) every 256 recipient records read, and
 // stop early when the spool closes. A Selector's Site matches the site a
 // SiteOf function (the engine's) names for a domain; so does Summaries by
-// site. Suspensions of sites and domains are the engine's.
+// site. Suspensions of sites and domains are the engine's; the spool
+// only stores them (qo).
 //
 // # Delay notices
 //

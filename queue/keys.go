@@ -17,6 +17,7 @@ const (
 	prefixBody  = "qb" // qb<id>                          message body
 	prefixRcpt  = "qr" // qr<id><idx:4>                   recipient record
 	prefixSched = "qs" // qs<dest>\x00<due:8><id><idx:4> schedule entry
+	prefixHold  = "qo" // qo<kind>\x00<name>              hold (the engine's)
 )
 
 // idLen is the length of a message ID: 80 bits in base32.

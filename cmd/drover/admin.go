@@ -253,7 +253,7 @@ func newQueueCmd() *cobra.Command {
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	suspensions := &cobra.Command{
 		Use:   "suspensions",
-		Short: "List the operator suspensions in force",
+		Short: "List the suspensions and slowdowns in force (operator's and adaptive)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var resp struct {
@@ -266,13 +266,20 @@ func newQueueCmd() *cobra.Command {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(resp.Suspensions)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KIND\tNAME\tUNTIL\tREASON")
+			fmt.Fprintln(tw, "KIND\tNAME\tBY\tSTATE\tUNTIL\tREASON")
 			for _, sp := range resp.Suspensions {
 				until := "resumed by hand"
 				if !sp.Until.IsZero() {
 					until = sp.Until.Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", sp.Kind, sp.Name, until, sp.Reason)
+				by, state := "operator", "suspended"
+				if sp.Adaptive {
+					by = "rule"
+				}
+				if sp.Factor > 0 {
+					state = fmt.Sprintf("slowed x%g", sp.Factor)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sp.Kind, sp.Name, by, state, until, sp.Reason)
 			}
 			return tw.Flush()
 		},
@@ -325,11 +332,16 @@ func queueOps(client *adminClient) []*cobra.Command {
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				if op == "suspend" || op == "resume" {
-					var resp struct{}
+					var resp struct {
+						Warning string `json:"warning"`
+					}
 					if err := client.post(cmd.Context(), "/v1/queue/"+op, req, &resp); err != nil {
 						return err
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", op)
+					if resp.Warning != "" {
+						fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", resp.Warning)
+					}
 					return nil
 				}
 				var resp struct {

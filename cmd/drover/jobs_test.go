@@ -49,9 +49,9 @@ func (q *drivenQueue) Summaries(string) ([]engine.Summary, error) { return nil, 
 func (q *drivenQueue) Show(string) (*queue.Message, []queue.Recipient, error) {
 	return nil, nil, queue.ErrNotFound
 }
-func (q *drivenQueue) Suspend(string, string, time.Time, string) error { return nil }
-func (q *drivenQueue) Suspensions() []engine.Suspension                { return nil }
-func (q *drivenQueue) Resume(string, string) error                     { return nil }
+func (q *drivenQueue) Suspend(string, string, time.Time, string) (string, error) { return "", nil }
+func (q *drivenQueue) Suspensions() []engine.Suspension                          { return nil }
+func (q *drivenQueue) Resume(string, string) error                               { return nil }
 func (q *drivenQueue) Flush(sel queue.Selector, report func(queue.Progress)) (int, error) {
 	return q.run("flush", sel, report)
 }

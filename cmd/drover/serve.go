@@ -226,7 +226,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		return fmt.Errorf("open spool: %w", err)
 	}
 	dsn.Queue = spool
-	eng, err = engine.New(engine.Config{Spool: spool, Planner: cour, Courier: cour, Rules: shaper, Logger: log})
+	eng, err = engine.New(engine.Config{Spool: spool, Planner: cour, Courier: cour, Rules: shaper, KnownSites: shaper, Logger: log})
 	if err != nil {
 		spool.Close(context.Background())
 		return err

@@ -17,12 +17,16 @@ type hold struct {
 	timer *time.Timer // fires at Until, nil when indefinite
 }
 
-// Suspension is an operator's hold on a site or a domain.
+// Suspension is an operator's hold on a site or a domain or, with
+// Adaptive, an action of the adaptive backoff on a site: a suspension
+// (Factor 0) or a slowdown (Factor below 1), with its rule as Reason.
 type Suspension struct {
-	Kind   string    `json:"kind"` // "site" or "domain"
-	Name   string    `json:"name"`
-	Until  time.Time `json:"until,omitzero"` // zero: until Resume
-	Reason string    `json:"reason,omitempty"`
+	Kind     string    `json:"kind"` // "site" or "domain"
+	Name     string    `json:"name"`
+	Until    time.Time `json:"until,omitzero"` // zero: until Resume
+	Reason   string    `json:"reason,omitempty"`
+	Adaptive bool      `json:"adaptive,omitempty"` // set by a rule on a remote reply, not by an operator
+	Factor   float64   `json:"factor,omitempty"`   // adaptive slowdown: the scale of the site's limits
 }
 
 func holdKey(kind, name string) string { return kind + "\x00" + name }
@@ -123,26 +127,79 @@ func (e *Engine) Delete(sel queue.Selector, dryRun bool, report func(queue.Progr
 // to a domain (kind "domain") until until (zero: until Resume), with a
 // reason shown by Sites, Summaries and Suspensions. Connections close
 // after their current transaction; recipients stay queued, without
-// attempts counted. A second Suspend replaces the first. Suspensions are
-// kept in memory only: they end when the process stops.
-func (e *Engine) Suspend(kind, name string, until time.Time, reason string) error {
+// attempts counted. A second Suspend replaces the first. The suspension is
+// saved in the store (synced) before Suspend returns, and holds again
+// after a restart for the time it has left.
+//
+// The warning is not empty when the suspension may hold nothing: a site
+// name that is neither a site the engine knows (one of a plan since it
+// started, or with a suspension or adaptive state) nor one the shaping
+// configuration names (KnownSites: a provider's site, a configured site or
+// domain); the suspension is recorded all the same, for a site of that name
+// may come. Domain names are not checked: any domain may get mail. A
+// suspension in force that could not be saved is told in the warning too.
+func (e *Engine) Suspend(kind, name string, until time.Time, reason string) (warning string, err error) {
 	if kind != "site" && kind != "domain" {
-		return fmt.Errorf("engine: suspend: kind %q is not site or domain", kind)
+		return "", fmt.Errorf("engine: suspend: kind %q is not site or domain", kind)
 	}
 	if kind == "domain" {
 		name = strings.ToLower(name)
 	}
 	if name == "" {
-		return errors.New("engine: suspend: no name")
+		return "", errors.New("engine: suspend: no name")
 	}
 	if !until.IsZero() && !until.After(time.Now()) {
-		return fmt.Errorf("engine: suspend: %v is not in the future", until)
+		return "", fmt.Errorf("engine: suspend: %v is not in the future", until)
 	}
+	e.pmu.Lock()
+	defer e.pmu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closing {
-		return errors.New("engine: closed")
+		e.mu.Unlock()
+		return "", errors.New("engine: closed")
 	}
+	if kind == "site" {
+		warning = e.unknownSiteLocked(name)
+	}
+	e.holdLocked(kind, name, until, reason)
+	e.mu.Unlock()
+	e.log.Info("engine: suspended by operator", "kind", kind, "name", name, "until", until, "reason", reason)
+	if err := e.doStore(storeOp{put: &queue.Hold{Kind: kind, Name: name, Until: until, Reason: reason}}); err != nil {
+		warning = strings.TrimPrefix(warning+"; ", "; ") + "the suspension is in force but was not saved, so a restart ends it: " + err.Error()
+	}
+	return warning, nil
+}
+
+// unknownSiteLocked returns the warning of Suspend for a site name that
+// matches nothing known, "" for a known one.
+func (e *Engine) unknownSiteLocked(name string) string {
+	if e.sites[name] != nil || e.holds[holdKey("site", name)] != nil {
+		return ""
+	}
+	for _, d := range e.dests {
+		if d.plan != nil && d.plan.Site == name {
+			return ""
+		}
+	}
+	known := e.cfg.KnownSites
+	if known != nil && known.KnowsSite(name) {
+		return ""
+	}
+	w := "no known site is named " + name + "; the suspension is recorded and holds a site of that name if one appears"
+	if known != nil {
+		if ps := known.ProviderSite(name); ps != "" {
+			w += "; the site of provider " + name + " is " + ps
+		}
+	}
+	if d := e.dests[strings.ToLower(name)]; d != nil && d.site != nil {
+		w += "; " + d.name + " is a domain of site " + d.site.name + " (suspend the domain with kind domain)"
+	}
+	return w
+}
+
+// holdLocked puts a hold in force (replacing one of the same kind and
+// name), with its timer.
+func (e *Engine) holdLocked(kind, name string, until time.Time, reason string) {
 	key := holdKey(kind, name)
 	if old := e.holds[key]; old != nil && old.timer != nil {
 		old.timer.Stop()
@@ -164,13 +221,12 @@ func (e *Engine) Suspend(kind, name string, until time.Time, reason string) erro
 			e.shedDestIdleLocked(d)
 		}
 	}
-	e.log.Info("engine: suspended by operator", "kind", kind, "name", name, "until", until, "reason", reason)
-	return nil
 }
 
 // Resume ends an operator suspension of a site or a domain; for a site,
-// it also ends the adaptive backoff in force (slowdown and suspension). It
-// is not an error to resume what is not suspended.
+// it also ends the adaptive backoff in force (slowdown and suspension).
+// Their records are deleted from the store. It is not an error to resume
+// what is not suspended.
 func (e *Engine) Resume(kind, name string) error {
 	if kind != "site" && kind != "domain" {
 		return fmt.Errorf("engine: resume: kind %q is not site or domain", kind)
@@ -178,27 +234,39 @@ func (e *Engine) Resume(kind, name string) error {
 	if kind == "domain" {
 		name = strings.ToLower(name)
 	}
+	e.pmu.Lock()
+	defer e.pmu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if h := e.holds[holdKey(kind, name)]; h != nil {
 		e.endHoldLocked(h)
 		e.log.Info("engine: resumed by operator", "kind", kind, "name", name)
 	}
+	ops := []storeOp{{kind: kind, name: name}}
 	if st := e.sites[name]; kind == "site" && st != nil && (st.factor < 1 || !st.suspendUntil.IsZero()) {
 		st.state.Resume()
 		e.syncStateLocked(st)
+		ops = append(ops, e.adaptiveOpLocked(st))
 		e.log.Info("engine: adaptive backoff ended by operator", "site", name)
+	}
+	e.mu.Unlock()
+	if err := e.doStore(ops...); err != nil {
+		return fmt.Errorf("engine: resume: in force, but a restart may bring the suspension back: %w", err)
 	}
 	return nil
 }
 
 func (e *Engine) holdTimer(h *hold) {
+	e.pmu.Lock()
+	defer e.pmu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.holds[holdKey(h.Kind, h.Name)] == h {
-		e.endHoldLocked(h)
-		e.log.Info("engine: operator suspension over", "kind", h.Kind, "name", h.Name)
+	if e.holds[holdKey(h.Kind, h.Name)] != h || e.closing {
+		e.mu.Unlock()
+		return
 	}
+	e.endHoldLocked(h)
+	e.mu.Unlock()
+	e.log.Info("engine: operator suspension over", "kind", h.Kind, "name", h.Name)
+	e.doStore(storeOp{kind: h.Kind, name: h.Name})
 }
 
 func (e *Engine) endHoldLocked(h *hold) {
@@ -227,16 +295,39 @@ func (e *Engine) endHoldLocked(h *hold) {
 	}
 }
 
-// Suspensions returns the operator suspensions in force.
+// Suspensions returns what holds or slows deliveries: the operator
+// suspensions in force, then (Adaptive) the adaptive suspensions and
+// slowdowns of sites, sorted by kind and name. Both are saved, so the list
+// is the same after a restart, less what ended meanwhile.
 func (e *Engine) Suspensions() []Suspension {
 	e.mu.Lock()
 	out := make([]Suspension, 0, len(e.holds))
 	for _, h := range e.holds {
 		out = append(out, h.Suspension)
 	}
+	for _, st := range e.sites {
+		if !st.suspendUntil.IsZero() {
+			out = append(out, Suspension{Kind: "site", Name: st.name, Until: st.suspendUntil, Reason: st.suspendReason, Adaptive: true})
+		}
+		if st.factor < 1 && !st.slowUntil.IsZero() {
+			out = append(out, Suspension{Kind: "site", Name: st.name, Until: st.slowUntil, Reason: st.slowReason, Adaptive: true, Factor: st.factor})
+		}
+	}
 	e.mu.Unlock()
 	slices.SortFunc(out, func(a, b Suspension) int {
-		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name))
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name), cmp.Compare(adaptiveRank(a), adaptiveRank(b)))
 	})
 	return out
+}
+
+// adaptiveRank sorts a name's operator suspension first, then its adaptive
+// suspension, then its slowdown.
+func adaptiveRank(s Suspension) int {
+	switch {
+	case !s.Adaptive:
+		return 0
+	case s.Factor == 0:
+		return 1
+	}
+	return 2
 }

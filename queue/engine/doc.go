@@ -53,7 +53,10 @@
 // # Locks
 //
 // The spool calls Ready with its lock held, and Ready takes the engine's;
-// the engine never calls the spool while it holds its own lock. A worker
+// the engine never calls the spool while it holds its own lock. Writes to
+// the Store (suspensions, adaptive states) are ordered by a second lock,
+// pmu, taken before the engine's and held across the write, which is made
+// once the engine's lock is released; the spool never takes pmu. A worker
 // that finds nothing to take compares the destination's signal count
 // (dest.gen) with the one it saw before Take, so that a Ready that came
 // meanwhile is not lost.
@@ -76,7 +79,23 @@
 //
 // Suspend and Resume hold a site (all its domains) or one domain, until a
 // time or until resumed; Resume of a site also ends its adaptive backoff.
-// Suspensions live in memory and end with the process. Summaries, Flush,
+// Suspend warns (and still suspends) when a site name matches no site the
+// engine has seen and none the shaping configuration names (KnownSites).
+// Suspensions returns the operator suspensions and the adaptive
+// suspensions and slowdowns in force.
+//
+// # Across restarts
+//
+// Operator suspensions and adaptive states are saved in the Store (the
+// spool's Pebble database, keys qo…, synced writes) with their ends: a
+// suspension when it is made, resumed (deleted) or over (deleted by its
+// timer); an adaptive state when a rule changes its factor or suspension,
+// or moves the end of its slowdown by a minute or more (so a crash may cut
+// a slowdown short by up to a minute), and deleted when it is over or
+// resumed. New loads them before anything is delivered: what is still in
+// force holds (or slows) its site or domain for the time it has left, with
+// the limits of the site's next plan scaled by the saved factor; what ended
+// while Drover was stopped is deleted. Summaries, Flush,
 // Bounce and Delete are the spool's, with the site of each domain taken
 // from its latest plan (a domain not attempted since the engine started
 // counts as the site named like itself).

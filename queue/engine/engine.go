@@ -23,6 +23,12 @@ type Config struct {
 	// Rules maps the remote replies of failed recipients (and of failed
 	// connections) to adaptive-backoff actions; nil: none.
 	Rules RuleMatcher
+	// Store keeps operator suspensions and adaptive states across
+	// restarts; nil: Spool.
+	Store Store
+	// KnownSites names the sites of the shaping configuration, for the
+	// warning of Suspend; nil: only the sites the engine has seen.
+	KnownSites SiteNames
 	// IdleTimeout is how long an unused connection is kept open (default 2s).
 	IdleTimeout time.Duration
 	Logger      *slog.Logger // default slog.Default()
@@ -33,6 +39,7 @@ type Config struct {
 type Engine struct {
 	cfg   Config
 	spool *queue.Spool
+	store Store
 	log   *slog.Logger
 	idle  time.Duration
 
@@ -40,6 +47,12 @@ type Engine struct {
 	cancel context.CancelFunc
 	stop   chan struct{} // closed when Close starts
 	wg     sync.WaitGroup
+
+	// pmu orders the writes to the store: it is taken before mu and held
+	// across the write, which is made with mu released; neither the
+	// spool (which calls Ready with its lock held) nor a holder of mu
+	// takes it.
+	pmu sync.Mutex
 
 	mu      sync.Mutex
 	closing bool
@@ -81,17 +94,26 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Store == nil {
+		cfg.Store = cfg.Spool
+	}
 	e := &Engine{
-		cfg: cfg, spool: cfg.Spool, log: cfg.Logger, idle: cfg.IdleTimeout,
+		cfg: cfg, spool: cfg.Spool, store: cfg.Store, log: cfg.Logger, idle: cfg.IdleTimeout,
 		stop:  make(chan struct{}),
 		dests: make(map[string]*dest), sites: make(map[string]*site), holds: make(map[string]*hold),
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	if err := e.load(); err != nil {
+		e.stopTimers()
+		e.cancel()
+		return nil, fmt.Errorf("engine: load suspensions: %w", err)
+	}
 	return e, nil
 }
 
 // Start starts delivery: the spool's scheduler tells the engine of due
-// recipients from now on.
+// recipients from now on. The suspensions and adaptive states saved by the
+// previous run are in force already (New loaded them).
 func (e *Engine) Start() { e.spool.Start(e) }
 
 // Ready implements queue.Dispatcher. It is called with the spool's lock
@@ -162,23 +184,17 @@ func (d *dest) limits() shaping.Limits {
 // workers in any case: a Courier must honour context cancellation. Close
 // the engine before the spool.
 func (e *Engine) Close(ctx context.Context) error {
+	e.pmu.Lock() // let a write to the store under way end first
 	e.mu.Lock()
 	if e.closing {
 		e.mu.Unlock()
+		e.pmu.Unlock()
 		return errors.New("engine: closed")
 	}
 	e.closing = true
-	for _, st := range e.sites {
-		if st.timer != nil {
-			st.timer.Stop()
-		}
-	}
-	for _, h := range e.holds {
-		if h.timer != nil {
-			h.timer.Stop()
-		}
-	}
+	e.stopTimersLocked()
 	e.mu.Unlock()
+	e.pmu.Unlock()
 	close(e.stop)
 	done := make(chan struct{})
 	go func() {
@@ -201,6 +217,25 @@ func (e *Engine) Close(ctx context.Context) error {
 	}
 	e.cancel()
 	return err
+}
+
+func (e *Engine) stopTimers() {
+	e.mu.Lock()
+	e.stopTimersLocked()
+	e.mu.Unlock()
+}
+
+func (e *Engine) stopTimersLocked() {
+	for _, st := range e.sites {
+		if st.timer != nil {
+			st.timer.Stop()
+		}
+	}
+	for _, h := range e.holds {
+		if h.timer != nil {
+			h.timer.Stop()
+		}
+	}
 }
 
 // InterruptedError is Close's error when ctx ended before the deliveries

@@ -42,6 +42,7 @@ type site struct {
 	slowUntil, suspendUntil   time.Time
 	slowReason, suspendReason string
 	timer                     *time.Timer
+	saved                     shaping.Saved // the state as last written to the store
 
 	// msgRate spaces the transactions of the site, connRate the
 	// connections it opens: token buckets of burst 1, so that any window
@@ -308,9 +309,11 @@ func (e *Engine) resumeLocked(st *site, d *dest) {
 
 // applyRule applies a slow or suspend rule that a reply of st matched.
 func (e *Engine) applyRule(st *site, r *shaping.Rule, res queue.Result) {
+	e.pmu.Lock()
+	defer e.pmu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closing || e.sites[st.name] != st {
+		e.mu.Unlock()
 		return
 	}
 	before := st.state.Status()
@@ -325,6 +328,9 @@ func (e *Engine) applyRule(st *site, r *shaping.Rule, res queue.Result) {
 			"until", after.SuspendedUntil, "reply", res.Describe())
 	}
 	e.syncStateLocked(st)
+	op := e.adaptiveOpLocked(st)
+	e.mu.Unlock()
+	e.doStore(op)
 }
 
 // syncStateLocked takes a new snapshot of st's adaptive state, applies it
@@ -372,13 +378,18 @@ func (e *Engine) siteTimer(st *site) {
 			e.log.Error("engine: panic in site timer", "site", st.name, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
+	e.pmu.Lock()
+	defer e.pmu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closing || e.sites[st.name] != st {
+		e.mu.Unlock()
 		return
 	}
 	e.syncStateLocked(st)
+	op := e.adaptiveOpLocked(st)
 	e.maybeReapSiteLocked(st)
+	e.mu.Unlock()
+	e.doStore(op)
 }
 
 // matchRule asks Config.Rules about a failed result with a remote reply.

@@ -444,14 +444,14 @@ func operatorSuspend(t *testing.T) {
 	_, _, before := c.stats("mx.test")
 
 	held := time.Now()
-	if err := e.Suspend("site", "mx.test", time.Time{}, "maintenance"); err != nil {
+	if _, err := e.Suspend("site", "mx.test", time.Time{}, "maintenance"); err != nil {
 		t.Fatal(err)
 	}
 	until := held.Add(300 * time.Millisecond)
-	if err := e.Suspend("domain", "C.test", until, "short"); err != nil {
+	if _, err := e.Suspend("domain", "C.test", until, "short"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Suspend("provider", "x", time.Time{}, ""); err == nil {
+	if _, err := e.Suspend("provider", "x", time.Time{}, ""); err == nil {
 		t.Error("Suspend of an unknown kind succeeded")
 	}
 	if sp := e.Suspensions(); len(sp) != 2 || sp[0].Name != "c.test" || sp[1].Reason != "maintenance" {
@@ -492,7 +492,7 @@ func operatorSuspend(t *testing.T) {
 
 	// A domain suspension holds one domain of a site, not the others.
 	_, _, before = c.stats("mx.test")
-	if err := e.Suspend("domain", "a.test", time.Time{}, ""); err != nil {
+	if _, err := e.Suspend("domain", "a.test", time.Time{}, ""); err != nil {
 		t.Fatal(err)
 	}
 	id := enqueue(t, s, nil, "x", "w@a.test", "w@b.test")

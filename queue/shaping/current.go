@@ -23,3 +23,9 @@ func (c *Current) Store(s *Shaper) { c.p.Store(s) }
 func (c *Current) Match(code int, enhanced, text string) *Rule {
 	return c.p.Load().Match(code, enhanced, text)
 }
+
+// KnowsSite is the Shaper in force's KnowsSite.
+func (c *Current) KnowsSite(name string) bool { return c.p.Load().KnowsSite(name) }
+
+// ProviderSite is the Shaper in force's ProviderSite.
+func (c *Current) ProviderSite(name string) string { return c.p.Load().ProviderSite(name) }

@@ -329,6 +329,42 @@ func (s *Shaper) Site(domain string, mxHosts []string) string {
 	return strings.Join(slices.Compact(names), "+")
 }
 
+// KnowsSite reports whether the configuration names a site called name
+// (case ignored): the site of a provider (the registrable domain of its
+// first MX pattern: "google.com", "outlook.com"), a key of Config.Sites,
+// or a domain of Config.Domains (its own site). Sites made of other MX
+// hosts ("a.example", "a.example+b.example") and routes are known only to
+// whoever saw them planned; a provider's own name ("google") is not a
+// site name.
+func (s *Shaper) KnowsSite(name string) bool {
+	name = strings.ToLower(strings.TrimSpace(name))
+	if _, ok := s.sites[name]; ok {
+		return true
+	}
+	if _, ok := s.domains[normalizeHost(name)]; ok {
+		return true
+	}
+	for i := range s.providers {
+		if s.providers[i].site != "" && s.providers[i].site == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ProviderSite returns the site of the provider called name ("google"
+// gives "google.com"), "" when there is none: to tell an operator who
+// named a provider where a site was meant.
+func (s *Shaper) ProviderSite(name string) string {
+	name = strings.ToLower(strings.TrimSpace(name))
+	for i := range s.providers {
+		if strings.ToLower(s.providers[i].name) == name {
+			return s.providers[i].site
+		}
+	}
+	return ""
+}
+
 // Resolve returns the limits of a site, and the name of the provider that
 // applied ("" if none): BuiltinLimits, overlaid by Config.Default, then the
 // provider matching mxHosts (see Provider), then Config.Sites[site], then

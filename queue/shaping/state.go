@@ -199,3 +199,46 @@ func (st *SiteState) Status() Status {
 	}
 	return s
 }
+
+// Saved is the whole of a SiteState, for keeping it across restarts:
+// Save takes it, Restore puts it back. Zero times are actions not in
+// force.
+type Saved struct {
+	Factor        float64
+	SlowSince     time.Time
+	SlowUntil     time.Time
+	SlowReason    string
+	SuspendUntil  time.Time
+	SuspendReason string
+}
+
+// Normal reports whether s holds no action.
+func (s Saved) Normal() bool { return s.SlowUntil.IsZero() && s.SuspendUntil.IsZero() }
+
+// Save returns the actions in force; those already over are left out.
+func (st *SiteState) Save() Saved {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := st.now()
+	var s Saved
+	if now.Before(st.slowUntil) {
+		s.Factor, s.SlowSince, s.SlowUntil, s.SlowReason = st.factor, st.slowSince, st.slowUntil, st.slowReason
+	}
+	if now.Before(st.suspendUntil) {
+		s.SuspendUntil, s.SuspendReason = st.suspendUntil, st.suspendReason
+	}
+	return s
+}
+
+// Restore replaces the state with s (as Save took it, perhaps in another
+// process): actions whose end has passed are over at once, the others end
+// at their time, and a slowdown compounds as if it had never stopped.
+func (st *SiteState) Restore(s Saved) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.factor, st.slowSince, st.slowUntil, st.slowReason = s.Factor, s.SlowSince, s.SlowUntil, s.SlowReason
+	st.suspendUntil, st.suspendReason = s.SuspendUntil, s.SuspendReason
+	if !(s.Factor > 0 && s.Factor < 1) { // a corrupt or absent factor: not slowed
+		st.factor, st.slowSince, st.slowUntil, st.slowReason = 0, time.Time{}, time.Time{}, ""
+	}
+}
