@@ -23,7 +23,8 @@ import (
 // A target is "host", "host:port", "[192.0.2.1]", "[192.0.2.1]:2525" or
 // "[2001:db8::1]:25"; the port defaults to 25. A host name is resolved with
 // A/AAAA lookups, never MX; an IPv4 address may also be written without
-// brackets.
+// brackets, and a host name with them, as Postfix writes a relay host
+// ("[smtp.relay.example]:587").
 //
 // The zero value and nil have no routes. Routes are safe for concurrent
 // use.
@@ -160,11 +161,13 @@ func parseTarget(t string) (string, error) {
 		if !ok {
 			return bad("no closing bracket")
 		}
-		ip, err := netip.ParseAddr(inside)
-		if err != nil || ip.Zone() != "" {
-			return bad("brackets must hold an IP address")
+		if ip, err := netip.ParseAddr(inside); err == nil && ip.Zone() == "" {
+			host = ip.Unmap().String()
+		} else if d, err := asciiDomain(inside); err == nil && !strings.Contains(inside, ":") {
+			host = d // Postfix's "[host]": no MX lookup, which a route never does
+		} else {
+			return bad("brackets must hold an IP address or a host name")
 		}
-		host = ip.Unmap().String()
 		if after != "" {
 			p, ok := strings.CutPrefix(after, ":")
 			if !ok {

@@ -46,6 +46,11 @@ func TestRoutesLookup(t *testing.T) {
 			t.Errorf("Lookup(%q) = %q", d, got)
 		}
 	}
+	// Postfix's bracketed relay host.
+	rs, err = NewRoutes(map[string]string{"*": "[smtp.relay.example]:587"})
+	if got, ok := rs.Lookup("example.com"); err != nil || !ok || got != "smtp.relay.example:587" {
+		t.Errorf("[smtp.relay.example]:587 routes to %q %v (%v)", got, ok, err)
+	}
 	var none *Routes
 	if _, ok := none.Lookup("example.com"); ok {
 		t.Error("nil Routes matched")
@@ -69,7 +74,9 @@ func TestRouteValidation(t *testing.T) {
 		{[2]string{"*foo.com", "h"}, "wildcard"},
 		{[2]string{"exa mple.com", "h"}, "not a domain"},
 		{[2]string{"example.com", ""}, "empty"},
-		{[2]string{"example.com", "[mx.example.net]"}, "IP address"},
+		{[2]string{"example.com", "[mx.example.net]"}, ""},
+		{[2]string{"*", "[smtp.relay.example]:587"}, ""},
+		{[2]string{"example.com", "[a b]"}, "IP address or a host name"},
 		{[2]string{"example.com", "[192.0.2.1"}, "closing bracket"},
 		{[2]string{"example.com", "[192.0.2.1]25"}, ":port"},
 		{[2]string{"example.com", "2001:db8::1"}, "brackets"},
@@ -91,14 +98,14 @@ func TestRouteValidation(t *testing.T) {
 
 	// Every bad route, in pattern order, each a *RouteError naming its
 	// pattern as given.
-	_, err := NewRoutes(map[string]string{"a.com": "h", "A.com.": "h2", "b.com": "[x]", "c.com": "h"})
+	_, err := NewRoutes(map[string]string{"a.com": "h", "A.com.": "h2", "b.com": "[a b]", "c.com": "h"})
 	joined, ok := err.(interface{ Unwrap() []error })
 	if !ok {
 		t.Fatalf("NewRoutes: %T %v is not a joined error", err, err)
 	}
 	want := []RouteError{
 		{Pattern: "a.com", Msg: `the same pattern as "A.com."`},
-		{Pattern: "b.com", Msg: `target "[x]": brackets must hold an IP address`},
+		{Pattern: "b.com", Msg: `target "[a b]": brackets must hold an IP address or a host name`},
 	}
 	got := joined.Unwrap()
 	if len(got) != len(want) {
@@ -110,7 +117,7 @@ func TestRouteValidation(t *testing.T) {
 			t.Errorf("error %d = %#v, want %+v", i, e, want[i])
 		}
 	}
-	if s := got[1].Error(); s != `invalid route "b.com": target "[x]": brackets must hold an IP address` {
+	if s := got[1].Error(); s != `invalid route "b.com": target "[a b]": brackets must hold an IP address or a host name` {
 		t.Errorf("Error() = %q", s)
 	}
 }
