@@ -61,7 +61,7 @@ func newConfigCmd() *cobra.Command {
 			cmd.OutOrStdout().Write(configs.ProvidersYAML())
 		},
 	}
-	cmd.AddCommand(check, show, providers)
+	cmd.AddCommand(check, show, providers, newConfigEffectiveCmd())
 	return cmd
 }
 
