@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -24,6 +25,9 @@ var ErrNotFound = errors.New("queue: message not found")
 
 // ErrClosed is returned by Enqueue after Close has been called.
 var ErrClosed = errors.New("queue: spool closed")
+
+// ErrLocked is Open's error when another process holds the spool.
+var ErrLocked = errors.New("spool locked")
 
 // Options configure a Spool. Only Dir is required.
 type Options struct {
@@ -252,6 +256,12 @@ func Open(opts Options) (*Spool, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger},
 	})
+	if err != nil && (errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process")) {
+		// Pebble's LOCK file is held: another process (flock's EAGAIN)
+		// or this one (Pebble's own text; it exports no error) has the
+		// spool.
+		return nil, fmt.Errorf("queue: open %s: %w: another drover serve is using this data directory (stop it, or give this one another data_dir)", opts.Dir, ErrLocked)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("queue: open %s: %w", opts.Dir, err)
 	}
