@@ -20,36 +20,38 @@ type Classification struct {
 	// (Sisimai's pseudo codes). Empty for feedback and auto-replies.
 	Status string `json:"status"`
 	// ReplyCode is the SMTP reply code found ("550"), or "".
-	ReplyCode string `json:"replycode"`
+	ReplyCode string `json:"reply_code"`
 	// Reason is one of Reasons.
 	Reason string `json:"reason"`
 	// Class is "hard" or "soft" for failures and "" for delivered,
 	// feedback and vacation (see HardBounce).
 	Class string `json:"class,omitempty"`
-	// HardBounce is Class == "hard".
+	// HardBounce is Class == "hard". Its JSON name is the one the corpus
+	// score contract (shared/corpus/bounces) reads, the only key that is
+	// not snake_case.
 	HardBounce bool `json:"hardbounce"`
 	// Category is the PowerMTA bounce category of the reason
 	// (bad-mailbox, bad-domain, ... other); "" when Class is "".
 	Category string `json:"category,omitempty"`
 	// FeedbackType is the ARF Feedback-Type (abuse, fraud, opt-out, ...)
 	// of a feedback report.
-	FeedbackType string `json:"feedbacktype,omitempty"`
+	FeedbackType string `json:"feedback_type,omitempty"`
 	// Diagnostic is the remote server's reply or the report's text.
 	Diagnostic string `json:"diagnostic,omitempty"`
 	// Command is the SMTP command the failure followed (CONN, EHLO,
 	// MAIL, RCPT, DATA), when known.
 	Command string `json:"command,omitempty"`
 	// RemoteMTA is the host that refused the message, when known.
-	RemoteMTA string `json:"remotemta,omitempty"`
+	RemoteMTA string `json:"remote_mta,omitempty"`
 	// ReportingMTA is the host that wrote the report, when known.
-	ReportingMTA string `json:"reportingmta,omitempty"`
+	ReportingMTA string `json:"reporting_mta,omitempty"`
 	// OriginalRecipient is the DSN's Original-Recipient, when given.
-	OriginalRecipient string `json:"originalrecipient,omitempty"`
+	OriginalRecipient string `json:"original_recipient,omitempty"`
 	// OriginalMessageID is the Message-ID of the returned message.
-	OriginalMessageID string `json:"messageid,omitempty"`
+	OriginalMessageID string `json:"message_id,omitempty"`
 	// EnvelopeID is the DSN's Original-Envelope-Id (the ENVID of the
 	// sent message), when given.
-	EnvelopeID string `json:"envelopeid,omitempty"`
+	EnvelopeID string `json:"envelope_id,omitempty"`
 	// Action is the DSN Action (failed, delayed, delivered, relayed,
 	// expanded), when given.
 	Action string `json:"action,omitempty"`

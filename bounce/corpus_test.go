@@ -152,7 +152,7 @@ func TestJSONLine(t *testing.T) {
 	c := NewClassifier(nil).Classify(Reply{Code: 550, Enhanced: "5.1.1", Text: "<a@example.org>: User unknown"})
 	c.Recipient = "a@example.org"
 	line := string(c.JSON())
-	for _, want := range []string{`"recipient":"a@example.org"`, `"status":"5.1.1"`, `"replycode":"550"`,
+	for _, want := range []string{`"recipient":"a@example.org"`, `"status":"5.1.1"`, `"reply_code":"550"`,
 		`"reason":"userunknown"`, `"class":"hard"`, `"category":"bad-mailbox"`, `<a@example.org>`} {
 		if !strings.Contains(line, want) {
 			t.Errorf("%s lacks %s", line, want)

@@ -368,7 +368,7 @@ func queueOps(client *adminClient) []*cobra.Command {
 			},
 		}
 		f := cmd.Flags()
-		f.StringVar(&req.Site, "site", "", "site (as `drover queue ls` names it)")
+		f.StringVar(&req.Site, "site", "", "site, as drover queue ls names it (google.com, outlook.com, ...)")
 		f.StringVar(&req.Domain, "domain", "", "recipient domain")
 		if selector {
 			f.StringVar(&req.Sender, "sender", "", "sender (account) name")

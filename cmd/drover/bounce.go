@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -29,17 +30,27 @@ func newBounceCmd() *cobra.Command {
 // errors exit non-zero.
 func newBounceClassifyCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "classify",
-		Short: "Classify one bounce, feedback report or auto-reply read on stdin",
-		Long: `Reads one raw message on stdin and prints one JSON object per line for
+		Use:   "classify [FILE]",
+		Short: "Classify one bounce, feedback report or auto-reply (from FILE, or stdin)",
+		Long: `Reads one raw message from FILE (stdin without FILE, or with "-") and
+prints one JSON object per line for
 each recipient it reports on, e.g.
-  {"recipient":"user@example.org","status":"5.1.1","replycode":"550","reason":"userunknown","class":"hard","category":"bad-mailbox",...}
+  {"recipient":"user@example.org","status":"5.1.1","reply_code":"550","reason":"userunknown","class":"hard","category":"bad-mailbox",...}
 Nothing is printed for a message that is not a bounce.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			raw, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), bounce.MaxMessageSize))
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, from := cmd.InOrStdin(), "stdin"
+			if len(args) == 1 && args[0] != "-" {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in, from = f, args[0]
+			}
+			raw, err := io.ReadAll(io.LimitReader(in, bounce.MaxMessageSize))
 			if err != nil {
-				return fmt.Errorf("reading the message from stdin: %w", err)
+				return fmt.Errorf("reading the message from %s: %w", from, err)
 			}
 			res, _ := bounce.ParseMessage(raw) // not a message: nothing to print
 			w := bufio.NewWriter(cmd.OutOrStdout())

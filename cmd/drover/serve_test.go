@@ -503,6 +503,15 @@ func TestBounceClassifyCommand(t *testing.T) {
 	if out, err := cmd.Output(); err != nil || len(bytes.TrimSpace(out)) != 0 {
 		t.Errorf("not a bounce: %v %q", err, out)
 	}
+	// A file named on the command line, as a person types it; the keys are
+	// snake_case.
+	out, err := exec.Command(droverBin, "bounce", "classify", "../../bounce/testdata/corpus/emails/lhost-postfix-02.eml").Output()
+	if err != nil || bytes.Count(out, []byte("\n")) != 2 || !bytes.Contains(out, []byte(`"reply_code":`)) {
+		t.Errorf("bounce classify FILE: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(droverBin, "bounce", "classify", "/nonexistent.eml").CombinedOutput(); err == nil || !strings.Contains(string(out), "/nonexistent.eml") {
+		t.Errorf("bounce classify of a missing file: %v %s", err, out)
+	}
 }
 
 // drover version names the build: the source revision when the binary was
