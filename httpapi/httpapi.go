@@ -36,24 +36,38 @@
 //	                         recipients, messages, oldest, last error (and
 //	                         shaping state by site) per group
 //	GET  /v1/queue/suspensions  the operator suspensions in force
+//	GET  /v1/queue/messages?recipient=a@b.example|@b.example&id=ID&site=&domain=
+//	     &sender=&campaign=&older_than=1h&newer_than=10m&order=oldest|newest
+//	     &limit=100&after=ID
+//	                         one entry per queued message (id, received,
+//	                         size, sender, return_path, recipients with
+//	                         their attempts and last_error), a page at a
+//	                         time: {"messages": [...], "next": ID} where
+//	                         next, when given, is the after of the next page
 //	GET  /v1/queue/{id}      one message and its recipients
+//	GET  /v1/queue/{id}/body the stored message (message/rfc822)
 //	POST /v1/queue/suspend   {"site"|"domain": name, "for": "1h", "reason": "..."}
 //	POST /v1/queue/resume    {"site"|"domain": name}
 //	POST /v1/queue/flush     {selector}: retry now (a job)
 //	POST /v1/queue/bounce    {selector, "reason": "...", "dry_run": true} (a job)
 //	POST /v1/queue/delete    {selector, "dry_run": true} (a job)
+//	POST /v1/queue/hold      {selector}: keep from delivery, across
+//	                         restarts (a job)
+//	POST /v1/queue/release   {selector}: deliver held recipients now (a job)
 //	GET  /v1/jobs            the queue operations started, newest first
 //	GET  /v1/jobs/{id}?wait=2s
 //	                         one, once it finished or after wait (at most 30s)
 //	POST /v1/reload          reload the configuration (as SIGHUP)
 //
-// A selector is any of "site", "domain", "sender", "campaign"; recipients
-// matching all the given fields are affected. Bad input gets 400 at once
+// A selector is any of "ids" (message IDs, in any case), "recipient" (an
+// address or "@domain"), "site", "domain", "sender", "campaign";
+// recipients matching all the given fields are affected. Bounce, delete,
+// hold and release refuse an empty selector: everything is "all": true. Bad input gets 400 at once
 // and changes nothing. Suspend and resume change memory only: they answer
 // when done, {"affected": 0, "dry_run": false}, even while a job runs.
 //
-// Flush, bounce and delete scan the whole queue (seconds for a million
-// recipients), so they always run as a job, dry runs included: the answer
+// Flush, bounce, delete, hold and release scan the whole queue (seconds
+// for a million recipients; with "ids", only those messages' records), so they always run as a job, dry runs included: the answer
 // is 202 Accepted at once, with {"job": {"id", "op", "selector", "reason",
 // "dry_run", "state": "running", "total", "scanned", "affected",
 // "started"}}. The spool runs them one at a time; a job waiting its turn
@@ -72,7 +86,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -97,6 +113,13 @@ type Queue interface {
 	Flush(sel queue.Selector, report func(queue.Progress)) (int, error)
 	Bounce(sel queue.Selector, reason string, dryRun bool, report func(queue.Progress)) (int, error)
 	Delete(sel queue.Selector, dryRun bool, report func(queue.Progress)) (int, error)
+	// Hold and Release run as jobs too (see queue.Spool.Hold).
+	Hold(sel queue.Selector, report func(queue.Progress)) (int, error)
+	Release(sel queue.Selector, report func(queue.Progress)) (int, error)
+	// List lists queued messages one page at a time (queue.Spool.List).
+	List(opts queue.ListOptions) (queue.ListPage, error)
+	// Body returns a queued message as stored.
+	Body(id string) ([]byte, error)
 }
 
 // Config wires the handler.
@@ -253,13 +276,29 @@ func Handler(cfg Config) http.Handler {
 			}
 			warning, err = cfg.Queue.Suspend(kind, name, time.Now().Add(d), cmp.Or(req.Reason, "suspended by operator"))
 		case "flush":
+			if err := checkIDs(sel); err != nil {
+				writeError(w, http.StatusBadRequest, err)
+				return
+			}
 			jobs.startJob(w, Job{Op: op, Selector: sel}, func(report func(queue.Progress)) (int, error) {
 				return cfg.Queue.Flush(sel, report)
 			})
 			return
+		case "hold", "release":
+			if err := checkSelector(sel); err != nil {
+				writeError(w, http.StatusBadRequest, err)
+				return
+			}
+			jobs.startJob(w, Job{Op: op, Selector: sel}, func(report func(queue.Progress)) (int, error) {
+				if op == "hold" {
+					return cfg.Queue.Hold(sel, report)
+				}
+				return cfg.Queue.Release(sel, report)
+			})
+			return
 		case "bounce", "delete":
-			if sel == (queue.Selector{}) {
-				writeError(w, http.StatusBadRequest, errors.New("name at least one of site, domain, sender, campaign"))
+			if err := checkSelector(sel); err != nil {
+				writeError(w, http.StatusBadRequest, err)
 				return
 			}
 			j := Job{Op: op, Selector: sel, DryRun: req.DryRun}
@@ -302,6 +341,31 @@ func Handler(cfg Config) http.Handler {
 	admin.HandleFunc("GET /v1/queue/suspensions", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"suspensions": cfg.Queue.Suspensions()})
 	})
+	admin.HandleFunc("GET /v1/queue/messages", func(w http.ResponseWriter, r *http.Request) {
+		opts, err := listOptions(r.URL.Query())
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		page, err := cfg.Queue.List(opts)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		writeJSON(w, page)
+	})
+	admin.HandleFunc("GET /v1/queue/{id}/body", func(w http.ResponseWriter, r *http.Request) {
+		body, err := cfg.Queue.Body(r.PathValue("id"))
+		if errors.Is(err, queue.ErrNotFound) {
+			writeError(w, http.StatusNotFound, err)
+			return
+		} else if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		w.Header().Set("Content-Type", "message/rfc822")
+		w.Write(body)
+	})
 	admin.HandleFunc("GET /v1/queue/{id}", func(w http.ResponseWriter, r *http.Request) {
 		msg, rcpts, err := cfg.Queue.Show(r.PathValue("id"))
 		if errors.Is(err, queue.ErrNotFound) {
@@ -321,12 +385,83 @@ func Handler(cfg Config) http.Handler {
 	return mux
 }
 
+// checkSelector refuses an empty selector (everything is "all": true)
+// and malformed message IDs.
+func checkSelector(sel queue.Selector) error {
+	if sel.Empty() {
+		return errors.New(`name at least one of id, recipient, site, domain, sender, campaign, or "all": true`)
+	}
+	return checkIDs(sel)
+}
+
+func checkIDs(sel queue.Selector) error {
+	for _, id := range sel.IDs {
+		if _, ok := queue.NormalizeID(id); !ok {
+			return fmt.Errorf("%q is not a message ID", id)
+		}
+	}
+	if sel.Recipient == "@" {
+		return errors.New(`recipient "@" names no domain`)
+	}
+	return nil
+}
+
+// listOptions reads the query of GET /v1/queue/messages.
+func listOptions(q url.Values) (queue.ListOptions, error) {
+	var o queue.ListOptions
+	for k := range q {
+		switch k {
+		case "id", "recipient", "site", "domain", "sender", "campaign", "older_than", "newer_than", "order", "limit", "after":
+		default:
+			return o, fmt.Errorf("unknown parameter %q", k)
+		}
+	}
+	o.Selector = queue.Selector{IDs: q["id"], Recipient: q.Get("recipient"), Site: q.Get("site"), Domain: q.Get("domain"),
+		Sender: q.Get("sender"), Campaign: q.Get("campaign")}
+	if err := checkIDs(o.Selector); err != nil {
+		return o, err
+	}
+	for _, d := range []struct {
+		name string
+		to   *time.Duration
+	}{{"older_than", &o.OlderThan}, {"newer_than", &o.NewerThan}} {
+		if v := q.Get(d.name); v != "" {
+			dur, err := time.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return o, fmt.Errorf("%s=%q: not a positive duration (e.g. 10m, 4h)", d.name, v)
+			}
+			*d.to = dur
+		}
+	}
+	switch q.Get("order") {
+	case "", "oldest":
+	case "newest":
+		o.Newest = true
+	default:
+		return o, fmt.Errorf("order=%q: oldest or newest", q.Get("order"))
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > queue.MaxListLimit {
+			return o, fmt.Errorf("limit=%q: a number from 1 to %d", v, queue.MaxListLimit)
+		}
+		o.Limit = n
+	}
+	if v := q.Get("after"); v != "" {
+		if _, ok := queue.NormalizeID(v); !ok {
+			return o, fmt.Errorf("after=%q is not a message ID", v)
+		}
+		o.After = v
+	}
+	return o, nil
+}
+
 // siteOrDomain reads the target of suspend and resume: exactly one of
 // site and domain.
 func siteOrDomain(sel queue.Selector) (kind, name string, err error) {
 	switch {
-	case sel.Sender != "" || sel.Campaign != "":
-		return "", "", errors.New("suspend and resume take a site or a domain, not a sender or campaign")
+	case sel.Sender != "" || sel.Campaign != "" || len(sel.IDs) > 0 || sel.Recipient != "" || sel.All:
+		return "", "", errors.New("suspend and resume take a site or a domain (to keep single messages, hold them)")
 	case sel.Site != "" && sel.Domain == "":
 		return "site", sel.Site, nil
 	case sel.Domain != "" && sel.Site == "":

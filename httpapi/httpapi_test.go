@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -61,6 +62,26 @@ func (f *fakeQueue) Delete(sel queue.Selector, dry bool, _ func(queue.Progress))
 		f.calls = append(f.calls, "delete "+sel.Sender)
 	}
 	return 7, nil
+}
+
+func (f *fakeQueue) Hold(sel queue.Selector, _ func(queue.Progress)) (int, error) {
+	f.calls = append(f.calls, "hold "+strings.Join(sel.IDs, ","))
+	return 2, nil
+}
+func (f *fakeQueue) Release(sel queue.Selector, _ func(queue.Progress)) (int, error) {
+	f.calls = append(f.calls, fmt.Sprintf("release %s all=%v", sel.Recipient, sel.All))
+	return 2, nil
+}
+func (f *fakeQueue) List(o queue.ListOptions) (queue.ListPage, error) {
+	f.calls = append(f.calls, fmt.Sprintf("list %s %s %v %v newest=%v limit=%d after=%s", strings.Join(o.Selector.IDs, ","), o.Selector.Recipient, o.OlderThan, o.NewerThan, o.Newest, o.Limit, o.After))
+	return queue.ListPage{Messages: []queue.Listed{{ID: "0c0r3j1k2q8g0000", ReturnPath: "r@acme.test",
+		Recipients: []queue.ListedRecipient{{Address: "a@b.example", Attempts: 1, LastError: "451 later"}}}}, Next: "0c0r3j1k2q8g0000"}, nil
+}
+func (f *fakeQueue) Body(id string) ([]byte, error) {
+	if id != "m1" {
+		return nil, queue.ErrNotFound
+	}
+	return []byte("Subject: hi\r\n\r\nhello\r\n"), nil
 }
 
 // testToken is the admin token of the tests' handlers.
@@ -286,5 +307,60 @@ func TestSuspensionsList(t *testing.T) {
 	code, body := do(t, h, "GET", "/v1/queue/suspensions", testToken, "", "127.0.0.1:5000")
 	if code != 200 || !strings.Contains(body, `"held.test"`) || !strings.Contains(body, `"maintenance"`) {
 		t.Errorf("%d %s", code, body)
+	}
+}
+
+// The per-message listing, a message's body, hold and release, and
+// selectors by id and recipient, with the token and JSON as the CLI sends
+// them.
+func TestAdminMessages(t *testing.T) {
+	q := &fakeQueue{}
+	h := Handler(Config{Gatherer: prometheus.NewRegistry(), Queue: q, AdminToken: testToken})
+	local := "127.0.0.1:5000"
+	cases := []struct {
+		method, path, token, body string
+		code                      int
+		want                      string
+	}{
+		{"GET", "/v1/queue/messages", "", "", 401, "bearer token"},
+		{"GET", "/v1/queue/messages?recipient=@b.example&older_than=1h&order=newest&limit=5&after=0C0R3J1K2Q8G0000", testToken, "", 200, `"last_error": "451 later"`},
+		{"GET", "/v1/queue/messages?id=0C0R3J1K2Q8G0000&newer_than=10m", testToken, "", 200, `"return_path": "r@acme.test"`},
+		{"GET", "/v1/queue/messages?id=nope", testToken, "", 400, `not a message ID`},
+		{"GET", "/v1/queue/messages?older_than=soon", testToken, "", 400, `not a positive duration`},
+		{"GET", "/v1/queue/messages?order=random", testToken, "", 400, `oldest or newest`},
+		{"GET", "/v1/queue/messages?limit=0", testToken, "", 400, `limit`},
+		{"GET", "/v1/queue/messages?rcpt=x", testToken, "", 400, `unknown parameter`},
+		{"GET", "/v1/queue/m1/body", testToken, "", 200, "Subject: hi"},
+		{"GET", "/v1/queue/m2/body", testToken, "", 404, "not found"},
+		{"POST", "/v1/queue/hold", testToken, `{"ids":["0C0R3J1K2Q8G0000"]}`, 202, `"op": "hold"`},
+		{"POST", "/v1/queue/hold", testToken, `{}`, 400, `at least one of id, recipient`},
+		{"POST", "/v1/queue/hold", testToken, `{"ids":["bad"]}`, 400, `not a message ID`},
+		{"POST", "/v1/queue/release", testToken, `{"all":true}`, 202, `"op": "release"`},
+		{"POST", "/v1/queue/release", testToken, `{"recipient":"a@b.example"}`, 202, `"recipient": "a@b.example"`},
+		{"POST", "/v1/queue/delete", testToken, `{"all":false}`, 400, `at least one of id, recipient`},
+		{"POST", "/v1/queue/delete", testToken, `{"ids":["0c0r3j1k2q8g0000"]}`, 202, `"op": "delete"`},
+		{"POST", "/v1/queue/suspend", testToken, `{"recipient":"a@b.example"}`, 400, "hold them"},
+	}
+	for _, c := range cases {
+		code, body := do(t, h, c.method, c.path, c.token, c.body, local)
+		if code != c.code || !strings.Contains(body, c.want) {
+			t.Errorf("%s %s %s: %d %s, want %d with %q", c.method, c.path, c.body, code, body, c.code, c.want)
+		}
+		if code == http.StatusAccepted {
+			waitJob(t, h, testToken, body)
+		}
+	}
+	want := []string{
+		"list  @b.example 1h0m0s 0s newest=true limit=5 after=0C0R3J1K2Q8G0000",
+		"list 0C0R3J1K2Q8G0000  0s 10m0s newest=false limit=0 after=",
+		"hold 0C0R3J1K2Q8G0000", "release  all=true", "release a@b.example all=false", "delete ",
+	}
+	if strings.Join(q.calls, "|") != strings.Join(want, "|") {
+		t.Errorf("calls %q\nwant %q", q.calls, want)
+	}
+	// A hold without the JSON content type changes nothing.
+	code, _ := send(t, h, "POST", "/v1/queue/hold", "127.0.0.1:8025", http.Header{"Authorization": {"Bearer " + testToken}}, `{"all":true}`, local)
+	if code != http.StatusUnsupportedMediaType {
+		t.Errorf("hold as text: %d", code)
 	}
 }

@@ -62,6 +62,14 @@ func (q *ctrlQueue) Suspend(kind, name string, _ time.Time, _ string) (string, e
 	return "", nil
 }
 func (q *ctrlQueue) Resume(string, string) error { return nil }
+func (q *ctrlQueue) Hold(sel queue.Selector, report func(queue.Progress)) (int, error) {
+	return q.run("hold", sel, false, report)
+}
+func (q *ctrlQueue) Release(sel queue.Selector, report func(queue.Progress)) (int, error) {
+	return q.run("release", sel, false, report)
+}
+func (q *ctrlQueue) List(queue.ListOptions) (queue.ListPage, error) { return queue.ListPage{}, nil }
+func (q *ctrlQueue) Body(string) ([]byte, error)                    { return nil, queue.ErrNotFound }
 func (q *ctrlQueue) Flush(sel queue.Selector, report func(queue.Progress)) (int, error) {
 	return q.run("flush", sel, false, report)
 }

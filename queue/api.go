@@ -41,6 +41,9 @@ type Recipient struct {
 	// DelayNotified is set once Options.OnDelay has been called for the
 	// recipient (it is called at most once per recipient).
 	DelayNotified bool
+	// Held is set while an operator holds the recipient (Spool.Hold): it
+	// is not delivered until released.
+	Held bool
 }
 
 // Status is the outcome of one delivery attempt for one recipient.
@@ -68,14 +71,28 @@ type Result struct {
 // neither hard nor soft and list hygiene does not count it.
 const ReasonOperator = "operator"
 
-// Selector picks queued recipients for Flush, Bounce and Delete: those
-// that match every non-empty field. Site matches the site a SiteOf
-// function names for the recipient's domain.
+// Selector picks queued recipients for Flush, Bounce, Delete, Hold,
+// Release and List: those that match every non-empty field. IDs matches
+// the recipients of any of those messages (typed IDs are normalised, see
+// NormalizeID); Recipient is an address (compared without regard to case)
+// or "@domain"; Site matches the site a SiteOf function names for the
+// recipient's domain. All, alone, matches every recipient: Bounce, Delete,
+// Hold and Release refuse an empty selector, so that "everything" is said
+// on purpose.
 type Selector struct {
-	Site     string `json:"site,omitempty"`
-	Domain   string `json:"domain,omitempty"`
-	Sender   string `json:"sender,omitempty"`
-	Campaign string `json:"campaign,omitempty"`
+	IDs       []string `json:"ids,omitempty"`
+	Recipient string   `json:"recipient,omitempty"`
+	Site      string   `json:"site,omitempty"`
+	Domain    string   `json:"domain,omitempty"`
+	Sender    string   `json:"sender,omitempty"`
+	Campaign  string   `json:"campaign,omitempty"`
+	All       bool     `json:"all,omitempty"`
+}
+
+// Empty reports whether sel names nothing, not even All.
+func (sel Selector) Empty() bool {
+	return len(sel.IDs) == 0 && sel.Recipient == "" && sel.Site == "" && sel.Domain == "" &&
+		sel.Sender == "" && sel.Campaign == "" && !sel.All
 }
 
 // Summary describes the queued recipients of one group (see Summaries).

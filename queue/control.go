@@ -21,7 +21,49 @@ const ctlBatch = 256
 // the recipients of a message come together, with its message's envelope
 // (read once per message; nil when the message record is missing).
 func (s *Spool) scanRecipients(fn func(msg *Message, r *Recipient, f *failure) error) error {
-	rit, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixRcpt), UpperBound: prefixEnd(prefixRcpt)})
+	return s.scanRange([]byte(prefixRcpt), prefixEnd(prefixRcpt), fn)
+}
+
+// scanSelected is scanRecipients restricted to the messages sel.IDs names
+// (all of them when it names none): a command on a few messages reads
+// only their records.
+func (s *Spool) scanSelected(sel *Selector, fn func(msg *Message, r *Recipient, f *failure) error) error {
+	if len(sel.IDs) == 0 {
+		return s.scanRecipients(fn)
+	}
+	for _, id := range sel.IDs {
+		lower := appendRcptKey(nil, id, 0)
+		upper := prefixEnd(string(lower[:len(prefixRcpt)+idLen]))
+		if err := s.scanRange(lower, upper, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// normalize checks sel and puts its IDs (sorted, without repeats) and
+// domains in their stored form.
+func (sel *Selector) normalize() error {
+	ids := make([]string, 0, len(sel.IDs))
+	for _, typed := range sel.IDs {
+		id, ok := NormalizeID(typed)
+		if !ok {
+			return fmt.Errorf("%q is not a message ID", typed)
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	sel.IDs = slices.Compact(ids)
+	sel.Domain = strings.ToLower(sel.Domain)
+	sel.Recipient = strings.ToLower(strings.TrimSpace(sel.Recipient))
+	if sel.Recipient == "@" {
+		return errors.New("recipient \"@\" names no domain")
+	}
+	return nil
+}
+
+func (s *Spool) scanRange(lower, upper []byte, fn func(msg *Message, r *Recipient, f *failure) error) error {
+	rit, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
 	}
@@ -153,10 +195,12 @@ const (
 	opFlush ctlOp = iota
 	opBounce
 	opDelete
+	opHold
+	opRelease
 )
 
 func (op ctlOp) String() string {
-	return [...]string{"flush", "bounce", "delete"}[op]
+	return [...]string{"flush", "bounce", "delete", "hold", "release"}[op]
 }
 
 // pinned is a recipient an operator command holds in memory (its bit set
@@ -174,10 +218,23 @@ type matcher struct {
 	siteOf SiteOf
 }
 
-func (mt *matcher) match(msg *Message, domain string) bool {
+func (mt *matcher) match(msg *Message, r *Recipient) bool {
 	sel := &mt.sel
+	domain := r.Domain
 	if sel.Domain != "" && domain != sel.Domain {
 		return false
+	}
+	if len(sel.IDs) > 0 && (msg == nil || !slices.Contains(sel.IDs, msg.ID)) {
+		return false
+	}
+	if sel.Recipient != "" {
+		if at, ok := strings.CutPrefix(sel.Recipient, "@"); ok {
+			if domain != at {
+				return false
+			}
+		} else if !strings.EqualFold(r.Addr, sel.Recipient) {
+			return false
+		}
 	}
 	if sel.Site != "" && mt.siteOf.of(domain) != sel.Site {
 		return false
@@ -235,7 +292,7 @@ func (s *Spool) Flush(sel Selector, siteOf SiteOf, report func(Progress)) (int, 
 // recipients stay queued and the error is returned with the count of the
 // others.
 func (s *Spool) Bounce(sel Selector, siteOf SiteOf, reason string, dryRun bool, report func(Progress)) (int, error) {
-	if sel == (Selector{}) {
+	if sel.Empty() {
 		return 0, errors.New("queue: bounce: empty selector")
 	}
 	return s.control(opBounce, sel, siteOf, reason, dryRun, report)
@@ -247,10 +304,35 @@ func (s *Spool) Bounce(sel Selector, siteOf SiteOf, reason string, dryRun bool, 
 // skips (and does not count) the recipients in flight; with dryRun it only
 // counts.
 func (s *Spool) Delete(sel Selector, siteOf SiteOf, dryRun bool, report func(Progress)) (int, error) {
-	if sel == (Selector{}) {
+	if sel.Empty() {
 		return 0, errors.New("queue: delete: empty selector")
 	}
 	return s.control(opDelete, sel, siteOf, "", dryRun, report)
+}
+
+// Hold keeps the queued recipients that match sel (which must not be
+// empty) from delivery until Release: their records are marked held
+// (written with pebble.Sync, so a restart keeps them held) and their
+// schedule entries moved to the far end of time, so the scheduler never
+// loads them. Recipients waiting in a ready queue are taken back; those in
+// flight are skipped and not counted. Flush leaves held recipients alone;
+// Bounce and Delete act on them as on any other. It returns how many it
+// held (those already held are not counted).
+func (s *Spool) Hold(sel Selector, siteOf SiteOf, report func(Progress)) (int, error) {
+	if sel.Empty() {
+		return 0, errors.New("queue: hold: empty selector")
+	}
+	return s.control(opHold, sel, siteOf, "", false, report)
+}
+
+// Release makes the held recipients that match sel (which must not be
+// empty) due now, keeping their attempt counts. It returns how many it
+// released.
+func (s *Spool) Release(sel Selector, siteOf SiteOf, report func(Progress)) (int, error) {
+	if sel.Empty() {
+		return 0, errors.New("queue: release: empty selector")
+	}
+	return s.control(opRelease, sel, siteOf, "", false, report)
 }
 
 // ctl is the state of one operator command.
@@ -274,7 +356,9 @@ type ctlCand struct {
 }
 
 func (s *Spool) control(op ctlOp, sel Selector, siteOf SiteOf, reason string, dryRun bool, report func(Progress)) (int, error) {
-	sel.Domain = strings.ToLower(sel.Domain)
+	if err := sel.normalize(); err != nil {
+		return 0, fmt.Errorf("queue: %s: %w", op, err)
+	}
 	s.ctlMu.Lock()
 	defer s.ctlMu.Unlock()
 	done, err := s.readDB()
@@ -291,11 +375,11 @@ func (s *Spool) control(op ctlOp, sel Selector, siteOf SiteOf, reason string, dr
 		report = func(Progress) {}
 	}
 	report(prog)
-	if op != opFlush {
-		c.takeReady(mt)
+	if op != opFlush && op != opRelease {
+		c.takeReady(mt) // nothing held is in a ready queue
 	}
 	var batch []ctlCand
-	err = s.scanRecipients(func(msg *Message, r *Recipient, _ *failure) error {
+	err = s.scanSelected(&mt.sel, func(msg *Message, r *Recipient, _ *failure) error {
 		if prog.Scanned++; prog.Scanned%ctlReportEvery == 0 {
 			prog.Affected = c.n
 			report(prog)
@@ -305,10 +389,13 @@ func (s *Spool) control(op ctlOp, sel Selector, siteOf SiteOf, reason string, dr
 			default:
 			}
 		}
-		if msg == nil || !mt.match(msg, r.Domain) {
+		if msg == nil || !mt.match(msg, r) {
 			return nil
 		}
-		if op == opFlush && r.NextAttempt.UnixNano() <= dueTime(c.now) {
+		switch {
+		case op == opFlush && (r.Held || r.NextAttempt.UnixNano() <= dueTime(c.now)),
+			op == opHold && r.Held,
+			op == opRelease && !r.Held:
 			return nil
 		}
 		if len(batch) >= ctlBatch && batch[len(batch)-1].msg.ID != msg.ID {
@@ -361,22 +448,34 @@ func (c *ctl) takeReady(mt *matcher) {
 		}
 		var kept []*group
 		for _, g := range d.ready[d.head:] {
-			if !mt.match(g.m.msg, d.name) {
+			var taken, left []entry
+			for _, e := range g.es {
+				if mt.match(g.m.msg, &e.r) {
+					taken = append(taken, e)
+				} else {
+					left = append(left, e)
+				}
+			}
+			if len(taken) == 0 {
 				kept = append(kept, g)
 				continue
 			}
 			if c.dryRun {
-				c.n += len(g.es)
+				c.n += len(taken)
 				kept = append(kept, g)
 				continue
 			}
-			for _, e := range g.es {
+			for _, e := range taken {
 				if c.ready == nil {
 					c.ready = make(map[string][]pinned)
 				}
 				c.ready[g.m.id] = append(c.ready[g.m.id], pinned{m: g.m, e: e, ready: true})
 			}
-			n := len(g.es)
+			if len(left) > 0 {
+				g.es = left
+				kept = append(kept, g)
+			}
+			n := len(taken)
 			d.nready -= n
 			s.count.move(rsReady, rsInFlight, n)
 		}
@@ -508,8 +607,8 @@ func (c *ctl) apply(ps []pinned) {
 		return
 	}
 	switch c.op {
-	case opFlush:
-		c.flush(ps)
+	case opFlush, opHold, opRelease:
+		c.reschedule(ps)
 	case opBounce:
 		c.bounce(ps)
 	case opDelete:
@@ -539,7 +638,10 @@ func (c *ctl) unpin(ps []pinned, keys [][]byte, dues []int64) {
 	}
 }
 
-func (c *ctl) flush(ps []pinned) {
+// reschedule moves pinned recipients in the schedule: flush makes them due
+// now, hold marks them held and moves them to holdDue, release unmarks
+// them and makes them due now.
+func (c *ctl) reschedule(ps []pinned) {
 	s := c.s
 	now := dueTime(c.now)
 	b := s.db.NewBatch()
@@ -550,24 +652,45 @@ func (c *ctl) flush(ps []pinned) {
 	var buf []byte
 	for i := range ps {
 		p := &ps[i]
-		if p.e.due <= now {
-			continue
-		}
 		r := p.e.r
-		r.NextAttempt = time.Unix(0, now)
+		due := now
+		switch c.op {
+		case opFlush:
+			if p.e.due <= now || r.Held {
+				continue
+			}
+		case opHold:
+			if r.Held {
+				continue
+			}
+			r.Held, due = true, holdDue
+		case opRelease:
+			if !r.Held {
+				continue
+			}
+			r.Held = false
+		}
+		r.NextAttempt = time.Unix(0, due)
 		_ = b.SingleDelete(appendSchedKey(buf[:0], r.Domain, p.e.due, p.m.id, r.Index), nil)
-		keys[i] = appendSchedKey(nil, r.Domain, now, p.m.id, r.Index)
-		dues[i] = now
+		keys[i] = appendSchedKey(nil, r.Domain, due, p.m.id, r.Index)
+		dues[i] = due
 		_ = b.Set(keys[i], schedValue(nil, r.Attempts), nil)
 		buf = appendRcptKey(buf[:0], p.m.id, r.Index)
 		k := len(buf)
 		buf = appendRecipient(buf, &r, p.e.fail)
 		_ = b.Set(buf[:k], buf[k:], nil)
+		p.e.r = r
 		n++
 	}
 	if n > 0 {
-		if err := b.Commit(pebble.NoSync); err != nil {
-			c.errs = append(c.errs, fmt.Errorf("queue: flush: %w", err))
+		// A hold or release is an operator's decision, kept across a
+		// crash; a flush is only sooner.
+		sync := pebble.NoSync
+		if c.op != opFlush {
+			sync = pebble.Sync
+		}
+		if err := b.Commit(sync); err != nil {
+			c.errs = append(c.errs, fmt.Errorf("queue: %s: %w", c.op, err))
 			keys, n = nil, 0
 		}
 	}

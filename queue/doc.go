@@ -38,8 +38,11 @@
 //
 // dest is the lower-cased domain of the recipient. Records are a version
 // byte followed by varints and length-prefixed strings; recipient records
-// are version 2 (a flags field: the delay notice was sent), and version 1
-// records are still read. The schedule is keyed by destination, then
+// are version 2 (a flags field: bit 0, the delay notice was sent; bit 1,
+// held by an operator), and version 1 records are still read. A held
+// recipient's schedule entry is due at 2^63-2 (the far end of time) and
+// its record's next attempt says the same, so the scheduler never loads
+// it; Release clears the flag and makes it due now. The schedule is keyed by destination, then
 // time: the scheduler loads the due recipients
 // of one destination with a forward scan from a cursor that moves back only
 // when a recipient goes back to the schedule, so a backlog is not rescanned
@@ -103,12 +106,19 @@
 //
 // # Operator control
 //
+// List pages through the message records (by ID: time of receipt), oldest
+// or newest first, reading one message's recipients at a time. A
+// Selector also names message IDs (typed IDs are normalised: NormalizeID)
+// and a recipient (an address or @domain); with IDs, commands read only
+// those messages' records. Hold marks matching recipients held (written
+// with pebble.Sync) and Release makes them due again; Flush skips them.
+//
 // Flush makes matching recipients due now (attempts and backoff kept).
 // Bounce and Delete act on the matching recipients, on disk or waiting in a
 // ready queue, but skip (and do not count) those in flight; their dry run
 // counts what they would do. They pin each recipient in memory as the
 // scheduler does, so no delivery or load races them, and write in batches.
-// Flush, Bounce and Delete run one at a time, report their Progress (for
+// Flush, Bounce, Delete, Hold and Release run one at a time, report their Progress (for
 // an operator watching a long scan) every 256 recipient records read, and
 // stop early when the spool closes. A Selector's Site matches the site a
 // SiteOf function (the engine's) names for a domain; so does Summaries by

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -42,6 +43,23 @@ func newID(now time.Time, counter uint32) string {
 	binary.BigEndian.PutUint32(raw[2:], uint32(ms))
 	binary.BigEndian.PutUint32(raw[6:], counter)
 	return idEncoding.EncodeToString(raw[:])
+}
+
+// NormalizeID turns a message ID as a person types it into the stored
+// form: lower case, with Crockford's look-alikes read as digits (i and l as
+// 1, o as 0). It reports false for what cannot be a message ID.
+func NormalizeID(id string) (string, bool) {
+	b := []byte(strings.ToLower(strings.TrimSpace(id)))
+	for i, c := range b {
+		switch c {
+		case 'i', 'l':
+			b[i] = '1'
+		case 'o':
+			b[i] = '0'
+		}
+	}
+	id = string(b)
+	return id, validID(id)
 }
 
 // validID reports whether id has the shape of a message ID.
@@ -136,7 +154,15 @@ const (
 	rcptRecordVersion = 2
 )
 
-const rcptFlagDelayNotified = 1
+const (
+	rcptFlagDelayNotified = 1 << 0
+	rcptFlagHeld          = 1 << 1
+)
+
+// holdDue is the due time of the schedule entry of a held recipient: the
+// far end of time, so that the scheduler never loads it (math.MaxInt64
+// itself means "nothing due" to the scheduler).
+const holdDue = math.MaxInt64 - 1
 
 var errCorrupt = errors.New("queue: corrupt record")
 
@@ -290,6 +316,9 @@ func appendRecipient(b []byte, r *Recipient, f *failure) []byte {
 	if r.DelayNotified {
 		flags |= rcptFlagDelayNotified
 	}
+	if r.Held {
+		flags |= rcptFlagHeld
+	}
 	b = binary.AppendUvarint(b, flags)
 	switch {
 	case f == nil:
@@ -318,7 +347,9 @@ func decodeRecipient(idx int, v []byte) (Recipient, *failure, error) {
 		*p = d.string()
 	}
 	if version >= 2 {
-		r.DelayNotified = d.uvarint()&rcptFlagDelayNotified != 0
+		flags := d.uvarint()
+		r.DelayNotified = flags&rcptFlagDelayNotified != 0
+		r.Held = flags&rcptFlagHeld != 0
 	}
 	var f *failure
 	if d.err == nil {

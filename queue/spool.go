@@ -658,8 +658,10 @@ func (s *Spool) firstMessage(from string) (string, time.Time, error) {
 }
 
 // Show returns a queued message and its remaining recipients as stored.
+// The ID may be typed (see NormalizeID).
 func (s *Spool) Show(id string) (*Message, []Recipient, error) {
-	if !validID(id) {
+	id, ok := NormalizeID(id)
+	if !ok {
 		return nil, nil, ErrNotFound
 	}
 	done, err := s.readDB()
@@ -712,9 +714,10 @@ func (s *Spool) recipients(id string) ([]Recipient, []*failure, error) {
 	return rcpts, fails, it.Error()
 }
 
-// Body returns the body of a queued message.
+// Body returns the body of a queued message (the ID may be typed).
 func (s *Spool) Body(id string) ([]byte, error) {
-	if !validID(id) {
+	id, ok := NormalizeID(id)
+	if !ok {
 		return nil, ErrNotFound
 	}
 	done, err := s.readDB()

@@ -148,7 +148,7 @@ func (c *adminClient) post(ctx context.Context, path string, body, out any) erro
 // apiError is an answer of the admin API other than 2xx.
 type apiError struct {
 	status int
-	text   string // "404 Not Found: no such job"
+	text   string // the API's error message: "no such job"
 }
 
 func (e *apiError) Error() string { return e.text }
@@ -180,7 +180,13 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 	if resp.StatusCode/100 != 2 {
 		var e struct{ Error string }
 		json.NewDecoder(resp.Body).Decode(&e)
-		return &apiError{status: resp.StatusCode, text: fmt.Sprintf("%s: %s", resp.Status, e.Error)}
+		// The API's own words; the status line only when it gave none.
+		return &apiError{status: resp.StatusCode, text: cmp.Or(e.Error, resp.Status)}
+	}
+	if raw, ok := out.(*[]byte); ok {
+		b, err := io.ReadAll(resp.Body)
+		*raw = b
+		return err
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }
@@ -188,7 +194,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 func newQueueCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "queue", Short: "Inspect the queue of a running server (admin API)"}
 	client := addAdminFlags(cmd)
-	var asJSON bool
+	var asJSON, showBody bool
 	var by string
 	ls := &cobra.Command{
 		Use:   "ls",
@@ -227,6 +233,14 @@ func newQueueCmd() *cobra.Command {
 				Message    queue.Message     `json:"message"`
 				Recipients []queue.Recipient `json:"recipients"`
 			}
+			if showBody {
+				var body []byte
+				if err := client.get(cmd.Context(), "/v1/queue/"+url.PathEscape(args[0])+"/body", &body); err != nil {
+					return err
+				}
+				_, err := cmd.OutOrStdout().Write(body)
+				return err
+			}
 			if err := client.get(cmd.Context(), "/v1/queue/"+url.PathEscape(args[0]), &resp); err != nil {
 				return err
 			}
@@ -245,12 +259,17 @@ func newQueueCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "\nRECIPIENT\tATTEMPTS\tNEXT ATTEMPT\tLAST ERROR")
 			for _, r := range resp.Recipients {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.Addr, r.Attempts, r.NextAttempt.Format(time.RFC3339), r.LastError)
+				next := r.NextAttempt.Format(time.RFC3339)
+				if r.Held {
+					next = "held (drover queue release)"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.Addr, r.Attempts, next, r.LastError)
 			}
 			return tw.Flush()
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	show.Flags().BoolVar(&showBody, "body", false, "print the stored message itself (headers and body), like postcat")
 	suspensions := &cobra.Command{
 		Use:   "suspensions",
 		Short: "List the suspensions and slowdowns in force (operator's and adaptive)",
@@ -285,7 +304,7 @@ func newQueueCmd() *cobra.Command {
 		},
 	}
 	suspensions.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(ls, show, suspensions, newJobsCmd(client))
+	cmd.AddCommand(ls, newListCmd(client), show, suspensions, newJobsCmd(client))
 	cmd.AddCommand(queueOps(client)...)
 	return cmd
 }
@@ -315,22 +334,35 @@ func siteState(s *engine.SiteStatus) string {
 // they start one, then follow it to its end (see followJob).
 func queueOps(client *adminClient) []*cobra.Command {
 	type request struct {
-		Site     string `json:"site,omitempty"`
-		Domain   string `json:"domain,omitempty"`
-		Sender   string `json:"sender,omitempty"`
-		Campaign string `json:"campaign,omitempty"`
-		For      string `json:"for,omitempty"`
-		Reason   string `json:"reason,omitempty"`
-		DryRun   bool   `json:"dry_run,omitempty"`
+		IDs       []string `json:"ids,omitempty"`
+		Recipient string   `json:"recipient,omitempty"`
+		All       bool     `json:"all,omitempty"`
+		Site      string   `json:"site,omitempty"`
+		Domain    string   `json:"domain,omitempty"`
+		Sender    string   `json:"sender,omitempty"`
+		Campaign  string   `json:"campaign,omitempty"`
+		For       string   `json:"for,omitempty"`
+		Reason    string   `json:"reason,omitempty"`
+		DryRun    bool     `json:"dry_run,omitempty"`
 	}
 	mk := func(op, short string, selector, duration, reason, dryRun bool) *cobra.Command {
 		var req request
-		var asJSON, detach bool
+		var asJSON, detach, yes bool
+		use, args := op, cobra.PositionalArgs(cobra.NoArgs)
+		if selector {
+			use, args = op+" [ID...]", cobra.ArbitraryArgs
+		}
 		cmd := &cobra.Command{
-			Use:   op,
+			Use:   use,
 			Short: short,
-			Args:  cobra.NoArgs,
+			Args:  args,
 			RunE: func(cmd *cobra.Command, args []string) error {
+				req.IDs = args
+				if req.All && !req.DryRun && op != "flush" {
+					if err := confirmAll(cmd, op, yes); err != nil {
+						return err
+					}
+				}
 				if op == "suspend" || op == "resume" {
 					var resp struct {
 						Warning string `json:"warning"`
@@ -373,6 +405,9 @@ func queueOps(client *adminClient) []*cobra.Command {
 		if selector {
 			f.StringVar(&req.Sender, "sender", "", "sender (account) name")
 			f.StringVar(&req.Campaign, "campaign", "", "campaign (X-Drover-Campaign)")
+			f.StringVar(&req.Recipient, "recipient", "", "recipient address, or @domain")
+			f.BoolVar(&req.All, "all", false, "every queued recipient (asks first on a terminal)")
+			f.BoolVar(&yes, "yes", false, "do not ask before acting on --all")
 		}
 		if duration {
 			f.StringVar(&req.For, "for", "1h", "how long")
@@ -386,7 +421,7 @@ func queueOps(client *adminClient) []*cobra.Command {
 		if selector {
 			f.BoolVar(&asJSON, "json", false, "print the finished job as JSON")
 			f.BoolVar(&detach, "detach", false, "start the job and print its id, without following it")
-			cmd.Long = short + ".\n\n" + jobHelp
+			cmd.Long = short + ".\n\nMessages are named by their IDs (as arguments, in any case), or by\n--recipient and the other selectors; --all names every one.\n\n" + jobHelp
 		}
 		return cmd
 	}
@@ -396,5 +431,126 @@ func queueOps(client *adminClient) []*cobra.Command {
 		mk("flush", "Retry now every matching recipient", true, false, false, false),
 		mk("bounce", "Fail matching recipients for good (DSNs and bounce events follow)", true, false, true, true),
 		mk("delete", "Remove matching recipients silently (a deleted event each)", true, false, false, true),
+		mk("hold", "Keep matching recipients from delivery, across restarts, until released", true, false, false, false),
+		mk("release", "Deliver held recipients now", true, false, false, false),
 	}
+}
+
+// confirmAll asks on a terminal before an operation on every queued
+// recipient; elsewhere it takes --yes.
+func confirmAll(cmd *cobra.Command, op string, yes bool) error {
+	if yes {
+		return nil
+	}
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return fmt.Errorf("%s --all acts on every queued recipient: add --yes", op)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s every queued recipient? [y/N] ", op)
+	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+		return fmt.Errorf("%s: not confirmed", op)
+	}
+	return nil
+}
+
+// newListCmd is `drover queue list`, the per-message listing (mailq).
+func newListCmd(client *adminClient) *cobra.Command {
+	var recipient, site, domain, sender, campaign, olderThan, newerThan, after string
+	var newest, asJSON, all bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list [ID...]",
+		Short: "List queued messages, oldest first (like mailq): id, age, size, sender, recipients and their last errors",
+		Long: `List queued messages, oldest first (like mailq): id, age, size, sender,
+and each recipient with its attempts and last error. Filters combine:
+--recipient (an address or @domain), --older-than/--newer-than (1h, 10m),
+and the selectors of flush and delete. At most --limit messages are
+printed (--all: every one, fetched a page at a time); the last line names
+the --after of the next page.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			for _, id := range args {
+				q.Add("id", id)
+			}
+			for k, v := range map[string]string{"recipient": recipient, "site": site, "domain": domain, "sender": sender,
+				"campaign": campaign, "older_than": olderThan, "newer_than": newerThan} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			if newest {
+				q.Set("order", "newest")
+			}
+			w := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			if !asJSON {
+				fmt.Fprintln(tw, "ID\tAGE\tSIZE\tSENDER\tRECIPIENT\tATTEMPTS\tLAST ERROR")
+			}
+			enc := json.NewEncoder(w)
+			left := limit
+			for {
+				n := queue.MaxListLimit
+				if !all {
+					n = min(left, queue.MaxListLimit)
+				}
+				q.Set("limit", fmt.Sprint(n))
+				if after != "" {
+					q.Set("after", after)
+				}
+				var page queue.ListPage
+				if err := client.get(cmd.Context(), "/v1/queue/messages?"+q.Encode(), &page); err != nil {
+					return err
+				}
+				for _, m := range page.Messages {
+					if asJSON {
+						if err := enc.Encode(m); err != nil {
+							return err
+						}
+						continue
+					}
+					for i, r := range m.Recipients {
+						id, age, size, from := "", "", "", ""
+						if i == 0 {
+							id, age, size, from = m.ID, time.Since(m.Received).Round(time.Second).String(), fmt.Sprint(m.Size), m.Sender+" <"+m.ReturnPath+">"
+						}
+						lastErr := r.LastError
+						if r.Held {
+							lastErr = strings.TrimSpace("(held) " + lastErr)
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", id, age, size, from, r.Address, r.Attempts, lastErr)
+					}
+				}
+				left -= len(page.Messages)
+				after = page.Next
+				if after == "" || !all && left <= 0 {
+					break
+				}
+			}
+			if asJSON {
+				return nil
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if after != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "more: drover queue list --after %s\n", after)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&recipient, "recipient", "", "recipient address, or @domain")
+	f.StringVar(&site, "site", "", "site (as `drover queue ls` names it)")
+	f.StringVar(&domain, "domain", "", "recipient domain")
+	f.StringVar(&sender, "sender", "", "sender (account) name")
+	f.StringVar(&campaign, "campaign", "", "campaign (X-Drover-Campaign)")
+	f.StringVar(&olderThan, "older-than", "", "only messages received longer ago than this (e.g. 1h)")
+	f.StringVar(&newerThan, "newer-than", "", "only messages received within this (e.g. 10m)")
+	f.BoolVar(&newest, "newest", false, "newest first")
+	f.IntVar(&limit, "limit", 100, "print at most this many messages")
+	f.BoolVar(&all, "all", false, "print every matching message (a page at a time)")
+	f.StringVar(&after, "after", "", "continue after this message ID (as the last line says)")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object per message (snake_case)")
+	return cmd
 }

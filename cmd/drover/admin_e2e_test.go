@@ -114,7 +114,7 @@ func TestAdminTokenMadeAtFirstStart(t *testing.T) {
 	if out, err := d.cli("queue", "suspensions", "--config", d.cfgPath); err != nil || !strings.Contains(out, "x.test") {
 		t.Errorf("queue suspensions: %v\n%s", err, out)
 	}
-	if out, err := d.cli("queue", "ls", "--config", d.cfgPath, "--token", "wrong"); err == nil || !strings.Contains(out, "401") {
+	if out, err := d.cli("queue", "ls", "--config", d.cfgPath, "--token", "wrong"); err == nil || !strings.Contains(out, "wrong bearer token") || strings.Contains(out, "401") {
 		t.Errorf("--token wrong: %v\n%s", err, out)
 	}
 

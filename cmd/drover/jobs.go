@@ -232,7 +232,13 @@ func printJobs(w io.Writer, jobs []httpapi.Job) error {
 // selectorText renders a job's selector as the command's flags name it.
 func selectorText(j httpapi.Job) string {
 	var parts []string
-	for _, kv := range [][2]string{{"site", j.Selector.Site}, {"domain", j.Selector.Domain}, {"sender", j.Selector.Sender}, {"campaign", j.Selector.Campaign}} {
+	for _, id := range j.Selector.IDs {
+		parts = append(parts, id)
+	}
+	if j.Selector.All {
+		parts = append(parts, "all")
+	}
+	for _, kv := range [][2]string{{"recipient", j.Selector.Recipient}, {"site", j.Selector.Site}, {"domain", j.Selector.Domain}, {"sender", j.Selector.Sender}, {"campaign", j.Selector.Campaign}} {
 		if kv[1] != "" {
 			parts = append(parts, kv[0]+"="+kv[1])
 		}

@@ -52,6 +52,14 @@ func (q *drivenQueue) Show(string) (*queue.Message, []queue.Recipient, error) {
 func (q *drivenQueue) Suspend(string, string, time.Time, string) (string, error) { return "", nil }
 func (q *drivenQueue) Suspensions() []engine.Suspension                          { return nil }
 func (q *drivenQueue) Resume(string, string) error                               { return nil }
+func (q *drivenQueue) Hold(sel queue.Selector, report func(queue.Progress)) (int, error) {
+	return q.run("hold", sel, report)
+}
+func (q *drivenQueue) Release(sel queue.Selector, report func(queue.Progress)) (int, error) {
+	return q.run("release", sel, report)
+}
+func (q *drivenQueue) List(queue.ListOptions) (queue.ListPage, error) { return queue.ListPage{}, nil }
+func (q *drivenQueue) Body(string) ([]byte, error)                    { return nil, queue.ErrNotFound }
 func (q *drivenQueue) Flush(sel queue.Selector, report func(queue.Progress)) (int, error) {
 	return q.run("flush", sel, report)
 }

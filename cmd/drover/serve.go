@@ -343,7 +343,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			return err
 		}
 		httpSrv = &http.Server{
-			Handler: httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: eng, AdminToken: token, AllowedHosts: cfg.HTTP.AllowedHosts,
+			Handler: httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: adminQueue{eng, spool}, AdminToken: token, AllowedHosts: cfg.HTTP.AllowedHosts,
 				Reload: reload, Checks: healthChecks(spool, sub, inbound), Draining: draining.Load}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}
@@ -467,4 +467,23 @@ func mailLogPath(cfg *configs.Config) string {
 		return filepath.Join(cfg.DataDir, "mail.log")
 	}
 	return cfg.MailLog
+}
+
+// adminQueue is the queue as the admin API sees it: the engine's view,
+// plus what the spool answers by itself (listing, bodies, holds of
+// messages). Those name a domain's site after the domain.
+type adminQueue struct {
+	*engine.Engine
+	spool *queue.Spool
+}
+
+func (q adminQueue) List(opts queue.ListOptions) (queue.ListPage, error) {
+	return q.spool.List(opts, nil)
+}
+func (q adminQueue) Body(id string) ([]byte, error) { return q.spool.Body(id) }
+func (q adminQueue) Hold(sel queue.Selector, report func(queue.Progress)) (int, error) {
+	return q.spool.Hold(sel, nil, report)
+}
+func (q adminQueue) Release(sel queue.Selector, report func(queue.Progress)) (int, error) {
+	return q.spool.Release(sel, nil, report)
 }
