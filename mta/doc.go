@@ -41,7 +41,9 @@
 //     otherwise. The null return path is allowed.
 //   - Limits: a SIZE parameter or a message over MaxMessageSize gets
 //     552 5.3.4, a line over MaxLineLength 554 5.6.0, a recipient past
-//     MaxRecipients 452 4.5.3 (the earlier ones stay accepted);
+//     MaxRecipients 452 4.5.3 (the earlier ones stay accepted; the
+//     session counts them, not go-smtp, so that the refusal is logged,
+//     and LIMITS RCPTMAX is not advertised);
 //     ReadTimeout and WriteTimeout bound each read from and write to the
 //     client.
 //   - Paths: MAIL FROM and RCPT TO are checked by mta/address against
@@ -59,13 +61,26 @@
 //     are recorded with the message and removed, as is any other
 //     X-Drover- field. Exactly one From field is required, every address
 //     in it of an owned domain (550 5.6.0 / 5.7.1). Date and Message-ID
-//     are added when missing and a Received field goes on top. The
+//     are added when missing and a Received field goes on top (RFC 5321
+//     4.4: the HELO name, the client's address, "with" ESMTP, ESMTPS,
+//     ESMTPA or ESMTPSA, "id" and the queue id, which the session takes
+//     from Enqueuer.NewID before Enqueue, and "for <addr>" when there is
+//     one recipient only, so as not to disclose the others). The
 //     message is signed once, for the domain of the first From address,
 //     when the Signer has a key for it; a signing failure gets 451 4.3.0.
 //   - The reply 250 ("OK: queued as ID") is sent only after
 //     Enqueuer.Enqueue has returned, which for the spool means after its
 //     batch was committed with fsync; a storage error gets 451 4.3.0 and
-//     nothing is acknowledged. A received event follows each acceptance.
+//     nothing is acknowledged. A received event follows each acceptance,
+//     with the client's IP address, HELO name, AUTH login, TLS version
+//     ("TLS1.3"), the Message-ID and the recipients' addresses.
+//   - Every refusal of MAIL, RCPT or DATA that the session makes is a
+//     rejected event (Postfix's "NOQUEUE: reject"): the client's IP
+//     address, HELO name, login and account, the sender, the recipient
+//     (RCPT), the command and the reply; never a password or the message
+//     (client strings are cut to 256 bytes). Refusals go-smtp makes by
+//     itself (a malformed command, a command out of sequence) are not.
+//     The inbound listener logs its refusals the same way.
 //
 // The header is cut into fields by a small parser of its own (header.go)
 // rather than net/mail, which keeps neither the fields' order nor their
@@ -99,7 +114,9 @@
 // RFC 3464 report (bounce.NewDSN) to the return path for recipients that
 // failed for good, and delay notices where NOTIFY asks for DELAY (or, for
 // a recipient without NOTIFY, where the sender wants them). The report is
-// enqueued before the spool drops the failed recipients. No report goes
+// enqueued before the spool drops the failed recipients, and its received
+// event (OnEvent) names its kind ("dsn": "failure" or "delay") and the
+// queue id of the message it reports on ("original_id"). No report goes
 // to the null sender, to MAILER-DAEMON, postmaster or a VERP address, to
 // Drover's own bounce domains, to a sender that does not want DSNs, or
 // for a recipient whose NOTIFY excludes FAILURE.
@@ -114,7 +131,13 @@
 // (drover_smtp_auth_lockouts_total), messages and bytes received
 // (drover_messages_received_total, drover_received_bytes_total),
 // recipients by delivery result (drover_deliveries_total{result}),
-// feedback reports by type (drover_complaints_total{type}), the time from
+// feedback reports by type (drover_complaints_total{type}), refusals of
+// MAIL, RCPT and DATA by command and reply code
+// (drover_smtp_rejections_total{command,code}), bounces by class (hard,
+// soft, none for an operator's) and reason (the classifier's vocabulary,
+// operator, or other) (drover_bounces_total{class,reason}), the notices
+// the DSN notifier queued (drover_dsn_generated_total{kind}: failure,
+// delay; not counted as messages received), the time from
 // acceptance to delivery (drover_delivery_latency_seconds), and, read
 // from the spool at each scrape, recipients by state, messages, the
 // oldest message's age (drover_queue_*) and every site's shaping state

@@ -28,6 +28,10 @@ type DSNNotifier struct {
 	// BounceDomains are Drover's own VERP domains: a return path there is
 	// a bounce address and never gets a DSN (no backscatter loops).
 	BounceDomains map[string]bool
+	// OnEvent, when set, gets a received event for each notice queued,
+	// naming its kind (queue.DSNFailure, queue.DSNDelay) and the ID of
+	// the message it reports on (OriginalID).
+	OnEvent func(queue.Event)
 }
 
 // wantsDSN reports whether a DSN may go to the return path: not to the
@@ -70,7 +74,7 @@ func (n *DSNNotifier) OnFailure(msg *queue.Message, body []byte, failed []queue.
 			Status: status, RemoteMTA: r.Remote, Diagnostic: diag, LastAttempt: now,
 		})
 	}
-	return n.send(msg, in, body, now)
+	return n.send(msg, in, body, now, queue.DSNFailure)
 }
 
 // OnDelay implements queue.Options.OnDelay: a delay notice for recipients
@@ -97,7 +101,7 @@ func (n *DSNNotifier) OnDelay(msg *queue.Message, header []byte, rcpts []queue.R
 	}
 	// The notice returns the header only, whatever RET says (RFC 3461
 	// 4.3: RET is about failure notices).
-	return n.send(msg, in, header, now)
+	return n.send(msg, in, header, now, queue.DSNDelay)
 }
 
 func (n *DSNNotifier) now() time.Time {
@@ -118,9 +122,9 @@ func (n *DSNNotifier) input(msg *queue.Message) bounce.DSNInput {
 	}
 }
 
-// send queues the DSN to the message's return path, with the returned
-// header (and body for RET=FULL) when body is given.
-func (n *DSNNotifier) send(msg *queue.Message, in bounce.DSNInput, body []byte, now time.Time) error {
+// send queues the DSN (of kind) to the message's return path, with the
+// returned header (and body for RET=FULL) when body is given.
+func (n *DSNNotifier) send(msg *queue.Message, in bounce.DSNInput, body []byte, now time.Time, kind string) error {
 	if len(in.Recipients) == 0 {
 		return nil
 	}
@@ -132,12 +136,28 @@ func (n *DSNNotifier) send(msg *queue.Message, in bounce.DSNInput, body []byte, 
 		in.OriginalBody = rest
 	}
 	dsn := bounce.NewDSN(in)
-	_, err := n.Queue.Enqueue(&queue.Message{
+	rcpts := []queue.NewRecipient{{Addr: msg.ReturnPath}}
+	id, err := n.Queue.Enqueue(&queue.Message{
 		Sender:   msg.Sender,
 		Received: now,
 		Stream:   "dsn",
-	}, []queue.NewRecipient{{Addr: msg.ReturnPath}}, dsn)
-	return err
+	}, rcpts, dsn)
+	if err != nil || n.OnEvent == nil {
+		return err
+	}
+	ev := queue.Event{
+		Kind: queue.EventReceived, Time: now, MsgID: id, Sender: msg.Sender,
+		Recipients: 1, RecipientAddrs: rcptAddrs(rcpts), Size: len(dsn), Stream: "dsn",
+		DSN: kind, OriginalID: msg.ID,
+	}
+	fields, _ = splitHeader(dsn)
+	for _, f := range fields {
+		if f.is("Message-ID") {
+			ev.MessageID = strings.TrimSpace(f.value())
+		}
+	}
+	n.OnEvent(ev)
+	return nil
 }
 
 // notifyFailure reports whether a NOTIFY parameter asks for failure DSNs:

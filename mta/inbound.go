@@ -142,16 +142,37 @@ type inboundSession struct {
 	in      *Inbound
 	conn    *smtp.Conn
 	tx      tx
+	from    string // as given, for the log
 	origins []origin
 }
 
 var errNoSuchUser = smtperr.Permanent(550, "5.1.1", "No such user: this server accepts only bounces and feedback reports")
 
-func (s *inboundSession) mail(string, *smtp.MailOptions) error {
+func (s *inboundSession) mail(from string, _ *smtp.MailOptions) error {
 	if s.in.sessions.draining.Load() {
 		return errShutdown
 	}
+	s.from = clip(echoPath(from))
 	return nil
+}
+
+// rejected emits a rejected event: the client, the sender and (for RCPT)
+// the recipient, the command and the reply.
+func (s *inboundSession) rejected(cmd, arg string, e *smtperr.Error) {
+	if s.in.cfg.OnEvent == nil {
+		return
+	}
+	ev := sessionEvent(queue.EventRejected, s.in.cfg.Now(), s.conn, s.in.cfg.Address)
+	ev.Command, ev.Code, ev.Enhanced, ev.Text = cmd, e.Code, e.Enhanced, clip(e.Message)
+	switch cmd {
+	case "MAIL":
+		ev.ReturnPath = clip(echoPath(arg))
+	case "RCPT":
+		ev.ReturnPath, ev.Recipient = s.from, clip(echoPath(arg))
+	default:
+		ev.ReturnPath = s.from
+	}
+	s.in.cfg.OnEvent(ev)
 }
 
 func (s *inboundSession) rcpt(to string, _ *smtp.RcptOptions) error {
@@ -247,7 +268,7 @@ func (in *Inbound) emit(o origin, c bounce.Classification) {
 
 func (s *inboundSession) reset() {
 	s.tx.end(&s.in.sessions) // go-smtp resets after the reply to DATA
-	s.origins = nil
+	s.from, s.origins = "", nil
 }
 
 func (s *inboundSession) logout() {

@@ -2,22 +2,28 @@ package mta
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
+	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"drover/queue"
 )
 
 // MailLog writes the event stream as JSON lines (the mail log): one line per received,
-// delivered, deferred, bounced, expired, complained or deleted event. A
+// delivered, deferred, bounced, expired, complained, deleted or rejected
+// event. A
 // goroutine of its own encodes and writes (flushing every second), fed by
 // a buffered channel, so an event's emitter never waits for the disk; if
 // the disk falls that far behind, events are dropped and counted rather
@@ -210,4 +216,41 @@ func (l *MailLog) Close() error {
 	l.mu.Unlock()
 	<-l.done
 	return l.err
+}
+
+// sessionEvent is an event of a listener's session on conn: the client's
+// IP address, its HELO name and the TLS version.
+func sessionEvent(kind queue.EventKind, now time.Time, conn *smtp.Conn, listener string) queue.Event {
+	ev := queue.Event{Kind: kind, Time: now, Helo: clip(conn.Hostname()), Listener: listener}
+	if ip, _, err := net.SplitHostPort(conn.Conn().RemoteAddr().String()); err == nil {
+		ev.ClientIP = ip
+	}
+	if st, ok := conn.TLSConnectionState(); ok {
+		ev.TLS = strings.ReplaceAll(tls.VersionName(st.Version), " ", "") // "TLS1.3"
+	}
+	return ev
+}
+
+// maxLogged bounds a client's string in the mail log.
+const maxLogged = 256
+
+// clip cuts s, a client's, to maxLogged bytes (on a rune boundary).
+func clip(s string) string {
+	if len(s) <= maxLogged {
+		return s
+	}
+	n := maxLogged
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}
+
+// rcptAddrs are the recipients' addresses.
+func rcptAddrs(rcpts []queue.NewRecipient) []string {
+	addrs := make([]string, len(rcpts))
+	for i, r := range rcpts {
+		addrs[i] = r.Addr
+	}
+	return addrs
 }

@@ -3,10 +3,13 @@ package mta
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"drover/bounce"
 	"drover/queue"
 	"drover/queue/engine"
 )
@@ -25,6 +28,9 @@ type Metrics struct {
 	deliveries    *prometheus.CounterVec
 	complaints    *prometheus.CounterVec
 	latency       prometheus.Histogram
+	rejections    *prometheus.CounterVec
+	bounces       *prometheus.CounterVec
+	dsns          *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg. stats and sites are read at
@@ -44,9 +50,9 @@ func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats, sites func(
 		authLockouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drover_smtp_auth_lockouts_total", Help: "Client addresses locked out of SMTP AUTH after too many failed logins."}),
 		received: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "drover_messages_received_total", Help: "Messages accepted and queued."}),
+			Name: "drover_messages_received_total", Help: "Messages accepted from clients and queued (not the DSNs Drover makes)."}),
 		receivedBytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "drover_received_bytes_total", Help: "Bytes of messages accepted and queued."}),
+			Name: "drover_received_bytes_total", Help: "Bytes of messages accepted from clients and queued."}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drover_deliveries_total", Help: "Delivery outcomes per recipient, by result (delivered, deferred, bounced, expired)."},
 			[]string{"result"}),
@@ -58,12 +64,24 @@ func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats, sites func(
 			Help:    "Time from acceptance to successful delivery of a recipient.",
 			Buckets: []float64{0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 6 * 3600, 24 * 3600, 5 * 24 * 3600},
 		}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drover_smtp_rejections_total", Help: "Commands refused by the submission and inbound listeners, by command (MAIL, RCPT, DATA) and reply code."},
+			[]string{"command", "code"}),
+		bounces: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drover_bounces_total", Help: "Recipients bounced (during delivery, by an asynchronous bounce or by an operator), by bounce class (hard, soft, none) and reason (the classifier's vocabulary, operator, other)."},
+			[]string{"class", "reason"}),
+		dsns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drover_dsn_generated_total", Help: "Delivery status notifications queued to senders, by kind (failure, delay)."},
+			[]string{"kind"}),
+	}
+	for _, k := range []string{queue.DSNFailure, queue.DSNDelay} {
+		m.dsns.WithLabelValues(k)
 	}
 	for _, r := range []string{"delivered", "deferred", "bounced", "expired"} {
 		m.deliveries.WithLabelValues(r)
 	}
 	reg.MustRegister(m.sessions, m.sessionsTotal, m.authFailures, m.authRefusals, m.authLockouts, m.received, m.receivedBytes, m.deliveries, m.complaints, m.latency,
-		newQueueCollector(stats), newSiteCollector(sites))
+		m.rejections, m.bounces, m.dsns, newQueueCollector(stats), newSiteCollector(sites))
 	return m
 }
 
@@ -71,16 +89,38 @@ func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats, sites func(
 func (m *Metrics) Observe(ev queue.Event) {
 	switch ev.Kind {
 	case queue.EventReceived:
+		if ev.DSN != "" { // made here, not received
+			m.dsns.WithLabelValues(ev.DSN).Inc()
+			return
+		}
 		m.received.Inc()
 		m.receivedBytes.Add(float64(ev.Size))
+	case queue.EventRejected:
+		m.rejections.WithLabelValues(ev.Command, strconv.Itoa(ev.Code)).Inc()
 	case queue.EventDelivered:
 		m.deliveries.WithLabelValues("delivered").Inc()
 		m.latency.Observe(ev.Delay.Seconds())
 	case queue.EventComplained:
 		m.complaints.WithLabelValues(ev.FeedbackType).Inc()
+	case queue.EventBounced:
+		m.deliveries.WithLabelValues(string(ev.Kind)).Inc()
+		m.bounces.WithLabelValues(bounceLabels(ev.Class, ev.Reason)).Inc()
 	default:
 		m.deliveries.WithLabelValues(string(ev.Kind)).Inc()
 	}
+}
+
+// bounceLabels are the class and reason labels of a bounce, from fixed
+// sets: hard, soft or none (an operator's bounce); a reason of the
+// classifier's vocabulary, operator, or other.
+func bounceLabels(class, reason string) (string, string) {
+	if class != "hard" && class != "soft" {
+		class = "none"
+	}
+	if reason != queue.ReasonOperator && !slices.Contains(bounce.Reasons, reason) {
+		reason = "other"
+	}
+	return class, reason
 }
 
 // queueCollector reports recipients by state and the oldest message age

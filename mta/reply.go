@@ -27,6 +27,9 @@ type transaction interface {
 	data(r io.Reader) error
 	reset()
 	logout()
+	// rejected records a refusal of MAIL, RCPT or DATA (cmd), whose
+	// argument (the path, "" for DATA) was arg: the reply is e.
+	rejected(cmd, arg string, e *smtperr.Error)
 }
 
 // authenticator is a transaction that offers AUTH.
@@ -40,17 +43,27 @@ type authenticator interface {
 type goSession struct{ t transaction }
 
 func (g goSession) Mail(from string, opts *smtp.MailOptions) error {
-	return smtpReply(g.t.mail(from, opts))
+	return g.reply("MAIL", from, g.t.mail(from, opts))
 }
 
 func (g goSession) Rcpt(to string, opts *smtp.RcptOptions) error {
-	return smtpReply(g.t.rcpt(to, opts))
+	return g.reply("RCPT", to, g.t.rcpt(to, opts))
 }
 
-func (g goSession) StartData() error       { return smtpReply(g.t.startData()) }
-func (g goSession) Data(r io.Reader) error { return smtpReply(g.t.data(r)) }
+func (g goSession) StartData() error       { return g.reply("DATA", "", g.t.startData()) }
+func (g goSession) Data(r io.Reader) error { return g.reply("DATA", "", g.t.data(r)) }
 func (g goSession) Reset()                 { g.t.reset() }
 func (g goSession) Logout() error          { g.t.logout(); return nil }
+
+// reply is smtpReply, after telling the session of a refusal: a reply
+// of 400 or more that the session set (go-smtp's own refusals, such as a
+// malformed command, never reach the session).
+func (g goSession) reply(cmd, arg string, err error) error {
+	if e, ok := smtperr.As(err); ok && e.Code >= 400 {
+		g.t.rejected(cmd, arg, e)
+	}
+	return smtpReply(err)
+}
 
 // goAuthSession is an authenticator as a go-smtp session with AUTH.
 type goAuthSession struct {

@@ -44,8 +44,11 @@ func (s *Sender) OwnsDomain(domain string) bool {
 }
 
 // Enqueuer is the spool as submission sees it: Enqueue returns only once
-// the message is durably stored.
+// the message is durably stored. NewID gives the ID a message is to be
+// stored under (set in queue.Message.ID), so the Received field can name
+// it; a message without an ID gets one from Enqueue.
 type Enqueuer interface {
+	NewID() string
 	Enqueue(msg *queue.Message, rcpts []queue.NewRecipient, body []byte) (string, error)
 }
 
@@ -153,7 +156,9 @@ func (s *Submission) Start() ([]net.Addr, error) {
 		srv.Addr = l.Address
 		srv.Domain = s.cfg.Hostname
 		srv.MaxMessageBytes = s.cfg.MaxMessageSize
-		srv.MaxRecipients = s.cfg.MaxRecipients
+		// The session enforces MaxRecipients itself (with go-smtp's
+		// reply, 452 4.5.3), so that the refusal is logged.
+		srv.MaxRecipients = 0
 		srv.MaxLineLength = s.cfg.MaxLineLength
 		srv.ReadTimeout = s.cfg.ReadTimeout
 		srv.WriteTimeout = s.cfg.WriteTimeout
@@ -461,7 +466,7 @@ func (s *session) data(r io.Reader) error {
 		}
 		return err
 	}
-	msg, body, err := s.prepare(raw)
+	msg, body, messageID, err := s.prepare(raw, s.sub.cfg.Queue.NewID())
 	if err != nil {
 		return err
 	}
@@ -471,23 +476,26 @@ func (s *session) data(r io.Reader) error {
 		return &smtperr.Error{Code: 451, Enhanced: "4.3.0", Message: "Message not queued: local storage error, try again later", Err: err}
 	}
 	if s.sub.cfg.OnEvent != nil {
-		s.sub.cfg.OnEvent(queue.Event{
-			Kind: queue.EventReceived, Time: msg.Received, MsgID: id, Sender: msg.Sender,
-			ReturnPath: msg.ReturnPath, Recipients: len(s.rcpts), Size: len(body),
-			Stream: msg.Stream, Campaign: msg.Campaign, List: msg.List, Flow: msg.Flow,
-		})
+		ev := s.event(queue.EventReceived)
+		ev.Time, ev.MsgID, ev.Sender, ev.ReturnPath = msg.Received, id, msg.Sender, msg.ReturnPath
+		ev.Recipients, ev.RecipientAddrs, ev.Size = len(s.rcpts), rcptAddrs(s.rcpts), len(body)
+		ev.Stream, ev.Campaign, ev.List, ev.Flow = msg.Stream, msg.Campaign, msg.List, msg.Flow
+		ev.MessageID = clip(messageID)
+		s.sub.cfg.OnEvent(ev)
 	}
 	return &smtperr.Error{Code: 250, Enhanced: "2.0.0", Message: "OK: queued as " + id} // go-smtp's way to set the reply to DATA
 }
 
-// prepare turns the submitted bytes into what is stored and delivered:
-// CRLF-normalised, control headers taken out, Message-ID and Date added
-// when missing, a Received field on top, DKIM-signed.
-func (s *session) prepare(raw []byte) (*queue.Message, []byte, error) {
+// prepare turns the submitted bytes into what is stored and delivered
+// under queue id: CRLF-normalised, control headers taken out, Message-ID
+// and Date added when missing, a Received field on top, DKIM-signed. It
+// returns the message's Message-ID too.
+func (s *session) prepare(raw []byte, id string) (*queue.Message, []byte, string, error) {
 	now := s.sub.cfg.Now()
 	data := normalizeCRLF(raw)
 	fields, body := splitHeader(data)
 	msg := &queue.Message{
+		ID:         id,
 		Sender:     s.sender.Name,
 		ReturnPath: s.from,
 		EnvID:      s.opts.EnvelopeID,
@@ -497,6 +505,7 @@ func (s *session) prepare(raw []byte) (*queue.Message, []byte, error) {
 		Received:   now,
 	}
 	var fromDomain string
+	var messageID string
 	var hasMessageID, hasDate bool
 	kept := fields[:0]
 	for _, f := range fields {
@@ -517,16 +526,16 @@ func (s *session) prepare(raw []byte) (*queue.Message, []byte, error) {
 			continue // unknown control headers never leave either
 		case f.is("From"):
 			if fromDomain != "" {
-				return nil, nil, smtperr.Permanent(550, "5.6.0", "Message has more than one From header")
+				return nil, nil, "", smtperr.Permanent(550, "5.6.0", "Message has more than one From header")
 			}
 			addrs, err := mail.ParseAddressList(f.value())
 			if err != nil || len(addrs) == 0 {
-				return nil, nil, smtperr.Permanent(550, "5.6.0", "Malformed From header: "+f.value())
+				return nil, nil, "", smtperr.Permanent(550, "5.6.0", "Malformed From header: "+f.value())
 			}
 			for _, a := range addrs {
 				_, domain, _ := strings.Cut(a.Address, "@")
 				if !s.sender.OwnsDomain(domain) {
-					return nil, nil, smtperr.Permanentf(550, "5.7.1", "Sender %s may not send as %s", s.sender.Name, a.Address)
+					return nil, nil, "", smtperr.Permanentf(550, "5.7.1", "Sender %s may not send as %s", s.sender.Name, a.Address)
 				}
 				if fromDomain == "" {
 					fromDomain = strings.ToLower(domain)
@@ -534,17 +543,18 @@ func (s *session) prepare(raw []byte) (*queue.Message, []byte, error) {
 			}
 		case f.is("Message-ID"):
 			hasMessageID = true
+			messageID = strings.TrimSpace(f.value())
 		case f.is("Date"):
 			hasDate = true
 		}
 		kept = append(kept, f)
 	}
 	if fromDomain == "" {
-		return nil, nil, smtperr.Permanent(550, "5.6.0", "Message has no From header")
+		return nil, nil, "", smtperr.Permanent(550, "5.6.0", "Message has no From header")
 	}
 
 	out := make([]byte, 0, len(data)+512)
-	out = s.appendReceived(out, now)
+	out = s.appendReceived(out, now, id)
 	for _, f := range kept {
 		out = append(out, f.raw...)
 	}
@@ -552,7 +562,8 @@ func (s *session) prepare(raw []byte) (*queue.Message, []byte, error) {
 		out = append(out, "Date: "+now.Format(time.RFC1123Z)+"\r\n"...)
 	}
 	if !hasMessageID {
-		out = append(out, "Message-ID: <"+randomToken()+"@"+s.sub.cfg.Hostname+">\r\n"...)
+		messageID = "<" + randomToken() + "@" + s.sub.cfg.Hostname + ">"
+		out = append(out, "Message-ID: "+messageID+"\r\n"...)
 	}
 	out = append(out, "\r\n"...)
 	out = append(out, body...)
@@ -561,17 +572,20 @@ func (s *session) prepare(raw []byte) (*queue.Message, []byte, error) {
 		sig, err := s.sub.cfg.Signer.Sign(fromDomain, out)
 		if err != nil {
 			s.sub.cfg.Logger.Error("dkim signing failed", "domain", fromDomain, "err", err)
-			return nil, nil, &smtperr.Error{Code: 451, Enhanced: "4.3.0", Message: "DKIM signing failed, try again later", Err: err}
+			return nil, nil, "", &smtperr.Error{Code: 451, Enhanced: "4.3.0", Message: "DKIM signing failed, try again later", Err: err}
 		}
 		if len(sig) > 0 {
 			out = append(sig, out...)
 		}
 	}
 	msg.Size = len(out)
-	return msg, out, nil
+	return msg, out, messageID, nil
 }
 
-func (s *session) appendReceived(out []byte, now time.Time) []byte {
+// appendReceived adds the trace field (RFC 5321 4.4) of a message queued
+// as id; it names the recipient only when there is one (not to disclose
+// the others to each).
+func (s *session) appendReceived(out []byte, now time.Time, id string) []byte {
 	with := "ESMTP"
 	if _, ok := s.conn.TLSConnectionState(); ok {
 		with += "S"
@@ -583,8 +597,53 @@ func (s *session) appendReceived(out []byte, now time.Time) []byte {
 	if helo == "" {
 		helo = "unknown"
 	}
-	return fmt.Appendf(out, "Received: from %s ([%s])\r\n\tby %s (Drover) with %s;\r\n\t%s\r\n",
-		sanitizeHelo(helo), s.clientIP, s.sub.cfg.Hostname, with, now.Format(time.RFC1123Z))
+	ip := s.clientIP
+	if strings.Contains(ip, ":") {
+		ip = "IPv6:" + ip
+	}
+	out = fmt.Appendf(out, "Received: from %s ([%s])\r\n\tby %s (Drover) with %s id %s",
+		sanitizeHelo(helo), ip, s.sub.cfg.Hostname, with, id)
+	if len(s.rcpts) == 1 {
+		out = fmt.Appendf(out, "\r\n\tfor <%s>", s.rcpts[0].Addr)
+	}
+	return fmt.Appendf(out, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
+}
+
+// event is an event of the session: its client, HELO name, login, TLS
+// version and listener.
+func (s *session) event(kind queue.EventKind) queue.Event {
+	ev := sessionEvent(kind, s.sub.cfg.Now(), s.conn, s.listener.Address)
+	ev.ClientIP = s.clientIP
+	if s.authed != nil {
+		ev.Login = s.authed.Login
+	}
+	return ev
+}
+
+// rejected emits a rejected event: the client, the account, the sender
+// and (for RCPT) the recipient, the command and the reply. Never a
+// password (AUTH is not a command here) nor the message.
+func (s *session) rejected(cmd, arg string, e *smtperr.Error) {
+	if s.sub.cfg.OnEvent == nil {
+		return
+	}
+	ev := s.event(queue.EventRejected)
+	ev.Command, ev.Code, ev.Enhanced, ev.Text = cmd, e.Code, e.Enhanced, clip(e.Message)
+	switch snd := s.sender; {
+	case snd != nil:
+		ev.Sender = snd.Name
+	case s.authed != nil:
+		ev.Sender = s.authed.Name
+	}
+	switch cmd {
+	case "MAIL":
+		ev.ReturnPath = clip(echoPath(arg))
+	case "RCPT":
+		ev.ReturnPath, ev.Recipient = s.from, clip(echoPath(arg))
+	case "DATA":
+		ev.ReturnPath, ev.Recipients, ev.RecipientAddrs = s.from, len(s.rcpts), rcptAddrs(s.rcpts)
+	}
+	s.sub.cfg.OnEvent(ev)
 }
 
 // sanitizeHelo keeps the client's HELO name from breaking the header.

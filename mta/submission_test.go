@@ -15,23 +15,39 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
 	"drover/queue"
+	"drover/queue/engine"
 	"drover/testkit"
 )
 
 type fakeQueue struct {
 	mu     sync.Mutex
+	ids    int // made by NewID
 	msgs   []*queue.Message
 	rcpts  [][]queue.NewRecipient
 	bodies [][]byte
 }
 
+func (q *fakeQueue) NewID() string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.newIDLocked()
+}
+
+func (q *fakeQueue) newIDLocked() string {
+	q.ids++
+	return fmt.Sprintf("Q%d", q.ids)
+}
+
 func (q *fakeQueue) Enqueue(msg *queue.Message, rcpts []queue.NewRecipient, body []byte) (string, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	msg.ID = fmt.Sprintf("Q%d", len(q.msgs)+1)
+	if msg.ID == "" {
+		msg.ID = q.newIDLocked()
+	}
 	q.msgs = append(q.msgs, msg)
 	q.rcpts = append(q.rcpts, append([]queue.NewRecipient(nil), rcpts...))
 	q.bodies = append(q.bodies, append([]byte(nil), body...))
@@ -51,9 +67,11 @@ func (q *fakeQueue) last(t *testing.T) (*queue.Message, []queue.NewRecipient, st
 
 type testServer struct {
 	q      *fakeQueue
-	plain  string // plain listener with loopback sender "app"
-	strict string // starttls listener without loopback sender
-	tls    string // implicit TLS listener
+	events *eventRecorder       // the events, as the mail log has them
+	reg    *prometheus.Registry // the metrics
+	plain  string               // plain listener with loopback sender "app"
+	strict string               // starttls listener without loopback sender
+	tls    string               // implicit TLS listener
 }
 
 // startServer runs a Submission; remote=true makes every client count as
@@ -66,6 +84,9 @@ func startServer(t *testing.T, remote bool) *testServer {
 		t.Fatal(err)
 	}
 	q := &fakeQueue{}
+	events := &eventRecorder{}
+	reg := prometheus.NewRegistry()
+	metrics := NewMetrics(reg, func() queue.Stats { return queue.Stats{} }, func() []engine.SiteStatus { return nil })
 	sub, err := NewSubmission(SubmissionConfig{
 		Hostname: "drover.test",
 		Listeners: []Listener{
@@ -81,7 +102,9 @@ func startServer(t *testing.T, remote bool) *testServer {
 			{Name: "app", FromDomains: []string{"app.example"}, DSN: true},
 			{Name: "shop", Login: "shop", PasswordHash: hash, FromDomains: []string{"shop.example"}},
 		},
-		Queue: q,
+		Queue:   q,
+		OnEvent: Fanout(events.add, metrics.Observe),
+		Metrics: metrics,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +117,7 @@ func startServer(t *testing.T, remote bool) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(sub.Close)
-	return &testServer{q: q, plain: addrs[0].String(), strict: addrs[1].String(), tls: addrs[2].String()}
+	return &testServer{q: q, events: events, reg: reg, plain: addrs[0].String(), strict: addrs[1].String(), tls: addrs[2].String()}
 }
 
 // dialog is a raw SMTP client for exact reply checks.
@@ -401,6 +424,8 @@ func startBlocking(t *testing.T) (*Submission, *testkit.Pipes, chan struct{}) {
 	}
 	return sub, p, release
 }
+
+func (q *blockingQueue) NewID() string { return "B1" }
 
 func (q *blockingQueue) Enqueue(*queue.Message, []queue.NewRecipient, []byte) (string, error) {
 	<-q.release

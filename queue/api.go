@@ -119,6 +119,10 @@ const (
 	// EventDeleted is a recipient removed by an operator (Spool.Delete),
 	// without a DSN: one event per recipient.
 	EventDeleted EventKind = "deleted"
+	// EventRejected is a command a listener refused (Postfix's
+	// "NOQUEUE: reject"): MAIL, RCPT or DATA, with the reply. Nothing was
+	// queued, so it has no ID.
+	EventRejected EventKind = "rejected"
 )
 
 // Event is one entry of the event stream. Consumers must not block.
@@ -146,10 +150,35 @@ type Event struct {
 	NextRetry  time.Time     `json:"next_retry,omitzero"`
 	// FeedbackType is the ARF Feedback-Type of a complained event.
 	FeedbackType string `json:"feedback_type,omitempty"`
-	// MessageID is the Message-ID header of the message an asynchronous
-	// report returned, when it named one.
+	// MessageID is the Message-ID header of the message received, or of
+	// the message an asynchronous report returned, when it named one.
 	MessageID string `json:"message_id,omitempty"`
+
+	// The session of a received or rejected event: the client's IP
+	// address, its HELO name, the AUTH login, the TLS version ("TLS1.3",
+	// "" without TLS) and the listener's address.
+	ClientIP string `json:"client_ip,omitempty"`
+	Helo     string `json:"helo,omitempty"`
+	Login    string `json:"login,omitempty"`
+	TLS      string `json:"tls,omitempty"`
+	Listener string `json:"listener,omitempty"`
+	// RecipientAddrs are the addresses of a received message's recipients.
+	RecipientAddrs []string `json:"recipients,omitempty"`
+	// Command is the refused command of a rejected event: MAIL, RCPT or
+	// DATA; Code, Enhanced and Text are the reply.
+	Command string `json:"command,omitempty"`
+	// DSN is the kind of the notice a received event is, when Drover made
+	// it: DSNFailure or DSNDelay; OriginalID is the ID of the message it
+	// reports on.
+	DSN        string `json:"dsn,omitempty"`
+	OriginalID string `json:"original_id,omitempty"`
 }
+
+// The kinds of DSN Drover makes (Event.DSN).
+const (
+	DSNFailure = "failure"
+	DSNDelay   = "delay"
+)
 
 // Failed is a recipient that failed for good (bounced or expired), handed
 // to Options.OnFailure before its record is removed.

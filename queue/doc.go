@@ -21,7 +21,9 @@
 // the byte 'q'; other packages will keep their data in the same database
 // under prefixes of their own. Message IDs are 16 characters of
 // lower-case Crockford base32 (48-bit millisecond timestamp, 32-bit
-// counter): unique, URL-safe, and sorted by time. idx is a recipient's
+// counter): unique, URL-safe, and sorted by time. Enqueue makes one, or
+// takes the one a caller got from NewID beforehand (submission names it
+// in the Received field), refusing an ID that is stored already. idx is a recipient's
 // position in its message, a big-endian uint32; due is Unix nanoseconds,
 // a big-endian uint64.
 //

@@ -22,6 +22,46 @@ func TestEnqueueRejects(t *testing.T) {
 	}
 }
 
+// An ID from NewID, chosen before Enqueue (to name it in the Received
+// field), is the one the message is stored under; given twice, or not an
+// ID, it is refused and the stored message is untouched, also after a
+// reopen, when the message is on disk and not in memory.
+func TestEnqueueWithNewID(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, Options{Dir: dir})
+	id := s.NewID()
+	if !validID(id) || id == s.NewID() {
+		t.Fatalf("NewID %q", id)
+	}
+	got, err := s.Enqueue(&Message{ID: id, Sender: "first"}, []NewRecipient{{Addr: "a@one.test"}}, []byte("first"))
+	if err != nil || got != id {
+		t.Fatalf("Enqueue with its NewID: %q, %v, want %q", got, err, id)
+	}
+	if _, err := s.Enqueue(&Message{ID: id, Sender: "second"}, []NewRecipient{{Addr: "b@two.test"}}, []byte("second")); err == nil {
+		t.Error("the same ID enqueued twice")
+	}
+	if _, err := s.Enqueue(&Message{ID: "not an id"}, []NewRecipient{{Addr: "b@two.test"}}, nil); err == nil {
+		t.Error("a malformed ID enqueued")
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s = openSpool(t, Options{Dir: dir})
+	if _, err := s.Enqueue(&Message{ID: id, Sender: "third"}, []NewRecipient{{Addr: "c@two.test"}}, []byte("third")); err == nil {
+		t.Error("the ID of a stored message enqueued again after a reopen")
+	}
+	msg, rcpts, err := s.Show(id)
+	if err != nil || msg.Sender != "first" || len(rcpts) != 1 || rcpts[0].Addr != "a@one.test" {
+		t.Errorf("stored message %+v %+v %v, want the first", msg, rcpts, err)
+	}
+	if body, err := s.Body(id); err != nil || string(body) != "first" {
+		t.Errorf("stored body %q %v, want the first", body, err)
+	}
+	if st := s.Stats(); st.Messages != 1 || st.Recipients != 1 {
+		t.Errorf("stats %+v, want one message", st)
+	}
+}
+
 // The retry schedule of a temporary failure: backoff doubled per attempt
 // up to the cap, with jitter; retried when due, by the scheduler's own
 // timer, and not a nanosecond before; expiry when due past MaxAge, without

@@ -353,8 +353,17 @@ func (s *Spool) countStored() error {
 	return nil
 }
 
+// NewID returns a new message ID, for a caller that needs the ID before
+// Enqueue (to name it in the Received field it adds): it is made as
+// Enqueue makes one, from the spool's clock and counter, so it is unique
+// among the spool's IDs.
+func (s *Spool) NewID() string {
+	return newID(s.now(), s.idCounter.Add(1))
+}
+
 // Enqueue stores msg with its recipients and body and returns its ID. It
-// sets msg.ID, msg.Size, and msg.Received when zero. It returns only after
+// sets msg.Size, msg.Received when zero, and msg.ID when empty; a
+// msg.ID given must come from NewID and not be stored yet. It returns only after
 // the write is committed to disk (unless Options.NoSync), so a 250 reply may
 // be sent when it returns nil. Concurrent calls share disk syncs.
 //
@@ -381,7 +390,12 @@ func (s *Spool) Enqueue(msg *Message, rcpts []NewRecipient, body []byte) (string
 		msg.Received = now
 	}
 	msg.Size = len(body)
-	msg.ID = newID(now, s.idCounter.Add(1))
+	chosen := msg.ID != ""
+	if !chosen {
+		msg.ID = newID(now, s.idCounter.Add(1))
+	} else if !validID(msg.ID) {
+		return "", fmt.Errorf("queue: enqueue: bad message ID %q", msg.ID)
+	}
 	id := msg.ID
 	mc := *msg
 	m := &msgMem{id: id, msg: &mc, remaining: len(rcpts), refs: len(rcpts)}
@@ -401,11 +415,31 @@ func (s *Spool) Enqueue(msg *Message, rcpts []NewRecipient, body []byte) (string
 		s.mu.Unlock()
 		return "", ErrClosed
 	}
+	if s.mem[id] != nil {
+		s.mu.Unlock()
+		return "", fmt.Errorf("queue: enqueue: message %s exists", id)
+	}
 	s.enqWG.Add(1)
 	s.mem[id] = m
 	s.mu.Unlock()
 	defer s.enqWG.Done()
 
+	if chosen {
+		// An ID from NewID is new, unless the caller gives it twice: a
+		// stored message (not in memory) is never overwritten.
+		err := s.exists(id)
+		if err == nil {
+			err = fmt.Errorf("queue: enqueue: message %s exists", id)
+		} else if errors.Is(err, pebble.ErrNotFound) {
+			err = nil
+		}
+		if err != nil {
+			s.mu.Lock()
+			delete(s.mem, id)
+			s.mu.Unlock()
+			return "", err
+		}
+	}
 	if err := s.write(&mc, entries, body); err != nil {
 		s.mu.Lock()
 		delete(s.mem, id)
@@ -450,6 +484,15 @@ func (s *Spool) Enqueue(msg *Message, rcpts []NewRecipient, body []byte) (string
 	s.unrefLocked(m, 0)
 	s.mu.Unlock()
 	return id, nil
+}
+
+// exists is nil when message id is stored, pebble.ErrNotFound when not.
+func (s *Spool) exists(id string) error {
+	_, closer, err := s.db.Get(msgKey(id))
+	if err == nil {
+		closer.Close()
+	}
+	return err
 }
 
 // write commits a new message in one batch.

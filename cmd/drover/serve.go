@@ -206,7 +206,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		MTASTS:         sts,
 		Logger:         log,
 	})
-	dsn := &mta.DSNNotifier{Hostname: cfg.Hostname, DelayDSN: map[string]bool{}, BounceDomains: map[string]bool{}}
+	dsn := &mta.DSNNotifier{Hostname: cfg.Hostname, DelayDSN: map[string]bool{}, BounceDomains: map[string]bool{}, OnEvent: emit}
 	for name, s := range cfg.Senders {
 		dsn.DelayDSN[name] = s.DelayDSN
 	}

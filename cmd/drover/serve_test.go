@@ -122,8 +122,11 @@ func TestDeliveryOutcomes(t *testing.T) {
 		kinds := map[string]bool{}
 		for _, ev := range d.mailLog() {
 			kinds[ev["event"].(string)] = true
+			if ev["dsn"] != nil {
+				kinds["dsn"] = true
+			}
 		}
-		return kinds["received"] && kinds["delivered"] && kinds["deferred"] && kinds["bounced"]
+		return kinds["received"] && kinds["delivered"] && kinds["deferred"] && kinds["bounced"] && kinds["dsn"]
 	})
 	for _, ev := range d.mailLog() {
 		if ev["id"] == id && ev["campaign"] != "autumn" {
@@ -132,6 +135,16 @@ func TestDeliveryOutcomes(t *testing.T) {
 		if ev["event"] == "bounced" && (ev["rcpt"] != "refuse@dest.test" || ev["class"] != "hard" || ev["reason"] != "userunknown") {
 			t.Errorf("bounce event %v", ev)
 		}
+	}
+	// The DSN's received line names the message it reports on.
+	dsnLogged := false
+	for _, ev := range d.mailLog() {
+		if ev["event"] == "received" && ev["dsn"] == "failure" {
+			dsnLogged = ev["original_id"] == id && ev["id"] != id
+		}
+	}
+	if !dsnLogged {
+		t.Errorf("no received line of the DSN naming %s: %v", id, d.mailLog())
 	}
 
 	// The deferred recipient is still queued, visible through the admin API.
@@ -154,7 +167,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 	// Metrics pass promtool and count what happened.
 	metrics := d.metrics(t)
 	for _, want := range []string{"drover_messages_received_total 1", `drover_deliveries_total{result="delivered"} 2`, `drover_deliveries_total{result="bounced"} 1`, `drover_queue_recipients{state="deferred"} 1`,
-		"drover_delivery_latency_seconds_count 2", "drover_smtp_sessions_total 1", "drover_queue_messages 1", "drover_queue_oldest_message_age_seconds "} {
+		"drover_delivery_latency_seconds_count 2", "drover_smtp_sessions_total 1", "drover_queue_messages 1", "drover_queue_oldest_message_age_seconds ",
+		`drover_bounces_total{class="hard",reason="userunknown"} 1`, `drover_dsn_generated_total{kind="failure"} 1`, `drover_dsn_generated_total{kind="delay"} 0`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
