@@ -119,7 +119,7 @@ func buildStatic(cfg *configs.Config) (st *static, err error) {
 		for i, k := range s.DKIM {
 			key, err := dkim.LoadKey(k.Domain, k.Selector, k.KeyFile)
 			if err != nil {
-				return nil, fmt.Errorf("senders.%s.dkim[%d]: %w", name, i, err)
+				return nil, cfg.ErrorAt(fmt.Sprintf("senders.%s.dkim[%d].key_file", name, i), err.Error())
 			}
 			keys = append(keys, key)
 		}

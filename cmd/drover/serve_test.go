@@ -420,7 +420,7 @@ func TestConfigCheck(t *testing.T) {
 	bad2 := filepath.Join(dir, "bad2.yaml")
 	os.WriteFile(bad2, []byte("listeners: [{address: 127.0.0.1:2525, mode: plain}]\nsenders:\n  s:\n    from_domains: [a.test]\n    dkim:\n      - {domain: a.test, selector: x, key_file: /nonexistent.pem}\n"), 0o600)
 	out, err = exec.Command(droverBin, "config", "check", bad2).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "senders.s.dkim[0]") {
+	if err == nil || !strings.Contains(string(out), "line 6: senders.s.dkim[0].key_file") {
 		t.Errorf("missing DKIM key: %v\n%s", err, out)
 	}
 	bad3 := filepath.Join(dir, "bad3.yaml")
