@@ -126,6 +126,7 @@ type Queue struct {
 	Durable      bool          `yaml:"durable"`
 	DelayNotice  time.Duration `yaml:"delay_notice"`
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	MinFreeSpace Size          `yaml:"min_free_space"`
 }
 
 // Delivery configures the outbound SMTP client and DNS.
@@ -500,6 +501,9 @@ func (c *Config) validate() error {
 	}
 	if c.Queue.DrainTimeout <= 0 {
 		add("queue.drain_timeout", "must be more than 0")
+	}
+	if c.Queue.MinFreeSpace < 1<<20 {
+		add("queue.min_free_space", "must be at least 1MB")
 	}
 	pools := c.Shaping.pools()
 	for name, snd := range c.Senders {

@@ -471,6 +471,10 @@ func (s *session) data(r io.Reader) error {
 		return err
 	}
 	id, err := s.sub.cfg.Queue.Enqueue(msg, s.rcpts, body)
+	if errors.Is(err, queue.ErrStorageFull) {
+		s.sub.cfg.Logger.Warn("enqueue refused: storage full", "err", err)
+		return &smtperr.Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage, try again later", Err: err}
+	}
 	if err != nil {
 		s.sub.cfg.Logger.Error("enqueue failed", "err", err)
 		return &smtperr.Error{Code: 451, Enhanced: "4.3.0", Message: "Message not queued: local storage error, try again later", Err: err}

@@ -70,6 +70,12 @@
 //     pebble.Sync (concurrent callers share one WAL sync), so a 250 reply
 //     sent after it survives kill -9 and power loss. Options.NoSync is an
 //     explicit weaker mode that does not wait for the disk.
+//   - Enqueue refuses a message that would leave less than
+//     Options.MinFreeSpace free on the spool's filesystem (or that the
+//     filesystem refuses: ENOSPC, EDQUOT) with ErrStorageFull, storing
+//     nothing, and accepts again by itself once there is room. Deliveries
+//     go on meanwhile: the margin is where their writes, the WAL (which
+//     Pebble cannot survive failing to write) and flushes go.
 //   - Delivery is at least once. Outcomes are written without sync: after
 //     a crash a recipient may be delivered, bounced (OnFailure) or retried
 //     once more, never lost. A recipient in flight keeps its schedule entry,

@@ -29,6 +29,15 @@ var ErrClosed = errors.New("queue: spool closed")
 // ErrLocked is Open's error when another process holds the spool.
 var ErrLocked = errors.New("spool locked")
 
+// ErrStorageFull is returned (wrapped) by Enqueue when the message would
+// leave less than Options.MinFreeSpace free on the spool's filesystem, or
+// when the filesystem reports it is full (ENOSPC) or the quota spent
+// (EDQUOT). Nothing was stored; the message may be offered again later.
+var ErrStorageFull = errors.New("queue: insufficient storage")
+
+// defaultMinFreeSpace is Options.MinFreeSpace when it is 0.
+const defaultMinFreeSpace = 64 << 20
+
 // Options configure a Spool. Only Dir is required.
 type Options struct {
 	Dir string // Pebble directory, created if missing
@@ -85,6 +94,15 @@ type Options struct {
 	// faster, but a crash of the machine (not of the process) can lose
 	// messages that were acknowledged. Off by default.
 	NoSync bool
+
+	// MinFreeSpace is the space Enqueue keeps free on the spool's
+	// filesystem (default 64 MiB; negative: none): a message that would
+	// leave less is refused with ErrStorageFull, so that the writes of
+	// delivery (outcomes, deletions, the WAL, memtable flushes and
+	// compactions) always find room. Pebble cannot survive a failed WAL or
+	// MANIFEST write, so this margin is what keeps delivery going on a
+	// full disk. The memtable is at most a quarter of it.
+	MinFreeSpace int64
 }
 
 // Stats are the spool's counters, maintained in memory. Every queued
@@ -165,6 +183,9 @@ type Spool struct {
 
 	ctlMu sync.Mutex // serialises Flush, Bounce and Delete
 
+	enqBytes  atomic.Int64 // bytes of the messages being enqueued
+	fullSince atomic.Int64 // Unix nanoseconds of the last flush for room; 0: space was free
+
 	mu         sync.Mutex
 	closing    bool
 	mem        map[string]*msgMem // messages with recipients in memory
@@ -243,16 +264,24 @@ func Open(opts Options) (*Spool, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MinFreeSpace == 0 {
+		opts.MinFreeSpace = defaultMinFreeSpace
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
+	// Bodies are usually deleted within seconds: a large memtable lets
+	// most of them die before they are flushed to a table. Its WAL (which
+	// Pebble preallocates) and its flush must fit in the free space kept.
+	memTable := uint64(16 << 20)
+	if opts.MinFreeSpace > 0 {
+		memTable = min(memTable, max(uint64(opts.MinFreeSpace)/4, 1<<20))
+	}
 	db, err := pebble.Open(opts.Dir, &pebble.Options{
-		// Bodies are usually deleted within seconds: a large memtable lets
-		// most of them die before they are flushed to a table.
-		MemTableSize:       16 << 20,
+		MemTableSize:       memTable,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger},
 	})
@@ -440,7 +469,12 @@ func (s *Spool) Enqueue(msg *Message, rcpts []NewRecipient, body []byte) (string
 			return "", err
 		}
 	}
-	if err := s.write(&mc, entries, body); err != nil {
+	err := s.reserve(len(body))
+	if err == nil {
+		err = s.write(&mc, entries, body)
+		s.enqBytes.Add(-int64(len(body)))
+	}
+	if err != nil {
 		s.mu.Lock()
 		delete(s.mem, id)
 		s.mu.Unlock()
@@ -524,9 +558,37 @@ func (s *Spool) write(msg *Message, entries []entry, body []byte) error {
 		_ = b.Set(buf[:k], buf[k:], nil)
 	}
 	if err := b.Commit(s.commitOpt); err != nil {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return fmt.Errorf("%w: %w", ErrStorageFull, err)
+		}
 		return fmt.Errorf("queue: enqueue: %w", err)
 	}
 	return nil
+}
+
+// reserve counts n bytes as being enqueued if, with the others being
+// enqueued, they leave Options.MinFreeSpace free; else it returns
+// ErrStorageFull. While space is short it flushes the memtable now and
+// then, so that the deletions of delivered messages reach the tables,
+// compactions drop the bodies and the old WAL files go.
+func (s *Spool) reserve(n int) error {
+	pending := s.enqBytes.Add(int64(n))
+	if s.opts.MinFreeSpace < 0 {
+		return nil
+	}
+	free, ok := freeSpace(s.opts.Dir)
+	if !ok || free-pending >= s.opts.MinFreeSpace {
+		s.fullSince.Store(0)
+		return nil
+	}
+	s.enqBytes.Add(-int64(n))
+	now := time.Now().UnixNano()
+	if last := s.fullSince.Load(); now-last >= int64(time.Second) && s.fullSince.CompareAndSwap(last, now) {
+		if _, err := s.db.AsyncFlush(); err != nil {
+			s.log.Error("queue: flush for room", "err", err)
+		}
+	}
+	return fmt.Errorf("%w: %d bytes free in %s, %d kept free", ErrStorageFull, free-pending+int64(n), s.opts.Dir, s.opts.MinFreeSpace)
 }
 
 // domainOf returns the destination of an address: its lower-cased domain.
@@ -803,8 +865,13 @@ func (p pebbleLogger) Infof(format string, args ...any) {
 	p.l.Info(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
+// Fatalf ends the process: Pebble calls it when a write of its WAL or
+// MANIFEST failed (on a full disk, for one), and its commit pipeline
+// cannot go on. A panic would be recovered by the goroutine that
+// committed (an SMTP session, a delivery worker) and leave every later
+// commit blocked, so the process neither delivered nor refused mail. On
+// restart Pebble recovers from its WAL: what was acknowledged is there.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error(msg, "component", "pebble")
-	panic("pebble: " + msg)
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble", "fatal", true)
+	os.Exit(70) // EX_SOFTWARE
 }

@@ -214,13 +214,14 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		dsn.BounceDomains[d] = true
 	}
 	spool, err = queue.Open(queue.Options{
-		Dir:         filepath.Join(cfg.DataDir, "spool"),
-		OnEvent:     emit,
-		OnFailure:   dsn.OnFailure,
-		DelayNotice: cfg.Queue.DelayNotice,
-		OnDelay:     dsn.OnDelay,
-		Logger:      log,
-		NoSync:      !cfg.Queue.Durable,
+		Dir:          filepath.Join(cfg.DataDir, "spool"),
+		OnEvent:      emit,
+		OnFailure:    dsn.OnFailure,
+		DelayNotice:  cfg.Queue.DelayNotice,
+		OnDelay:      dsn.OnDelay,
+		Logger:       log,
+		NoSync:       !cfg.Queue.Durable,
+		MinFreeSpace: int64(cfg.Queue.MinFreeSpace),
 	})
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
