@@ -103,7 +103,9 @@
 // # Retries and expiry
 //
 // Finish retries a temporary failure after Retry.Interval *
-// 2^(attempts-1), capped at Retry.MaxInterval, with ±20% jitter; a
+// 2^(attempts-1), capped at Retry.MaxInterval, with ±20% jitter, and a
+// retry that would come after Retry.MaxAge is due just past it instead,
+// so that the recipient expires (and its DSN goes) at its max age; a
 // recipient older than Retry.MaxAge (when Lease.Todo leaves it out, or at
 // a temporary failure) fails as expired (Result: Permanent, Code 0,
 // Enhanced 4.4.7, Reason "expired", Text "4.4.7 message expired after N

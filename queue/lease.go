@@ -180,7 +180,14 @@ func (s *Spool) Finish(l *Lease, outs []Outcome, retry Retry) {
 				a.r.LastError = o.Result.Describe()
 				if !old {
 					a.kind, a.res = actDeferred, o.Result
-					a.next = dueTime(now.Add(backoff(a.r.Attempts, retry)))
+					next := now.Add(backoff(a.r.Attempts, retry))
+					if exp := msg.Received.Add(retry.MaxAge); next.After(exp) {
+						// Due just past the max age instead: the
+						// recipient expires then (and its DSN goes), not
+						// at the retry after it.
+						next = exp.Add(time.Nanosecond)
+					}
+					a.next = dueTime(next)
 					a.r.NextAttempt = time.Unix(0, a.next)
 					continue
 				}
