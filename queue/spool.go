@@ -183,8 +183,9 @@ type Spool struct {
 
 	ctlMu sync.Mutex // serialises Flush, Bounce and Delete
 
-	enqBytes  atomic.Int64 // bytes of the messages being enqueued
-	fullSince atomic.Int64 // Unix nanoseconds of the last flush for room; 0: space was free
+	enqBytes   atomic.Int64 // bytes of the messages being enqueued
+	fullSince  atomic.Int64 // Unix nanoseconds of the last flush for room; 0: space was free
+	compacting atomic.Bool  // a compaction for room is running
 
 	mu         sync.Mutex
 	closing    bool
@@ -586,6 +587,20 @@ func (s *Spool) reserve(n int) error {
 	if last := s.fullSince.Load(); now-last >= int64(time.Second) && s.fullSince.CompareAndSwap(last, now) {
 		if _, err := s.db.AsyncFlush(); err != nil {
 			s.log.Error("queue: flush for room", "err", err)
+		}
+		// Deleted bodies take no less room until a compaction drops
+		// them with their tombstones: run one (the data directory is
+		// small when it is full, so it is quick), one at a time.
+		if s.compacting.CompareAndSwap(false, true) {
+			// Within Enqueue (enqWG held), so Close waits for it in wg.
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer s.compacting.Store(false)
+				if err := s.db.Compact([]byte(prefixBody), prefixEnd(prefixBody), false); err != nil && !errors.Is(err, pebble.ErrClosed) {
+					s.log.Warn("queue: compaction for room", "err", err)
+				}
+			}()
 		}
 	}
 	return fmt.Errorf("%w: %d bytes free in %s, %d kept free", ErrStorageFull, free-pending+int64(n), s.opts.Dir, s.opts.MinFreeSpace)
