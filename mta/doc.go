@@ -42,8 +42,8 @@
 //   - Limits: a SIZE parameter or a message over MaxMessageSize gets
 //     552 5.3.4, a line over MaxLineLength 554 5.6.0, a recipient past
 //     MaxRecipients 452 4.5.3 (the earlier ones stay accepted; the
-//     session counts them, not go-smtp, so that the refusal is logged,
-//     and LIMITS RCPTMAX is not advertised);
+//     session counts them, not go-smtp, so that the refusal is logged;
+//     EHLO advertises LIMITS RCPTMAX);
 //     ReadTimeout and WriteTimeout bound each read from and write to the
 //     client.
 //   - Paths: MAIL FROM and RCPT TO are checked by mta/address against

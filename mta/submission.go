@@ -156,9 +156,10 @@ func (s *Submission) Start() ([]net.Addr, error) {
 		srv.Addr = l.Address
 		srv.Domain = s.cfg.Hostname
 		srv.MaxMessageBytes = s.cfg.MaxMessageSize
-		// The session enforces MaxRecipients itself (with go-smtp's
-		// reply, 452 4.5.3), so that the refusal is logged.
-		srv.MaxRecipients = 0
+		// go-smtp advertises LIMITS RCPTMAX; the session enforces it
+		// (452 4.5.3), so that the refusal is logged.
+		srv.MaxRecipients = s.cfg.MaxRecipients
+		srv.SessionEnforcesMaxRecipients = true
 		srv.MaxLineLength = s.cfg.MaxLineLength
 		srv.ReadTimeout = s.cfg.ReadTimeout
 		srv.WriteTimeout = s.cfg.WriteTimeout

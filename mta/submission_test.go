@@ -583,3 +583,13 @@ func TestShutdownDrainsThenCloses(t *testing.T) {
 		}
 	})
 }
+
+// EHLO advertises the recipient limit (RFC 9422 LIMITS RCPTMAX) that the
+// session enforces.
+func TestRcptMaxAdvertised(t *testing.T) {
+	s := startServer(t, false)
+	d := dial(t, s.plain)
+	if ehlo := d.expect("EHLO x", 250); !strings.Contains(ehlo, "LIMITS RCPTMAX=") {
+		t.Errorf("EHLO without LIMITS RCPTMAX: %q", ehlo)
+	}
+}

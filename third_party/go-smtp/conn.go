@@ -692,7 +692,7 @@ func (c *Conn) handleRcpt(arg string) {
 		return
 	}
 
-	if c.server.MaxRecipients > 0 && len(c.recipients) >= c.server.MaxRecipients {
+	if c.server.MaxRecipients > 0 && !c.server.SessionEnforcesMaxRecipients && len(c.recipients) >= c.server.MaxRecipients {
 		c.writeResponse(452, EnhancedCode{4, 5, 3}, fmt.Sprintf("Maximum limit of %v recipients reached", c.server.MaxRecipients))
 		return
 	}

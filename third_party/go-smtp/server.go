@@ -31,15 +31,19 @@ type Server struct {
 	// Enable LMTP mode, as defined in RFC 2033.
 	LMTP bool
 
-	Domain            string
-	MaxRecipients     int
-	MaxMessageBytes   int64
-	MaxLineLength     int
-	AllowInsecureAuth bool
-	Debug             io.Writer
-	ErrorLog          Logger
-	ReadTimeout       time.Duration
-	WriteTimeout      time.Duration
+	Domain        string
+	MaxRecipients int
+	// SessionEnforcesMaxRecipients (a Drover patch, see DROVER.md) keeps
+	// the LIMITS RCPTMAX advertisement of MaxRecipients but leaves the
+	// refusal of further recipients to Session.Rcpt.
+	SessionEnforcesMaxRecipients bool
+	MaxMessageBytes              int64
+	MaxLineLength                int
+	AllowInsecureAuth            bool
+	Debug                        io.Writer
+	ErrorLog                     Logger
+	ReadTimeout                  time.Duration
+	WriteTimeout                 time.Duration
 
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
