@@ -1,10 +1,8 @@
 package mta
 
 import (
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
-	"net/textproto"
 	"regexp"
 	"slices"
 	"strings"
@@ -161,13 +159,7 @@ func TestRejectionsLogged(t *testing.T) {
 // and no recipient when there are two.
 func TestReceivedLogged(t *testing.T) {
 	s := startServer(t, false)
-	conn, err := tls.Dial("tcp", s.tls, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &dialog{t: t, c: textproto.NewConn(conn)}
-	defer d.c.Close()
-	d.expect("", 220)
+	d := dialTLS(t, s.tls)
 	d.expect("EHLO client.test", 250)
 	d.expect("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00shop\x00s3cret")), 235)
 	d.expect("MAIL FROM:<orders@shop.example>", 250)

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/crypto/bcrypt"
 
 	"drover/queue"
 	"drover/queue/engine"
@@ -78,7 +77,7 @@ type testServer struct {
 // non-loopback, as if it connected over the network.
 func startServer(t *testing.T, remote bool) *testServer {
 	t.Helper()
-	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	hash := shopHash()
 	cert, err := SelfSignedCertificate("mx.test")
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +123,16 @@ func startServer(t *testing.T, remote bool) *testServer {
 type dialog struct {
 	t *testing.T
 	c *textproto.Conn
+}
+
+// dialTLS opens a session on an implicit-TLS listener.
+func dialTLS(t *testing.T, addr string) *dialog {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newDialog(t, conn)
 }
 
 func dial(t *testing.T, addr string) *dialog {
@@ -347,13 +356,7 @@ func TestAuthOnlyOverTLSFromNetwork(t *testing.T) {
 
 func TestAuthLoginOverImplicitTLS(t *testing.T) {
 	s := startServer(t, true)
-	conn, err := tls.Dial("tcp", s.tls, &tls.Config{InsecureSkipVerify: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &dialog{t: t, c: textproto.NewConn(conn)}
-	defer d.c.Close()
-	d.expect("", 220)
+	d := dialTLS(t, s.tls)
 	if ehlo := d.expect("EHLO x", 250); !strings.Contains(ehlo, "LOGIN") {
 		t.Errorf("LOGIN not offered: %q", ehlo)
 	}
