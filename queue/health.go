@@ -24,7 +24,23 @@ var healthKey = []byte("qh")
 // are safe. It returns ErrClosed once Close has started closing the
 // database, and an error rather than a panic if the database was closed
 // some other way.
-func (s *Spool) Check() (err error) {
+func (s *Spool) Check() error {
+	return s.writeDB("health probe", func() error {
+		if err := s.db.Set(healthKey, []byte{1}, pebble.Sync); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		if err := s.db.Delete(healthKey, pebble.NoSync); err != nil {
+			return fmt.Errorf("delete: %w", err)
+		}
+		return nil
+	})
+}
+
+// writeDB runs f, which writes to the database, outside the spool's own
+// writes (records of messages): ErrClosed once Close has started, and an
+// error rather than a panic if the database was closed some other way.
+// what names the write in errors.
+func (s *Spool) writeDB(what string, f func() error) (err error) {
 	done, err := s.readDB()
 	if err != nil {
 		return err
@@ -33,14 +49,11 @@ func (s *Spool) Check() (err error) {
 	defer func() {
 		// Pebble panics when a closed database is written to.
 		if r := recover(); r != nil {
-			err = fmt.Errorf("queue: health probe: %v", r)
+			err = fmt.Errorf("queue: %s: %v", what, r)
 		}
 	}()
-	if err := s.db.Set(healthKey, []byte{1}, pebble.Sync); err != nil {
-		return fmt.Errorf("queue: health probe: write: %w", err)
-	}
-	if err := s.db.Delete(healthKey, pebble.NoSync); err != nil {
-		return fmt.Errorf("queue: health probe: delete: %w", err)
+	if err := f(); err != nil {
+		return fmt.Errorf("queue: %s: %w", what, err)
 	}
 	return nil
 }

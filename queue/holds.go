@@ -119,7 +119,7 @@ func (s *Spool) PutHold(h Hold) (err error) {
 	if h.Kind == "" || h.Name == "" {
 		return errors.New("queue: hold without kind or name")
 	}
-	return s.holdWrite(func() error {
+	return s.writeDB("hold", func() error {
 		return s.db.Set(holdKey(h.Kind, h.Name), appendHold(nil, &h), pebble.Sync)
 	})
 }
@@ -127,23 +127,5 @@ func (s *Spool) PutHold(h Hold) (err error) {
 // DeleteHold removes the hold of that kind and name, if any, with
 // pebble.Sync.
 func (s *Spool) DeleteHold(kind, name string) error {
-	return s.holdWrite(func() error { return s.db.Delete(holdKey(kind, name), pebble.Sync) })
-}
-
-func (s *Spool) holdWrite(f func() error) (err error) {
-	done, err := s.readDB()
-	if err != nil {
-		return err
-	}
-	defer done()
-	defer func() {
-		// Pebble panics when a closed database is written to.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("queue: hold: %v", r)
-		}
-	}()
-	if err := f(); err != nil {
-		return fmt.Errorf("queue: hold: %w", err)
-	}
-	return nil
+	return s.writeDB("hold", func() error { return s.db.Delete(holdKey(kind, name), pebble.Sync) })
 }
