@@ -186,6 +186,8 @@ type Spool struct {
 	enqBytes   atomic.Int64 // bytes of the messages being enqueued
 	fullSince  atomic.Int64 // Unix nanoseconds of the last flush for room; 0: space was free
 	compacting atomic.Bool  // a compaction for room is running
+	lastFree   atomic.Int64 // free bytes at the last statfs (0: none yet)
+	sinceFree  atomic.Int64 // bytes enqueued since then
 
 	mu         sync.Mutex
 	closing    bool
@@ -577,7 +579,16 @@ func (s *Spool) reserve(n int) error {
 	if s.opts.MinFreeSpace < 0 {
 		return nil
 	}
+	// statfs only when the last reading, less what was written since
+	// (four times over, for Pebble's WAL, flushes and compactions), gets
+	// near the margin: on a disk with room, not once per message.
+	since := s.sinceFree.Add(int64(n))
+	if s.lastFree.Load()-4*(since+pending) >= 2*s.opts.MinFreeSpace {
+		return nil
+	}
 	free, ok := freeSpace(s.opts.Dir)
+	s.lastFree.Store(free)
+	s.sinceFree.Store(0)
 	if !ok || free-pending >= s.opts.MinFreeSpace {
 		s.fullSince.Store(0)
 		return nil
