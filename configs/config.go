@@ -291,36 +291,14 @@ func decodeStrict(data []byte, v any) error {
 }
 
 // indexFile returns the line of every key of a YAML document by path (see
-// Config.Line).
+// Config.Line): mapping keys by dotted path, sequence items as [i], blank
+// keys as [""].
 func indexFile(data []byte) map[string]int {
 	var root yaml.Node
 	_ = yaml.Unmarshal(data, &root)
 	lines := map[string]int{}
-	indexLines(&root, "", lines)
+	walkYAML(&root, nil, func(_ *yaml.Node, path string, line int, _ reflect.Type) { lines[path] = line })
 	return lines
-}
-
-// indexLines records the line of every mapping key by dotted path
-// (sequence items as [i], blank keys as [""]).
-func indexLines(n *yaml.Node, path string, out map[string]int) {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			indexLines(c, path, out)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := KeyPath(path, n.Content[i].Value)
-			out[p] = n.Content[i].Line
-			indexLines(n.Content[i+1], p, out)
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			out[p] = c.Line
-			indexLines(c, p, out)
-		}
-	}
 }
 
 // child returns the path of key under path (see Config.Line).

@@ -31,6 +31,42 @@ type scalarAt struct {
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
+// walkYAML calls visit for every node under the root of a document, with
+// its key path (see Config.Line), the line of its key (of the node itself
+// for a sequence item) and the Go type it decodes into within a value of
+// type t (nil when t is nil or the node has no field there).
+func walkYAML(root *yaml.Node, t reflect.Type, visit func(n *yaml.Node, path string, line int, t reflect.Type)) {
+	var walk func(n *yaml.Node, path string, line int, t reflect.Type)
+	walk = func(n *yaml.Node, path string, line int, t reflect.Type) {
+		for t != nil && t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if path != "" {
+			visit(n, path, line, t)
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path, c.Line, t)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				walk(n.Content[i+1], KeyPath(path, k.Value), k.Line, fieldType(t, k.Value))
+			}
+		case yaml.SequenceNode:
+			var et reflect.Type
+			if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+				et = t.Elem()
+			}
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", path, i), c.Line, et)
+			}
+		}
+	}
+	walk(root, "", root.Line, t)
+}
+
 // scalars lists the scalar values of data with the Go type each decodes
 // into when decoded into a value of type t.
 func scalars(data []byte, t reflect.Type) []scalarAt {
@@ -39,34 +75,11 @@ func scalars(data []byte, t reflect.Type) []scalarAt {
 		return nil
 	}
 	var out []scalarAt
-	var walk func(n *yaml.Node, path string, t reflect.Type)
-	walk = func(n *yaml.Node, path string, t reflect.Type) {
-		for t != nil && t.Kind() == reflect.Pointer {
-			t = t.Elem()
-		}
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, path, t)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				key := n.Content[i].Value
-				walk(n.Content[i+1], KeyPath(path, key), fieldType(t, key))
-			}
-		case yaml.SequenceNode:
-			var et reflect.Type
-			if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
-				et = t.Elem()
-			}
-			for i, c := range n.Content {
-				walk(c, fmt.Sprintf("%s[%d]", path, i), et)
-			}
-		case yaml.ScalarNode:
+	walkYAML(&root, t, func(n *yaml.Node, path string, _ int, t reflect.Type) {
+		if n.Kind == yaml.ScalarNode {
 			out = append(out, scalarAt{line: n.Line, col: n.Column, path: path, value: n.Value, style: n.Style, typ: t})
 		}
-	}
-	walk(&root, "", t)
+	})
 	return out
 }
 
