@@ -63,7 +63,8 @@ type wording struct {
 
 // wordings lists every wording rule of f, always in the same order: the
 // phrases of each reason, of each provider, of the hints, of the category
-// refinements, of the command rules and of the last-resort rules.
+// refinements, of the command rules, of the "unless" words and of the
+// last-resort rules.
 func wordings(f *ruleFile) []wording {
 	var out []wording
 	phraseRule := func(id, s string, remove func(*ruleFile)) {
@@ -105,6 +106,13 @@ func wordings(f *ruleFile) []wording {
 		for _, s := range c.Phrases {
 			phraseRule("commands."+c.Command+": "+s, s, func(f *ruleFile) {
 				f.Commands[i].Phrases = slices.DeleteFunc(slices.Clone(f.Commands[i].Phrases), func(x string) bool { return x == s })
+			})
+		}
+	}
+	for _, reason := range slices.Sorted(maps.Keys(f.Unless)) {
+		for _, s := range f.Unless[reason] {
+			phraseRule("unless."+reason+": "+s, s, func(f *ruleFile) {
+				f.Unless[reason] = slices.DeleteFunc(slices.Clone(f.Unless[reason]), func(x string) bool { return x == s })
 			})
 		}
 	}

@@ -48,14 +48,19 @@ func (f *facts) has(r string) bool {
 		return false
 	}
 	x := f.indexed()
+	f.seen[i] = 2
 	for _, p := range f.rs.phrasesOf[i] {
 		if x.contains(p) {
 			f.seen[i] = 1
-			return true
+			break
 		}
 	}
-	f.seen[i] = 2
-	return false
+	for _, p := range f.rs.unlessOf[i] {
+		if f.seen[i] == 1 && x.contains(p) {
+			f.seen[i] = 2
+		}
+	}
+	return f.seen[i] == 1
 }
 
 // indexed returns the trigram index of f.lower.
@@ -153,13 +158,9 @@ func (f *facts) holds(r string) bool {
 		if sn == "hostunknown" {
 			return !f.has("networkerror")
 		}
-		// The resolver's own words (h_errno): HOST_NOT_FOUND is "Host not
-		// found", TRY_AGAIN "Host not found, try again", a temporary
-		// failure; a null MX is no unknown host.
-		// A HELO restriction (Postfix's "Helo command rejected: Host not
-		// found") is about the client's name, not the recipient's domain.
-		return f.has(r) && !strings.Contains(f.lower, "not found, try again") && !f.has("notaccept") &&
-			!strings.Contains(f.lower, "helo command rejected") && !strings.Contains(f.lower, "ehlo command rejected")
+		// A null MX is no unknown host (the "unless" words of rules.yaml
+		// keep the phrases from holding too).
+		return f.has(r) && !f.has("notaccept")
 	case "mesgtoobig":
 		if sn == "mesgtoobig" {
 			return true

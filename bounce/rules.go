@@ -42,6 +42,7 @@ type Rule struct {
 // ruleFile is the schema of rules.yaml (documented in the file).
 type ruleFile struct {
 	Reasons map[string][]string `yaml:"reasons"`
+	Unless  map[string][]string `yaml:"unless"`
 	Order   struct {
 		First    []string `yaml:"first"`
 		Phrases  []string `yaml:"phrases"`
@@ -145,6 +146,7 @@ func (p phrase) in(text string) bool {
 type ruleSet struct {
 	reasonIdx map[string]int // reason name -> index in phrasesOf
 	phrasesOf [][]phrase     // phrases of each reason
+	unlessOf  [][]phrase     // words that keep a reason's phrases from counting
 	names     []string       // reason names by index
 	first     []string
 	phrases   []string
@@ -198,6 +200,16 @@ func loadRules(data []byte, extra []Rule) (*ruleSet, error) {
 			ps = append(ps, compilePhrase(s))
 		}
 		rs.phrasesOf = append(rs.phrasesOf, ps)
+		var us []phrase
+		for _, s := range f.Unless[r] {
+			us = append(us, compilePhrase(s))
+		}
+		rs.unlessOf = append(rs.unlessOf, us)
+	}
+	for name := range f.Unless {
+		if !isReason(name) {
+			return nil, fmt.Errorf("bounce rules: unless: unknown reason %q", name)
+		}
 	}
 	for name := range f.Reasons {
 		if !isReason(name) {
