@@ -153,7 +153,7 @@ func TestJSONLine(t *testing.T) {
 	c.Recipient = "a@example.org"
 	line := string(c.JSON())
 	for _, want := range []string{`"recipient":"a@example.org"`, `"status":"5.1.1"`, `"reply_code":"550"`,
-		`"reason":"userunknown"`, `"class":"hard"`, `"category":"bad-mailbox"`, `<a@example.org>`} {
+		`"reason":"userunknown"`, `"class":"hard"`, `"hardbounce":true`, `"category":"bad-mailbox"`, `<a@example.org>`} {
 		if !strings.Contains(line, want) {
 			t.Errorf("%s lacks %s", line, want)
 		}

@@ -213,3 +213,22 @@ func TestDelayedKeepsTransientStatus(t *testing.T) {
 		t.Fatalf("got %+v, want status 4.4.7, soft", res)
 	}
 }
+
+// TestDSNUnusableRecipient reads a report whose Final-Recipient is no
+// address and whose text names none: the returned message's recipient is
+// the failed one, with the report's status.
+func TestDSNUnusableRecipient(t *testing.T) {
+	msg := "From: MAILER-DAEMON@gw.example.net\nTo: sender@example.com\nSubject: Undeliverable\n" +
+		"MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n" +
+		"--b\nContent-Type: text/plain\n\nDelivery failed.\n\n" +
+		"--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; gw.example.net\n\n" +
+		"Final-Recipient: rfc822; <>\nAction: failed\nStatus: 5.1.1\n\n" +
+		"--b\nContent-Type: text/rfc822-headers\n\nFrom: sender@example.com\nTo: Judy <judy@example.org>\nSubject: hi\n\n--b--\n"
+	res, err := ParseMessage([]byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Recipient != "judy@example.org" || res[0].Status != "5.1.1" || res[0].Reason != "userunknown" {
+		t.Fatalf("got %+v, want judy@example.org with the report's 5.1.1", res)
+	}
+}
