@@ -1,16 +1,12 @@
 package main
 
 import (
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
-
-	"drover/testkit"
 )
 
 // Every YAML snippet of the README passes `drover config check` as
@@ -75,24 +71,11 @@ func TestREADMECommands(t *testing.T) {
 	// The embedded default but for an unreachable resolver, so that the
 	// example message stays queued for the commands that show it.
 	os.WriteFile(filepath.Join(dir, "drover.yaml"), []byte("delivery:\n  resolver: 127.0.0.1:9\n"), 0o600)
-	srv := exec.Command(droverBin, "serve", "-c", "drover.yaml")
-	srv.Dir = dir
-	out := &strings.Builder{}
-	srv.Stdout, srv.Stderr = out, out
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
+	srv, _ := serveDefault(t, dir, "-c", "drover.yaml")
 	defer func() {
 		srv.Process.Signal(os.Interrupt)
 		srv.Wait()
 	}()
-	testkit.WaitFor(t, 20*time.Second, "the default HTTP listener", func() bool {
-		resp, err := http.Get("http://127.0.0.1:8025/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	})
 
 	skip := regexp.MustCompile(`drover serve|^make |tail -f|kill -HUP|^sudo |\[ID\.\.\.\]|/etc/drover`)
 	blocks := regexp.MustCompile("(?s)```(?:sh|bash)\n(.*?)```").FindAllStringSubmatch(string(readme), -1)

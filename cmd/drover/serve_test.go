@@ -27,21 +27,8 @@ import (
 func TestServeWithoutConfig(t *testing.T) {
 	t.Setenv("DROVER_ADMIN_TOKEN", "")
 	dir := t.TempDir()
-	cmd := exec.Command(droverBin, "serve")
-	cmd.Dir = dir
-	out := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := serveDefault(t, dir)
 	defer cmd.Process.Kill()
-	testkit.WaitFor(t, 20*time.Second, "the default HTTP listener", func() bool {
-		resp, err := http.Get("http://127.0.0.1:8025/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	})
 	c, err := smtp.Dial("127.0.0.1:2525")
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +49,28 @@ func TestServeWithoutConfig(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "drover-data")); err != nil {
 		t.Errorf("no spool directory: %v", err)
 	}
+}
+
+// serveDefault starts `drover serve args...` in dir, on the default
+// listeners (127.0.0.1:2525 and 127.0.0.1:8025), and waits until its
+// /healthz answers 200. The caller stops it.
+func serveDefault(t *testing.T, dir string, args ...string) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(droverBin, append([]string{"serve"}, args...)...)
+	cmd.Dir = dir
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 20*time.Second, "the default HTTP listener", func() bool {
+		resp, err := http.Get("http://127.0.0.1:8025/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	return cmd, out
 }
 
 var queuedAs = regexp.MustCompile(`queued as ([A-Za-z0-9_-]+)`)
