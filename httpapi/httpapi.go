@@ -356,11 +356,8 @@ func Handler(cfg Config) http.Handler {
 	})
 	admin.HandleFunc("GET /v1/queue/{id}/body", func(w http.ResponseWriter, r *http.Request) {
 		body, err := cfg.Queue.Body(r.PathValue("id"))
-		if errors.Is(err, queue.ErrNotFound) {
-			writeError(w, http.StatusNotFound, err)
-			return
-		} else if err != nil {
-			writeError(w, http.StatusInternalServerError, err)
+		if err != nil {
+			writeLookupError(w, err)
 			return
 		}
 		w.Header().Set("Content-Type", "message/rfc822")
@@ -368,11 +365,8 @@ func Handler(cfg Config) http.Handler {
 	})
 	admin.HandleFunc("GET /v1/queue/{id}", func(w http.ResponseWriter, r *http.Request) {
 		msg, rcpts, err := cfg.Queue.Show(r.PathValue("id"))
-		if errors.Is(err, queue.ErrNotFound) {
-			writeError(w, http.StatusNotFound, err)
-			return
-		} else if err != nil {
-			writeError(w, http.StatusInternalServerError, err)
+		if err != nil {
+			writeLookupError(w, err)
 			return
 		}
 		writeJSON(w, map[string]any{"message": msg, "recipients": rcpts})
@@ -478,6 +472,16 @@ func writeJSONStatus(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// writeLookupError answers the failed lookup of one message: 404 when it
+// is not queued, 500 otherwise.
+func writeLookupError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, queue.ErrNotFound) {
+		code = http.StatusNotFound
+	}
+	writeError(w, code, err)
 }
 
 func writeError(w http.ResponseWriter, code int, err error) {
