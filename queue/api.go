@@ -123,6 +123,19 @@ const (
 	// "NOQUEUE: reject"): MAIL, RCPT or DATA, with the reply. Nothing was
 	// queued, so it has no ID.
 	EventRejected EventKind = "rejected"
+
+	// The events of list hygiene (drover/policy): a recipient accepted
+	// and dropped because it is suppressed (or refused at DATA, when the
+	// list named in the header suppresses it), an unsubscribe, a
+	// confirmed bounce (the address suppressed for every sender), an
+	// engagement reported through the API (opened, clicked: Reason), and
+	// a suppression an admin removed. Reason, Scope, List and Source say
+	// which entry.
+	EventSuppressed         EventKind = "suppressed"
+	EventUnsubscribed       EventKind = "unsubscribed"
+	EventConfirmedBounce    EventKind = "confirmed-bounce"
+	EventEngaged            EventKind = "engaged"
+	EventSuppressionRemoved EventKind = "suppression-removed"
 )
 
 // Event is one entry of the event stream. Consumers must not block.
@@ -172,6 +185,10 @@ type Event struct {
 	// reports on.
 	DSN        string `json:"dsn,omitempty"`
 	OriginalID string `json:"original_id,omitempty"`
+	// Scope and Source of a policy event's suppression entry: global,
+	// sender or list; what caused it (see policy.Entry).
+	Scope  string `json:"scope,omitempty"`
+	Source string `json:"source,omitempty"`
 }
 
 // The kinds of DSN Drover makes (Event.DSN).

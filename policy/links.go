@@ -1,0 +1,36 @@
+package policy
+
+import (
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Links makes the recipient links of a message: the List-Unsubscribe
+// targets (RFC 2369, RFC 8058) and the pages of the public web listener.
+type Links struct {
+	Tokens  *Tokens
+	BaseURL string // public base URL of the web listener, "https://..." without a trailing slash
+	// MailtoDomain is the domain whose unsubscribe@ mailbox the inbound
+	// listener takes, per sender ("" or missing: no mailto link).
+	MailtoDomain map[string]string
+	Now          func() time.Time
+}
+
+// UnsubscribePath is the path of the one-click unsubscribe page and
+// endpoint; the token follows it.
+const UnsubscribePath = "/u/"
+
+// MailtoLocal is the local part of the unsubscribe mailbox.
+const MailtoLocal = "unsubscribe"
+
+// Unsubscribe returns r's one-click URL and its mailto URL (RFC 6068:
+// the token goes in the subject; "" when the sender has no bounce domain).
+func (l *Links) Unsubscribe(r Recipient) (web, mailto string) {
+	tok := l.Tokens.Seal(r, l.Now())
+	web = strings.TrimRight(l.BaseURL, "/") + UnsubscribePath + tok
+	if d := l.MailtoDomain[r.Sender]; d != "" {
+		mailto = "mailto:" + MailtoLocal + "@" + d + "?subject=" + url.PathEscape("unsubscribe "+tok)
+	}
+	return web, mailto
+}
