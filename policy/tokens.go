@@ -19,8 +19,8 @@ import (
 
 // Token errors. Open's errors wrap one of them.
 var (
-	ErrBadToken     = errors.New("link is not valid")   // malformed, truncated, tampered with or forged
-	ErrExpiredToken = errors.New("link has expired")    // older than Tokens.MaxAge
+	ErrBadToken     = errors.New("link is not valid")  // malformed, truncated, tampered with or forged
+	ErrExpiredToken = errors.New("link has expired")   // older than Tokens.MaxAge
 	ErrUnknownKey   = errors.New("link's key is gone") // made with a key no longer in the ring
 )
 

@@ -18,8 +18,9 @@
 // # Storage
 //
 // One Pebble database per node. The queue owns every key that starts with
-// the byte 'q'; other packages will keep their data in the same database
-// under prefixes of their own. Message IDs are 16 characters of
+// the byte 'q'; other packages keep their data in the same database
+// (Spool.DB) under prefixes of their own: drover/policy has 'p'. Every
+// level has a bloom filter, as most point reads are for absent keys. Message IDs are 16 characters of
 // lower-case Crockford base32 (48-bit millisecond timestamp, 32-bit
 // counter): unique, URL-safe, and sorted by time. Enqueue makes one, or
 // takes the one a caller got from NewID beforehand (submission names it

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
 )
 
 // ErrNotFound is returned by Show and Body for an unknown message ID.
@@ -283,11 +284,18 @@ func Open(opts Options) (*Spool, error) {
 	if opts.MinFreeSpace > 0 {
 		memTable = min(memTable, max(uint64(opts.MinFreeSpace)/4, 1<<20))
 	}
-	db, err := pebble.Open(opts.Dir, &pebble.Options{
+	popts := &pebble.Options{
 		MemTableSize:       memTable,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger},
-	})
+	}
+	// Bloom filters in every level: most point reads (a policy check per
+	// RCPT, a message ID's uniqueness) look for keys that do not exist.
+	popts.Levels = make([]pebble.LevelOptions, 7)
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(opts.Dir, popts)
 	if err != nil && (errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process")) {
 		// Pebble's LOCK file is held: another process (flock's EAGAIN)
 		// or this one (Pebble's own text; it exports no error) has the
@@ -322,6 +330,11 @@ func Open(opts Options) (*Spool, error) {
 	}
 	return s, nil
 }
+
+// DB is the node's Pebble database, for the packages that keep their
+// data beside the spool under prefixes of their own (never one that
+// starts with 'q'). It is closed by Close: they must be done with it first.
+func (s *Spool) DB() *pebble.DB { return s.db }
 
 // Start starts the scheduler: from now on, due recipients are loaded into
 // the ready queues and d is told of them, to Take them. Call it once.

@@ -1,0 +1,97 @@
+// Package policy is list hygiene: it decides, before anything leaves,
+// whether a sender may mail a recipient, and learns from what happens to
+// the mail it let through. It keeps the suppression list, the hygiene
+// counters (hard bounces in a row, engagement per sender, campaign
+// outcomes) and the sealed tokens of recipient links.
+//
+// # Suppression
+//
+// An Entry suppresses an address in a Scope: Global (every sender: a
+// confirmed bounce, a spam trap), PerSender (a complaint, an unsubscribe
+// from a message that named no list, inactivity) or PerList (an
+// unsubscribe from one list; lists belong to their sender). It records
+// its Reason, its Source (what caused it: "bounced:QUEUEID:REASON",
+// "complained:QUEUEID", "one-click:QUEUEID", "mailto:QUEUEID",
+// "import:FILE", "admin", "sunset:N") and its time. An address holds at
+// most one entry per scope and reason: adding it again changes nothing
+// (so a replayed unsubscribe is harmless). Addresses are compared by
+// Normalize, the one place that says how: the canonical form, without
+// regard to case, local part included.
+//
+// Check (the Checker of mta's RCPT) looks at the global entries and at
+// those of the sender asking, never at another sender's, so a refusal
+// reveals nothing of other senders' lists. Which reasons keep a recipient
+// from which stream is configurable (Config.Streams); by default marketing
+// mail honours all of them and transactional mail ignores unsubscribes
+// and inactivity, never bounces, complaints, traps or admins' entries. A
+// spam trap (Config.SpamTraps, an address or a whole domain) is refused
+// for every stream; the hit is counted for the sender, and the refusal
+// does not say it is a trap. A check is one point read of the store.
+//
+// # Hygiene rules
+//
+// Observe feeds outcomes of the event stream (received, delivered,
+// bounced, complained, unsubscribed); a goroutine applies them in batches
+// and never blocks the caller (a full queue of outcomes drops and counts
+// them). A hard bounce adds one to the address's run; ConfirmAfter (3) in
+// a row, or one whose reason leaves no doubt (userunknown, hostunknown,
+// notaccept: the null MX) unless WaitForRun, make a confirmed bounce: a
+// global entry. A soft bounce never suppresses, an operator's bounce
+// counts nothing; a delivery or an engagement ends the run. A complaint
+// suppresses the address for its sender at once; an unsubscribe, for its
+// list or its sender. Each delivery of a marketing message adds one to
+// the address's messages since it last engaged with the sender
+// (Engagement.Since); Engage (opened, clicked) sets it back to zero and
+// lifts an inactivity entry. With SenderRules.SunsetAfter N, the N-th
+// marketing message without engagement suppresses the address for that
+// sender (Inactive): only recipients who have received at least N count,
+// so a new list has no history to judge. Asynchronous reports name a
+// queue ID; the message's campaign and list come from the record kept of
+// each received message (30 days).
+//
+// Suppressions are written with Sync before the call that made them
+// returns (Unsubscribe returns after its entry is on disk). Hygiene
+// records are written in batches without Sync: a crash may lose the last
+// moments of counters, never a suppression.
+//
+// # Store
+//
+// Store is the small interface of the state; the callers never see
+// which. PebbleStore keeps it in the node's Pebble database, beside the
+// spool (queue.Spool.DB), under prefixes that start with 'p':
+//
+//	ps<addr>                              every suppression entry of the address
+//	ph<addr>                              the address's hard bounces in a row
+//	pn<sender>\x00<addr>                  the address's engagement with the sender
+//	pc<sender>\x00<day>\x00<campaign>     a campaign's counters for one day (UTC)
+//	pm<id>                                a received message's sender, stream, campaign, list
+//
+// addr is Normalize's form; day is the Unix day as a big-endian uint64.
+// Values are a version byte (ps) or varints and length-prefixed strings.
+// A shared store for many nodes (Redis Cluster) implements the same
+// interface: one hash per address for ps, counters for the rest.
+//
+// # Links
+//
+// Tokens seals what a recipient link names (sender, list, address, queue
+// ID, time made) with XChaCha20-Poly1305 under a key ring kept in the
+// data directory (LoadKeys, RotateKeys): the URL reveals nothing, cannot
+// be forged or altered, and names its key by id so keys rotate while
+// older links keep working. Links makes the List-Unsubscribe targets
+// (RFC 2369, RFC 8058): the one-click URL of the public web listener and
+// a mailto URL whose subject carries the token.
+//
+// # Lists and reports
+//
+// Import reads CSV or JSON lines and commits the whole file in one
+// atomic batch, or nothing: an invalid line is reported with its number
+// and, unless SkipInvalid, nothing is imported. Export writes the same
+// formats. Remove refuses to lift an unsubscribe or a complaint without
+// force and reports every removal as an event. Report gives a sender's
+// outcomes per campaign (bounce rate, flagged above 2 %) and its
+// non-engagers for 5, 10, 20 and 30 messages; ToRemove the addresses to
+// take off its list.
+//
+// policy imports nothing of Drover's but drover/mta/address, the RFC 5321
+// parser (a leaf package), to check the addresses admins and imports give.
+package policy

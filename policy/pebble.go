@@ -1,0 +1,443 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// Key prefixes of the Pebble store. Policy owns every key that starts
+// with the byte 'p'; the package doc lists them.
+const (
+	prefixSuppression = "ps" // ps<addr>                        every entry of the address
+	prefixHygiene     = "ph" // ph<addr>                        hard-bounce run
+	prefixEngagement  = "pn" // pn<sender>\x00<addr>            engagement with the sender
+	prefixStats       = "pc" // pc<sender>\x00<day:8>\x00<campaign> campaign counters
+	prefixMessage     = "pm" // pm<id>                          received message's attribution
+)
+
+// PebbleStore keeps policy's state in the node's Pebble database, beside
+// the spool, under the 'p' prefixes.
+type PebbleStore struct {
+	db *pebble.DB
+	mu sync.Mutex // serialises the read-modify-writes of suppressions
+}
+
+// NewPebbleStore uses db (opened and closed by its owner, the spool).
+func NewPebbleStore(db *pebble.DB) *PebbleStore { return &PebbleStore{db: db} }
+
+// Close does nothing: the database is its owner's to close.
+func (p *PebbleStore) Close() error { return nil }
+
+func key(prefix string, parts ...string) []byte {
+	k := []byte(prefix)
+	for i, s := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, s...)
+	}
+	return k
+}
+
+func (p *PebbleStore) get(k []byte) ([]byte, bool, error) {
+	v, closer, err := p.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := bytes.Clone(v)
+	closer.Close()
+	return out, true, nil
+}
+
+func (p *PebbleStore) Suppressions(addr string) ([]Entry, error) {
+	v, ok, err := p.get(key(prefixSuppression, addr))
+	if err != nil || !ok {
+		return nil, err
+	}
+	return decodeEntries(addr, v)
+}
+
+func sameEntry(a, b Entry) bool { return a.Scope == b.Scope && a.Reason == b.Reason }
+
+func (p *PebbleStore) AddSuppressions(es []Entry) ([]Entry, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.db.NewBatch()
+	defer b.Close()
+	// Several entries of one import may name one address: merged here.
+	pending := map[string][]Entry{}
+	var added []Entry
+	for _, e := range es {
+		cur, ok := pending[e.Address]
+		if !ok {
+			var err error
+			if cur, err = p.Suppressions(e.Address); err != nil {
+				return nil, err
+			}
+		}
+		dup := false
+		for _, c := range cur {
+			if sameEntry(c, e) {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			cur = append(cur, e)
+			added = append(added, e)
+		}
+		pending[e.Address] = cur
+	}
+	for addr, cur := range pending {
+		if err := b.Set(key(prefixSuppression, addr), encodeEntries(cur), nil); err != nil {
+			return nil, err
+		}
+	}
+	if len(added) == 0 {
+		return nil, nil
+	}
+	return added, b.Commit(pebble.Sync)
+}
+
+func (p *PebbleStore) RemoveSuppressions(addr string, remove func(Entry) bool) ([]Entry, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur, err := p.Suppressions(addr)
+	if err != nil {
+		return nil, err
+	}
+	var kept, removed []Entry
+	for _, e := range cur {
+		if remove(e) {
+			removed = append(removed, e)
+		} else {
+			kept = append(kept, e)
+		}
+	}
+	if len(removed) == 0 {
+		return nil, nil
+	}
+	k := key(prefixSuppression, addr)
+	if len(kept) == 0 {
+		err = p.db.Delete(k, pebble.Sync)
+	} else {
+		err = p.db.Set(k, encodeEntries(kept), pebble.Sync)
+	}
+	return removed, err
+}
+
+func (p *PebbleStore) ScanSuppressions(from string, fn func(Entry) error) error {
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: key(prefixSuppression, from), UpperBound: []byte("pt")})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		addr := string(it.Key()[len(prefixSuppression):])
+		es, err := decodeEntries(addr, it.Value())
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
+	return it.Error()
+}
+
+func (p *PebbleStore) Hygiene(addr string) (Hygiene, error) {
+	v, ok, err := p.get(key(prefixHygiene, addr))
+	if err != nil || !ok {
+		return Hygiene{}, err
+	}
+	var h Hygiene
+	r := reader{b: v}
+	h.HardInARow = int(r.uvarint())
+	h.LastHard = r.time()
+	return h, r.err
+}
+
+func (p *PebbleStore) Engagement(sender, addr string) (Engagement, bool, error) {
+	v, ok, err := p.get(key(prefixEngagement, sender, addr))
+	if err != nil || !ok {
+		return Engagement{}, false, err
+	}
+	e, err := decodeEngagement(v)
+	return e, err == nil, err
+}
+
+func decodeEngagement(v []byte) (Engagement, error) {
+	r := reader{b: v}
+	e := Engagement{Since: int(r.uvarint()), Delivered: int(r.uvarint())}
+	e.LastMailed, e.LastEngaged = r.time(), r.time()
+	return e, r.err
+}
+
+func (p *PebbleStore) ScanEngagement(sender string, fn func(addr string, e Engagement) error) error {
+	lo := key(prefixEngagement, sender, "")
+	hi := append(key(prefixEngagement, sender), 1)
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		e, err := decodeEngagement(it.Value())
+		if err != nil {
+			return err
+		}
+		if err := fn(string(it.Key()[len(lo):]), e); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+func dayKey(day int64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(day))
+	return string(b[:])
+}
+
+func (p *PebbleStore) Stats(sender string, since time.Time) ([]CampaignDay, error) {
+	lo := key(prefixStats, sender, dayKey(unixDay(since)))
+	hi := append(key(prefixStats, sender), 1)
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	base := len(prefixStats) + len(sender) + 1
+	var out []CampaignDay
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) < base+9 {
+			continue
+		}
+		day := int64(binary.BigEndian.Uint64(k[base : base+8]))
+		r := reader{b: it.Value()}
+		c := CampaignDay{Day: time.Unix(day*86400, 0).UTC(), Campaign: string(k[base+9:])}
+		c.Counts = Counts{Delivered: int(r.uvarint()), HardBounces: int(r.uvarint()), SoftBounces: int(r.uvarint()),
+			ConfirmedBounces: int(r.uvarint()), Complaints: int(r.uvarint()), Unsubscribes: int(r.uvarint()), SpamTrapHits: int(r.uvarint())}
+		if r.err != nil {
+			return nil, r.err
+		}
+		out = append(out, c)
+	}
+	return out, it.Error()
+}
+
+func encodeCounts(c Counts) []byte {
+	var b []byte
+	for _, n := range []int{c.Delivered, c.HardBounces, c.SoftBounces, c.ConfirmedBounces, c.Complaints, c.Unsubscribes, c.SpamTrapHits} {
+		b = binary.AppendUvarint(b, uint64(n))
+	}
+	return b
+}
+
+func (p *PebbleStore) Message(id string) (MessageInfo, bool, error) {
+	v, ok, err := p.get(key(prefixMessage, id))
+	if err != nil || !ok {
+		return MessageInfo{}, false, err
+	}
+	r := reader{b: v}
+	m := MessageInfo{Sender: r.str(), Stream: r.str(), Campaign: r.str(), List: r.str(), Received: r.time()}
+	return m, r.err == nil, r.err
+}
+
+func (p *PebbleStore) Apply(u *Update) error {
+	b := p.db.NewBatch()
+	defer b.Close()
+	for addr, h := range u.Hygiene {
+		k := key(prefixHygiene, addr)
+		if h == (Hygiene{}) {
+			b.Delete(k, nil)
+			continue
+		}
+		v := binary.AppendUvarint(nil, uint64(h.HardInARow))
+		b.Set(k, appendTime(v, h.LastHard), nil)
+	}
+	for sa, e := range u.Engagement {
+		v := binary.AppendUvarint(nil, uint64(e.Since))
+		v = binary.AppendUvarint(v, uint64(e.Delivered))
+		v = appendTime(appendTime(v, e.LastMailed), e.LastEngaged)
+		b.Set(key(prefixEngagement, sa[0], sa[1]), v, nil)
+	}
+	for sk, d := range u.Stats {
+		k := key(prefixStats, sk.Sender, dayKey(sk.Day), sk.Campaign)
+		var c Counts
+		if v, ok, err := p.get(k); err != nil {
+			return err
+		} else if ok {
+			r := reader{b: v}
+			c = Counts{Delivered: int(r.uvarint()), HardBounces: int(r.uvarint()), SoftBounces: int(r.uvarint()),
+				ConfirmedBounces: int(r.uvarint()), Complaints: int(r.uvarint()), Unsubscribes: int(r.uvarint()), SpamTrapHits: int(r.uvarint())}
+		}
+		c.add(d)
+		b.Set(k, encodeCounts(c), nil)
+	}
+	for id, m := range u.Messages {
+		var v []byte
+		for _, s := range []string{m.Sender, m.Stream, m.Campaign, m.List} {
+			v = appendStr(v, s)
+		}
+		b.Set(key(prefixMessage, id), appendTime(v, m.Received), nil)
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+func (p *PebbleStore) ForgetMessages(before time.Time) error {
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixMessage), UpperBound: []byte("pn")})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	b := p.db.NewBatch()
+	defer b.Close()
+	for it.First(); it.Valid(); it.Next() {
+		r := reader{b: it.Value()}
+		r.str()
+		r.str()
+		r.str()
+		r.str()
+		if t := r.time(); r.err == nil && t.Before(before) {
+			b.Delete(it.Key(), nil)
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+// The value of a ps key is a version byte (1) and the entries: scope
+// kind, reason, time (Unix seconds), sender, list, source.
+
+var scopeCodes = []ScopeKind{Global, PerSender, PerList}
+
+func encodeEntries(es []Entry) []byte {
+	b := []byte{1}
+	for _, e := range es {
+		b = append(b, byte(indexOf(scopeCodes, e.Kind)), byte(indexOf(Reasons, e.Reason)))
+		b = appendTime(b, e.Time)
+		b = appendStr(appendStr(appendStr(b, e.Sender), e.List), e.Source)
+	}
+	return b
+}
+
+func decodeEntries(addr string, v []byte) ([]Entry, error) {
+	if len(v) == 0 || v[0] != 1 {
+		return nil, fmt.Errorf("policy: suppression record of %s: unknown version", addr)
+	}
+	r := reader{b: v[1:]}
+	var es []Entry
+	for len(r.b) > 0 && r.err == nil {
+		sc, rs := r.byte(), r.byte()
+		e := Entry{Address: addr, Time: r.time()}
+		e.Sender, e.List, e.Source = r.str(), r.str(), r.str()
+		if int(sc) >= len(scopeCodes) || int(rs) >= len(Reasons) {
+			return nil, fmt.Errorf("policy: suppression record of %s: bad scope or reason", addr)
+		}
+		e.Kind, e.Reason = scopeCodes[sc], Reasons[rs]
+		es = append(es, e)
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("policy: suppression record of %s: %w", addr, r.err)
+	}
+	return es, nil
+}
+
+func indexOf[T comparable](s []T, v T) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return 0
+}
+
+func appendStr(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return binary.AppendVarint(b, 0)
+	}
+	return binary.AppendVarint(b, t.Unix())
+}
+
+var errShort = errors.New("record too short")
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil || len(r.b) == 0 {
+		r.err = errShort
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errShort
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) time() time.Time {
+	if r.err != nil {
+		return time.Time{}
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errShort
+		return time.Time{}
+	}
+	r.b = r.b[n:]
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.Unix(v, 0).UTC()
+}
+
+func (r *reader) str() string {
+	l := r.uvarint()
+	if r.err != nil || uint64(len(r.b)) < l {
+		r.err = errShort
+		return ""
+	}
+	s := string(r.b[:l])
+	r.b = r.b[l:]
+	return s
+}
+
+func unixDay(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix() / 86400
+}

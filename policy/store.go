@@ -1,0 +1,119 @@
+package policy
+
+import "time"
+
+// Store is where policy keeps its state: the embedded Pebble store
+// (NewPebbleStore) on one node, a shared store (Redis Cluster) for many.
+// Addresses given to it are already normalised (Normalize). Every method
+// is safe for concurrent use. The methods that change suppressions
+// return only once the change is durable; the hygiene records
+// (counters, engagement, statistics) may be written lazily, as a crash
+// that loses the last second of them loses no promise made to anyone.
+type Store interface {
+	// Suppressions returns the entries of one address, every scope.
+	Suppressions(addr string) ([]Entry, error)
+	// AddSuppressions adds entries, all or none (atomically). An entry
+	// with the address, scope and reason of one already held is not
+	// added again (the first one's source and time stay). It returns the
+	// entries that were new.
+	AddSuppressions(es []Entry) ([]Entry, error)
+	// RemoveSuppressions removes the entries of addr that match: keep
+	// reports, per entry, whether it stays. It returns those removed.
+	RemoveSuppressions(addr string, remove func(Entry) bool) ([]Entry, error)
+	// ScanSuppressions calls fn for every entry, in address order,
+	// starting at the first address not before from.
+	ScanSuppressions(from string, fn func(Entry) error) error
+
+	// Hygiene is the hard-bounce record of one address (zero if none).
+	Hygiene(addr string) (Hygiene, error)
+	// Engagement is the record of an address with one sender (zero and
+	// false if none).
+	Engagement(sender, addr string) (Engagement, bool, error)
+	// ScanEngagement calls fn for every address the sender has a record of.
+	ScanEngagement(sender string, fn func(addr string, e Engagement) error) error
+	// Stats returns the campaign counters of a sender from day since on,
+	// one per day and campaign.
+	Stats(sender string, since time.Time) ([]CampaignDay, error)
+	// Message is what a received message was (sender, stream, campaign,
+	// list), kept for the asynchronous reports about it.
+	Message(id string) (MessageInfo, bool, error)
+	// Apply writes a batch of hygiene records (not synced).
+	Apply(u *Update) error
+	// ForgetMessages removes the message records received before t.
+	ForgetMessages(before time.Time) error
+
+	Close() error
+}
+
+// Hygiene is an address's run of hard bounces.
+type Hygiene struct {
+	HardInARow int       `json:"hard_bounces_in_a_row"`
+	LastHard   time.Time `json:"last_hard_bounce,omitzero"`
+}
+
+// Engagement is an address's history with one sender.
+type Engagement struct {
+	// Since counts the marketing messages delivered since the last
+	// engagement (or ever, when none).
+	Since       int       `json:"since_engaged"`
+	Delivered   int       `json:"delivered"`
+	LastMailed  time.Time `json:"last_mailed,omitzero"`
+	LastEngaged time.Time `json:"last_engaged,omitzero"`
+}
+
+// Counts are a campaign's outcomes.
+type Counts struct {
+	Delivered        int `json:"delivered"`
+	HardBounces      int `json:"hard_bounces"`
+	SoftBounces      int `json:"soft_bounces"`
+	ConfirmedBounces int `json:"confirmed_bounces"`
+	Complaints       int `json:"complaints"`
+	Unsubscribes     int `json:"unsubscribes"`
+	SpamTrapHits     int `json:"spam_trap_hits"`
+}
+
+func (c *Counts) add(d Counts) {
+	c.Delivered += d.Delivered
+	c.HardBounces += d.HardBounces
+	c.SoftBounces += d.SoftBounces
+	c.ConfirmedBounces += d.ConfirmedBounces
+	c.Complaints += d.Complaints
+	c.Unsubscribes += d.Unsubscribes
+	c.SpamTrapHits += d.SpamTrapHits
+}
+
+// CampaignDay is the counts of one campaign on one day (UTC).
+type CampaignDay struct {
+	Day      time.Time
+	Campaign string
+	Counts
+}
+
+// MessageInfo is what policy remembers of a received message.
+type MessageInfo struct {
+	Sender, Stream, Campaign, List string
+	Received                       time.Time
+}
+
+// Update is a batch of hygiene records to write: whole records (the
+// caller read and changed them) and counter increments.
+type Update struct {
+	Hygiene    map[string]Hygiene       // by address; a zero record is deleted
+	Engagement map[[2]string]Engagement // by sender and address
+	Stats      map[statKey]Counts       // increments
+	Messages   map[string]MessageInfo   // by queue ID
+}
+
+type statKey struct {
+	Sender, Campaign string
+	Day              int64 // Unix day
+}
+
+func newUpdate() *Update {
+	return &Update{Hygiene: map[string]Hygiene{}, Engagement: map[[2]string]Engagement{},
+		Stats: map[statKey]Counts{}, Messages: map[string]MessageInfo{}}
+}
+
+func (u *Update) empty() bool {
+	return len(u.Hygiene)+len(u.Engagement)+len(u.Stats)+len(u.Messages) == 0
+}
