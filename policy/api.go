@@ -76,7 +76,9 @@ func Normalize(addr string) string {
 // the recipient through.
 type Decision struct {
 	Suppressed bool
-	Entry      Entry // the entry that applies, when Suppressed
+	// Entry is the entry that applies, when Suppressed: its address,
+	// scope and reason, and with Drop its source and time too.
+	Entry Entry
 	// Drop: the sender wants suppressed recipients accepted and dropped
 	// (a suppressed event each) rather than refused at RCPT.
 	Drop bool

@@ -22,14 +22,37 @@ const (
 )
 
 // PebbleStore keeps policy's state in the node's Pebble database, beside
-// the spool, under the 'p' prefixes.
+// the spool, under the 'p' prefixes, and what the recipient check reads
+// in memory too (index).
 type PebbleStore struct {
-	db *pebble.DB
-	mu sync.Mutex // serialises the read-modify-writes of suppressions
+	db  *pebble.DB
+	mu  sync.Mutex // serialises the read-modify-writes of suppressions
+	idx *index
 }
 
-// NewPebbleStore uses db (opened and closed by its owner, the spool).
-func NewPebbleStore(db *pebble.DB) *PebbleStore { return &PebbleStore{db: db} }
+// NewPebbleStore uses db (opened and closed by its owner, the spool). It
+// reads every suppression into its index: about a second for a million.
+func NewPebbleStore(db *pebble.DB) (*PebbleStore, error) {
+	p := &PebbleStore{db: db, idx: newIndex()}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixSuppression), UpperBound: []byte("pt")})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		addr := string(it.Key()[len(prefixSuppression):])
+		es, err := decodeEntries(addr, it.Value())
+		if err != nil {
+			return nil, err
+		}
+		p.idx.setLocked(addr, es)
+	}
+	return p, it.Error()
+}
+
+func (p *PebbleStore) Lookup(addr string, buf []Brief) ([]Brief, error) {
+	return p.idx.lookup(addr, buf), nil
+}
 
 // Close does nothing: the database is its owner's to close.
 func (p *PebbleStore) Close() error { return nil }
@@ -59,11 +82,17 @@ func (p *PebbleStore) get(k []byte) ([]byte, bool, error) {
 }
 
 func (p *PebbleStore) Suppressions(addr string) ([]Entry, error) {
-	v, ok, err := p.get(key(prefixSuppression, addr))
-	if err != nil || !ok {
+	var buf [128]byte
+	k := append(append(buf[:0], prefixSuppression...), addr...)
+	v, closer, err := p.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	return decodeEntries(addr, v)
+	defer closer.Close()
+	return decodeEntries(addr, v) // copies what it keeps
 }
 
 func sameEntry(a, b Entry) bool { return a.Scope == b.Scope && a.Reason == b.Reason }
@@ -71,11 +100,10 @@ func sameEntry(a, b Entry) bool { return a.Scope == b.Scope && a.Reason == b.Rea
 func (p *PebbleStore) AddSuppressions(es []Entry) ([]Entry, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	b := p.db.NewBatch()
-	defer b.Close()
 	// Several entries of one import may name one address: merged here.
-	pending := map[string][]Entry{}
-	var added []Entry
+	pending := make(map[string][]Entry, len(es))
+	order := make([]string, 0, len(es))
+	added := make([]Entry, 0, len(es))
 	for _, e := range es {
 		cur, ok := pending[e.Address]
 		if !ok {
@@ -95,17 +123,38 @@ func (p *PebbleStore) AddSuppressions(es []Entry) ([]Entry, error) {
 			cur = append(cur, e)
 			added = append(added, e)
 		}
-		pending[e.Address] = cur
-	}
-	for addr, cur := range pending {
-		if err := b.Set(key(prefixSuppression, addr), encodeEntries(cur), nil); err != nil {
-			return nil, err
+		if !ok {
+			order = append(order, e.Address)
 		}
+		pending[e.Address] = cur
 	}
 	if len(added) == 0 {
 		return nil, nil
 	}
-	return added, b.Commit(pebble.Sync)
+	// One batch, sized beforehand: a million entries would otherwise be
+	// copied again at every doubling of the batch.
+	vals := make([][]byte, len(order))
+	size := 0
+	for i, addr := range order {
+		vals[i] = encodeEntries(pending[addr])
+		size += len(prefixSuppression) + len(addr) + len(vals[i]) + 16
+	}
+	b := p.db.NewBatchWithSize(size)
+	defer b.Close()
+	for i, addr := range order {
+		if err := b.Set(key(prefixSuppression, addr), vals[i], nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return nil, err
+	}
+	p.idx.mu.Lock()
+	for _, addr := range order {
+		p.idx.setLocked(addr, pending[addr])
+	}
+	p.idx.mu.Unlock()
+	return added, nil
 }
 
 func (p *PebbleStore) RemoveSuppressions(addr string, remove func(Entry) bool) ([]Entry, error) {
@@ -132,7 +181,11 @@ func (p *PebbleStore) RemoveSuppressions(addr string, remove func(Entry) bool) (
 	} else {
 		err = p.db.Set(k, encodeEntries(kept), pebble.Sync)
 	}
-	return removed, err
+	if err != nil {
+		return nil, err
+	}
+	p.idx.set(addr, kept)
+	return removed, nil
 }
 
 func (p *PebbleStore) ScanSuppressions(from string, fn func(Entry) error) error {

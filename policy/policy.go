@@ -218,7 +218,7 @@ func (p *Policy) isTrap(addr string) bool {
 }
 
 // applies reports whether e keeps addr from sender's mail on stream to list.
-func (p *Policy) applies(e Entry, sender, stream, list string) bool {
+func (p *Policy) applies(e Brief, sender, stream, list string) bool {
 	rs := p.streams[stream]
 	if rs == nil {
 		rs = p.streams["marketing"]
@@ -252,21 +252,38 @@ func (p *Policy) Check(sender, stream, list, addr string) (Decision, error) {
 		d.Suppressed, d.Entry = true, Entry{Address: a, Scope: Scope{Kind: Global}, Reason: SpamTrap, Source: "config"}
 		return d, nil
 	}
-	es, err := p.cfg.Store.Suppressions(a)
-	if err != nil || len(es) == 0 {
+	var buf [4]Brief
+	bs, err := p.cfg.Store.Lookup(a, buf[:0])
+	if err != nil || len(bs) == 0 {
 		return Decision{}, err
 	}
-	for _, e := range es {
-		if !p.applies(e, sender, stream, list) {
+	best := -1
+	for i, b := range bs {
+		if !p.applies(b, sender, stream, list) {
 			continue
 		}
-		if !d.Suppressed || precedence[e.Reason] < precedence[d.Entry.Reason] ||
-			(e.Reason == d.Entry.Reason && e.Kind == PerList) {
-			d.Suppressed, d.Entry = true, e
+		if best < 0 || precedence[b.Reason] < precedence[bs[best].Reason] ||
+			(b.Reason == bs[best].Reason && b.Kind == PerList) {
+			best = i
 		}
 	}
-	if !d.Suppressed {
+	if best < 0 {
 		return Decision{}, nil
+	}
+	d.Suppressed = true
+	d.Entry = Entry{Address: a, Scope: bs[best].Scope, Reason: bs[best].Reason}
+	if d.Drop {
+		// The suppressed event names the entry's source and time: one
+		// read more, for the recipients that are accepted and dropped.
+		es, err := p.cfg.Store.Suppressions(a)
+		if err != nil {
+			return Decision{}, err
+		}
+		for _, e := range es {
+			if e.Scope == d.Entry.Scope && e.Reason == d.Entry.Reason {
+				d.Entry = e
+			}
+		}
 	}
 	return d, nil
 }

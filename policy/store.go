@@ -10,6 +10,10 @@ import "time"
 // (counters, engagement, statistics) may be written lazily, as a crash
 // that loses the last second of them loses no promise made to anyone.
 type Store interface {
+	// Lookup appends the scope and reason of each entry of one address
+	// to buf: the read of the recipient check, on the path of every RCPT,
+	// which must cost about a microsecond.
+	Lookup(addr string, buf []Brief) ([]Brief, error)
 	// Suppressions returns the entries of one address, every scope.
 	Suppressions(addr string) ([]Entry, error)
 	// AddSuppressions adds entries, all or none (atomically). An entry
@@ -43,6 +47,12 @@ type Store interface {
 	ForgetMessages(before time.Time) error
 
 	Close() error
+}
+
+// Brief is what the recipient check needs of an entry.
+type Brief struct {
+	Scope
+	Reason Reason
 }
 
 // Hygiene is an address's run of hard bounces.
