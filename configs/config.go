@@ -25,6 +25,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -59,6 +60,8 @@ type Config struct {
 	Pools     map[string][]string `yaml:"pools"`
 	Delivery  Delivery            `yaml:"delivery"`
 	Bounces   Bounces             `yaml:"bounces"`
+	Policy    Policy              `yaml:"policy"`
+	Web       Web                 `yaml:"web"`
 	Senders   map[string]*Sender  `yaml:"senders"`
 	Routes    map[string]string   `yaml:"routes"`
 	lines     map[string]int      // key path → line, for semantic errors
@@ -147,6 +150,37 @@ type Bounces struct {
 	Rules             []BounceRule `yaml:"rules"`
 }
 
+// Policy configures list hygiene: the suppression list and the rules
+// that feed it.
+type Policy struct {
+	// Enabled: RCPT asks the suppression list, outcomes feed it. Off,
+	// Drover mails whoever it is given.
+	Enabled bool `yaml:"enabled"`
+	// ConfirmAfter hard bounces in a row make a confirmed bounce.
+	ConfirmAfter int `yaml:"confirm_after"`
+	// ConfirmUnambiguous: one hard bounce that says the mailbox or the
+	// domain does not exist (user unknown, host unknown, null MX) is a
+	// confirmed bounce at once.
+	ConfirmUnambiguous bool `yaml:"confirm_unambiguous"`
+	// Streams lists, per stream, the suppression reasons that keep a
+	// recipient from it; a stream not listed follows marketing.
+	Streams map[string][]string `yaml:"streams"`
+	// SpamTraps are addresses and domains (a domain: "example.com" or
+	// "@example.com") nothing is sent to.
+	SpamTraps []string `yaml:"spam_traps"`
+}
+
+// Web is the public web listener: the recipient-facing pages (one-click
+// unsubscribe), apart from the admin API.
+type Web struct {
+	Address string `yaml:"address"`
+	// BaseURL is the public https URL the listener is reached at (through
+	// a TLS-terminating proxy); "" = no https unsubscribe link in mail.
+	BaseURL      string        `yaml:"base_url"`
+	LinkKeysFile string        `yaml:"link_keys_file"`
+	LinkMaxAge   time.Duration `yaml:"link_max_age"`
+}
+
 // BounceRule is an admin rule of the bounce classifier, tried before the
 // embedded table.
 type BounceRule struct {
@@ -170,6 +204,20 @@ type Sender struct {
 	// X-Drover-Stream (marketing, transactional, ...), over Pool.
 	Pool        string            `yaml:"pool"`
 	StreamPools map[string]string `yaml:"stream_pools"`
+	// Stream is the stream of a message that names none (MAIL's
+	// X-DROVER-STREAM or the X-Drover-Stream header).
+	Stream string `yaml:"stream"`
+	// ListUnsubscribe on marketing mail: "add" (Drover's headers, in place
+	// of the application's), "keep" (the application's, when it has
+	// them; else Drover's), "off".
+	ListUnsubscribe string `yaml:"list_unsubscribe"`
+	// DropSuppressed accepts suppressed recipients and drops them (a
+	// suppressed event each) instead of refusing them at RCPT.
+	DropSuppressed bool `yaml:"drop_suppressed"`
+	// SunsetAfter: 5, 10, 20 or 30 suppresses, for this sender, a
+	// recipient who engaged with none of its last N marketing messages;
+	// 0 = never.
+	SunsetAfter int `yaml:"sunset_after"`
 }
 
 func (s *Sender) streamPools() map[string]string {
@@ -240,7 +288,7 @@ func (c *Config) File() string { return c.file }
 // Keys absent from data keep their default value.
 func Parse(data []byte) (*Config, error) {
 	c := &Config{}
-	if err := decodeStrict(defaultYAML, c); err != nil {
+	if err := decodeStrict(expandDays(defaultYAML, reflect.TypeOf(c).Elem()), c); err != nil {
 		return nil, fmt.Errorf("embedded default: %w", err)
 	}
 	// A file that names senders, listeners or routes replaces the
@@ -404,6 +452,30 @@ func isHostName(h string) bool {
 	return true
 }
 
+var streamName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// badBaseURL says what is wrong with the public base URL, "" when it is
+// an https URL with a host and no query or fragment (http only for a
+// loopback host: a local test, never mail that goes out).
+func badBaseURL(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Host == "" || u.Opaque != "":
+		return "is not an absolute URL"
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return "must have no query, fragment or user"
+	case u.Scheme == "https":
+		return ""
+	case u.Scheme == "http":
+		h := u.Hostname()
+		if ip := net.ParseIP(h); h == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return ""
+		}
+		return "must be https (http only for a loopback host)"
+	}
+	return "must be an https URL"
+}
+
 func (c *Config) validate() error {
 	var errs []error
 	add := func(path, format string, args ...any) { errs = append(errs, c.errAt(path, format, args...)) }
@@ -513,6 +585,25 @@ func (c *Config) validate() error {
 	if d.Port < 1 || d.Port > 65535 {
 		add("delivery.port", "%d is not a port", d.Port)
 	}
+	if c.Policy.ConfirmAfter < 1 {
+		add("policy.confirm_after", "must be at least 1, not %d", c.Policy.ConfirmAfter)
+	}
+	for i, t := range c.Policy.SpamTraps {
+		if d := t[strings.LastIndex(t, "@")+1:]; !isHostName(d) || strings.Count(t, "@") > 1 {
+			add(fmt.Sprintf("policy.spam_traps[%d]", i), "%q is not an address or a domain", t)
+		}
+	}
+	if msg := badHostPort(c.Web.Address); c.Web.Address != "" && msg != "" {
+		add("web.address", "%q %s", c.Web.Address, msg)
+	}
+	if c.Web.BaseURL != "" {
+		if msg := badBaseURL(c.Web.BaseURL); msg != "" {
+			add("web.base_url", "%q %s", c.Web.BaseURL, msg)
+		}
+	}
+	if c.Web.LinkMaxAge < 0 {
+		add("web.link_max_age", "must not be negative (0: links never expire)")
+	}
 	logins := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(c.Senders)) {
 		s := c.Senders[name]
@@ -533,6 +624,19 @@ func (c *Config) validate() error {
 		if len(s.FromDomains) == 0 {
 			add(p+".from_domains", "at least one domain (or \"*\") is needed")
 		}
+		if s.Stream != "" && !streamName.MatchString(s.Stream) {
+			add(p+".stream", "%q is not a stream name (letters, digits, - . _)", s.Stream)
+		}
+		switch s.ListUnsubscribe {
+		case "", "add", "keep", "off":
+		default:
+			add(p+".list_unsubscribe", "%q is not one of add, keep, off", s.ListUnsubscribe)
+		}
+		switch s.SunsetAfter {
+		case 0, 5, 10, 20, 30:
+		default:
+			add(p+".sunset_after", "%d is not one of 0 (never), 5, 10, 20, 30", s.SunsetAfter)
+		}
 		for i, k := range s.DKIM {
 			kp := fmt.Sprintf("%s.dkim[%d]", p, i)
 			if k.Domain == "" || k.Selector == "" || k.KeyFile == "" {
@@ -544,6 +648,14 @@ func (c *Config) validate() error {
 }
 
 func (c *Config) applyDerived() {
+	for _, s := range c.Senders {
+		if s.Stream == "" {
+			s.Stream = "marketing"
+		}
+		if s.ListUnsubscribe == "" {
+			s.ListUnsubscribe = "add"
+		}
+	}
 	if c.Hostname == "" {
 		if h, err := os.Hostname(); err == nil && strings.Contains(h, ".") {
 			c.Hostname = h

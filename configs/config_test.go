@@ -99,6 +99,15 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"http port out of range", "http:\n  address: 127.0.0.1:70000\n", "line 2: http.address"},
 		{"allowed host with a port", "http:\n  allowed_hosts:\n    - drover.internal\n    - drover.internal:8025\n", `line 4: http.allowed_hosts[1]: "drover.internal:8025" is not a host name`},
 		{"allowed host as a URL", "http:\n  allowed_hosts: [\"http://drover.internal\"]\n", "line 2: http.allowed_hosts[0]"},
+		{"http base url", "web:\n  base_url: http://news.example.com\n", `line 2: web.base_url: "http://news.example.com" must be https (http only for a loopback host)`},
+		{"base url with a query", "web:\n  base_url: https://news.example.com/?a=b\n", "line 2: web.base_url"},
+		{"base url not a url", "web:\n  base_url: news.example.com\n", "line 2: web.base_url"},
+		{"bad web address", "web:\n  address: nowhere\n", "line 2: web.address"},
+		{"bad sunset", "senders:\n  a:\n    from_domains: [a.example]\n    sunset_after: 7\n", "line 4: senders.a.sunset_after: 7 is not one of 0 (never), 5, 10, 20, 30"},
+		{"bad list_unsubscribe", "senders:\n  a:\n    from_domains: [a.example]\n    list_unsubscribe: yes-please\n", "line 4: senders.a.list_unsubscribe"},
+		{"bad stream", "senders:\n  a:\n    from_domains: [a.example]\n    stream: \"mar keting\"\n", "line 4: senders.a.stream"},
+		{"confirm after zero", "policy:\n  confirm_after: 0\n", "line 2: policy.confirm_after: must be at least 1"},
+		{"bad spam trap", "policy:\n  spam_traps: [\"a@b@c\"]\n", "line 2: policy.spam_traps[0]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -287,6 +296,22 @@ func TestShipped(t *testing.T) {
 }
 
 // A sender's pools must be configured, like the shaping's.
+func TestPolicyDefaults(t *testing.T) {
+	c, err := Parse([]byte("senders:\n  shop:\n    from_domains: [shop.example]\nweb:\n  base_url: http://127.0.0.1:8026\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Senders["shop"]; s.Stream != "marketing" || s.ListUnsubscribe != "add" || s.SunsetAfter != 0 || s.DropSuppressed {
+		t.Errorf("sender defaults %+v", s)
+	}
+	if !c.Policy.Enabled || c.Policy.ConfirmAfter != 3 || !c.Policy.ConfirmUnambiguous || len(c.Policy.Streams["transactional"]) != 5 {
+		t.Errorf("policy defaults %+v", c.Policy)
+	}
+	if c.Web.LinkMaxAge != 365*24*time.Hour || c.Web.Address != "127.0.0.1:8026" {
+		t.Errorf("web defaults %+v", c.Web)
+	}
+}
+
 func TestSenderPools(t *testing.T) {
 	_, err := Parse([]byte("senders:\n  shop:\n    from_domains: [shop.example]\n    pool: nope\n    stream_pools: {transactional: tx}\n"))
 	if err == nil || !strings.Contains(err.Error(), `senders.shop.pool`) || !strings.Contains(err.Error(), `no pool named "nope"`) ||
