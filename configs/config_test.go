@@ -297,7 +297,7 @@ func TestShipped(t *testing.T) {
 
 // A sender's pools must be configured, like the shaping's.
 func TestPolicyDefaults(t *testing.T) {
-	c, err := Parse([]byte("senders:\n  shop:\n    from_domains: [shop.example]\nweb:\n  base_url: http://127.0.0.1:8026\n"))
+	c, err := Parse([]byte("listeners:\n  - {address: 127.0.0.1:2525, mode: plain}\nsenders:\n  shop:\n    from_domains: [shop.example]\nweb:\n  base_url: http://127.0.0.1:8026\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
