@@ -24,11 +24,14 @@ const UnsubscribePath = "/u/"
 // MailtoLocal is the local part of the unsubscribe mailbox.
 const MailtoLocal = "unsubscribe"
 
-// Unsubscribe returns r's one-click URL and its mailto URL (RFC 6068:
-// the token goes in the subject; "" when the sender has no bounce domain).
+// Unsubscribe returns r's one-click URL ("" without a BaseURL) and its
+// mailto URL (RFC 6068: the token goes in the subject; "" when the sender
+// has no MailtoDomain).
 func (l *Links) Unsubscribe(r Recipient) (web, mailto string) {
 	tok := l.Tokens.Seal(r, l.Now())
-	web = strings.TrimRight(l.BaseURL, "/") + UnsubscribePath + tok
+	if l.BaseURL != "" {
+		web = strings.TrimRight(l.BaseURL, "/") + UnsubscribePath + tok
+	}
 	if d := l.MailtoDomain[r.Sender]; d != "" {
 		mailto = "mailto:" + MailtoLocal + "@" + d + "?subject=" + url.PathEscape("unsubscribe "+tok)
 	}

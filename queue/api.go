@@ -129,9 +129,11 @@ const (
 	// list named in the header suppresses it), an unsubscribe, a
 	// confirmed bounce (the address suppressed for every sender), an
 	// engagement reported through the API (opened, clicked: Reason), and
-	// a suppression an admin removed. Reason, Scope, List and Source say
+	// a suppression an admin removed, and an entry policy made by itself
+	// (a complaint's, a sunset's). Reason, Scope, List and Source say
 	// which entry.
 	EventSuppressed         EventKind = "suppressed"
+	EventSuppressionAdded   EventKind = "suppression-added"
 	EventUnsubscribed       EventKind = "unsubscribed"
 	EventConfirmedBounce    EventKind = "confirmed-bounce"
 	EventEngaged            EventKind = "engaged"

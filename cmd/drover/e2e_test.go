@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -66,6 +67,7 @@ type drover struct {
 	cfgPath string
 	smtp    string
 	http    string
+	web     string // the public web listener, reached at base_url http://web
 	cmd     *exec.Cmd
 	out     *testkit.Buffer
 	exited  chan error
@@ -83,10 +85,13 @@ func startDrover(t *testing.T, dir, extraYAML string) *drover {
 // section, besides its address.
 func startDroverHTTP(t *testing.T, dir, httpYAML, extraYAML string) *drover {
 	t.Helper()
-	d := &drover{t: t, dir: dir, smtp: freePort(t), http: freePort(t)}
+	d := &drover{t: t, dir: dir, smtp: freePort(t), http: freePort(t), web: freePort(t)}
 	d.cfgPath = filepath.Join(dir, "drover.yaml")
 	cfg := fmt.Sprintf("hostname: drover.test\ndata_dir: %s\nlog_level: debug\nlisteners:\n  - {address: %q, mode: plain, loopback_sender: default}\nhttp:\n  address: %q\n%s%s",
 		filepath.Join(dir, "data"), d.smtp, d.http, httpYAML, extraYAML)
+	if !strings.HasPrefix(extraYAML, "web:") && !strings.Contains(extraYAML, "\nweb:") {
+		cfg += fmt.Sprintf("web:\n  address: %q\n  base_url: http://%s\n", d.web, d.web)
+	}
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -32,9 +32,11 @@ import (
 	"drover/mta/dkim"
 	"drover/mta/mtasts"
 	"drover/mta/resolve"
+	"drover/policy"
 	"drover/queue"
 	"drover/queue/engine"
 	"drover/queue/shaping"
+	"drover/web"
 )
 
 func newServeCmd() *cobra.Command {
@@ -67,6 +69,7 @@ type static struct {
 	pools      map[string][]netip.Addr
 	// bounceDomains maps the senders with VERP to their bounce domain.
 	bounceDomains map[string]string
+	policy        policy.Config // without its store, events and clock
 }
 
 // buildStatic builds what cfg describes; its errors name the file that
@@ -88,6 +91,9 @@ func buildStatic(cfg *configs.Config) (st *static, err error) {
 		return nil, fmt.Errorf("bounces.rules: %w", err)
 	}
 	st.classifier = bounce.NewClassifier(rules)
+	if st.policy, err = policyConfig(cfg); err != nil {
+		return nil, err
+	}
 	// Shaping and routes report every problem at once, in line order, as
 	// configs does for the file's own.
 	var routesErr error
@@ -178,7 +184,8 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 	var spool *queue.Spool
 	var eng *engine.Engine
 	metrics := mta.NewMetrics(reg, func() queue.Stats { return spool.Stats() }, func() []engine.SiteStatus { return eng.Sites() })
-	emit := mta.Fanout(metrics.Observe, mailLog.Write)
+	var hygiene policyObserver
+	emit := mta.Fanout(metrics.Observe, mailLog.Write, hygiene.observe)
 
 	verp, err := loadVERPKey(cfg)
 	if err != nil {
@@ -227,8 +234,27 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		return fmt.Errorf("open spool: %w", err)
 	}
 	dsn.Queue = spool
+	// List hygiene keeps its state beside the spool; it is open before
+	// anything is delivered or received, and closed after.
+	var pol *policy.Policy
+	var tokens *policy.Tokens
+	if cfg.Policy.Enabled {
+		pol, tokens, err = openPolicy(cfg, st, spool, emit, log)
+		if err != nil {
+			spool.Close(context.Background())
+			return err
+		}
+		hygiene.p.Store(pol)
+		reg.MustRegister(policyCollector{pol})
+	}
+	closePolicy := func() {
+		if pol != nil {
+			pol.Close()
+		}
+	}
 	eng, err = engine.New(engine.Config{Spool: spool, Planner: cour, Courier: cour, Rules: shaper, KnownSites: shaper, Logger: log})
 	if err != nil {
+		closePolicy()
 		spool.Close(context.Background())
 		return err
 	}
@@ -242,6 +268,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			log.Warn("deliveries still running at the end of the drain were interrupted; their recipients stay queued for the next start", "workers", ie.Workers)
 			err = nil
 		}
+		closePolicy()
 		return errors.Join(err, spool.Close(ctx))
 	}
 
@@ -351,6 +378,35 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		go httpSrv.Serve(ln)
 		log.Info("http listening", "addr", ln.Addr().String())
 	}
+	// The public web listener: the pages recipients see, apart from the
+	// admin API.
+	var webSrv *http.Server
+	if pol != nil && cfg.Web.Address != "" {
+		ln, err := net.Listen("tcp", cfg.Web.Address)
+		if err != nil {
+			sub.Close()
+			if inbound != nil {
+				inbound.Close()
+			}
+			if httpSrv != nil {
+				httpSrv.Close()
+			}
+			closeQueue(context.Background())
+			return fmt.Errorf("web listen: %w", err)
+		}
+		webSrv = &http.Server{
+			Handler:           web.Handler(web.Config{Tokens: tokens, Unsubscriber: pol, BaseURL: cfg.Web.BaseURL, Logger: log}),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+		}
+		go webSrv.Serve(ln)
+		log.Info("web listening (recipient pages)", "addr", ln.Addr().String(), "base_url", cfg.Web.BaseURL)
+		if cfg.Web.BaseURL == "" {
+			log.Warn("web.base_url is empty: marketing mail carries no one-click unsubscribe link (mailbox providers require one of bulk senders)")
+		}
+	}
 	log.Info("drover started", "hostname", cfg.Hostname, "data_dir", cfg.DataDir, "durable", cfg.Queue.Durable)
 
 	sig := make(chan os.Signal, 1)
@@ -382,6 +438,9 @@ wait:
 	}
 	if inbound != nil {
 		inbound.Shutdown(shutCtx)
+	}
+	if webSrv != nil {
+		webSrv.Shutdown(shutCtx) // its unsubscribes are committed before the queue closes
 	}
 	if err := closeQueue(shutCtx); err != nil {
 		errs = append(errs, fmt.Errorf("queue close: %w", err))

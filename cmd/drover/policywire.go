@@ -1,0 +1,191 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"drover/configs"
+	"drover/policy"
+	"drover/queue"
+)
+
+// policyConfig is the part of policy.Config that the configuration file
+// gives; serve adds the store, the events and the clock.
+func policyConfig(cfg *configs.Config) (policy.Config, error) {
+	pc := policy.Config{
+		ConfirmAfter: cfg.Policy.ConfirmAfter,
+		WaitForRun:   !cfg.Policy.ConfirmUnambiguous,
+		SpamTraps:    cfg.Policy.SpamTraps,
+		Streams:      map[string][]policy.Reason{},
+		Senders:      map[string]policy.SenderRules{},
+	}
+	for stream, reasons := range cfg.Policy.Streams {
+		for i, r := range reasons {
+			if !policy.Reason(r).Valid() {
+				return pc, cfg.ErrorAt(fmt.Sprintf("policy.streams.%s[%d]", stream, i),
+					fmt.Sprintf("%q is not a suppression reason (one of %v)", r, policy.Reasons))
+			}
+			pc.Streams[stream] = append(pc.Streams[stream], policy.Reason(r))
+		}
+	}
+	for name, s := range cfg.Senders {
+		pc.Senders[name] = policy.SenderRules{DropSuppressed: s.DropSuppressed, SunsetAfter: s.SunsetAfter}
+	}
+	return pc, nil
+}
+
+// linkKeysPath is where the key ring of recipient links is kept.
+func linkKeysPath(cfg *configs.Config) string {
+	if cfg.Web.LinkKeysFile != "" {
+		return cfg.Web.LinkKeysFile
+	}
+	return filepath.Join(cfg.DataDir, "link-keys")
+}
+
+func writeKeys(path string, data []byte) error { return writeFileAtomic(path, data, 0o600) }
+
+// loadLinkTokens reads the key ring, making it on first start when it is
+// the data directory's own.
+func loadLinkTokens(cfg *configs.Config) (*policy.Tokens, error) {
+	keys, err := policy.LoadKeys(linkKeysPath(cfg), cfg.Web.LinkKeysFile == "", writeKeys)
+	if err != nil {
+		return nil, err
+	}
+	return &policy.Tokens{Keys: keys, MaxAge: cfg.Web.LinkMaxAge}, nil
+}
+
+// policyOutcome is what policy learns from an event of the stream.
+func policyOutcome(ev queue.Event) (policy.Outcome, bool) {
+	o := policy.Outcome{Time: ev.Time, MsgID: ev.MsgID, Sender: ev.Sender, Address: ev.Recipient,
+		Stream: ev.Stream, Campaign: ev.Campaign, List: ev.List, Class: ev.Class, Reason: ev.Reason}
+	switch ev.Kind {
+	case queue.EventReceived:
+		if ev.DSN != "" {
+			return o, false // Drover's own notices are no one's campaign
+		}
+		o.Kind = policy.KindReceived
+	case queue.EventDelivered:
+		o.Kind = policy.KindDelivered
+	case queue.EventBounced:
+		o.Kind = policy.KindBounced
+	case queue.EventComplained:
+		o.Kind = policy.KindComplained
+	default:
+		return o, false
+	}
+	return o, true
+}
+
+// policyEvent is a policy event as the event stream carries it.
+func policyEvent(ev policy.Event) queue.Event {
+	e := ev.Entry
+	out := queue.Event{Time: ev.Time, MsgID: ev.MsgID, Campaign: ev.Campaign, Sender: e.Sender, Recipient: e.Address,
+		List: e.List, Scope: string(e.Kind), Reason: string(e.Reason), Source: e.Source}
+	switch ev.Kind {
+	case policy.KindUnsubscribed:
+		out.Kind = queue.EventUnsubscribed
+	case policy.KindConfirmedBounce:
+		out.Kind = queue.EventConfirmedBounce
+	case policy.KindEngaged:
+		out.Kind, out.Reason, out.Scope = queue.EventEngaged, ev.Detail, ""
+	case policy.KindRemoved:
+		out.Kind = queue.EventSuppressionRemoved
+		if ev.Detail != "" {
+			out.Text = "removed by " + ev.Detail
+		}
+	case policy.KindSuppressedAdded:
+		out.Kind = queue.EventSuppressionAdded
+	}
+	return out
+}
+
+// policyObserver hands events to policy once it is open (serve opens it
+// after the spool, whose events start only once delivery does).
+type policyObserver struct{ p atomic.Pointer[policy.Policy] }
+
+func (o *policyObserver) observe(ev queue.Event) {
+	if p := o.p.Load(); p != nil {
+		if out, ok := policyOutcome(ev); ok {
+			p.Observe(out)
+		}
+	}
+}
+
+// policyCollector exports the suppression list's size by scope and
+// reason, and the outcomes dropped under load, at each scrape.
+type policyCollector struct{ p *policy.Policy }
+
+var (
+	suppressionsDesc = prometheus.NewDesc("drover_suppressions", "Suppression entries by scope and reason.", []string{"scope", "reason"}, nil)
+	droppedDesc      = prometheus.NewDesc("drover_policy_outcomes_dropped_total", "Outcomes list hygiene did not apply because its queue was full.", nil, nil)
+)
+
+func (c policyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- suppressionsDesc; ch <- droppedDesc }
+
+func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
+	for scope, by := range c.p.Counts() {
+		for reason, n := range by {
+			ch <- prometheus.MustNewConstMetric(suppressionsDesc, prometheus.GaugeValue, float64(n), string(scope), string(reason))
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(c.p.Dropped()))
+}
+
+func newLinksCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "links", Short: "Manage the keys that seal recipient links (unsubscribe)"}
+	var cfgPath string
+	var keep int
+	rotate := &cobra.Command{
+		Use:   "rotate-key",
+		Short: "Add a new sealing key to the key ring; links made with the kept older keys keep working (restart or reload serve to use it)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := configs.Load(cfgPath)
+			if err != nil {
+				return err
+			}
+			path := linkKeysPath(cfg)
+			if _, err := os.Stat(path); err != nil {
+				return fmt.Errorf("no key ring at %s (drover serve makes it at first start): %w", path, err)
+			}
+			keys, err := policy.RotateKeys(path, keep, writeKeys)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: new sealing key %d; %d key(s) in the ring\n", path, keys[0].ID, len(keys))
+			return nil
+		},
+	}
+	rotate.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (default: the embedded default)")
+	rotate.Flags().IntVar(&keep, "keep", 4, "keys to keep in all, the new one included (older links stop working when their key goes)")
+	cmd.AddCommand(rotate)
+	return cmd
+}
+
+// openPolicy opens list hygiene on the spool's database, with the key
+// ring of recipient links.
+func openPolicy(cfg *configs.Config, st *static, spool *queue.Spool, emit func(queue.Event), log *slog.Logger) (*policy.Policy, *policy.Tokens, error) {
+	tokens, err := loadLinkTokens(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := policy.NewPebbleStore(spool.DB())
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy: reading the suppression list: %w", err)
+	}
+	pc := st.policy
+	pc.Store = store
+	pc.OnEvent = func(ev policy.Event) { emit(policyEvent(ev)) }
+	pc.Logger = log
+	pol, err := policy.New(pc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pol, tokens, nil
+}
