@@ -126,7 +126,10 @@ var (
 	droppedDesc      = prometheus.NewDesc("drover_policy_outcomes_dropped_total", "Outcomes list hygiene did not apply because its queue was full.", nil, nil)
 )
 
-func (c policyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- suppressionsDesc; ch <- droppedDesc }
+func (c policyCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- suppressionsDesc
+	ch <- droppedDesc
+}
 
 func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
 	for scope, by := range c.p.Counts() {
