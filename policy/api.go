@@ -103,9 +103,9 @@ func (d Decision) Text() string {
 	case Complaint:
 		return "Recipient complained about mail of sender " + e.Sender
 	case ConfirmedBounce:
-		return "Recipient address is suppressed: it bounced as nonexistent (confirmed bounce)"
+		return "Recipient address is suppressed for all senders: it hard-bounced (confirmed bounce)"
 	case HardBounce:
-		return "Recipient address is suppressed: hard bounce"
+		return "Recipient address is suppressed for all senders: hard bounce"
 	case Inactive:
 		return "Recipient is suppressed for inactivity (no engagement with recent mail of sender " + e.Sender + ")"
 	case SpamTrap:
