@@ -45,7 +45,10 @@ func controlValueProblem(v string) string {
 			continue
 		}
 		what := fmt.Sprintf("%q", c)
-		if c <= ' ' || c >= 0x7f {
+		switch {
+		case c == ' ':
+			what = "a space"
+		case c < ' ' || c >= 0x7f:
 			what = fmt.Sprintf("byte 0x%02x", c)
 		}
 		return "it has " + what + "; use only letters, digits, '-', '.' and '_'"

@@ -115,8 +115,6 @@ func (m *Metrics) Observe(ev queue.Event) {
 		}
 	case queue.EventSuppressed:
 		m.suppressed.WithLabelValues(policyReason(ev.Reason)).Inc()
-	case queue.EventUnsubscribed, queue.EventConfirmedBounce, queue.EventEngaged, queue.EventSuppressionRemoved:
-		// The policy's own events: no delivery outcome.
 	case queue.EventDelivered:
 		m.deliveries.WithLabelValues("delivered").Inc()
 		m.latency.Observe(ev.Delay.Seconds())
@@ -125,9 +123,11 @@ func (m *Metrics) Observe(ev queue.Event) {
 	case queue.EventBounced:
 		m.deliveries.WithLabelValues(string(ev.Kind)).Inc()
 		m.bounces.WithLabelValues(bounceLabels(ev.Class, ev.Reason)).Inc()
-	default:
+	case queue.EventDeferred, queue.EventExpired, queue.EventDeleted:
 		m.deliveries.WithLabelValues(string(ev.Kind)).Inc()
 	}
+	// Other kinds (the policy's own events: unsubscribed, ...) are no
+	// delivery outcome.
 }
 
 // bounceLabels are the class and reason labels of a bounce, from fixed

@@ -109,11 +109,11 @@ type SubmissionConfig struct {
 	Policy policy.Checker
 	// Links makes the List-Unsubscribe targets of marketing mail (nil:
 	// none are added).
-	Links          *policy.Links
-	OnEvent        func(queue.Event)
-	Metrics        *Metrics
-	Logger         *slog.Logger
-	Now            func() time.Time
+	Links   *policy.Links
+	OnEvent func(queue.Event)
+	Metrics *Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Submission is the set of SMTP submission listeners.
