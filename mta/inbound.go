@@ -42,13 +42,14 @@ type InboundConfig struct {
 }
 
 // Inbound is the SMTP listener for bounces and feedback reports. It
-// accepts mail only for VERP return paths with a valid token and for
-// feedback addresses (every other recipient gets 550 5.1.1: it relays
-// nothing), classifies each message with the bounce package, maps it back
+// accepts mail only for VERP return paths with a valid token, for
+// feedback addresses and for the unsubscribe mailbox when it takes it
+// (every other recipient gets 550 5.1.1: it relays nothing), classifies each message with the bounce package, maps it back
 // to the message, recipient and sender through the token (falling back to
 // the report's Original-Recipient and Message-ID) and emits the same
 // bounced events as failures during delivery; feedback reports become
-// complained events. It never answers mail with mail.
+// complained events; mail to the unsubscribe mailbox unsubscribes the
+// recipient its token names. It never answers mail with mail.
 type Inbound struct {
 	cfg      InboundConfig
 	domains  map[string]bool
