@@ -55,6 +55,40 @@
 //     (quoted local parts stay quoted, domains in lower case), and the
 //     envelope domain check is made on the parsed domain, case-
 //     insensitively, in its U-label and A-label forms.
+//   - Stream and list: a message's stream (marketing, transactional, ...)
+//     and list are named by the MAIL parameters X-DROVER-STREAM= and
+//     X-DROVER-LIST=, so that RCPT knows them, or by the header fields
+//     X-Drover-Stream and X-Drover-List, which come only with DATA. A
+//     value is 1 to 64 ASCII letters, digits, '-', '.' and '_' (a stream
+//     is taken in lower case): a bad parameter gets 501 5.5.4, a bad
+//     field 550 5.6.0 (an empty field names nothing), each saying what
+//     is wrong. RCPT checks with MAIL's values, else the sender's
+//     default stream (Sender.Stream, "" being "marketing") and no list.
+//     The message's stream and list are the header's, else MAIL's, else
+//     the sender's default stream and no list; they are recorded in
+//     queue.Message. A field and a parameter that disagree, or two
+//     fields that do, get 550 5.6.0 naming both values. EHLO advertises
+//     nothing for the parameters.
+//   - Suppression (SubmissionConfig.Policy; nil checks nothing): RCPT
+//     asks policy.Checker about the canonical address, for the sender,
+//     stream and list above. A suppressed recipient gets 550 5.7.1 with
+//     the Decision's Text ("Recipient unsubscribed from list
+//     spring-news") and a rejected event whose reason, scope, source,
+//     stream and list name the entry and the check; unless the Decision
+//     says Drop: then RCPT gets 250 and the recipient is taken out at
+//     DATA. A store error gets 451 4.3.0. When the header names another
+//     stream or list than RCPT checked with, DATA checks every recipient
+//     RCPT let through again with the header's (a store error: 451
+//     4.3.0); a recipient refused or dropped at RCPT stays so. Every
+//     recipient suppressed at DATA, and every Drop one from RCPT, is
+//     taken out of the message with a suppressed event (sender,
+//     recipient, stream, campaign, list, the entry's reason, scope and
+//     source, the client), emitted when DATA gets its 250 or 550 (not
+//     when it fails for a time, so a retry does not count them twice);
+//     nothing suppressed is ever queued. When no recipient is left, DATA
+//     gets 550 5.7.1 with the Text of the first one suppressed without
+//     Drop (a rejected event as at RCPT), or else 250 "OK: nothing
+//     queued, every recipient is suppressed", and nothing is queued.
 //   - The message is CRLF-normalised (a bare CR or LF becomes CRLF, so no
 //     command can be smuggled to the next hop). The control headers
 //     X-Drover-Stream, X-Drover-Campaign, X-Drover-List and X-Drover-Flow
@@ -65,15 +99,40 @@
 //     4.4: the HELO name, the client's address, "with" ESMTP, ESMTPS,
 //     ESMTPA or ESMTPSA, "id" and the queue id, which the session takes
 //     from Enqueuer.NewID before Enqueue, and "for <addr>" when there is
-//     one recipient only, so as not to disclose the others). The
-//     message is signed once, for the domain of the first From address,
-//     when the Signer has a key for it; a signing failure gets 451 4.3.0.
-//   - The reply 250 ("OK: queued as ID") is sent only after
-//     Enqueuer.Enqueue has returned, which for the spool means after its
-//     batch was committed with fsync; a storage error gets 451 4.3.0 and
-//     nothing is acknowledged. A received event follows each acceptance,
-//     with the client's IP address, HELO name, AUTH login, TLS version
-//     ("TLS1.3"), the Message-ID and the recipients' addresses.
+//     one recipient only, so as not to disclose the others). Each
+//     message queued is signed, for the domain of the first From
+//     address, when the Signer has a key for it; a signing failure gets
+//     451 4.3.0.
+//   - List-Unsubscribe (RFC 2369, RFC 8058; SubmissionConfig.Links, nil
+//     adds none): a marketing message (stream "marketing") of a sender
+//     whose Sender.ListUnsubscribe is "add" (or ""), or "keep" when the
+//     message has no List-Unsubscribe of its own, gets Drover's
+//     List-Unsubscribe ("<https URL>," folded before "<mailto URL>",
+//     which comes when the sender has a mailto domain) and
+//     List-Unsubscribe-Post ("List-Unsubscribe=One-Click"), in place of
+//     the application's fields of those names. Their token
+//     (policy.Links.Unsubscribe) names the sender, the list, the
+//     recipient and the queue id, so such a message is queued as one
+//     copy per recipient, each with its own Received field and token,
+//     each signed (mta/dkim signs both fields). No line of these fields
+//     exceeds 998 bytes nor holds a bare CR or LF: a link that would
+//     gets 451 4.3.0 (NewSubmission refuses a base URL that is not
+//     https or holds what a field cannot). "keep" with a
+//     List-Unsubscribe of the message's own, "off", and every other
+//     stream queue the message once, its fields as they are.
+//   - The reply 250 ("OK: queued as ID", or "OK: queued as N messages,
+//     one per recipient: ID ..." for copies) is sent only after
+//     Enqueuer.Enqueue has returned for every message queued, which for
+//     the spool means after its batch was committed with fsync; a
+//     storage error gets 451 4.3.0 (452 4.3.1 when storage is full) and
+//     nothing is acknowledged. Copies are made, signed and enqueued 8 at
+//     a time, so that their commits share the spool's disk syncs; a
+//     failure stops the rest, and the copies stored before it stay
+//     queued (and are logged): the client's retry may deliver them
+//     twice, at least once and never lost. A received event follows each
+//     message queued, copies included, with the client's IP address,
+//     HELO name, AUTH login, TLS version ("TLS1.3"), the Message-ID and
+//     the recipients' addresses.
 //   - Every refusal of MAIL, RCPT or DATA that the session makes is a
 //     rejected event (Postfix's "NOQUEUE: reject"): the client's IP
 //     address, HELO name, login and account, the sender, the recipient
@@ -89,17 +148,17 @@
 // (FuzzSplitHeader, FuzzNormalizeCRLF). SelfSignedCertificate gives TLS
 // listeners a throw-away certificate when none is configured.
 //
-// RCPT does not consult suppression, consent or the sending score here
-// yet, and List-Unsubscribe is not added to marketing mail yet.
+// RCPT does not consult consent or the sending score here yet.
 //
 // # Inbound
 //
 // Inbound is one listener that accepts mail only for VERP return paths
 // of its bounce domains (bounces+TOKEN@domain, with a token that
-// bounce.VERP authenticates), for fbl@ each bounce domain and for the
-// configured feedback addresses (a recipient that is no RFC 5321 path
-// gets 553 5.1.3); every other recipient gets 550 5.1.1,
-// so it relays nothing. Each message is parsed by the bounce package
+// bounce.VERP authenticates), for fbl@ each bounce domain, for the
+// configured feedback addresses and, when InboundConfig has Tokens and
+// an Unsubscriber, for the unsubscribe mailbox unsubscribe@ each bounce
+// domain (policy.MailtoLocal); a recipient that is no RFC 5321 path gets
+// 553 5.1.3, every other recipient 550 5.1.1, so it relays nothing. Each message is parsed by the bounce package
 // (DSN, non-standard bounce, ARF, auto-reply) and mapped back to the
 // message, recipient and sender through the token (else through the
 // report's recipient and Message-ID), and becomes a bounced or a
@@ -107,6 +166,18 @@
 // delivery reports are logged only. An unreadable report is accepted and
 // logged (refusing it would bounce a bounce). It never answers mail with
 // mail.
+//
+// Mail to the unsubscribe mailbox (the mailto target of List-Unsubscribe)
+// carries a link token in its Subject (RFC 2047 decoded), "unsubscribe
+// TOKEN" or TOKEN alone; else its first non-empty text line (of the first
+// text/plain part, transfer encoding undone) does. The token is opened
+// (policy.Tokens.Open) and the recipient it names unsubscribed
+// (policy.Unsubscriber, source "mailto"), then logged. A message without
+// a token that opens (forged, altered, expired, of a key gone) is
+// accepted, 250, and logged at Info with the reason; a store error gets
+// 451 4.3.0 so that the sender's MTA tries again. The message is read
+// with the standard library's MIME packages; FuzzMailtoTokens fuzzes
+// the search for the token.
 //
 // # DSN notifier
 //
@@ -129,7 +200,8 @@
 // locked-out address by listener (drover_smtp_auth_failures_total,
 // drover_smtp_auth_refusals_total), addresses locked out
 // (drover_smtp_auth_lockouts_total), messages and bytes received
-// (drover_messages_received_total, drover_received_bytes_total),
+// (drover_messages_received_total, drover_received_bytes_total; a
+// message queued as copies counts once per copy),
 // recipients by delivery result (drover_deliveries_total{result}),
 // feedback reports by type (drover_complaints_total{type}), refusals of
 // MAIL, RCPT and DATA by command and reply code
@@ -137,7 +209,14 @@
 // soft, none for an operator's) and reason (the classifier's vocabulary,
 // operator, or other) (drover_bounces_total{class,reason}), the notices
 // the DSN notifier queued (drover_dsn_generated_total{kind}: failure,
-// delay; not counted as messages received), the time from
+// delay; not counted as messages received), RCPT and DATA refused
+// because the recipient is suppressed, by the entry's reason
+// (drover_policy_refusals_total{reason}, from the rejected events that
+// name a reason), recipients taken out of messages because they are
+// suppressed, dropped or refused at DATA
+// (drover_suppressed_total{reason}, from the suppressed events; both
+// have a label for each of policy.Reasons from the start, and other for
+// a reason outside them), the time from
 // acceptance to delivery (drover_delivery_latency_seconds), and, read
 // from the spool at each scrape, recipients by state, messages, the
 // oldest message's age (drover_queue_*) and every site's shaping state

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"drover/bounce"
 	"drover/mta/address"
 	"drover/mta/smtperr"
+	"drover/policy"
 	"drover/queue"
 )
 
@@ -29,19 +31,25 @@ type InboundConfig struct {
 	VERP           bounce.VERP
 	Classifier     *bounce.Classifier
 	MaxMessageSize int64
-	OnEvent        func(queue.Event)
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// Tokens opens the tokens of the mail that reaches the unsubscribe
+	// mailbox (policy.MailtoLocal@ each bounce domain), and Unsubscriber
+	// records the unsubscribes; with either nil the mailbox is not taken.
+	Tokens       *policy.Tokens
+	Unsubscriber policy.Unsubscriber
+	OnEvent      func(queue.Event)
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // Inbound is the SMTP listener for bounces and feedback reports. It
-// accepts mail only for VERP return paths with a valid token and for
-// feedback addresses (every other recipient gets 550 5.1.1: it relays
-// nothing), classifies each message with the bounce package, maps it back
+// accepts mail only for VERP return paths with a valid token, for
+// feedback addresses and for the unsubscribe mailbox when it takes it
+// (every other recipient gets 550 5.1.1: it relays nothing), classifies each message with the bounce package, maps it back
 // to the message, recipient and sender through the token (falling back to
 // the report's Original-Recipient and Message-ID) and emits the same
 // bounced events as failures during delivery; feedback reports become
-// complained events. It never answers mail with mail.
+// complained events; mail to the unsubscribe mailbox unsubscribes the
+// recipient its token names. It never answers mail with mail.
 type Inbound struct {
 	cfg      InboundConfig
 	domains  map[string]bool
@@ -130,12 +138,13 @@ func (in *Inbound) Shutdown(ctx context.Context) error {
 }
 
 // origin is what a recipient address of the inbound listener tells about
-// the message a report is about.
+// the message a report is about; unsubscribe is the unsubscribe mailbox.
 type origin struct {
-	msgID    string
-	index    int
-	sender   string
-	feedback bool
+	msgID       string
+	index       int
+	sender      string
+	feedback    bool
+	unsubscribe bool
 }
 
 type inboundSession struct {
@@ -185,9 +194,15 @@ func (s *inboundSession) rcpt(to string, _ *smtp.RcptOptions) error {
 		s.origins = append(s.origins, origin{feedback: true})
 		return nil
 	}
-	_, domain, _ := strings.Cut(addr, "@")
-	if !s.in.domains[domain] {
+	if !s.in.domains[parsed.Domain] {
 		return errNoSuchUser
+	}
+	if strings.EqualFold(parsed.Local, policy.MailtoLocal) {
+		if !s.in.takesUnsubscribe() {
+			return errNoSuchUser
+		}
+		s.origins = append(s.origins, origin{unsubscribe: true})
+		return nil
 	}
 	id, idx, sender, err := s.in.cfg.VERP.Decode(addr)
 	if err != nil {
@@ -207,6 +222,15 @@ func (s *inboundSession) data(r io.Reader) error {
 			return smtperr.Permanent(552, "5.3.4", "Report too large")
 		}
 		return err
+	}
+	isUnsubscribe := func(o origin) bool { return o.unsubscribe }
+	if slices.ContainsFunc(s.origins, isUnsubscribe) {
+		if err := s.in.unsubscribe(raw, s.from); err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(s.origins, func(o origin) bool { return !o.unsubscribe }) {
+			return nil // no report to read
+		}
 	}
 	results, err := s.in.cfg.Classifier.ParseMessage(raw)
 	if err != nil {

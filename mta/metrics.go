@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"drover/bounce"
+	"drover/policy"
 	"drover/queue"
 	"drover/queue/engine"
 )
@@ -31,6 +32,8 @@ type Metrics struct {
 	rejections    *prometheus.CounterVec
 	bounces       *prometheus.CounterVec
 	dsns          *prometheus.CounterVec
+	refusals      *prometheus.CounterVec // by a suppression
+	suppressed    *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg. stats and sites are read at
@@ -73,6 +76,16 @@ func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats, sites func(
 		dsns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drover_dsn_generated_total", Help: "Delivery status notifications queued to senders, by kind (failure, delay)."},
 			[]string{"kind"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drover_policy_refusals_total", Help: "RCPT and DATA commands refused because the recipient is suppressed, by the suppression's reason."},
+			[]string{"reason"}),
+		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drover_suppressed_total", Help: "Recipients taken out of submitted messages because they are suppressed (accepted and dropped, or refused at DATA), by the suppression's reason."},
+			[]string{"reason"}),
+	}
+	for _, r := range policy.Reasons {
+		m.refusals.WithLabelValues(string(r))
+		m.suppressed.WithLabelValues(string(r))
 	}
 	for _, k := range []string{queue.DSNFailure, queue.DSNDelay} {
 		m.dsns.WithLabelValues(k)
@@ -81,7 +94,7 @@ func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats, sites func(
 		m.deliveries.WithLabelValues(r)
 	}
 	reg.MustRegister(m.sessions, m.sessionsTotal, m.authFailures, m.authRefusals, m.authLockouts, m.received, m.receivedBytes, m.deliveries, m.complaints, m.latency,
-		m.rejections, m.bounces, m.dsns, newQueueCollector(stats), newSiteCollector(sites))
+		m.rejections, m.bounces, m.dsns, m.refusals, m.suppressed, newQueueCollector(stats), newSiteCollector(sites))
 	return m
 }
 
@@ -97,6 +110,11 @@ func (m *Metrics) Observe(ev queue.Event) {
 		m.receivedBytes.Add(float64(ev.Size))
 	case queue.EventRejected:
 		m.rejections.WithLabelValues(ev.Command, strconv.Itoa(ev.Code)).Inc()
+		if ev.Reason != "" { // refused by a suppression
+			m.refusals.WithLabelValues(policyReason(ev.Reason)).Inc()
+		}
+	case queue.EventSuppressed:
+		m.suppressed.WithLabelValues(policyReason(ev.Reason)).Inc()
 	case queue.EventDelivered:
 		m.deliveries.WithLabelValues("delivered").Inc()
 		m.latency.Observe(ev.Delay.Seconds())
@@ -105,9 +123,11 @@ func (m *Metrics) Observe(ev queue.Event) {
 	case queue.EventBounced:
 		m.deliveries.WithLabelValues(string(ev.Kind)).Inc()
 		m.bounces.WithLabelValues(bounceLabels(ev.Class, ev.Reason)).Inc()
-	default:
+	case queue.EventDeferred, queue.EventExpired, queue.EventDeleted:
 		m.deliveries.WithLabelValues(string(ev.Kind)).Inc()
 	}
+	// Other kinds (the policy's own events: unsubscribed, ...) are no
+	// delivery outcome.
 }
 
 // bounceLabels are the class and reason labels of a bounce, from fixed
@@ -121,6 +141,15 @@ func bounceLabels(class, reason string) (string, string) {
 		reason = "other"
 	}
 	return class, reason
+}
+
+// policyReason is the reason label of a suppression: one of
+// policy.Reasons, or other.
+func policyReason(reason string) string {
+	if !policy.Reason(reason).Valid() {
+		return "other"
+	}
+	return reason
 }
 
 // queueCollector reports recipients by state and the oldest message age

@@ -1,6 +1,7 @@
 package mta
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/mail"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,18 +21,39 @@ import (
 
 	"drover/mta/address"
 	"drover/mta/smtperr"
+	"drover/policy"
 	"drover/queue"
 )
 
 // Sender is an account that submits mail: its login, the From domains it
-// owns and whether it wants DSNs.
+// owns, whether it wants DSNs, its default stream and what Drover does
+// with the List-Unsubscribe fields of its marketing mail.
 type Sender struct {
 	Name         string
 	Login        string
 	PasswordHash []byte   // bcrypt
 	FromDomains  []string // lower-case domains; "*" = any
 	DSN          bool
+	// Stream is the stream of a message that names none (in MAIL's
+	// X-DROVER-STREAM or its X-Drover-Stream field); "" is "marketing".
+	Stream string
+	// ListUnsubscribe is ListUnsubscribeAdd (or ""), ListUnsubscribeKeep
+	// or ListUnsubscribeOff.
+	ListUnsubscribe string
 }
+
+// The values of Sender.ListUnsubscribe: what goes on a sender's
+// marketing mail.
+const (
+	// ListUnsubscribeAdd: Drover's List-Unsubscribe and
+	// List-Unsubscribe-Post fields replace the application's.
+	ListUnsubscribeAdd = "add"
+	// ListUnsubscribeKeep: a message with a List-Unsubscribe field of its
+	// own keeps it and gets none of Drover's; others get Drover's.
+	ListUnsubscribeKeep = "keep"
+	// ListUnsubscribeOff: Drover adds none.
+	ListUnsubscribeOff = "off"
+)
 
 // OwnsDomain reports whether the sender may use domain in From.
 func (s *Sender) OwnsDomain(domain string) bool {
@@ -81,10 +104,16 @@ type SubmissionConfig struct {
 	Auth           AuthLimits // failed-login limits
 	Queue          Enqueuer
 	Signer         Signer // nil: no DKIM
-	OnEvent        func(queue.Event)
-	Metrics        *Metrics
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// Policy checks every recipient against the suppression list (nil:
+	// no checks).
+	Policy policy.Checker
+	// Links makes the List-Unsubscribe targets of marketing mail (nil:
+	// none are added).
+	Links   *policy.Links
+	OnEvent func(queue.Event)
+	Metrics *Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Submission is the set of SMTP submission listeners.
@@ -114,9 +143,22 @@ func NewSubmission(cfg SubmissionConfig) (*Submission, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Auth = cfg.Auth.withDefaults()
+	if cfg.Links != nil {
+		if err := checkLinks(cfg.Links); err != nil {
+			return nil, err
+		}
+		links := *cfg.Links
+		if links.Now == nil {
+			links.Now = cfg.Now
+		}
+		cfg.Links = &links
+	}
 	s := &Submission{cfg: cfg, byName: map[string]*Sender{}, byLogin: map[string]*Sender{},
 		guard: newAuthGuard(cfg.Auth, cfg.Now), isLoopback: isLoopbackAddr, listen: net.Listen, sleep: sleepCtx}
 	for _, snd := range cfg.Senders {
+		if err := checkSender(snd); err != nil {
+			return nil, err
+		}
 		s.byName[snd.Name] = snd
 		if snd.Login != "" && len(snd.PasswordHash) > 0 {
 			s.byLogin[snd.Login] = snd
@@ -165,6 +207,7 @@ func (s *Submission) Start() ([]net.Addr, error) {
 		srv.WriteTimeout = s.cfg.WriteTimeout
 		srv.EnableSMTPUTF8 = true
 		srv.EnableDSN = true
+		srv.ExtraMailParams = []string{paramStream, paramList}
 		srv.ErrorLog = slogAdapter{s.cfg.Logger}
 		if l.Mode == "starttls" {
 			srv.TLSConfig = s.cfg.TLS
@@ -261,8 +304,17 @@ type session struct {
 	from   string
 	opts   smtp.MailOptions
 	sender *Sender
-	rcpts  []queue.NewRecipient
-	tx     tx
+	// mailStream and mailList are MAIL's X-DROVER-STREAM and
+	// X-DROVER-LIST ("" when absent); stream and list are what RCPT
+	// checks recipients with: MAIL's, else the sender's default stream
+	// and no list.
+	mailStream, mailList string
+	stream, list         string
+	rcpts                []queue.NewRecipient
+	// decisions are the policy's answers for rcpts, one each: a
+	// suppressed one is a recipient to drop.
+	decisions []policy.Decision
+	tx        tx
 }
 
 var (
@@ -415,7 +467,17 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		}
 		from = addr.String()
 	}
-	s.from, s.sender, s.rcpts = from, snd, s.rcpts[:0]
+	var extra map[string]string
+	if opts != nil {
+		extra = opts.Extra
+	}
+	mailStream, mailList, err := mailControlParams(extra)
+	if err != nil {
+		return err
+	}
+	s.from, s.sender, s.rcpts, s.decisions = from, snd, s.rcpts[:0], s.decisions[:0]
+	s.mailStream, s.mailList = mailStream, mailList
+	s.stream, s.list = cmp.Or(mailStream, snd.defaultStream()), mailList
 	if opts != nil {
 		s.opts = *opts
 	} else {
@@ -439,6 +501,13 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 		return smtperr.Temporaryf(452, "4.5.3", "Too many recipients (at most %d per message)", max)
 	}
 	r := queue.NewRecipient{Addr: addr.String()}
+	d, err := s.check(r.Addr, s.stream, s.list)
+	if err != nil {
+		return err
+	}
+	if d.Suppressed && !d.Drop {
+		return refusal(d, s.stream, s.list)
+	}
 	if opts != nil {
 		notify := make([]string, len(opts.Notify))
 		for i, n := range opts.Notify {
@@ -450,6 +519,7 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 	}
 	s.rcpts = append(s.rcpts, r)
+	s.decisions = append(s.decisions, d)
 	return nil
 }
 
@@ -467,11 +537,219 @@ func (s *session) data(r io.Reader) error {
 		}
 		return err
 	}
-	msg, body, messageID, err := s.prepare(raw, s.sub.cfg.Queue.NewID())
+	m, err := s.parse(raw)
 	if err != nil {
 		return err
 	}
-	id, err := s.sub.cfg.Queue.Enqueue(msg, s.rcpts, body)
+	kept, out, err := s.screen(m)
+	if err != nil {
+		return err
+	}
+	if len(kept) == 0 {
+		s.emitSuppressed(m, out)
+		for _, o := range out {
+			if o.refused {
+				return refusal(o.decision, m.msg.Stream, m.msg.List)
+			}
+		}
+		return &smtperr.Error{Code: 250, Enhanced: "2.0.0", Message: "OK: nothing queued, every recipient is suppressed"}
+	}
+	copies, err := s.store(m, kept)
+	if err != nil {
+		return err
+	}
+	s.emitSuppressed(m, out)
+	for _, c := range copies {
+		s.emitReceived(m, c)
+	}
+	return &smtperr.Error{Code: 250, Enhanced: "2.0.0", Message: queuedReply(copies)} // go-smtp's way to set the reply to DATA
+}
+
+// submitted is a message as the client sent it, cut up: the envelope it
+// is to be stored with, the header fields that stay, the body and what
+// the header said.
+type submitted struct {
+	msg        queue.Message // everything but ID and Size
+	fields     []field       // the header fields that stay, in order
+	added      []byte        // the Date and Message-ID fields Drover adds
+	body       []byte
+	fromDomain string
+	messageID  string // the message's, or the one Drover adds
+	// ownUnsubscribe: the message has a List-Unsubscribe field of its own.
+	ownUnsubscribe bool
+}
+
+// parse CRLF-normalises the submitted bytes, takes the control fields
+// out, checks From, makes the Date and Message-ID to add when missing and
+// settles the message's stream and list (see streamAndList).
+func (s *session) parse(raw []byte) (*submitted, error) {
+	now := s.sub.cfg.Now()
+	data := normalizeCRLF(raw)
+	fields, body := splitHeader(data)
+	m := &submitted{body: body, msg: queue.Message{
+		Sender:     s.sender.Name,
+		ReturnPath: s.from,
+		EnvID:      s.opts.EnvelopeID,
+		Ret:        string(s.opts.Return),
+		WantDSN:    s.sender.DSN,
+		ClientAddr: s.clientIP,
+		Received:   now,
+	}}
+	var hdrStream, hdrList string
+	var hasMessageID, hasDate bool
+	kept := fields[:0]
+	for _, f := range fields {
+		switch {
+		case f.is("X-Drover-Stream"):
+			v, err := controlField(f, hdrStream)
+			if err != nil {
+				return nil, err
+			}
+			hdrStream = v
+			continue
+		case f.is("X-Drover-Campaign"):
+			m.msg.Campaign = f.value()
+			continue
+		case f.is("X-Drover-List"):
+			v, err := controlField(f, hdrList)
+			if err != nil {
+				return nil, err
+			}
+			hdrList = v
+			continue
+		case f.is("X-Drover-Flow"):
+			m.msg.Flow = f.value()
+			continue
+		case len(f.name) > 9 && strings.EqualFold(string(f.name[:9]), "X-Drover-"):
+			continue // unknown control headers never leave either
+		case f.is("From"):
+			if m.fromDomain != "" {
+				return nil, smtperr.Permanent(550, "5.6.0", "Message has more than one From header")
+			}
+			addrs, err := mail.ParseAddressList(f.value())
+			if err != nil || len(addrs) == 0 {
+				return nil, smtperr.Permanent(550, "5.6.0", "Malformed From header: "+f.value())
+			}
+			for _, a := range addrs {
+				_, domain, _ := strings.Cut(a.Address, "@")
+				if !s.sender.OwnsDomain(domain) {
+					return nil, smtperr.Permanentf(550, "5.7.1", "Sender %s may not send as %s", s.sender.Name, a.Address)
+				}
+				if m.fromDomain == "" {
+					m.fromDomain = strings.ToLower(domain)
+				}
+			}
+		case f.is("Message-ID"):
+			hasMessageID = true
+			m.messageID = strings.TrimSpace(f.value())
+		case f.is("Date"):
+			hasDate = true
+		case f.is("List-Unsubscribe"):
+			m.ownUnsubscribe = true
+		}
+		kept = append(kept, f)
+	}
+	if m.fromDomain == "" {
+		return nil, smtperr.Permanent(550, "5.6.0", "Message has no From header")
+	}
+	m.fields = kept
+	var err error
+	if m.msg.Stream, m.msg.List, err = s.streamAndList(hdrStream, hdrList); err != nil {
+		return nil, err
+	}
+	if !hasDate {
+		m.added = append(m.added, "Date: "+now.Format(time.RFC1123Z)+"\r\n"...)
+	}
+	if !hasMessageID {
+		m.messageID = "<" + randomToken() + "@" + s.sub.cfg.Hostname + ">"
+		m.added = append(m.added, "Message-ID: "+m.messageID+"\r\n"...)
+	}
+	return m, nil
+}
+
+// queued is one message to store: the submitted message for all its
+// recipients, or one recipient's copy of it.
+type queued struct {
+	id    string
+	rcpts []queue.NewRecipient
+	body  []byte
+}
+
+// maxParallelCopies bounds the copies of a message that are signed and
+// enqueued at once.
+const maxParallelCopies = 8
+
+// store queues the message for the recipients kept: once, or as one copy
+// per recipient when each gets its own List-Unsubscribe field (see
+// wantsLinks). Copies are made, signed and enqueued a few at a time, so
+// that their commits share the spool's disk syncs; store returns once
+// every copy is stored or, at the first failure, once every Enqueue begun
+// has returned. Copies stored before a failure stay queued.
+func (s *session) store(m *submitted, kept []queue.NewRecipient) ([]*queued, error) {
+	if !s.wantsLinks(m) {
+		c := &queued{id: s.sub.cfg.Queue.NewID(), rcpts: kept}
+		return []*queued{c}, s.storeOne(m, c, false)
+	}
+	copies := make([]*queued, len(kept))
+	for i := range kept {
+		// Made in recipient order, so the copies' IDs are too.
+		copies[i] = &queued{id: s.sub.cfg.Queue.NewID(), rcpts: kept[i : i+1 : i+1]}
+	}
+	if len(copies) == 1 {
+		return copies, s.storeOne(m, copies[0], true)
+	}
+	var (
+		wg     sync.WaitGroup
+		next   atomic.Int64
+		failed atomic.Bool
+		mu     sync.Mutex
+		first  error
+		stored []string
+	)
+	for range min(len(copies), maxParallelCopies) {
+		wg.Go(func() {
+			for !failed.Load() {
+				i := int(next.Add(1)) - 1
+				if i >= len(copies) {
+					return
+				}
+				err := s.storeOne(m, copies[i], true)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+					failed.Store(true)
+				} else if err == nil {
+					stored = append(stored, copies[i].id)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil && len(stored) > 0 {
+		s.sub.cfg.Logger.Warn("message partly queued: the client's retry may deliver these copies twice",
+			"sender", s.sender.Name, "stored", stored, "copies", len(copies), "err", first)
+	}
+	return copies, first
+}
+
+// storeOne makes c's message (with its List-Unsubscribe fields when
+// links), signs it and enqueues it.
+func (s *session) storeOne(m *submitted, c *queued, links bool) error {
+	var unsub []byte
+	if links {
+		var err error
+		if unsub, err = s.unsubscribeFields(m, c); err != nil {
+			return err
+		}
+	}
+	body, err := s.sign(m, s.compose(m, c, links, unsub))
+	if err != nil {
+		return err
+	}
+	msg := m.msg
+	msg.ID, msg.Size = c.id, len(body)
+	id, err := s.sub.cfg.Queue.Enqueue(&msg, c.rcpts, body)
 	if errors.Is(err, queue.ErrStorageFull) {
 		s.sub.cfg.Logger.Warn("enqueue refused: storage full", "err", err)
 		return &smtperr.Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage, try again later", Err: err}
@@ -480,117 +758,81 @@ func (s *session) data(r io.Reader) error {
 		s.sub.cfg.Logger.Error("enqueue failed", "err", err)
 		return &smtperr.Error{Code: 451, Enhanced: "4.3.0", Message: "Message not queued: local storage error, try again later", Err: err}
 	}
-	if s.sub.cfg.OnEvent != nil {
-		ev := s.event(queue.EventReceived)
-		ev.Time, ev.MsgID, ev.Sender, ev.ReturnPath = msg.Received, id, msg.Sender, msg.ReturnPath
-		ev.Recipients, ev.RecipientAddrs, ev.Size = len(s.rcpts), rcptAddrs(s.rcpts), len(body)
-		ev.Stream, ev.Campaign, ev.List, ev.Flow = msg.Stream, msg.Campaign, msg.List, msg.Flow
-		ev.MessageID = clip(messageID)
-		s.sub.cfg.OnEvent(ev)
-	}
-	return &smtperr.Error{Code: 250, Enhanced: "2.0.0", Message: "OK: queued as " + id} // go-smtp's way to set the reply to DATA
+	c.id, c.body = id, body
+	return nil
 }
 
-// prepare turns the submitted bytes into what is stored and delivered
-// under queue id: CRLF-normalised, control headers taken out, Message-ID
-// and Date added when missing, a Received field on top, DKIM-signed. It
-// returns the message's Message-ID too.
-func (s *session) prepare(raw []byte, id string) (*queue.Message, []byte, string, error) {
-	now := s.sub.cfg.Now()
-	data := normalizeCRLF(raw)
-	fields, body := splitHeader(data)
-	msg := &queue.Message{
-		ID:         id,
-		Sender:     s.sender.Name,
-		ReturnPath: s.from,
-		EnvID:      s.opts.EnvelopeID,
-		Ret:        string(s.opts.Return),
-		WantDSN:    s.sender.DSN,
-		ClientAddr: s.clientIP,
-		Received:   now,
-	}
-	var fromDomain string
-	var messageID string
-	var hasMessageID, hasDate bool
-	kept := fields[:0]
-	for _, f := range fields {
-		switch {
-		case f.is("X-Drover-Stream"):
-			msg.Stream = f.value()
+// compose makes what is stored and delivered for c: a Received field on
+// top, the fields kept (without the application's List-Unsubscribe and
+// List-Unsubscribe-Post when links), the fields Drover adds, unsub, and
+// the body.
+func (s *session) compose(m *submitted, c *queued, links bool, unsub []byte) []byte {
+	out := make([]byte, 0, len(m.body)+len(m.added)+len(unsub)+2048)
+	out = s.appendReceived(out, m.msg.Received, c.id, c.rcpts)
+	for _, f := range m.fields {
+		if links && (f.is("List-Unsubscribe") || f.is("List-Unsubscribe-Post")) {
 			continue
-		case f.is("X-Drover-Campaign"):
-			msg.Campaign = f.value()
-			continue
-		case f.is("X-Drover-List"):
-			msg.List = f.value()
-			continue
-		case f.is("X-Drover-Flow"):
-			msg.Flow = f.value()
-			continue
-		case len(f.name) > 9 && strings.EqualFold(string(f.name[:9]), "X-Drover-"):
-			continue // unknown control headers never leave either
-		case f.is("From"):
-			if fromDomain != "" {
-				return nil, nil, "", smtperr.Permanent(550, "5.6.0", "Message has more than one From header")
-			}
-			addrs, err := mail.ParseAddressList(f.value())
-			if err != nil || len(addrs) == 0 {
-				return nil, nil, "", smtperr.Permanent(550, "5.6.0", "Malformed From header: "+f.value())
-			}
-			for _, a := range addrs {
-				_, domain, _ := strings.Cut(a.Address, "@")
-				if !s.sender.OwnsDomain(domain) {
-					return nil, nil, "", smtperr.Permanentf(550, "5.7.1", "Sender %s may not send as %s", s.sender.Name, a.Address)
-				}
-				if fromDomain == "" {
-					fromDomain = strings.ToLower(domain)
-				}
-			}
-		case f.is("Message-ID"):
-			hasMessageID = true
-			messageID = strings.TrimSpace(f.value())
-		case f.is("Date"):
-			hasDate = true
 		}
-		kept = append(kept, f)
-	}
-	if fromDomain == "" {
-		return nil, nil, "", smtperr.Permanent(550, "5.6.0", "Message has no From header")
-	}
-
-	out := make([]byte, 0, len(data)+512)
-	out = s.appendReceived(out, now, id)
-	for _, f := range kept {
 		out = append(out, f.raw...)
 	}
-	if !hasDate {
-		out = append(out, "Date: "+now.Format(time.RFC1123Z)+"\r\n"...)
-	}
-	if !hasMessageID {
-		messageID = "<" + randomToken() + "@" + s.sub.cfg.Hostname + ">"
-		out = append(out, "Message-ID: "+messageID+"\r\n"...)
-	}
+	out = append(out, m.added...)
+	out = append(out, unsub...)
 	out = append(out, "\r\n"...)
-	out = append(out, body...)
+	return append(out, m.body...)
+}
 
-	if s.sub.cfg.Signer != nil {
-		sig, err := s.sub.cfg.Signer.Sign(fromDomain, out)
-		if err != nil {
-			s.sub.cfg.Logger.Error("dkim signing failed", "domain", fromDomain, "err", err)
-			return nil, nil, "", &smtperr.Error{Code: 451, Enhanced: "4.3.0", Message: "DKIM signing failed, try again later", Err: err}
-		}
-		if len(sig) > 0 {
-			out = append(sig, out...)
-		}
+// sign prepends the DKIM signature of the message's From domain, when
+// the Signer has a key for it.
+func (s *session) sign(m *submitted, out []byte) ([]byte, error) {
+	if s.sub.cfg.Signer == nil {
+		return out, nil
 	}
-	msg.Size = len(out)
-	return msg, out, messageID, nil
+	sig, err := s.sub.cfg.Signer.Sign(m.fromDomain, out)
+	if err != nil {
+		s.sub.cfg.Logger.Error("dkim signing failed", "domain", m.fromDomain, "err", err)
+		return nil, &smtperr.Error{Code: 451, Enhanced: "4.3.0", Message: "DKIM signing failed, try again later", Err: err}
+	}
+	if len(sig) == 0 {
+		return out, nil
+	}
+	return append(sig, out...), nil
+}
+
+// queuedReply is the text of the 250 to DATA: the queue id, or those of
+// the copies (the first few, when there are many).
+func queuedReply(copies []*queued) string {
+	if len(copies) == 1 {
+		return "OK: queued as " + copies[0].id
+	}
+	const shown = 8
+	ids := make([]string, 0, shown)
+	for _, c := range copies[:min(len(copies), shown)] {
+		ids = append(ids, c.id)
+	}
+	more := ""
+	if len(copies) > shown {
+		more = fmt.Sprintf(" and %d more", len(copies)-shown)
+	}
+	return fmt.Sprintf("OK: queued as %d messages, one per recipient: %s%s", len(copies), strings.Join(ids, " "), more)
+}
+
+// emitReceived emits the received event of a message queued.
+func (s *session) emitReceived(m *submitted, c *queued) {
+	if s.sub.cfg.OnEvent == nil {
+		return
+	}
+	ev := s.event(queue.EventReceived)
+	ev.Time, ev.MsgID, ev.Sender, ev.ReturnPath = m.msg.Received, c.id, m.msg.Sender, m.msg.ReturnPath
+	ev.Recipients, ev.RecipientAddrs, ev.Size = len(c.rcpts), rcptAddrs(c.rcpts), len(c.body)
+	ev.Stream, ev.Campaign, ev.List, ev.Flow = m.msg.Stream, m.msg.Campaign, m.msg.List, m.msg.Flow
+	ev.MessageID = clip(m.messageID)
+	s.sub.cfg.OnEvent(ev)
 }
 
 // appendReceived adds the trace field (RFC 5321 4.4) of a message queued
-// as id; it names the recipient only when there is one (not to disclose
-// the others to each).
-func (s *session) appendReceived(out []byte, now time.Time, id string) []byte {
+// as id for rcpts; it names the recipient only when there is one (not to
+// disclose the others to each).
+func (s *session) appendReceived(out []byte, now time.Time, id string, rcpts []queue.NewRecipient) []byte {
 	with := "ESMTP"
 	if _, ok := s.conn.TLSConnectionState(); ok {
 		with += "S"
@@ -608,8 +850,8 @@ func (s *session) appendReceived(out []byte, now time.Time, id string) []byte {
 	}
 	out = fmt.Appendf(out, "Received: from %s ([%s])\r\n\tby %s (Drover) with %s id %s",
 		sanitizeHelo(helo), ip, s.sub.cfg.Hostname, with, id)
-	if len(s.rcpts) == 1 {
-		out = fmt.Appendf(out, "\r\n\tfor <%s>", s.rcpts[0].Addr)
+	if len(rcpts) == 1 {
+		out = fmt.Appendf(out, "\r\n\tfor <%s>", rcpts[0].Addr)
 	}
 	return fmt.Appendf(out, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
 }
@@ -634,6 +876,10 @@ func (s *session) rejected(cmd, arg string, e *smtperr.Error) {
 	}
 	ev := s.event(queue.EventRejected)
 	ev.Command, ev.Code, ev.Enhanced, ev.Text = cmd, e.Code, e.Enhanced, clip(e.Message)
+	if sup, ok := asSuppression(e); ok {
+		ev.Reason, ev.Scope, ev.Source = string(sup.entry.Reason), string(sup.entry.Kind), sup.entry.Source
+		ev.Stream, ev.List = sup.stream, sup.list
+	}
 	switch snd := s.sender; {
 	case snd != nil:
 		ev.Sender = snd.Name
@@ -663,7 +909,8 @@ func sanitizeHelo(h string) string {
 
 func (s *session) reset() {
 	s.tx.end(&s.sub.sessions) // go-smtp resets after the reply to DATA
-	s.from, s.sender, s.rcpts = "", nil, s.rcpts[:0]
+	s.from, s.sender, s.rcpts, s.decisions = "", nil, s.rcpts[:0], s.decisions[:0]
+	s.mailStream, s.mailList, s.stream, s.list = "", "", "", ""
 }
 
 func (s *session) logout() {

@@ -434,8 +434,14 @@ func (c *Conn) handleMail(arg string) {
 			}
 			opts.Auth = &value
 		default:
-			c.writeResponse(500, EnhancedCode{5, 5, 4}, "Unknown MAIL FROM argument")
-			return
+			if !c.server.isExtraMailParam(key) {
+				c.writeResponse(500, EnhancedCode{5, 5, 4}, "Unknown MAIL FROM argument")
+				return
+			}
+			if opts.Extra == nil {
+				opts.Extra = map[string]string{}
+			}
+			opts.Extra[key] = value
 		}
 	}
 

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -82,6 +83,11 @@ type Server struct {
 	//
 	// Default value of NONE to advertise no specific profile.
 	MtPriorityProfile PriorityProfile
+
+	// ExtraMailParams (a Drover patch, see DROVER.md) are the keywords of
+	// MAIL parameters beyond go-smtp's own that the session accepts; they
+	// reach Session.Mail in MailOptions.Extra instead of being refused.
+	ExtraMailParams []string
 
 	// The server backend.
 	Backend Backend
@@ -323,4 +329,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-connDone:
 		return err
 	}
+}
+
+// isExtraMailParam reports whether key (upper case, as parseArgs makes
+// it) is one of ExtraMailParams (a Drover patch, see DROVER.md).
+func (s *Server) isExtraMailParam(key string) bool {
+	for _, k := range s.ExtraMailParams {
+		if strings.EqualFold(k, key) {
+			return true
+		}
+	}
+	return false
 }

@@ -71,6 +71,12 @@ type MailOptions struct {
 	//
 	// Defined in RFC 4954.
 	Auth *string
+
+	// Extra holds the parameters named in Server.ExtraMailParams that the
+	// command carried (a Drover patch, see DROVER.md): the keyword in
+	// upper case, the value as given ("" for a keyword without "=").
+	// nil when there is none.
+	Extra map[string]string
 }
 
 type DSNNotify string
