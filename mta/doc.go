@@ -122,14 +122,12 @@
 //     stream queue the message once, its fields as they are.
 //   - The reply 250 ("OK: queued as ID", or "OK: queued as N messages,
 //     one per recipient: ID ..." for copies) is sent only after
-//     Enqueuer.Enqueue has returned for every message queued, which for
-//     the spool means after its batch was committed with fsync; a
+//     Enqueuer.EnqueueAll has returned, which for the spool means after
+//     its one batch of every message was committed with fsync; a
 //     storage error gets 451 4.3.0 (452 4.3.1 when storage is full) and
-//     nothing is acknowledged. Copies are made, signed and enqueued 8 at
-//     a time, so that their commits share the spool's disk syncs; a
-//     failure stops the rest, and the copies stored before it stay
-//     queued (and are logged): the client's retry may deliver them
-//     twice, at least once and never lost. A received event follows each
+//     nothing is acknowledged, nor stored. Copies are made and signed 8
+//     at a time, then queued together, all or none, so the client's retry
+//     after a failure delivers nothing twice. A received event follows each
 //     message queued, copies included, with the client's IP address,
 //     HELO name, AUTH login, TLS version ("TLS1.3"), the Message-ID and
 //     the recipients' addresses.

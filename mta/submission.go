@@ -67,12 +67,14 @@ func (s *Sender) OwnsDomain(domain string) bool {
 }
 
 // Enqueuer is the spool as submission sees it: Enqueue returns only once
-// the message is durably stored. NewID gives the ID a message is to be
-// stored under (set in queue.Message.ID), so the Received field can name
-// it; a message without an ID gets one from Enqueue.
+// the message is durably stored, EnqueueAll once every message is, all
+// or none. NewID gives the ID a message is to be stored under (set in
+// queue.Message.ID), so the Received field can name it; a message without
+// an ID gets one from Enqueue.
 type Enqueuer interface {
 	NewID() string
 	Enqueue(msg *queue.Message, rcpts []queue.NewRecipient, body []byte) (string, error)
+	EnqueueAll(subs []queue.Submission) error
 }
 
 // Signer adds DKIM signatures: it returns the header fields to prepend to
@@ -675,91 +677,80 @@ type queued struct {
 	body  []byte
 }
 
-// maxParallelCopies bounds the copies of a message that are signed and
-// enqueued at once.
+// maxParallelCopies bounds the copies of a message that are made and
+// signed at once.
 const maxParallelCopies = 8
 
 // store queues the message for the recipients kept: once, or as one copy
 // per recipient when each gets its own List-Unsubscribe field (see
-// wantsLinks). Copies are made, signed and enqueued a few at a time, so
-// that their commits share the spool's disk syncs; store returns once
-// every copy is stored or, at the first failure, once every Enqueue begun
-// has returned. Copies stored before a failure stay queued.
+// wantsLinks). Copies are made and signed a few at a time, then queued
+// together in one commit (Enqueuer.EnqueueAll): all or none, so a failure
+// leaves nothing for the client's retry to deliver twice.
 func (s *session) store(m *submitted, kept []queue.NewRecipient) ([]*queued, error) {
-	if !s.wantsLinks(m) {
-		c := &queued{id: s.sub.cfg.Queue.NewID(), rcpts: kept}
-		return []*queued{c}, s.storeOne(m, c, false)
+	links := s.wantsLinks(m)
+	var copies []*queued
+	if !links {
+		copies = []*queued{{id: s.sub.cfg.Queue.NewID(), rcpts: kept}}
+	} else {
+		copies = make([]*queued, len(kept))
+		for i := range kept {
+			// Made in recipient order, so the copies' IDs are too.
+			copies[i] = &queued{id: s.sub.cfg.Queue.NewID(), rcpts: kept[i : i+1 : i+1]}
+		}
 	}
-	copies := make([]*queued, len(kept))
-	for i := range kept {
-		// Made in recipient order, so the copies' IDs are too.
-		copies[i] = &queued{id: s.sub.cfg.Queue.NewID(), rcpts: kept[i : i+1 : i+1]}
-	}
+	subs := make([]queue.Submission, len(copies))
+	errs := make([]error, len(copies))
 	if len(copies) == 1 {
-		return copies, s.storeOne(m, copies[0], true)
+		subs[0], errs[0] = s.prepareCopy(m, copies[0], links)
+	} else {
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for range min(len(copies), maxParallelCopies) {
+			wg.Go(func() {
+				for i := int(next.Add(1)) - 1; i < len(copies); i = int(next.Add(1)) - 1 {
+					subs[i], errs[i] = s.prepareCopy(m, copies[i], links)
+				}
+			})
+		}
+		wg.Wait()
 	}
-	var (
-		wg     sync.WaitGroup
-		next   atomic.Int64
-		failed atomic.Bool
-		mu     sync.Mutex
-		first  error
-		stored []string
-	)
-	for range min(len(copies), maxParallelCopies) {
-		wg.Go(func() {
-			for !failed.Load() {
-				i := int(next.Add(1)) - 1
-				if i >= len(copies) {
-					return
-				}
-				err := s.storeOne(m, copies[i], true)
-				mu.Lock()
-				if err != nil && first == nil {
-					first = err
-					failed.Store(true)
-				} else if err == nil {
-					stored = append(stored, copies[i].id)
-				}
-				mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		for _, e := range errs {
+			if e != nil {
+				return nil, e // the first, an *smtperr.Error
 			}
-		})
+		}
 	}
-	wg.Wait()
-	if first != nil && len(stored) > 0 {
-		s.sub.cfg.Logger.Warn("message partly queued: the client's retry may deliver these copies twice",
-			"sender", s.sender.Name, "stored", stored, "copies", len(copies), "err", first)
+	err := s.sub.cfg.Queue.EnqueueAll(subs)
+	if errors.Is(err, queue.ErrStorageFull) {
+		s.sub.cfg.Logger.Warn("enqueue refused: storage full", "err", err)
+		return nil, &smtperr.Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage, try again later", Err: err}
 	}
-	return copies, first
+	if err != nil {
+		s.sub.cfg.Logger.Error("enqueue failed", "err", err)
+		return nil, &smtperr.Error{Code: 451, Enhanced: "4.3.0", Message: "Message not queued: local storage error, try again later", Err: err}
+	}
+	return copies, nil
 }
 
-// storeOne makes c's message (with its List-Unsubscribe fields when
-// links), signs it and enqueues it.
-func (s *session) storeOne(m *submitted, c *queued, links bool) error {
+// prepareCopy makes c's message (with its List-Unsubscribe fields when
+// links) and signs it.
+func (s *session) prepareCopy(m *submitted, c *queued, links bool) (queue.Submission, error) {
 	var unsub []byte
 	if links {
 		var err error
 		if unsub, err = s.unsubscribeFields(m, c); err != nil {
-			return err
+			return queue.Submission{}, err
 		}
 	}
 	body, err := s.sign(m, s.compose(m, c, links, unsub))
 	if err != nil {
-		return err
+		return queue.Submission{}, err
 	}
 	msg := m.msg
 	msg.ID, msg.Size = c.id, len(body)
-	id, err := s.sub.cfg.Queue.Enqueue(&msg, c.rcpts, body)
-	if errors.Is(err, queue.ErrStorageFull) {
-		s.sub.cfg.Logger.Warn("enqueue refused: storage full", "err", err)
-		return &smtperr.Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage, try again later", Err: err}
-	}
-	if err != nil {
-		s.sub.cfg.Logger.Error("enqueue failed", "err", err)
-		return &smtperr.Error{Code: 451, Enhanced: "4.3.0", Message: "Message not queued: local storage error, try again later", Err: err}
-	}
-	c.id, c.body = id, body
-	return nil
+	c.body = body
+	return queue.Submission{Msg: &msg, Rcpts: c.rcpts, Body: body}, nil
 }
 
 // compose makes what is stored and delivered for c: a Received field on

@@ -53,6 +53,15 @@ func (q *fakeQueue) Enqueue(msg *queue.Message, rcpts []queue.NewRecipient, body
 	return msg.ID, nil
 }
 
+func (q *fakeQueue) EnqueueAll(subs []queue.Submission) error {
+	for _, sub := range subs {
+		if _, err := q.Enqueue(sub.Msg, sub.Rcpts, sub.Body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (q *fakeQueue) last(t *testing.T) (*queue.Message, []queue.NewRecipient, string) {
 	t.Helper()
 	q.mu.Lock()
@@ -433,6 +442,12 @@ func (q *blockingQueue) NewID() string { return "B1" }
 func (q *blockingQueue) Enqueue(*queue.Message, []queue.NewRecipient, []byte) (string, error) {
 	<-q.release
 	return "B1", nil
+}
+
+func (q *blockingQueue) EnqueueAll(subs []queue.Submission) error {
+	_, err := q.Enqueue(nil, nil, nil)
+	subs[0].Msg.ID = "B1"
+	return err
 }
 
 func TestNormalizeCRLF(t *testing.T) {

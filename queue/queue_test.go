@@ -442,3 +442,43 @@ func orphanRecipientRemoved(t *testing.T) {
 		t.Errorf("keys left: %v", keys)
 	}
 }
+
+// EnqueueAll stores all its messages or none: a message that cannot be
+// queued (an ID given twice in the batch, a bad recipient) leaves nothing
+// of the others, in memory or on disk.
+func TestEnqueueAllIsAllOrNothing(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, Options{Dir: dir})
+	id := s.NewID()
+	for name, bad := range map[string]Submission{
+		"same id":       {Msg: &Message{ID: id}, Rcpts: []NewRecipient{{Addr: "b@two.test"}}, Body: []byte("b")},
+		"bad recipient": {Msg: &Message{}, Rcpts: []NewRecipient{{Addr: "nodomain"}}, Body: []byte("b")},
+	} {
+		err := s.EnqueueAll([]Submission{{Msg: &Message{ID: id}, Rcpts: []NewRecipient{{Addr: "a@one.test"}}, Body: []byte("a")}, bad})
+		if err == nil {
+			t.Fatalf("%s: EnqueueAll succeeded", name)
+		}
+		if st := s.Stats(); st.Messages != 0 || st.Recipients != 0 {
+			t.Fatalf("%s: %+v queued after a failed EnqueueAll", name, st)
+		}
+	}
+	subs := []Submission{
+		{Msg: &Message{ID: id}, Rcpts: []NewRecipient{{Addr: "a@one.test"}}, Body: []byte("a")},
+		{Msg: &Message{}, Rcpts: []NewRecipient{{Addr: "b@two.test"}}, Body: []byte("b")},
+	}
+	if err := s.EnqueueAll(subs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s = openSpool(t, Options{Dir: dir})
+	for _, sub := range subs {
+		if body, err := s.Body(sub.Msg.ID); err != nil || string(body) != string(sub.Body) {
+			t.Errorf("%s: body %q %v", sub.Msg.ID, body, err)
+		}
+	}
+	if st := s.Stats(); st.Messages != 2 {
+		t.Errorf("%+v after reopen", st)
+	}
+}

@@ -415,42 +415,76 @@ func (s *Spool) NewID() string {
 // The spool keeps a copy of *msg but keeps body itself: the caller must not
 // modify body after the call.
 func (s *Spool) Enqueue(msg *Message, rcpts []NewRecipient, body []byte) (string, error) {
-	if msg == nil || len(rcpts) == 0 {
-		return "", errors.New("queue: enqueue needs a message and at least one recipient")
+	if err := s.EnqueueAll([]Submission{{Msg: msg, Rcpts: rcpts, Body: body}}); err != nil {
+		return "", err
 	}
-	if len(rcpts) > math.MaxUint32 {
-		return "", errors.New("queue: too many recipients")
-	}
-	domains := make([]string, len(rcpts))
-	for i, r := range rcpts {
-		d, err := domainOf(r.Addr)
-		if err != nil {
-			return "", err
-		}
-		domains[i] = d
-	}
+	return msg.ID, nil
+}
+
+// Submission is one message for EnqueueAll.
+type Submission struct {
+	Msg   *Message
+	Rcpts []NewRecipient
+	Body  []byte
+}
+
+// pending is a message of EnqueueAll on its way in.
+type pending struct {
+	m       *msgMem
+	mc      *Message
+	entries []entry
+	body    []byte
+}
+
+// EnqueueAll stores several messages as Enqueue does, all or none: they
+// are committed in one batch (one disk sync), so a failure leaves none of
+// them queued.
+func (s *Spool) EnqueueAll(subs []Submission) error {
 	now := s.now()
 	due := dueTime(now)
-	if msg.Received.IsZero() {
-		msg.Received = now
-	}
-	msg.Size = len(body)
-	chosen := msg.ID != ""
-	if !chosen {
-		msg.ID = newID(now, s.idCounter.Add(1))
-	} else if !validID(msg.ID) {
-		return "", fmt.Errorf("queue: enqueue: bad message ID %q", msg.ID)
-	}
-	id := msg.ID
-	mc := *msg
-	m := &msgMem{id: id, msg: &mc, remaining: len(rcpts), refs: len(rcpts)}
-	entries := make([]entry, len(rcpts))
-	for i, r := range rcpts {
-		entries[i] = entry{due: due, r: Recipient{
-			Index: i, Addr: r.Addr, Domain: domains[i], Notify: r.Notify, ORCPT: r.ORCPT,
-			NextAttempt: time.Unix(0, due),
-		}}
-		m.set(i)
+	ps := make([]pending, len(subs))
+	total := 0
+	for i, sub := range subs {
+		msg, rcpts := sub.Msg, sub.Rcpts
+		if msg == nil || len(rcpts) == 0 {
+			return errors.New("queue: enqueue needs a message and at least one recipient")
+		}
+		if len(rcpts) > math.MaxUint32 {
+			return errors.New("queue: too many recipients")
+		}
+		entries := make([]entry, len(rcpts))
+		for j, r := range rcpts {
+			d, err := domainOf(r.Addr)
+			if err != nil {
+				return err
+			}
+			entries[j] = entry{due: due, r: Recipient{
+				Index: j, Addr: r.Addr, Domain: d, Notify: r.Notify, ORCPT: r.ORCPT,
+				NextAttempt: time.Unix(0, due),
+			}}
+		}
+		if msg.Received.IsZero() {
+			msg.Received = now
+		}
+		msg.Size = len(sub.Body)
+		if msg.ID == "" {
+			msg.ID = newID(now, s.idCounter.Add(1))
+		} else if !validID(msg.ID) {
+			return fmt.Errorf("queue: enqueue: bad message ID %q", msg.ID)
+		} else if err := s.exists(msg.ID); err == nil {
+			// An ID from NewID is new, unless the caller gives it twice:
+			// a stored message is never overwritten.
+			return fmt.Errorf("queue: enqueue: message %s exists", msg.ID)
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			return err
+		}
+		mc := *msg
+		m := &msgMem{id: msg.ID, msg: &mc, remaining: len(rcpts), refs: len(rcpts)}
+		for j := range entries {
+			m.set(j)
+		}
+		ps[i] = pending{m: m, mc: &mc, entries: entries, body: sub.Body}
+		total += len(sub.Body)
 	}
 
 	// Register the recipients as in memory before they are visible on disk,
@@ -458,56 +492,58 @@ func (s *Spool) Enqueue(msg *Message, rcpts []NewRecipient, body []byte) (string
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		return "", ErrClosed
+		return ErrClosed
 	}
-	if s.mem[id] != nil {
-		s.mu.Unlock()
-		return "", fmt.Errorf("queue: enqueue: message %s exists", id)
+	for i, p := range ps {
+		if s.mem[p.m.id] != nil {
+			for _, q := range ps[:i] {
+				delete(s.mem, q.m.id)
+			}
+			s.mu.Unlock()
+			return fmt.Errorf("queue: enqueue: message %s exists", p.m.id)
+		}
+		s.mem[p.m.id] = p.m
 	}
 	s.enqWG.Add(1)
-	s.mem[id] = m
 	s.mu.Unlock()
 	defer s.enqWG.Done()
 
-	if chosen {
-		// An ID from NewID is new, unless the caller gives it twice: a
-		// stored message (not in memory) is never overwritten.
-		err := s.exists(id)
-		if err == nil {
-			err = fmt.Errorf("queue: enqueue: message %s exists", id)
-		} else if errors.Is(err, pebble.ErrNotFound) {
-			err = nil
-		}
-		if err != nil {
-			s.mu.Lock()
-			delete(s.mem, id)
-			s.mu.Unlock()
-			return "", err
-		}
-	}
-	err := s.reserve(len(body))
+	err := s.reserve(total)
 	if err == nil {
-		err = s.write(&mc, entries, body)
-		s.enqBytes.Add(-int64(len(body)))
+		err = s.write(ps)
+		s.enqBytes.Add(-int64(total))
 	}
 	if err != nil {
 		s.mu.Lock()
-		delete(s.mem, id)
+		for _, p := range ps {
+			delete(s.mem, p.m.id)
+		}
 		s.mu.Unlock()
-		return "", err
+		return err
 	}
 
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range ps {
+		s.placeNewLocked(p)
+	}
+	return nil
+}
+
+// placeNewLocked counts a message just written and hands its recipients
+// to the ready queues (or the schedule).
+func (s *Spool) placeNewLocked(p pending) {
+	m, entries, id := p.m, p.entries, p.m.id
 	s.count.messages++
-	s.count.move(rsGone, rsInFlight, len(rcpts)) // registered in memory above
+	s.count.move(rsGone, rsInFlight, len(entries)) // registered in memory above
 	if s.count.messages == 1 || id < s.oldestID {
-		s.oldestID, s.oldest, s.oldestStale = id, mc.Received, false
+		s.oldestID, s.oldest, s.oldestStale = id, p.mc.Received, false
 		s.oldestGen++
 	}
 	deliver := s.disp != nil && !s.closing
-	if deliver && s.bodyBytes+len(body) <= s.bodyBudget {
-		m.body = body
-		s.bodyBytes += len(body)
+	if deliver && s.bodyBytes+len(p.body) <= s.bodyBudget {
+		m.body = p.body
+		s.bodyBytes += len(p.body)
 	}
 	if slices.ContainsFunc(entries, func(e entry) bool { return e.r.Domain != entries[0].r.Domain }) {
 		// Several destinations: one run of recipients per destination.
@@ -532,8 +568,6 @@ func (s *Spool) Enqueue(msg *Message, rcpts []NewRecipient, body []byte) (string
 		}
 	}
 	s.unrefLocked(m, 0)
-	s.mu.Unlock()
-	return id, nil
 }
 
 // exists is nil when message id is stored, pebble.ErrNotFound when not.
@@ -545,33 +579,40 @@ func (s *Spool) exists(id string) error {
 	return err
 }
 
-// write commits a new message in one batch.
-func (s *Spool) write(msg *Message, entries []entry, body []byte) error {
-	mv := appendMessage(nil, msg)
-	size := 64 + len(mv) + len(body)
-	for i := range entries {
-		r := &entries[i].r
-		size += 96 + 2*len(r.Domain) + len(r.Addr) + len(r.Notify) + len(r.ORCPT)
+// write commits new messages in one batch.
+func (s *Spool) write(ps []pending) error {
+	size := 64
+	mvs := make([][]byte, len(ps))
+	for i, p := range ps {
+		mvs[i] = appendMessage(nil, p.mc)
+		size += 64 + len(mvs[i]) + len(p.body)
+		for j := range p.entries {
+			r := &p.entries[j].r
+			size += 96 + 2*len(r.Domain) + len(r.Addr) + len(r.Notify) + len(r.ORCPT)
+		}
 	}
 	b := s.db.NewBatchWithSize(size)
 	defer b.Close()
 	var scratch [256]byte
-	buf := append(scratch[:0], prefixMsg...)
-	buf = append(buf, msg.ID...)
-	_ = b.Set(buf, mv, nil)
-	buf = append(buf[:0], prefixBody...)
-	buf = append(buf, msg.ID...)
-	_ = b.Set(buf, body, nil)
-	for i := range entries {
-		e := &entries[i]
-		buf = appendRcptKey(buf[:0], msg.ID, e.r.Index)
-		k := len(buf)
-		buf = appendRecipient(buf, &e.r, nil)
-		_ = b.Set(buf[:k], buf[k:], nil)
-		buf = appendSchedKey(buf[:0], e.r.Domain, e.due, msg.ID, e.r.Index)
-		k = len(buf)
-		buf = schedValue(buf, 0)
-		_ = b.Set(buf[:k], buf[k:], nil)
+	for i, p := range ps {
+		id := p.mc.ID
+		buf := append(scratch[:0], prefixMsg...)
+		buf = append(buf, id...)
+		_ = b.Set(buf, mvs[i], nil)
+		buf = append(buf[:0], prefixBody...)
+		buf = append(buf, id...)
+		_ = b.Set(buf, p.body, nil)
+		for j := range p.entries {
+			e := &p.entries[j]
+			buf = appendRcptKey(buf[:0], id, e.r.Index)
+			k := len(buf)
+			buf = appendRecipient(buf, &e.r, nil)
+			_ = b.Set(buf[:k], buf[k:], nil)
+			buf = appendSchedKey(buf[:0], e.r.Domain, e.due, id, e.r.Index)
+			k = len(buf)
+			buf = schedValue(buf, 0)
+			_ = b.Set(buf[:k], buf[k:], nil)
+		}
 	}
 	if err := b.Commit(s.commitOpt); err != nil {
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {

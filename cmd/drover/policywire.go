@@ -192,3 +192,40 @@ func openPolicy(cfg *configs.Config, st *static, spool *queue.Spool, emit func(q
 	}
 	return pol, tokens, nil
 }
+
+// checker is pol as RCPT asks it; nil (no checks) when list hygiene is off.
+func checker(pol *policy.Policy) policy.Checker {
+	if pol == nil {
+		return nil
+	}
+	return pol
+}
+
+// unsubscriber is pol as the mailto unsubscribe asks it; nil when off.
+func unsubscriber(pol *policy.Policy) policy.Unsubscriber {
+	if pol == nil {
+		return nil
+	}
+	return pol
+}
+
+// unsubscribeLinks makes marketing mail's List-Unsubscribe targets: the
+// one-click URL under web.base_url, and the mailto of the sender's bounce
+// domain when the inbound listener takes it. nil when list hygiene is off
+// or no link could be made.
+func unsubscribeLinks(cfg *configs.Config, st *static, tokens *policy.Tokens) *policy.Links {
+	if tokens == nil {
+		return nil
+	}
+	l := &policy.Links{Tokens: tokens, MailtoDomain: map[string]string{}}
+	if cfg.Web.Address != "" {
+		l.BaseURL = cfg.Web.BaseURL
+	}
+	if cfg.Bounces.InboundAddress != "" {
+		l.MailtoDomain = st.bounceDomains
+	}
+	if l.BaseURL == "" && len(l.MailtoDomain) == 0 {
+		return nil
+	}
+	return l
+}

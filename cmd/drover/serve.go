@@ -117,7 +117,8 @@ func buildStatic(cfg *configs.Config) (st *static, err error) {
 		if s.BounceDomain != "" {
 			st.bounceDomains[name] = strings.ToLower(s.BounceDomain)
 		}
-		snd := &mta.Sender{Name: name, Login: s.Login, PasswordHash: []byte(s.PasswordHash), DSN: s.DSN}
+		snd := &mta.Sender{Name: name, Login: s.Login, PasswordHash: []byte(s.PasswordHash), DSN: s.DSN,
+			Stream: s.Stream, ListUnsubscribe: s.ListUnsubscribe}
 		for _, d := range s.FromDomains {
 			snd.FromDomains = append(snd.FromDomains, strings.ToLower(d))
 		}
@@ -295,6 +296,8 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		},
 		Queue:   spool,
 		Signer:  signer,
+		Policy:  checker(pol),
+		Links:   unsubscribeLinks(cfg, st, tokens),
 		OnEvent: emit,
 		Metrics: metrics,
 		Logger:  log,
@@ -321,6 +324,8 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			VERP:           verp,
 			Classifier:     st.classifier,
 			MaxMessageSize: int64(cfg.Limits.MaxMessageSize),
+			Tokens:         tokens,
+			Unsubscriber:   unsubscriber(pol),
 			OnEvent:        emit,
 			Logger:         log,
 		})
