@@ -35,7 +35,7 @@ func (c *checker) judgeDomain(name string) (Problem, string) {
 	hosts, err := c.opt.Resolver.MX(ctx, name)
 	cancel()
 	if err != nil {
-		return classify(err)
+		return classify(err, name)
 	}
 	if len(hosts) == 0 {
 		return NoMX, "no MX record and no address record (A/AAAA)"
@@ -77,7 +77,7 @@ func (c *checker) host(name string) *hostLookup {
 		cancel()
 		hl.ok = err == nil && len(addrs) > 0
 		if err != nil {
-			p, _ := classify(err)
+			p, _ := classify(err, name)
 			hl.temporary = p == Unverified
 		}
 		close(hl.done)
@@ -90,9 +90,9 @@ func (c *checker) host(name string) *hostLookup {
 	}
 }
 
-// classify turns a failed lookup into a finding: a permanent failure is
-// no_mx or null_mx, any other unverified.
-func classify(err error) (Problem, string) {
+// classify turns a failed lookup of name into a finding: a permanent
+// failure is no_mx or null_mx, any other unverified.
+func classify(err error, name string) (Problem, string) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, resolve.ErrNullMX):
@@ -108,5 +108,5 @@ func classify(err error) (Problem, string) {
 	case errors.Is(err, resolve.ErrServerFailure):
 		return Unverified, "temporary DNS failure (server failure)"
 	}
-	return Unverified, "temporary DNS failure: " + err.Error()
+	return Unverified, "temporary DNS failure: " + strings.TrimPrefix(err.Error(), "resolve: "+name+": ")
 }

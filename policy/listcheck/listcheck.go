@@ -96,22 +96,25 @@ var ReportHeader = []string{"line", "address", "problem", "detail", "suggestion"
 
 // Summary counts what a check found.
 type Summary struct {
-	Rows               int  `json:"rows"`  // rows after the header
-	Valid              int  `json:"valid"` // rows without a finding
-	InvalidSyntax      int  `json:"invalid_syntax"`
-	MalformedLines     int  `json:"malformed_lines"` // of InvalidSyntax: lines that are not CSV
-	Duplicates         int  `json:"duplicates"`
-	NoMX               int  `json:"no_mx"`
-	NullMX             int  `json:"null_mx"`
-	Unverified         int  `json:"unverified"`
-	Typos              int  `json:"typos"`
-	RoleAccounts       int  `json:"role_accounts"`
-	Suppressed         int  `json:"suppressed"`
-	Kept               int  `json:"kept"`     // rows written to the clean file
-	Findings           int  `json:"findings"` // lines of the report after its header
-	Header             bool `json:"header"`   // the first row was a header
-	AddressColumn      int  `json:"address_column"`
-	Domains            int  `json:"domains"` // distinct domains looked up
+	Rows           int  `json:"rows"`  // rows after the header
+	Valid          int  `json:"valid"` // rows without a finding
+	InvalidSyntax  int  `json:"invalid_syntax"`
+	MalformedLines int  `json:"malformed_lines"` // of InvalidSyntax: lines that are not CSV
+	Duplicates     int  `json:"duplicates"`
+	NoMX           int  `json:"no_mx"`
+	NullMX         int  `json:"null_mx"`
+	Unverified     int  `json:"unverified"`
+	Typos          int  `json:"typos"`
+	RoleAccounts   int  `json:"role_accounts"`
+	Suppressed     int  `json:"suppressed"`
+	Kept           int  `json:"kept"`     // rows written to the clean file
+	Findings       int  `json:"findings"` // lines of the report after its header
+	Header         bool `json:"header"`   // the first row was a header
+	AddressColumn  int  `json:"address_column"`
+	Domains        int  `json:"domains"` // distinct domains looked up
+	// DomainsUnverified are the domains of Domains whose lookup failed
+	// for now: all of them says the DNS server is unreachable or broken.
+	DomainsUnverified  int  `json:"domains_unverified"`
 	DNSChecked         bool `json:"dns_checked"`
 	SuppressionChecked bool `json:"suppression_checked"`
 }
@@ -352,6 +355,11 @@ func Check(ctx context.Context, in io.Reader, clean, report io.Writer, opt Optio
 		return c.sum, fmt.Errorf("writing the report: %w", err)
 	}
 	c.sum.Domains = c.nlooked
+	for _, d := range c.domains {
+		if d.dns != nil && d.dns.problem == Unverified {
+			c.sum.DomainsUnverified++
+		}
+	}
 	return c.sum, nil
 }
 

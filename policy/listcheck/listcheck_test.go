@@ -118,7 +118,7 @@ func TestCheckFindings(t *testing.T) {
 	}
 	want := Summary{Rows: 19, Valid: 6, InvalidSyntax: 3, MalformedLines: 1, Duplicates: 1, NoMX: 3, NullMX: 1,
 		Unverified: 1, Typos: 2, RoleAccounts: 2, Suppressed: 1, Kept: 7, Findings: 14, Header: true,
-		AddressColumn: 2, Domains: 9, DNSChecked: true, SuppressionChecked: true}
+		AddressColumn: 2, Domains: 9, DomainsUnverified: 1, DNSChecked: true, SuppressionChecked: true}
 	if s != want {
 		t.Errorf("summary\n%+v, want\n%+v", s, want)
 	}
