@@ -421,3 +421,32 @@ kept:            6
 		t.Errorf("text:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// Over many chunks, with lookups finishing out of order, the clean file
+// and the report keep the input's order.
+func TestCheckKeepsOrderAcrossChunks(t *testing.T) {
+	f := &fakeResolver{mx: map[string][]string{}, mxErr: map[string]error{}}
+	var in, clean, report strings.Builder
+	in.WriteString("email,n\n")
+	clean.WriteString("email,n\n")
+	report.WriteString("line,address,problem,detail,suggestion\n")
+	for i := range 3*chunkRows + 17 {
+		d := fmt.Sprintf("d%d.example", i%500)
+		if i%500 == 7 {
+			f.mxErr[d] = fmt.Errorf("resolve: %s: %w", d, resolve.ErrNoSuchDomain)
+		} else {
+			f.mx[d] = []string{d}
+		}
+		row := fmt.Sprintf("u%d@%s,%d", i, d, i)
+		fmt.Fprintln(&in, row)
+		if i%500 == 7 {
+			fmt.Fprintf(&report, "%d,u%d@%s,no_mx,no such domain (NXDOMAIN),\n", i+2, i, d)
+		} else {
+			fmt.Fprintln(&clean, row)
+		}
+	}
+	s, gotClean, gotReport := run(t, in.String(), Options{Resolver: f, Concurrency: 7})
+	if gotClean != clean.String() || gotReport != report.String() {
+		t.Errorf("clean or report out of order (summary %+v)", s)
+	}
+}
