@@ -2,11 +2,11 @@ package listcheck
 
 import "strings"
 
-// RoleAccounts are the local parts of role accounts: mailboxes of a
+// roleAccounts are the local parts of role accounts: mailboxes of a
 // function (RFC 2142's postmaster, abuse, ...; a company's info, sales,
 // ...), read by several people or by none, that did not sign up for
 // anything and complain more than persons do.
-var RoleAccounts = []string{
+var roleAccounts = []string{
 	"abuse", "accounting", "accounts", "admin", "administrator", "billing", "careers", "compliance",
 	"contact", "customerservice", "devnull", "do-not-reply", "donotreply", "enquiries", "feedback",
 	"ftp", "help", "helpdesk", "hostmaster", "hr", "info", "inquiries", "jobs", "list", "list-request",
@@ -17,8 +17,8 @@ var RoleAccounts = []string{
 }
 
 var roleSet = func() map[string]bool {
-	m := make(map[string]bool, len(RoleAccounts))
-	for _, r := range RoleAccounts {
+	m := make(map[string]bool, len(roleAccounts))
+	for _, r := range roleAccounts {
 		m[r] = true
 	}
 	return m
@@ -26,7 +26,7 @@ var roleSet = func() map[string]bool {
 
 // Role returns the role account a local part names ("" for none): the
 // local part without its +tag, in lower case, when it is one of
-// RoleAccounts. Info+news and INFO are info.
+// roleAccounts. Info+news and INFO are info.
 func Role(local string) string {
 	base, _, _ := strings.Cut(local, "+")
 	base = strings.ToLower(base)

@@ -2,13 +2,13 @@ package listcheck
 
 import "strings"
 
-// MailboxDomains are the big mailbox providers' domains, most used first:
+// mailboxDomains are the big mailbox providers' domains, most used first:
 // the domains a typo is checked against, and never typos themselves.
 // Besides the domains suggestions go to, it holds the providers'
 // regional domains and the real domains one edit away from them
 // (ymail.com, mail.com, email.com, gmx.at, ...), so that none of those
 // is taken for a typo.
-var MailboxDomains = []string{
+var mailboxDomains = []string{
 	// Google, Yahoo, Microsoft, Apple, AOL
 	"gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "aol.com", "icloud.com",
 	"googlemail.com", "live.com", "msn.com", "me.com", "mac.com", "ymail.com", "rocketmail.com",
@@ -39,16 +39,16 @@ var MailboxDomains = []string{
 }
 
 var mailboxRunes = func() [][]rune {
-	rs := make([][]rune, len(MailboxDomains))
-	for i, d := range MailboxDomains {
+	rs := make([][]rune, len(mailboxDomains))
+	for i, d := range mailboxDomains {
 		rs[i] = []rune(d)
 	}
 	return rs
 }()
 
 var mailboxSet = func() map[string]bool {
-	m := make(map[string]bool, len(MailboxDomains))
-	for _, d := range MailboxDomains {
+	m := make(map[string]bool, len(mailboxDomains))
+	for _, d := range mailboxDomains {
 		m[d] = true
 	}
 	return m
@@ -60,8 +60,8 @@ const maxTypoDistance = 2
 
 // Suggest returns the big mailbox domain that domain (lower case, as
 // mta/address gives it) looks like a typo of, such as gmail.com for
-// gmial.com. A domain of MailboxDomains is never a typo. Otherwise the
-// domain is a typo of the nearest domain of MailboxDomains (the first
+// gmial.com. A domain of mailboxDomains is never a typo. Otherwise the
+// domain is a typo of the nearest domain of mailboxDomains (the first
 // listed among equals) when its restricted Damerau-Levenshtein distance
 // to it (insertions, deletions, substitutions and transpositions of
 // adjacent letters) is 1, or 2 when the domain's first label has six
@@ -77,7 +77,7 @@ func Suggest(domain string) (string, bool) {
 	rd := []rune(domain)
 	var scratch [3][]int
 	best, bestDist := "", maxTypoDistance+1
-	for i, c := range MailboxDomains {
+	for i, c := range mailboxDomains {
 		if d := len(rd) - len(mailboxRunes[i]); d > maxTypoDistance || d < -maxTypoDistance {
 			continue
 		}

@@ -97,7 +97,7 @@ func TestRole(t *testing.T) {
 // Every shipped domain is lower case, listed once, and no typo.
 func TestMailboxDomains(t *testing.T) {
 	seen := map[string]bool{}
-	for _, d := range MailboxDomains {
+	for _, d := range mailboxDomains {
 		if seen[d] {
 			t.Errorf("%s listed twice", d)
 		}
