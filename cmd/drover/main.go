@@ -18,7 +18,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newDKIMCmd(), newBounceCmd(), newPasswdCmd(), newVersionCmd(), newReloadCmd(), newLinksCmd())
+	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newDKIMCmd(), newBounceCmd(), newPasswdCmd(), newVersionCmd(), newReloadCmd(), newLinksCmd(), newMailingListCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "drover:", err)
 		if pe := (*pendingError)(nil); errors.As(err, &pe) {
