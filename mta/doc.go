@@ -158,8 +158,10 @@
 // domain (policy.MailtoLocal); a recipient that is no RFC 5321 path gets
 // 553 5.1.3, every other recipient 550 5.1.1, so it relays nothing. Each message is parsed by the bounce package
 // (DSN, non-standard bounce, ARF, auto-reply) and mapped back to the
-// message, recipient and sender through the token (else through the
-// report's recipient and Message-ID), and becomes a bounced or a
+// message, recipient and sender through the token (a feedback report to
+// fbl@, through the first VERP return path of a bounce domain it quotes:
+// ARF's Original-Mail-From, the returned message's Return-Path; else
+// through the report's recipient and Message-ID), and becomes a bounced or a
 // complained event like a failure during delivery; auto-replies and
 // delivery reports are logged only. An unreadable report is accepted and
 // logged (refusing it would bounce a bounce). It never answers mail with

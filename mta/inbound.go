@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -246,6 +247,12 @@ func (s *inboundSession) data(r io.Reader) error {
 			break
 		}
 	}
+	if o.msgID == "" {
+		// A feedback report comes to fbl@, not to the return path: the
+		// message it returns names its return path (ARF's
+		// Original-Mail-From, the Return-Path field the mailbox added).
+		o = s.in.verpIn(raw)
+	}
 	for _, c := range results {
 		s.in.emit(o, c)
 	}
@@ -253,6 +260,24 @@ func (s *inboundSession) data(r io.Reader) error {
 		s.in.cfg.Logger.Info("inbound: nothing to report in message", "msg", o.msgID)
 	}
 	return nil
+}
+
+// verpAddr finds the return paths of Drover's VERP in a report.
+var verpAddr = regexp.MustCompile(`(?i)` + bounce.VERPPrefix + `\+[a-z2-7]+@[a-z0-9.-]+`)
+
+// verpIn is the origin of the first return path of one of the bounce
+// domains in raw that decodes, the zero origin when none does.
+func (in *Inbound) verpIn(raw []byte) origin {
+	for _, m := range verpAddr.FindAll(raw, 16) {
+		addr := strings.ToLower(string(m))
+		if !in.domains[addr[strings.LastIndexByte(addr, '@')+1:]] {
+			continue
+		}
+		if id, idx, sender, err := in.cfg.VERP.Decode(addr); err == nil {
+			return origin{msgID: id, index: idx, sender: sender}
+		}
+	}
+	return origin{}
 }
 
 func (in *Inbound) emit(o origin, c bounce.Classification) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"mime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -162,4 +163,28 @@ func FuzzMailtoTokens(f *testing.F) {
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		mailtoTokens(msg) // must not panic nor hang
 	})
+}
+
+// A feedback report to fbl@ is mapped to its message and sender through
+// the VERP return path the report quotes (ARF's Original-Mail-From), so
+// that the complaint suppresses the address for the right sender.
+func TestFeedbackReportFindsItsSender(t *testing.T) {
+	addr, rec := startInbound(t, nil, nil)
+	verp := bounce.VERP{Key: []byte("0123456789abcdef")}
+	rp := verp.Encode("0123456789abcdef", 0, "shop", "b.test")
+	other := bounce.VERP{Key: []byte("another key 0123")}.Encode("fedcba9876543210", 0, "forged", "b.test")
+	d := dial(t, addr)
+	d.expect("EHLO isp.test", 250)
+	d.expect("MAIL FROM:<>", 250)
+	d.expect("RCPT TO:<fbl@b.test>", 250)
+	d.data("From: fbl@isp.test\r\nTo: fbl@b.test\r\nSubject: report\r\nMIME-Version: 1.0\r\n"+
+		"Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n"+
+		"--F\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n"+
+		"--F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: isp/1.0\r\nVersion: 1\r\n"+
+		"Original-Mail-From: <"+strings.ToUpper(other)+">\r\nOriginal-Mail-From: <"+strings.ToUpper(rp)+">\r\nOriginal-Rcpt-To: <kept@dest.test>\r\n"+
+		"--F\r\nContent-Type: message/rfc822\r\n\r\nFrom: news@shop.test\r\nTo: kept@dest.test\r\n\r\nhi\r\n--F--\r\n", 250)
+	evs := rec.lines(t, queue.EventComplained)
+	if len(evs) != 1 || evs[0]["sender"] != "shop" || evs[0]["id"] != "0123456789abcdef" || evs[0]["rcpt"] != "kept@dest.test" {
+		t.Fatalf("complaints %+v", evs)
+	}
 }
