@@ -3,6 +3,8 @@ package mta
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 
 	"drover/mta/address"
@@ -176,11 +178,13 @@ func checkLinks(l *policy.Links) error {
 			return fmt.Errorf("unsubscribe links: key %d has %d bytes, want 32", k.ID, len(k.Secret))
 		}
 	}
-	if !strings.HasPrefix(l.BaseURL, "https://") || len(l.BaseURL) <= len("https://") {
-		return fmt.Errorf("unsubscribe links: base URL %q is not https://HOST (RFC 8058 one-click needs HTTPS)", l.BaseURL)
-	}
-	if err := checkLinkURL(l.BaseURL); err != nil {
-		return fmt.Errorf("unsubscribe links: base URL %q: %w", l.BaseURL, err)
+	if l.BaseURL != "" {
+		if err := checkLinkURL(l.BaseURL); err != nil {
+			return fmt.Errorf("unsubscribe links: base URL %q: %w", l.BaseURL, err)
+		}
+		if !httpsOrLoopback(l.BaseURL) {
+			return fmt.Errorf("unsubscribe links: base URL %q is not https://HOST (RFC 8058 one-click needs HTTPS; http only for a loopback host)", l.BaseURL)
+		}
 	}
 	for sender, d := range l.MailtoDomain {
 		if d == "" {
@@ -191,6 +195,21 @@ func checkLinks(l *policy.Links) error {
 		}
 	}
 	return nil
+}
+
+// httpsOrLoopback reports whether u is an https URL with a host, or an
+// http one of a loopback host (a local test: no mail leaves with it).
+func httpsOrLoopback(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return false
+	}
+	if p.Scheme == "https" {
+		return true
+	}
+	h := p.Hostname()
+	ip := net.ParseIP(h)
+	return p.Scheme == "http" && (h == "localhost" || ip != nil && ip.IsLoopback())
 }
 
 // checkLinkURL refuses a URL that cannot stand between angle brackets

@@ -432,6 +432,7 @@ func TestHygieneConfigErrors(t *testing.T) {
 		{"stream", SubmissionConfig{Senders: []*Sender{{Name: "app", Stream: "news letters"}}}, `stream "news letters"`},
 		{"no key", SubmissionConfig{Links: &policy.Links{Tokens: &policy.Tokens{}, BaseURL: "https://u.test"}}, "no key"},
 		{"http", SubmissionConfig{Links: &policy.Links{Tokens: keys, BaseURL: "http://u.test"}}, "not https"},
+		{"no host", SubmissionConfig{Links: &policy.Links{Tokens: keys, BaseURL: "https://"}}, "not https"},
 		{"CRLF", SubmissionConfig{Links: &policy.Links{Tokens: keys, BaseURL: "https://u.test\r\nBcc: x"}}, "byte 0x0d"},
 		{"mailto", SubmissionConfig{Links: &policy.Links{Tokens: keys, BaseURL: "https://u.test", MailtoDomain: map[string]string{"app": "b test"}}}, "not a domain"},
 	} {

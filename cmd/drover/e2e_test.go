@@ -95,8 +95,10 @@ func startDroverHTTP(t *testing.T, dir, httpYAML, extraYAML string) *drover {
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.start()
 	t.Cleanup(func() {
+		if d.cmd == nil {
+			return
+		}
 		if d.cmd.ProcessState == nil {
 			d.cmd.Process.Kill()
 			<-d.exited
@@ -105,6 +107,7 @@ func startDroverHTTP(t *testing.T, dir, httpYAML, extraYAML string) *drover {
 			t.Logf("drover output:\n%s", d.out.String())
 		}
 	})
+	d.start()
 	return d
 }
 
