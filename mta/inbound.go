@@ -25,10 +25,14 @@ import (
 // InboundConfig configures the listener that takes asynchronous bounces
 // and feedback reports.
 type InboundConfig struct {
-	Address        string
-	Hostname       string
-	BounceDomains  []string // VERP domains: bounces+TOKEN@D and fbl@D are accepted
-	FeedbackAddrs  []string // more addresses that take feedback reports
+	Address       string
+	Hostname      string
+	BounceDomains []string // VERP domains: bounces+TOKEN@D and fbl@D are accepted
+	FeedbackAddrs []string // more addresses that take feedback reports
+	// DomainSenders maps a bounce domain to the one sender that has it: a
+	// feedback report to its fbl@ that quotes no VERP return path is that
+	// sender's.
+	DomainSenders  map[string]string
 	VERP           bounce.VERP
 	Classifier     *bounce.Classifier
 	MaxMessageSize int64
@@ -192,7 +196,7 @@ func (s *inboundSession) rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	addr := strings.ToLower(parsed.String())
 	if s.in.fbl[addr] {
-		s.origins = append(s.origins, origin{feedback: true})
+		s.origins = append(s.origins, origin{feedback: true, sender: s.in.cfg.DomainSenders[parsed.Domain]})
 		return nil
 	}
 	if !s.in.domains[parsed.Domain] {
@@ -250,8 +254,14 @@ func (s *inboundSession) data(r io.Reader) error {
 	if o.msgID == "" {
 		// A feedback report comes to fbl@, not to the return path: the
 		// message it returns names its return path (ARF's
-		// Original-Mail-From, the Return-Path field the mailbox added).
+		// Original-Mail-From, the Return-Path field the mailbox added);
+		// else the report is the sender's whose bounce domain took it.
 		o = s.in.verpIn(raw)
+		for _, cand := range s.origins {
+			if o.sender == "" && cand.feedback {
+				o.sender = cand.sender
+			}
+		}
 	}
 	for _, c := range results {
 		s.in.emit(o, c)

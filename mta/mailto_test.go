@@ -51,7 +51,7 @@ func startInbound(t *testing.T, tokens *policy.Tokens, u policy.Unsubscriber) (s
 	rec := &eventRecorder{}
 	cfg := InboundConfig{Address: "127.0.0.1:0", Hostname: "drover.test", BounceDomains: []string{"b.test"},
 		VERP: bounce.VERP{Key: []byte("0123456789abcdef")}, MaxMessageSize: 1 << 20, OnEvent: rec.add,
-		Tokens: tokens, Unsubscriber: u, Logger: slog.New(slog.DiscardHandler)}
+		Tokens: tokens, Unsubscriber: u, Logger: slog.New(slog.DiscardHandler), DomainSenders: map[string]string{"b.test": "owner"}}
 	in := NewInbound(cfg)
 	addr, err := in.Start()
 	if err != nil {
@@ -185,6 +185,18 @@ func TestFeedbackReportFindsItsSender(t *testing.T) {
 		"--F\r\nContent-Type: message/rfc822\r\n\r\nFrom: news@shop.test\r\nTo: kept@dest.test\r\n\r\nhi\r\n--F--\r\n", 250)
 	evs := rec.lines(t, queue.EventComplained)
 	if len(evs) != 1 || evs[0]["sender"] != "shop" || evs[0]["id"] != "0123456789abcdef" || evs[0]["rcpt"] != "kept@dest.test" {
+		t.Fatalf("complaints %+v", evs)
+	}
+	// Without a return path, the report is the sender's whose bounce
+	// domain's fbl@ took it.
+	d.expect("MAIL FROM:<>", 250)
+	d.expect("RCPT TO:<fbl@b.test>", 250)
+	d.data("From: fbl@isp.test\r\nTo: fbl@b.test\r\nSubject: report\r\nMIME-Version: 1.0\r\n"+
+		"Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n"+
+		"--F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: isp/1.0\r\nVersion: 1\r\nOriginal-Rcpt-To: <other@dest.test>\r\n"+
+		"--F\r\nContent-Type: message/rfc822\r\n\r\nFrom: news@shop.test\r\nTo: other@dest.test\r\n\r\nhi\r\n--F--\r\n", 250)
+	evs = rec.lines(t, queue.EventComplained)
+	if len(evs) != 2 || evs[1]["sender"] != "owner" || evs[1]["rcpt"] != "other@dest.test" {
 		t.Fatalf("complaints %+v", evs)
 	}
 }

@@ -28,7 +28,7 @@ routes:
   "*.test": %q
 `, inbound, mx.Addr))
 	if err := smtp.SendMail(d.smtp, nil, "orders@shop.test", []string{"refuse-me@dest.test", "kept@dest.test"},
-		[]byte("From: orders@shop.test\r\nMessage-ID: <order-1@shop.test>\r\nSubject: order\r\n\r\nthanks\r\n")); err != nil {
+		[]byte("From: orders@shop.test\r\nMessage-ID: <order-1@shop.test>\r\nSubject: order\r\nX-Drover-Stream: transactional\r\n\r\nthanks\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	got := mx.Wait(t, 1, 20*time.Second)[0]

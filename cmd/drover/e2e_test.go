@@ -67,7 +67,7 @@ type drover struct {
 	cfgPath string
 	smtp    string
 	http    string
-	web     string // the public web listener, reached at base_url http://web
+	web     string // the public web listener (its own port: no base_url, unless the test gives one)
 	cmd     *exec.Cmd
 	out     *testkit.Buffer
 	exited  chan error
@@ -90,7 +90,7 @@ func startDroverHTTP(t *testing.T, dir, httpYAML, extraYAML string) *drover {
 	cfg := fmt.Sprintf("hostname: drover.test\ndata_dir: %s\nlog_level: debug\nlisteners:\n  - {address: %q, mode: plain, loopback_sender: default}\nhttp:\n  address: %q\n%s%s",
 		filepath.Join(dir, "data"), d.smtp, d.http, httpYAML, extraYAML)
 	if !strings.HasPrefix(extraYAML, "web:") && !strings.Contains(extraYAML, "\nweb:") {
-		cfg += fmt.Sprintf("web:\n  address: %q\n  base_url: http://%s\n", d.web, d.web)
+		cfg += fmt.Sprintf("web:\n  address: %q\n", d.web)
 	}
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

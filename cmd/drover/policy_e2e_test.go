@@ -184,9 +184,12 @@ func TestListHygieneEndToEnd(t *testing.T) {
 	}
 	dns := dnstest.Start(t, "test. 3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60\n"+strings.TrimSpace(string(out))+"\n")
 	mx := hygieneMX(t)
-	inbound := freePort(t)
+	inbound, web := freePort(t), freePort(t)
 	d := startDrover(t, dir, fmt.Sprintf(`bounces:
   inbound_address: %q
+web:
+  address: %q
+  base_url: http://%s
 senders:
   default:
     from_domains: [shop.test]
@@ -197,7 +200,7 @@ senders:
       - {domain: shop.test, selector: r2026, key_file: %s}
 routes:
   "*.test": %q
-`, inbound, filepath.Join(dir, "r2026.pem"), mx.Addr))
+`, inbound, web, web, filepath.Join(dir, "r2026.pem"), mx.Addr))
 	c := dialSMTP(t, d.smtp)
 	list := " X-DROVER-LIST=spring-news"
 
@@ -213,7 +216,7 @@ routes:
 		t.Fatalf("no List-Unsubscribe links:\n%s", msg)
 	}
 	webURL, mailto := m[1], m[2]
-	if !strings.HasPrefix(webURL, "http://"+d.web+"/u/") || mailto != "unsubscribe@bounce.shop.test" || strings.Contains(webURL, "reader") {
+	if !strings.HasPrefix(webURL, "http://"+web+"/u/") || mailto != "unsubscribe@bounce.shop.test" || strings.Contains(webURL, "reader") {
 		t.Errorf("links %q %q", webURL, mailto)
 	}
 	h := dkimHRE.FindStringSubmatch(msg)

@@ -229,3 +229,19 @@ func unsubscribeLinks(cfg *configs.Config, st *static, tokens *policy.Tokens) *p
 	}
 	return l
 }
+
+// domainSenders maps each bounce domain that one sender alone has to
+// that sender: feedback reports to its fbl@ are that sender's.
+func domainSenders(bounceDomains map[string]string) map[string]string {
+	out, shared := map[string]string{}, map[string]bool{}
+	for sender, d := range bounceDomains {
+		if _, dup := out[d]; dup {
+			shared[d] = true
+		}
+		out[d] = sender
+	}
+	for d := range shared {
+		delete(out, d)
+	}
+	return out
+}

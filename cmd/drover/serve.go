@@ -321,6 +321,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			Hostname:       cfg.Hostname,
 			BounceDomains:  slices.Collect(maps.Values(st.bounceDomains)),
 			FeedbackAddrs:  cfg.Bounces.FeedbackAddresses,
+			DomainSenders:  domainSenders(st.bounceDomains),
 			VERP:           verp,
 			Classifier:     st.classifier,
 			MaxMessageSize: int64(cfg.Limits.MaxMessageSize),
