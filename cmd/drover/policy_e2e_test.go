@@ -281,26 +281,44 @@ routes:
 	c.send("news@shop.test", "", []string{"gone@dest.test"}, marketing("gone@dest.test", "c4"))
 	d.event(t, "confirmed-bounce", map[string]any{"rcpt": "gone@dest.test"})
 
+	// An asynchronous hard bounce (a DSN to the VERP return path) counts
+	// as one at delivery does: "no such user" confirms at once.
+	returnPathOf := func(rcpt string) string {
+		var rp string
+		testkit.WaitFor(t, 20*time.Second, "the message to "+rcpt, func() bool {
+			for _, tx := range mx.Transactions() {
+				if tx.Rcpts[0] == rcpt {
+					rp = tx.From
+					return true
+				}
+			}
+			return false
+		})
+		return rp
+	}
+	c.send("news@shop.test", "", []string{"later@dest.test"}, marketing("later@dest.test", "c4"))
+	dsn := "From: MAILER-DAEMON@mx.dest.test\r\nSubject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n" +
+		"--B\r\nContent-Type: text/plain\r\n\r\nNo such user.\r\n" +
+		"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.dest.test\r\n\r\n" +
+		"Final-Recipient: rfc822; later@dest.test\r\nAction: failed\r\nStatus: 5.1.1\r\n" +
+		"Diagnostic-Code: smtp; 550 5.1.1 <later@dest.test>: Recipient address rejected: User unknown\r\n--B--\r\n"
+	fbl := dialSMTP(t, inbound)
+	if _, r := fbl.send("", "", []string{returnPathOf("later@dest.test")}, dsn); !strings.HasPrefix(r, "250") {
+		t.Fatalf("DSN: %s", r)
+	}
+	d.event(t, "confirmed-bounce", map[string]any{"rcpt": "later@dest.test", "campaign": "c4"})
+
 	// A feedback report through the inbound listener, naming the return
 	// path the complained-about message had.
 	c.send("news@shop.test", "", []string{"complainer@dest.test"}, marketing("complainer@dest.test", "c5"))
-	var returnPath string
-	testkit.WaitFor(t, 20*time.Second, "the message to complainer@", func() bool {
-		for _, tx := range mx.Transactions() {
-			if tx.Rcpts[0] == "complainer@dest.test" {
-				returnPath = tx.From
-				return true
-			}
-		}
-		return false
-	})
+	returnPath := returnPathOf("complainer@dest.test")
 	arf := "From: fbl@isp.test\r\nTo: fbl@bounce.shop.test\r\nSubject: report\r\nMIME-Version: 1.0\r\n" +
 		"Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n" +
 		"--F\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n" +
 		"--F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: isp/1.0\r\nVersion: 1\r\n" +
 		"Original-Mail-From: <" + returnPath + ">\r\nOriginal-Rcpt-To: <complainer@dest.test>\r\n" +
 		"--F\r\nContent-Type: message/rfc822\r\n\r\nFrom: news@shop.test\r\nTo: complainer@dest.test\r\nSubject: news\r\n\r\nSpring.\r\n--F--\r\n"
-	fbl := dialSMTP(t, inbound)
 	if _, r := fbl.send("", "", []string{"fbl@bounce.shop.test"}, arf); !strings.HasPrefix(r, "250") {
 		t.Fatalf("ARF: %s", r)
 	}
