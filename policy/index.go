@@ -77,3 +77,11 @@ func (x *index) lookup(addr string, buf []Brief) []Brief {
 	}
 	return buf
 }
+
+// has reports whether addr has entries.
+func (x *index) has(addr string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, one := x.one[addr]
+	return one || len(x.many[addr]) > 0
+}

@@ -106,7 +106,9 @@ func (p *PebbleStore) AddSuppressions(es []Entry) ([]Entry, error) {
 	added := make([]Entry, 0, len(es))
 	for _, e := range es {
 		cur, ok := pending[e.Address]
-		if !ok {
+		if !ok && p.idx.has(e.Address) {
+			// Only an address the index holds has entries on disk:
+			// the others (a new list's) cost no read.
 			var err error
 			if cur, err = p.Suppressions(e.Address); err != nil {
 				return nil, err
