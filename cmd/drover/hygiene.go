@@ -11,7 +11,8 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"text/tabwriter"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -87,15 +88,14 @@ N, those without engagement with its last N marketing messages.`, policy.BounceR
 
 // printReport prints a report as tables.
 func printReport(w io.Writer, rep *policy.Report) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "CAMPAIGN\tDELIVERED\tHARD\tSOFT\tCONFIRMED\tCOMPLAINTS\tUNSUBSCRIBES\tBOUNCE RATE\t\t")
+	table := [][]string{{"CAMPAIGN", "DELIVERED", "HARD", "SOFT", "CONFIRMED", "COMPLAINTS", "UNSUBSCRIBES", "BOUNCE RATE", ""}}
 	row := func(c policy.CampaignReport, name string) {
 		flag := ""
 		if c.Flagged {
 			flag = "FLAG"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.2f %%\t%s\t\n", name, c.Delivered, c.HardBounces, c.SoftBounces,
-			c.ConfirmedBounces, c.Complaints, c.Unsubscribes, c.BounceRate*100, flag)
+		table = append(table, []string{name, fmt.Sprint(c.Delivered), fmt.Sprint(c.HardBounces), fmt.Sprint(c.SoftBounces),
+			fmt.Sprint(c.ConfirmedBounces), fmt.Sprint(c.Complaints), fmt.Sprint(c.Unsubscribes), fmt.Sprintf("%.2f %%", c.BounceRate*100), flag})
 	}
 	for _, c := range rep.Campaigns {
 		row(c, dash(c.Campaign))
@@ -103,16 +103,42 @@ func printReport(w io.Writer, rep *policy.Report) error {
 	if len(rep.Campaigns) != 1 {
 		row(rep.Total, "(total)")
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+	printTable(w, table)
 	fmt.Fprintf(w, "\nnon-engagers of sender %s (of %d recipients with a record):\n", rep.Sender, rep.Recipients)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "NO ENGAGEMENT WITH THE LAST\tRECIPIENTS\t")
+	table = [][]string{{"NO ENGAGEMENT WITH THE LAST", "RECIPIENTS"}}
 	for _, n := range policy.SunsetSteps {
-		fmt.Fprintf(tw, "%d messages\t%d\t\n", n, rep.NonEngagers[n])
+		table = append(table, []string{fmt.Sprintf("%d messages", n), fmt.Sprint(rep.NonEngagers[n])})
 	}
-	return tw.Flush()
+	_, err := printTable(w, table)
+	return err
+}
+
+// printTable prints rows in columns two spaces apart: the first
+// left-aligned, the others (numbers) right-aligned.
+func printTable(w io.Writer, rows [][]string) (int, error) {
+	var width []int
+	for _, r := range rows {
+		for i, c := range r {
+			if i == len(width) {
+				width = append(width, 0)
+			}
+			width[i] = max(width[i], utf8.RuneCountInString(c))
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		var line strings.Builder
+		for i, c := range r {
+			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(c))
+			if i == 0 {
+				line.WriteString(c + pad)
+				continue
+			}
+			line.WriteString("  " + pad + c)
+		}
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+	}
+	return io.WriteString(w, b.String())
 }
 
 func newEventsCmd() *cobra.Command {
