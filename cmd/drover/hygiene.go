@@ -144,6 +144,7 @@ func printTable(w io.Writer, rows [][]string) (int, error) {
 func newEventsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "events", Short: "Report engagement events to a running server (admin API)"}
 	client := addAdminFlags(cmd)
+	var asJSON bool
 	send := &cobra.Command{
 		Use:   "send FILE|-",
 		Short: "Send engagement events (opened, clicked) as JSON lines",
@@ -179,10 +180,14 @@ none is applied. At most 100000 events a call.`,
 			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 				return fmt.Errorf("the server's answer: %w", err)
 			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(out)
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d events accepted\n", out.Accepted)
 			return nil
 		},
 	}
+	send.Flags().BoolVar(&asJSON, "json", false, `print {"accepted": n}`)
 	cmd.AddCommand(send)
 	return cmd
 }

@@ -390,18 +390,30 @@ nothing is imported (the exit status is then 1).`,
 	return cmd
 }
 
-// printImport prints what an import did and its invalid lines.
+// Invalid lines of an import: the server reports at most
+// maxInvalidReported, the table shows at most maxInvalidShown.
+const (
+	maxInvalidReported = 1000
+	maxInvalidShown    = 20
+)
+
+// printImport prints what an import did and its first invalid lines.
 func printImport(w io.Writer, res *policy.ImportResult) {
 	state := "committed"
 	if !res.Committed {
 		state = "nothing imported"
 	}
-	fmt.Fprintf(w, "read %d, added %d, duplicates %d, invalid %d: %s\n", res.Read, res.Added, res.Duplicates, len(res.Invalid), state)
-	for _, l := range res.Invalid {
-		fmt.Fprintf(w, "line %d: %s\n", l.Line, l.Err)
+	invalid := fmt.Sprint(len(res.Invalid))
+	if len(res.Invalid) >= maxInvalidReported {
+		invalid += " or more"
 	}
-	if len(res.Invalid) >= 1000 {
-		fmt.Fprintln(w, "(the server reports the first 1000 invalid lines)")
+	fmt.Fprintf(w, "read %d, added %d, duplicates %d, invalid %s: %s\n", res.Read, res.Added, res.Duplicates, invalid, state)
+	for i, l := range res.Invalid {
+		if i == maxInvalidShown {
+			fmt.Fprintf(w, "and %d more invalid lines (--json lists the first %d)\n", len(res.Invalid)-i, maxInvalidReported)
+			break
+		}
+		fmt.Fprintf(w, "line %d: %s\n", l.Line, l.Err)
 	}
 }
 

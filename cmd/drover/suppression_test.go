@@ -208,6 +208,12 @@ func TestSuppressionImportExport(t *testing.T) {
 	if err != nil || !strings.Contains(stdinOut, "added 1") {
 		t.Errorf("import -: %v %s", err, stdinOut)
 	}
+	bad := filepath.Join(dir, "bad.csv")
+	os.WriteFile(bad, []byte("address\n"+strings.Repeat("nobody\n", 25)), 0o600)
+	out = mustFail(t, sup, srv, "25 invalid line(s)", "import", bad)
+	if !strings.Contains(out, "line 21: ") || strings.Contains(out, "line 22: ") || !strings.Contains(out, "and 5 more invalid lines") {
+		t.Errorf("import of 25 invalid lines:\n%s", out)
+	}
 	mustFail(t, sup, srv, "give --format", "import", filepath.Join(dir, "list.txt"))
 	mustFail(t, sup, srv, "give --format", "import", "-")
 	mustFail(t, sup, srv, "no such file", "import", filepath.Join(dir, "missing.csv"))
