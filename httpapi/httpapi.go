@@ -1,7 +1,7 @@
 // Package httpapi is Drover's one HTTP listener: /metrics (Prometheus),
 // /healthz, and the admin API under /v1/. It is its own folder because it
-// is a surface over several packages (queue today; policy and reputation
-// pages later) and belongs to none of them.
+// is a surface over several packages (queue and policy today; reputation
+// later) and belongs to none of them.
 //
 // /healthz runs the configured checks (Config.Checks) and answers, to
 // anyone, 200 with {"status":"ok","checks":{"spool":"ok",...}}, or 503
@@ -25,9 +25,12 @@
 //   - carry "Authorization: Bearer <token>" (the scheme in any case), the
 //     token compared in constant time: else 401 (Config.AdminToken ""
 //     refuses everyone);
-//   - for POST and any other method than GET, HEAD and OPTIONS, send
-//     "Content-Type: application/json", which a browser sends cross-site
-//     only after a CORS preflight that this API never grants: else 415.
+//   - for POST, DELETE and any other method than GET, HEAD and OPTIONS,
+//     send "Content-Type: application/json", or for the endpoints that
+//     take files "text/csv" or "application/x-ndjson": else 415. None of
+//     the three is a CORS-safelisted type (text/plain, form data and
+//     multipart are), so a browser sends them cross-site only after a
+//     CORS preflight, which this API never grants.
 //
 // Each refusal is {"error": "..."}, given before the body is read: it
 // changes nothing. /metrics and /healthz answer anyone.
@@ -75,6 +78,78 @@
 // count of what was changed before), with "finished". At most 8 run or wait
 // at once (429 beyond); finished jobs are kept an hour, the last 64 at
 // most, and all are forgotten at a restart.
+//
+// List hygiene (Config.Policy; without it these answer 404 {"error":
+// "list hygiene is not enabled"}). An entry is {"address", "scope":
+// "global"|"sender"|"list", "sender", "list", "reason", "source",
+// "time"}; the reasons are policy's (unsubscribed, confirmed-bounce,
+// hard-bounce, complaint, spam-trap, manual, inactive). Addresses in a
+// path are escaped (a/b@x.example is a%2Fb@x.example). As everywhere,
+// bad input gets 400 with {"error": "..."} naming what is wrong, and
+// changes nothing.
+//
+//	GET  /v1/suppressions?scope=&sender=&list=&reason=&from=ADDR&limit=100
+//	                         the entries that match every filter given, in
+//	                         address order, a page at a time (limit at most
+//	                         1000; a page ends with an address's last
+//	                         entry): {"entries": [...], "next": ADDR} where
+//	                         next, when given, is the from of the next page
+//	GET  /v1/suppressions/{address}
+//	                         {"address", "entries": [...]}; 404 when none
+//	POST /v1/suppressions    {"entries": [entry, ...]} or one entry (reason
+//	                         default manual, source default admin, scope
+//	                         from the sender and list named), at most 10000:
+//	                         {"added": n, "duplicates": n, "entries": [the
+//	                         new ones]}; a bad entry is 400 naming it, and
+//	                         nothing is added
+//	DELETE /v1/suppressions/{address}?scope=&sender=&list=&reason=&force=true
+//	                         remove the address's entries that match (an
+//	                         event each, source "admin"): {"removed": [...]};
+//	                         an unsubscribe or a complaint among them without
+//	                         force is 409 and removes nothing; none matching
+//	                         is 404
+//	POST /v1/suppressions/import?format=csv|jsonl&scope=&sender=&list=&reason=
+//	     &source=NAME&skip_invalid=true
+//	                         the file as the body (text/csv or
+//	                         application/x-ndjson, up to 1 GiB; format
+//	                         defaults to the Content-Type's): lines that do
+//	                         not name a scope, sender, list or reason take
+//	                         the parameters', source "import:NAME". One
+//	                         atomic commit: 200 with {"read", "added",
+//	                         "duplicates", "invalid": [{"line", "error"}],
+//	                         "committed": true}; with invalid lines and no
+//	                         skip_invalid, 422 with the same and "error",
+//	                         "committed": false, and nothing is imported
+//	GET  /v1/suppressions/export?format=csv|jsonl&scope=&sender=&list=&reason=
+//	                         the matching entries as a file (text/csv, the
+//	                         default, or application/x-ndjson), streamed; a
+//	                         failure part-way cuts the connection, so the
+//	                         file never looks whole
+//	POST /v1/suppressions/check  {"sender", "list", "stream" (default
+//	                         marketing), "addresses": [...]} (at most 10000):
+//	                         {"suppressed": {"addr": "why, in the words of
+//	                         an SMTP refusal"}} for those a message would be
+//	                         refused to; without a sender, only the global
+//	                         entries count
+//	POST /v1/events          JSON lines (application/x-ndjson), each
+//	                         {"event": "opened"|"clicked", "time": RFC 3339
+//	                         (default now), "sender", "rcpt", "id": queue ID,
+//	                         "campaign"}, at most 100000: the sender's
+//	                         tracking reports engagement, which ends a
+//	                         recipient's run of messages without one and
+//	                         lifts its inactivity entry: {"accepted": n}; a
+//	                         malformed line is 400 naming its number, and
+//	                         none is applied
+//	GET  /v1/hygiene/report?sender=S&campaign=C&since=2026-11-01|30d
+//	                         the sender's outcomes per campaign (bounce rate,
+//	                         flagged above 2 %) and its non-engagers for 5,
+//	                         10, 20 and 30 messages (policy.Report); since is
+//	                         a date, or a duration back from now (30d, 12h)
+//	GET  /v1/hygiene/export?sender=S&inactive=N
+//	                         CSV "address,reason,scope,list": the addresses
+//	                         the sender should take off its list, suppressed
+//	                         for it or, with inactive, without engagement
+//	                         with its last N marketing messages
 //
 //	GET /debug/pprof/    Go's profiler (admin only)
 package httpapi
@@ -138,8 +213,14 @@ type Config struct {
 	Checks []Check
 	// Draining reports that shutdown has begun; nil = never.
 	Draining func() bool
-	// Now is the clock of cached checks (default time.Now).
+	// Now is the clock of cached checks and of reports' since= (default
+	// time.Now).
 	Now func() time.Time
+	// Policy is list hygiene: the suppression list, engagement events and
+	// hygiene reports under /v1/suppressions, /v1/events, /v1/hygiene.
+	// Unset (or a nil *policy.Policy), those answer 404 {"error": "list
+	// hygiene is not enabled"}.
+	Policy Policy
 }
 
 // Check is one part of /healthz.
@@ -219,6 +300,11 @@ func Handler(cfg Config) http.Handler {
 	admin := http.NewServeMux()
 	jobs := newJobs(time.Now)
 	jobs.register(admin)
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	registerHygiene(admin, cfg.Policy, now)
 	admin.HandleFunc("GET /v1/queue", func(w http.ResponseWriter, r *http.Request) {
 		by := r.URL.Query().Get("by")
 		if by == "" {

@@ -149,6 +149,7 @@ func (c *adminClient) post(ctx context.Context, path string, body, out any) erro
 type apiError struct {
 	status int
 	text   string // the API's error message: "no such job"
+	body   []byte // the whole answer, for the callers that read more of it
 }
 
 func (e *apiError) Error() string { return e.text }
@@ -162,33 +163,51 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.base, "/")+path, rd)
+	ctype := ""
+	if method != "GET" {
+		// The admin API takes state-changing calls only as JSON.
+		ctype = "application/json"
+	}
+	resp, err := c.send(ctx, method, path, ctype, rd, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if method != "GET" {
-		// The admin API takes state-changing calls only as JSON.
-		req.Header.Set("Content-Type", "application/json")
-	}
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("is drover serve running? %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		var e struct{ Error string }
-		json.NewDecoder(resp.Body).Decode(&e)
-		// The API's own words; the status line only when it gave none.
-		return &apiError{status: resp.StatusCode, text: cmp.Or(e.Error, resp.Status)}
-	}
 	if raw, ok := out.(*[]byte); ok {
 		b, err := io.ReadAll(resp.Body)
 		*raw = b
 		return err
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// send makes a request of the admin API with the token: body (of type
+// contentType, "" for none) is streamed as it is read. It returns a 2xx
+// answer, whose body the caller closes, or else an *apiError in the API's
+// words. timeout 0 is none, for files of any size.
+func (c *adminClient) send(ctx context.Context, method, path, contentType string, body io.Reader, timeout time.Duration) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.base, "/")+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	client := &http.Client{Timeout: timeout}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("is drover serve running? %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		var e struct{ Error string }
+		json.Unmarshal(raw, &e)
+		// The API's own words; the status line only when it gave none.
+		return nil, &apiError{status: resp.StatusCode, text: cmp.Or(e.Error, resp.Status), body: raw}
+	}
+	return resp, nil
 }
 
 func newQueueCmd() *cobra.Command {

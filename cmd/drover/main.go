@@ -19,6 +19,9 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newDKIMCmd(), newBounceCmd(), newPasswdCmd(), newVersionCmd(), newReloadCmd(), newLinksCmd(), newMailingListCmd())
+	root.AddCommand(newSuppressionCmd())
+	root.AddCommand(newHygieneCmd())
+	root.AddCommand(newEventsCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "drover:", err)
 		if pe := (*pendingError)(nil); errors.As(err, &pe) {
