@@ -35,7 +35,7 @@ func newMailingListCmd() *cobra.Command {
 
 // suppressionCheckPath is the admin API endpoint that answers which
 // addresses are suppressed: POST {"addresses": [...]}, answer
-// {"suppressed": {"addr": true, ...}}.
+// {"suppressed": {"addr": "why, in words", ...}}.
 const suppressionCheckPath = "/v1/suppressions/check"
 
 // newListCheckCmd returns `drover list check`, the CLI of package
@@ -138,9 +138,9 @@ stderr when it is a terminal, or with --progress.`,
 			Size:        st.Size(),
 		}
 		if !noSuppression {
-			opt.Suppressed = func(ctx context.Context, addrs []string) (map[string]bool, error) {
+			opt.Suppressed = func(ctx context.Context, addrs []string) (map[string]string, error) {
 				var resp struct {
-					Suppressed map[string]bool `json:"suppressed"`
+					Suppressed map[string]string `json:"suppressed"`
 				}
 				if err := client.post(ctx, suppressionCheckPath, map[string][]string{"addresses": addrs}, &resp); err != nil {
 					return nil, suppressionError(client.base, err)

@@ -171,7 +171,7 @@ func TestListCheckSuppression(t *testing.T) {
 		mu.Lock()
 		asked = append(asked, req.Addresses...)
 		mu.Unlock()
-		io.WriteString(w, `{"suppressed":{"gone@example.test":true}}`)
+		io.WriteString(w, `{"suppressed":{"gone@example.test":"Recipient complained about mail of sender default"}}`)
 	}))
 	defer api.Close()
 	dir := t.TempDir()
@@ -186,7 +186,7 @@ func TestListCheckSuppression(t *testing.T) {
 	if clean := readFile(t, filepath.Join(dir, "l.clean.csv")); clean != "email\nkeep@example.test\n" {
 		t.Errorf("clean file:\n%s", clean)
 	}
-	if report := readFile(t, filepath.Join(dir, "l.report.csv")); !strings.Contains(report, "3,Gone@example.test,suppressed,on the suppression list,\n") {
+	if report := readFile(t, filepath.Join(dir, "l.report.csv")); !strings.Contains(report, "3,Gone@example.test,suppressed,Recipient complained about mail of sender default,\n") {
 		t.Errorf("report:\n%s", report)
 	}
 	if !strings.Contains(out, "suppressed:      1\n") {

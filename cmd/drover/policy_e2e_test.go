@@ -365,6 +365,21 @@ routes:
 	if r := c.rcptReply(" X-DROVER-STREAM=transactional", "lazy@dest.test"); !strings.HasPrefix(r, "250") {
 		t.Errorf("transactional mail to an inactive address: %q", r)
 	}
+
+	// The metrics count the entries by scope and reason, and the refusals.
+	metrics := d.metrics(t)
+	for _, want := range []string{`drover_suppressions{reason="unsubscribed",scope="list"} 2`, `drover_suppressions{reason="confirmed-bounce",scope="global"} 3`,
+		`drover_suppressions{reason="complaint",scope="sender"} 1`, `drover_suppressions{reason="inactive",scope="sender"} 1`,
+		`drover_policy_refusals_total{reason="confirmed-bounce"} 2`, `drover_policy_refusals_total{reason="inactive"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	check := exec.Command(testkit.Tool(t, "promtool"), "check", "metrics")
+	check.Stdin = strings.NewReader(metrics)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
 	d.stop()
 }
 

@@ -105,7 +105,7 @@ func BenchmarkCheckMillion(b *testing.B) {
 		var err error
 		s, err = Check(context.Background(), newListGen(1_000_000), io.Discard, io.Discard, Options{
 			Resolver: instantResolver{},
-			Suppressed: func(ctx context.Context, addrs []string) (map[string]bool, error) {
+			Suppressed: func(ctx context.Context, addrs []string) (map[string]string, error) {
 				return nil, nil
 			},
 		})

@@ -3,6 +3,7 @@ package listcheck
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -29,8 +30,9 @@ type Resolver interface {
 }
 
 // SuppressedFunc answers which of addrs are suppressed: a map from an
-// address (as given, or its policy.Normalize form) to true.
-type SuppressedFunc func(ctx context.Context, addrs []string) (map[string]bool, error)
+// address (as given, or its policy.Normalize form) to the suppression in
+// words (the admin API's check answers policy.Decision.Text).
+type SuppressedFunc func(ctx context.Context, addrs []string) (map[string]string, error)
 
 // Options configure a check. The zero Options check syntax, duplicates,
 // typos and role accounts, not DNS nor suppressions.
@@ -173,7 +175,7 @@ type row struct {
 	dom        *domain  // nil when bad
 	suggestion string   // for a typo
 	role       string
-	suppressed bool
+	suppressed string // why, "" when not suppressed
 }
 
 type chunk struct{ rows []row }
@@ -535,8 +537,8 @@ func (c *checker) suppress(ch *chunk) error {
 			return fmt.Errorf("suppression check: %w", err)
 		}
 		for j, a := range addrs {
-			if got[a] || got[policy.Normalize(a)] {
-				ch.rows[idx[j]].suppressed = true
+			if why := cmp.Or(got[a], got[policy.Normalize(a)]); why != "" {
+				ch.rows[idx[j]].suppressed = why
 			}
 		}
 		addrs, idx = addrs[:0], idx[:0]
@@ -632,9 +634,9 @@ func (c *checker) judge(r *row, fs []Finding) []Finding {
 			add(RoleAccount, "role account ("+r.role+")", "")
 			keep = keep && c.opt.KeepRoles
 		}
-		if r.suppressed {
+		if r.suppressed != "" {
 			s.Suppressed++
-			add(Suppressed, "on the suppression list", "")
+			add(Suppressed, r.suppressed, "")
 			keep = false
 		}
 	}

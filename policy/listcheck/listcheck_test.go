@@ -77,9 +77,9 @@ func TestCheckFindings(t *testing.T) {
 	var asked []string
 	opt := Options{
 		Resolver: f,
-		Suppressed: func(ctx context.Context, addrs []string) (map[string]bool, error) {
+		Suppressed: func(ctx context.Context, addrs []string) (map[string]string, error) {
 			asked = append(asked, addrs...)
-			return map[string]bool{"supp@example.com": true}, nil
+			return map[string]string{"supp@example.com": "Recipient address is suppressed for all senders"}, nil
 		},
 	}
 	s, clean, report := run(t, input, opt)
@@ -107,7 +107,7 @@ func TestCheckFindings(t *testing.T) {
 		`11,f@servfail.example,unverified,temporary DNS failure (server failure),`,
 		`12,g@gmial.com,typo,the domain looks like a typo of gmail.com,g@gmail.com`,
 		`13,Info+news@example.com,role_account,role account (info),`,
-		`14,supp@example.com,suppressed,on the suppression list,`,
+		`14,supp@example.com,suppressed,Recipient address is suppressed for all senders,`,
 		`15,,malformed_line,"not CSV: bare "" in non-quoted-field (line 15, column 7)",`,
 		`18,,invalid_syntax,no address column: the row has 1 field,`,
 		`20,sales@gmial.com,typo,the domain looks like a typo of gmail.com,sales@gmail.com`,
@@ -302,9 +302,9 @@ func TestCheckKeepTyposAndRoles(t *testing.T) {
 // normalised form; an error of the hook ends the check.
 func TestCheckSuppressionBatches(t *testing.T) {
 	var batches [][]string
-	hook := func(ctx context.Context, addrs []string) (map[string]bool, error) {
+	hook := func(ctx context.Context, addrs []string) (map[string]string, error) {
 		batches = append(batches, slices.Clone(addrs))
-		return map[string]bool{"b@x.example": true}, nil
+		return map[string]string{"b@x.example": "Recipient address is suppressed for all senders"}, nil
 	}
 	in := lines("a@x.example", "B@X.example", "b@x.example", "bad", "c@x.example", "d@x.example", "e@x.example")
 	s, clean, _ := run(t, in, Options{Suppressed: hook, SuppressionBatch: 2})
@@ -317,7 +317,7 @@ func TestCheckSuppressionBatches(t *testing.T) {
 
 	down := errors.New("connection refused")
 	_, err := Check(context.Background(), strings.NewReader(in), &bytes.Buffer{}, &bytes.Buffer{}, Options{
-		Suppressed: func(context.Context, []string) (map[string]bool, error) { return nil, down },
+		Suppressed: func(context.Context, []string) (map[string]string, error) { return nil, down },
 	})
 	if !errors.Is(err, down) || !strings.Contains(err.Error(), "suppression check") {
 		t.Errorf("Check with a failing hook: %v", err)
