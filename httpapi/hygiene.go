@@ -53,11 +53,6 @@ const (
 	maxJSONBody   = 8 << 20
 )
 
-// noSender is the sender a check without one asks as: a name no
-// configuration gives (NUL ends a sender in the store's keys), so that
-// only the global entries apply.
-const noSender = "\x00"
-
 // Content types of the bodies the admin API takes besides JSON.
 const (
 	typeJSON   = "application/json"
@@ -134,15 +129,7 @@ func reason(s string) (policy.Reason, error) {
 	if r := policy.Reason(s); r == "" || r.Valid() {
 		return r, nil
 	}
-	return "", fmt.Errorf("reason %q: one of %s", s, reasonNames())
-}
-
-func reasonNames() string {
-	names := make([]string, len(policy.Reasons))
-	for i, r := range policy.Reasons {
-		names[i] = string(r)
-	}
-	return strings.Join(names, ", ")
+	return "", fmt.Errorf("reason %q: one of %s", s, policy.ReasonNames())
 }
 
 // filter reads the scope, sender, list and reason parameters.
@@ -287,12 +274,6 @@ func (h *hygieneAPI) add(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("%d entries: at most %d a call (import takes a file of any size)", len(es), MaxAddEntries))
 		return
 	}
-	for i, e := range es {
-		if err := checkEntry(e); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("entry %d (%q): %w; nothing added", i+1, e.Address, err))
-			return
-		}
-	}
 	added, err := h.p.Add(es)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("%w; nothing added", err))
@@ -302,42 +283,6 @@ func (h *hygieneAPI) add(w http.ResponseWriter, r *http.Request) {
 		added = []policy.Entry{}
 	}
 	writeJSON(w, map[string]any{"added": len(added), "duplicates": len(es) - len(added), "entries": added})
-}
-
-// checkEntry checks an admin's entry before policy does, to name the
-// entry that is wrong: its address, its reason, and a scope that agrees
-// with the sender and list it names (the rules of policy.Policy.Add,
-// which checks them again).
-func checkEntry(e policy.Entry) error {
-	if _, err := canonical(e.Address); err != nil {
-		return err
-	}
-	if _, err := reason(string(e.Reason)); err != nil {
-		return err
-	}
-	kind, err := scopeKind(string(e.Kind))
-	if err != nil {
-		return err
-	}
-	if kind == "" {
-		switch {
-		case e.List != "":
-			kind = policy.PerList
-		case e.Sender != "":
-			kind = policy.PerSender
-		default:
-			kind = policy.Global
-		}
-	}
-	switch {
-	case kind == policy.Global && (e.Sender != "" || e.List != ""):
-		return errors.New("a global entry names no sender or list")
-	case kind == policy.PerSender && (e.Sender == "" || e.List != ""):
-		return errors.New("a sender entry names a sender and no list")
-	case kind == policy.PerList && (e.Sender == "" || e.List == ""):
-		return errors.New("a list entry names a sender and a list")
-	}
-	return nil
 }
 
 // DELETE /v1/suppressions/{address}
@@ -572,10 +517,7 @@ func (h *hygieneAPI) check(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	sender := req.Sender
-	if sender == "" {
-		sender = noSender
-	}
+	sender := req.Sender // "": only the global entries (policy.Policy.Check)
 	stream := req.Stream
 	if stream == "" {
 		stream = "marketing"

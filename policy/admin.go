@@ -39,7 +39,7 @@ func (p *Policy) checkEntry(e *Entry) error {
 		e.Reason = Manual
 	}
 	if !e.Reason.Valid() {
-		return fmt.Errorf("unknown reason %q (one of %s)", e.Reason, reasonList())
+		return fmt.Errorf("unknown reason %q (one of %s)", e.Reason, ReasonNames())
 	}
 	if e.Kind == "" {
 		switch {
@@ -73,7 +73,8 @@ func (p *Policy) checkEntry(e *Entry) error {
 	return nil
 }
 
-func reasonList() string {
+// ReasonNames lists the reasons, comma-separated, for error messages.
+func ReasonNames() string {
 	var s []string
 	for _, r := range Reasons {
 		s = append(s, string(r))
@@ -82,11 +83,12 @@ func reasonList() string {
 }
 
 // Add adds entries an admin gives (source "admin" unless set), all or
-// none, and returns those that were new.
+// none, and returns those that were new. A bad entry's error names its
+// number and address.
 func (p *Policy) Add(es []Entry) ([]Entry, error) {
 	for i := range es {
 		if err := p.checkEntry(&es[i]); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("entry %d (%q): %w", i+1, es[i].Address, err)
 		}
 		if es[i].Source == "" {
 			es[i].Source = "admin"
@@ -244,11 +246,12 @@ type LineError struct {
 
 // ImportResult is what an import did.
 type ImportResult struct {
-	Read       int         `json:"read"`       // entries read
-	Added      int         `json:"added"`      // new entries committed
-	Duplicates int         `json:"duplicates"` // entries already held
-	Invalid    []LineError `json:"invalid,omitempty"`
-	Committed  bool        `json:"committed"`
+	Read         int         `json:"read"`              // entries read
+	Added        int         `json:"added"`             // new entries committed
+	Duplicates   int         `json:"duplicates"`        // entries already held
+	InvalidLines int         `json:"invalid_lines"`     // lines that could not be read
+	Invalid      []LineError `json:"invalid,omitempty"` // the first 1000 of them
+	Committed    bool        `json:"committed"`
 }
 
 // ImportError is an import refused for its invalid lines: nothing of it
@@ -257,7 +260,7 @@ type ImportError struct{ Result *ImportResult }
 
 func (e *ImportError) Error() string {
 	inv := e.Result.Invalid
-	msg := fmt.Sprintf("%d invalid line(s), nothing imported (skip them with --skip-invalid)", len(inv))
+	msg := fmt.Sprintf("%d invalid line(s), nothing imported (skip them to import the rest)", e.Result.InvalidLines)
 	for i, l := range inv {
 		if i == 5 {
 			msg += fmt.Sprintf("; and %d more", len(inv)-5)
@@ -330,7 +333,9 @@ func (p *Policy) Import(r io.Reader, opts ImportOptions) (*ImportResult, error) 
 				}
 				if _, ok := col["address"]; !ok {
 					if _, ok := col["email"]; !ok {
-						return nil, errors.New("line 1: the header must name an address (or email) column")
+						res.InvalidLines = 1
+						res.Invalid = []LineError{{Line: line, Err: "the header must name an address (or email) column"}}
+						return res, &ImportError{Result: res}
 					}
 					col["address"] = col["email"]
 				}
@@ -396,6 +401,7 @@ func (p *Policy) Import(r io.Reader, opts ImportOptions) (*ImportResult, error) 
 	default:
 		return nil, fmt.Errorf("unknown format %q", opts.Format)
 	}
+	res.InvalidLines = invalidCount
 	if invalidCount > 0 && !opts.SkipInvalid {
 		return res, &ImportError{Result: res}
 	}

@@ -240,7 +240,9 @@ func (p *Policy) applies(e Brief, sender, stream, list string) bool {
 // precedence orders the entries that apply: the one a refusal names.
 var precedence = map[Reason]int{SpamTrap: 0, ConfirmedBounce: 1, HardBounce: 2, Complaint: 3, Manual: 4, Unsubscribed: 5, Inactive: 6}
 
-// Check implements Checker. It costs one point read of the store.
+// Check implements Checker. It costs one lookup of the store's index.
+// With sender "" only the global entries apply, and a spam trap's hit
+// is not counted (a list check, not a message).
 func (p *Policy) Check(sender, stream, list, addr string) (Decision, error) {
 	a := Normalize(addr)
 	if stream == "" {
@@ -248,7 +250,9 @@ func (p *Policy) Check(sender, stream, list, addr string) (Decision, error) {
 	}
 	d := Decision{Drop: p.cfg.Senders[sender].DropSuppressed}
 	if p.isTrap(a) {
-		p.observe(Outcome{Kind: "trap", Time: p.cfg.Now(), Sender: sender, Address: a, Stream: stream, List: list})
+		if sender != "" {
+			p.observe(Outcome{Kind: "trap", Time: p.cfg.Now(), Sender: sender, Address: a, Stream: stream, List: list})
+		}
 		d.Suppressed, d.Entry = true, Entry{Address: a, Scope: Scope{Kind: Global}, Reason: SpamTrap, Source: "config"}
 		return d, nil
 	}
@@ -290,6 +294,9 @@ func (p *Policy) Check(sender, stream, list, addr string) (Decision, error) {
 
 // Unsubscribe implements Unsubscriber.
 func (p *Policy) Unsubscribe(r Recipient, source string) error {
+	if r.Sender == "" || r.Address == "" {
+		return errors.New("policy: an unsubscribe names a sender and an address")
+	}
 	e := Entry{Address: Normalize(r.Address), Reason: Unsubscribed, Source: source, Time: p.cfg.Now().UTC()}
 	e.Sender = r.Sender
 	e.Kind = PerSender

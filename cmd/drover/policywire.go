@@ -29,7 +29,7 @@ func policyConfig(cfg *configs.Config) (policy.Config, error) {
 		for i, r := range reasons {
 			if !policy.Reason(r).Valid() {
 				return pc, cfg.ErrorAt(fmt.Sprintf("policy.streams.%s[%d]", stream, i),
-					fmt.Sprintf("%q is not a suppression reason (one of %v)", r, policy.Reasons))
+					fmt.Sprintf("%q is not a suppression reason (one of %s)", r, policy.ReasonNames()))
 			}
 			pc.Streams[stream] = append(pc.Streams[stream], policy.Reason(r))
 		}

@@ -403,10 +403,7 @@ func printImport(w io.Writer, res *policy.ImportResult) {
 	if !res.Committed {
 		state = "nothing imported"
 	}
-	invalid := fmt.Sprint(len(res.Invalid))
-	if len(res.Invalid) >= maxInvalidReported {
-		invalid += " or more"
-	}
+	invalid := fmt.Sprint(res.InvalidLines)
 	fmt.Fprintf(w, "read %d, added %d, duplicates %d, invalid %s: %s\n", res.Read, res.Added, res.Duplicates, invalid, state)
 	for i, l := range res.Invalid {
 		if i == maxInvalidShown {
