@@ -41,7 +41,7 @@ const suppressionCheckPath = "/v1/suppressions/check"
 // newListCheckCmd returns `drover list check`, the CLI of package
 // listcheck.
 func newListCheckCmd() *cobra.Command {
-	var outPath, reportPath, resolverAddr string
+	var outPath, reportPath, resolverAddr, sender, list string
 	var asJSON, progress, keepTypos, keepRoles, noSuppression bool
 	var concurrency int
 	cmd := &cobra.Command{
@@ -142,7 +142,8 @@ stderr when it is a terminal, or with --progress.`,
 				var resp struct {
 					Suppressed map[string]string `json:"suppressed"`
 				}
-				if err := client.post(ctx, suppressionCheckPath, map[string][]string{"addresses": addrs}, &resp); err != nil {
+				req := map[string]any{"addresses": addrs, "sender": sender, "list": list}
+				if err := client.post(ctx, suppressionCheckPath, req, &resp); err != nil {
 					return nil, suppressionError(client.base, err)
 				}
 				return resp.Suppressed, nil
@@ -215,6 +216,8 @@ stderr when it is a terminal, or with --progress.`,
 	fl.BoolVar(&keepRoles, "keep-roles", false, "keep role accounts in the clean file (they stay in the report)")
 	fl.IntVar(&concurrency, "concurrency", listcheck.DefaultConcurrency, "DNS lookups at once")
 	fl.BoolVar(&noSuppression, "no-suppression-check", false, "do not ask the running server which addresses are suppressed")
+	fl.StringVar(&sender, "sender", "", "the sender whose suppressions count too (default: only the global ones: confirmed bounces, spam traps)")
+	fl.StringVar(&list, "list", "", "with --sender, the list whose unsubscribes count too")
 	return cmd
 }
 

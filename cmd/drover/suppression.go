@@ -407,7 +407,7 @@ func printImport(w io.Writer, res *policy.ImportResult) {
 	fmt.Fprintf(w, "read %d, added %d, duplicates %d, invalid %s: %s\n", res.Read, res.Added, res.Duplicates, invalid, state)
 	for i, l := range res.Invalid {
 		if i == maxInvalidShown {
-			fmt.Fprintf(w, "and %d more invalid lines (--json lists the first %d)\n", len(res.Invalid)-i, maxInvalidReported)
+			fmt.Fprintf(w, "and %d more invalid lines (--json lists the first %d)\n", res.InvalidLines-i, maxInvalidReported)
 			break
 		}
 		fmt.Fprintf(w, "line %d: %s\n", l.Line, l.Err)
