@@ -59,24 +59,9 @@ func controlValueProblem(v string) string {
 }
 
 // echoValue makes a client's parameter or field value safe to quote in
-// a reply: control characters become '?', and a value longer than any
-// valid one is cut.
-func echoValue(v string) string {
-	cut := len(v) > maxControlValue
-	if cut {
-		v = v[:maxControlValue]
-	}
-	v = strings.Map(func(r rune) rune {
-		if r < 32 || r == 127 {
-			return '?'
-		}
-		return r
-	}, strings.ToValidUTF8(v, "?"))
-	if cut {
-		v += "..."
-	}
-	return v
-}
+// a reply, as echoPath does a path; a value longer than any valid one is
+// cut.
+func echoValue(v string) string { return echo(v, maxControlValue) }
 
 // mailControlParams returns MAIL's X-DROVER-STREAM (in lower case) and
 // X-DROVER-LIST, "" for one that is absent; a bad value gets 501 5.5.4.

@@ -22,8 +22,11 @@ func badPath(err error, given, role, enhanced string) error {
 // echoPath makes a client's path safe to quote in a one-line reply:
 // control characters become '?', and a path longer than any valid one
 // is cut.
-func echoPath(s string) string {
-	const max = address.MaxPath
+func echoPath(s string) string { return echo(s, address.MaxPath) }
+
+// echo is s with control characters (and invalid UTF-8) as '?', cut
+// after max bytes.
+func echo(s string, max int) string {
 	cut := len(s) > max
 	if cut {
 		s = s[:max]

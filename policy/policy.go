@@ -462,6 +462,20 @@ func (w *worker) suppress(e Entry, o Outcome, kind string) error {
 	return nil
 }
 
+// endRun ends the address's run of hard bounces (a delivery, an
+// engagement) and returns its engagement with o's sender.
+func (w *worker) endRun(o Outcome) (Engagement, error) {
+	h, err := w.hygiene(o.Address)
+	if err != nil {
+		return Engagement{}, err
+	}
+	if h.HardInARow > 0 {
+		w.u.Hygiene[o.Address] = Hygiene{}
+	}
+	e, _, err := w.engagement(o.Sender, o.Address)
+	return e, err
+}
+
 func (w *worker) apply(o Outcome) error {
 	if o.Time.IsZero() {
 		o.Time = w.p.cfg.Now()
@@ -488,12 +502,7 @@ func (w *worker) apply(o Outcome) error {
 		w.u.Messages[o.MsgID] = MessageInfo{Sender: o.Sender, Stream: o.Stream, Campaign: o.Campaign, List: o.List, Received: o.Time}
 	case KindDelivered:
 		w.count(o, Counts{Delivered: 1})
-		if h, err := w.hygiene(o.Address); err != nil {
-			return err
-		} else if h.HardInARow > 0 {
-			w.u.Hygiene[o.Address] = Hygiene{}
-		}
-		e, _, err := w.engagement(o.Sender, o.Address)
+		e, err := w.endRun(o)
 		if err != nil {
 			return err
 		}
@@ -544,12 +553,7 @@ func (w *worker) apply(o Outcome) error {
 		w.count(o, Counts{SpamTrapHits: 1})
 		w.p.cfg.Logger.Warn("policy: message to a spam trap refused", "sender", o.Sender, "rcpt", o.Address)
 	case KindEngaged:
-		if h, err := w.hygiene(o.Address); err != nil {
-			return err
-		} else if h.HardInARow > 0 {
-			w.u.Hygiene[o.Address] = Hygiene{}
-		}
-		e, _, err := w.engagement(o.Sender, o.Address)
+		e, err := w.endRun(o)
 		if err != nil {
 			return err
 		}

@@ -100,45 +100,27 @@ func marketing(to, campaign string) string {
 // event waits for a mail log line of kind whose fields include want.
 func (d *drover) event(t *testing.T, kind string, want map[string]any) map[string]any {
 	t.Helper()
-	var found map[string]any
+	var found []map[string]any
 	testkit.WaitFor(t, 20*time.Second, fmt.Sprintf("a %s event %v", kind, want), func() bool {
-		for _, ev := range d.mailLog() {
-			if ev["event"] != kind {
-				continue
-			}
-			match := true
-			for k, v := range want {
-				if ev[k] != v {
-					match = false
-				}
-			}
-			if match {
-				found = ev
-				return true
-			}
-		}
-		return false
+		found = d.events(kind, want)
+		return len(found) > 0
 	})
-	return found
+	return found[0]
 }
 
-func (d *drover) count(kind string, want map[string]any) int {
-	n := 0
+// events are the mail log lines of kind whose fields include want.
+func (d *drover) events(kind string, want map[string]any) []map[string]any {
+	var out []map[string]any
 	for _, ev := range d.mailLog() {
-		if ev["event"] != kind {
-			continue
-		}
-		match := true
+		match := ev["event"] == kind
 		for k, v := range want {
-			if ev[k] != v {
-				match = false
-			}
+			match = match && ev[k] == v
 		}
 		if match {
-			n++
+			out = append(out, ev)
 		}
 	}
-	return n
+	return out
 }
 
 var (
