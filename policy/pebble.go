@@ -21,6 +21,10 @@ const (
 	prefixMessage     = "pm" // pm<id>                          received message's attribution
 )
 
+// bulkSize is the size of a batch of suppressions above which it is
+// flushed to a table at once.
+const bulkSize = 16 << 20
+
 // PebbleStore keeps policy's state in the node's Pebble database, beside
 // the spool, under the 'p' prefixes, and what the recipient check reads
 // in memory too (index).
@@ -150,6 +154,14 @@ func (p *PebbleStore) AddSuppressions(es []Entry) ([]Entry, error) {
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return nil, err
+	}
+	if size > bulkSize {
+		// A bulk import: flushed to a table now rather than left in the
+		// WAL, which the next start would replay and compact while
+		// mail flows.
+		if err := p.db.Flush(); err != nil {
+			return nil, err
+		}
 	}
 	p.idx.mu.Lock()
 	for _, addr := range order {
