@@ -156,10 +156,11 @@ func (p *PebbleStore) AddSuppressions(es []Entry) ([]Entry, error) {
 		return nil, err
 	}
 	if size > bulkSize {
-		// A bulk import: flushed to a table now rather than left in the
-		// WAL, which the next start would replay and compact while
-		// mail flows.
-		if err := p.db.Flush(); err != nil {
+		// A bulk import: flushed to tables and compacted into its level
+		// now (for a new list, Pebble only moves the tables), rather than
+		// left in the WAL and level 0, which the next start would replay
+		// and compact while mail flows.
+		if err := p.db.Compact([]byte(prefixSuppression), []byte("pt"), true); err != nil {
 			return nil, err
 		}
 	}
