@@ -61,11 +61,15 @@
 // spool (queue.Spool.DB), under prefixes that start with 'p':
 //
 //	ps<addr>                              every suppression entry of the address
-//	ph<addr>                              the address's hard bounces in a row
-//	pn<sender>\x00<addr>                  the address's engagement with the sender
-//	pc<sender>\x00<day>\x00<campaign>     a campaign's counters for one day (UTC)
-//	pm<id>                                a received message's sender, stream, campaign, list
+//	pt<sender>\x00<day>\x00<campaign>     a campaign's tallies for one day (UTC)
+//	pu<addr>                              the address's hard bounces in a row
+//	pv<sender>\x00<addr>                  the address's engagement with the sender
+//	pw<id>                                a received message's sender, stream, campaign, list
 //
+// The suppression list sorts first: the records written with every
+// message (pt to pw) are flushed with the spool's, and a table that
+// spans them and the spool never overlaps the list's tables, so
+// compactions do not rewrite a list of millions while mail flows.
 // addr is Normalize's form; day is the Unix day as a big-endian uint64.
 // Values are a version byte (ps) or varints and length-prefixed strings.
 // A shared store for many nodes (Redis Cluster) implements the same

@@ -12,14 +12,21 @@ import (
 )
 
 // Key prefixes of the Pebble store. Policy owns every key that starts
-// with the byte 'p'; the package doc lists them.
+// with the byte 'p'; the package doc lists them. The suppression list,
+// large and seldom written, sorts before the records written with every
+// message: a memtable flush holds those and the spool's ('q'), and a
+// table that spans them must not overlap the suppression list's tables,
+// or every compaction would rewrite the whole list.
 const (
-	prefixSuppression = "ps" // ps<addr>                        every entry of the address
-	prefixHygiene     = "ph" // ph<addr>                        hard-bounce run
-	prefixEngagement  = "pn" // pn<sender>\x00<addr>            engagement with the sender
-	prefixStats       = "pc" // pc<sender>\x00<day:8>\x00<campaign> campaign counters
-	prefixMessage     = "pm" // pm<id>                          received message's attribution
+	prefixSuppression = "ps" // ps<addr>                             every entry of the address
+	prefixStats       = "pt" // pt<sender>\x00<day:8>\x00<campaign>  campaign tallies
+	prefixHygiene     = "pu" // pu<addr>                             hard-bounce run
+	prefixEngagement  = "pv" // pv<sender>\x00<addr>                 engagement with the sender
+	prefixMessage     = "pw" // pw<id>                               received message's attribution
 )
+
+// prefixEnd is the first key after every key with prefix p.
+func prefixEnd(p string) []byte { return []byte(p[:len(p)-1] + string(p[len(p)-1]+1)) }
 
 // bulkSize is the size of a batch of suppressions above which it is
 // flushed to a table at once.
@@ -38,7 +45,7 @@ type PebbleStore struct {
 // reads every suppression into its index: about a second for a million.
 func NewPebbleStore(db *pebble.DB) (*PebbleStore, error) {
 	p := &PebbleStore{db: db, idx: newIndex()}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixSuppression), UpperBound: []byte("pt")})
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixSuppression), UpperBound: prefixEnd(prefixSuppression)})
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +167,7 @@ func (p *PebbleStore) AddSuppressions(es []Entry) ([]Entry, error) {
 		// now (for a new list, Pebble only moves the tables), rather than
 		// left in the WAL and level 0, which the next start would replay
 		// and compact while mail flows.
-		if err := p.db.Compact([]byte(prefixSuppression), []byte("pt"), true); err != nil {
+		if err := p.db.Compact([]byte(prefixSuppression), prefixEnd(prefixSuppression), true); err != nil {
 			return nil, err
 		}
 	}
@@ -204,7 +211,7 @@ func (p *PebbleStore) RemoveSuppressions(addr string, remove func(Entry) bool) (
 }
 
 func (p *PebbleStore) ScanSuppressions(from string, fn func(Entry) error) error {
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: key(prefixSuppression, from), UpperBound: []byte("pt")})
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: key(prefixSuppression, from), UpperBound: prefixEnd(prefixSuppression)})
 	if err != nil {
 		return err
 	}
@@ -366,7 +373,7 @@ func (p *PebbleStore) Apply(u *Update) error {
 }
 
 func (p *PebbleStore) ForgetMessages(before time.Time) error {
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixMessage), UpperBound: []byte("pn")})
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixMessage), UpperBound: prefixEnd(prefixMessage)})
 	if err != nil {
 		return err
 	}
