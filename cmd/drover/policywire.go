@@ -146,7 +146,7 @@ func newLinksCmd() *cobra.Command {
 	var keep int
 	rotate := &cobra.Command{
 		Use:   "rotate-key",
-		Short: "Add a new sealing key to the key ring; links made with the kept older keys keep working (restart or reload serve to use it)",
+		Short: "Add a new sealing key to the key ring; links made with the kept older keys keep working (restart serve to seal with it)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := configs.Load(cfgPath)
