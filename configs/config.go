@@ -46,26 +46,29 @@ func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
 
 // Config is the whole configuration file.
 type Config struct {
-	Hostname  string              `yaml:"hostname"`
-	DataDir   string              `yaml:"data_dir"`
-	LogLevel  string              `yaml:"log_level"`
-	MailLog   string              `yaml:"mail_log"`
-	TLS       TLS                 `yaml:"tls"`
-	Listeners []Listener          `yaml:"listeners"`
-	HTTP      HTTP                `yaml:"http"`
-	Limits    Limits              `yaml:"limits"`
-	SMTP      SMTP                `yaml:"smtp"`
-	Queue     Queue               `yaml:"queue"`
-	Shaping   Shaping             `yaml:"shaping"`
-	Pools     map[string][]string `yaml:"pools"`
-	Delivery  Delivery            `yaml:"delivery"`
-	Bounces   Bounces             `yaml:"bounces"`
-	Policy    Policy              `yaml:"policy"`
-	Web       Web                 `yaml:"web"`
-	Senders   map[string]*Sender  `yaml:"senders"`
-	Routes    map[string]string   `yaml:"routes"`
-	lines     map[string]int      // key path → line, for semantic errors
-	file      string              // the file Load read; "" for the embedded default or Parse
+	Hostname string `yaml:"hostname"`
+	DataDir  string `yaml:"data_dir"`
+	LogLevel string `yaml:"log_level"`
+	MailLog  string `yaml:"mail_log"`
+	// MailLogRetention is how long the mail log's daily files are kept
+	// (0: for ever).
+	MailLogRetention time.Duration       `yaml:"mail_log_retention"`
+	TLS              TLS                 `yaml:"tls"`
+	Listeners        []Listener          `yaml:"listeners"`
+	HTTP             HTTP                `yaml:"http"`
+	Limits           Limits              `yaml:"limits"`
+	SMTP             SMTP                `yaml:"smtp"`
+	Queue            Queue               `yaml:"queue"`
+	Shaping          Shaping             `yaml:"shaping"`
+	Pools            map[string][]string `yaml:"pools"`
+	Delivery         Delivery            `yaml:"delivery"`
+	Bounces          Bounces             `yaml:"bounces"`
+	Policy           Policy              `yaml:"policy"`
+	Web              Web                 `yaml:"web"`
+	Senders          map[string]*Sender  `yaml:"senders"`
+	Routes           map[string]string   `yaml:"routes"`
+	lines            map[string]int      // key path → line, for semantic errors
+	file             string              // the file Load read; "" for the embedded default or Parse
 }
 
 // TLS names the certificate used by TLS listeners. When both files are
@@ -487,6 +490,9 @@ func (c *Config) validate() error {
 	}
 	if c.DataDir == "" {
 		add("data_dir", "must not be empty")
+	}
+	if c.MailLogRetention < 0 {
+		add("mail_log_retention", "must not be negative (0 keeps the mail log for ever)")
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		add("tls", "cert_file and key_file go together")

@@ -226,7 +226,9 @@
 // # Mail log
 //
 // MailLog writes every event as one JSON line (snake_case keys) to a file,
-// standard output, or nowhere ("off"). Write never blocks: a goroutine of
+// standard output, or nowhere ("off"). The file is rotated before the
+// first line of each UTC day, to PATH.YYYY-MM-DD, and the rotated files
+// older than the retention are removed then (logfile.go). Write never blocks: a goroutine of
 // its own encodes and writes, flushing every second; events are dropped
 // and counted when the disk falls a whole buffer behind, and failed
 // writes are counted in drover_maillog_write_errors_total and logged

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,10 +51,14 @@ const mailLogBuffer = 16 << 10
 const mailLogErrorInterval = 10 * time.Second
 
 // OpenMailLog opens the mail log at path: a file, appended to (its
-// directory made if missing), "-" for standard output, or "off" for none
-// (nil, whose Write takes nothing). Its error counter is registered on
-// reg.
-func OpenMailLog(path string, reg prometheus.Registerer, log *slog.Logger) (*MailLog, error) {
+// directory made if missing), rotated daily and kept for retention (see
+// logFile), "-" for standard output, or "off" for none (nil, whose Write
+// takes nothing). Its error counter is registered on reg.
+func OpenMailLog(path string, retention time.Duration, reg prometheus.Registerer, log *slog.Logger) (*MailLog, error) {
+	return openMailLog(path, retention, reg, log, time.Now)
+}
+
+func openMailLog(path string, retention time.Duration, reg prometheus.Registerer, log *slog.Logger, now func() time.Time) (*MailLog, error) {
 	writeErrors := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "drover_maillog_write_errors_total",
 		Help: "Writes to the mail log that failed; the events buffered at the time are lost.",
@@ -69,16 +72,13 @@ func OpenMailLog(path string, reg prometheus.Registerer, log *slog.Logger) (*Mai
 	case "-":
 		out = os.Stdout
 	default:
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		f, err := openLogFile(path, retention, now, log)
 		if err != nil {
 			return nil, err
 		}
 		out, closer = f, f
 	}
-	return newMailLog(out, closer, writeErrors, log, time.Now, 64<<10), nil
+	return newMailLog(out, closer, writeErrors, log, now, 64<<10), nil
 }
 
 // newMailLog starts a mail log on out, closing closer (if any) at Close.
@@ -145,6 +145,17 @@ func (l *MailLog) run(out io.Writer, closer io.Closer) {
 					}
 				}
 				return
+			}
+			if lf, ok := out.(*logFile); ok {
+				if today, ok := lf.newDay(); ok {
+					// The day's lines go to its file, then the new day's file.
+					if err := w.Flush(); err != nil {
+						failed(err)
+					}
+					if err := lf.rotate(today); err != nil {
+						failed(err)
+					}
+				}
 			}
 			if broken {
 				w.WriteByte('\n')

@@ -23,7 +23,7 @@ import (
 // writes after Close are ignored; concurrent writers are safe.
 func TestMailLog(t *testing.T) {
 	dir := t.TempDir()
-	l, err := OpenMailLog(filepath.Join(dir, "logs", "mail.log"), prometheus.NewRegistry(), slog.Default())
+	l, err := OpenMailLog(filepath.Join(dir, "logs", "mail.log"), 0, prometheus.NewRegistry(), slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestMailLog(t *testing.T) {
 		t.Errorf("%d lines, %d dropped, want 2000 in all", n, l.dropped.Load())
 	}
 
-	if l, err := OpenMailLog("off", prometheus.NewRegistry(), slog.Default()); err != nil || l != nil {
+	if l, err := OpenMailLog("off", 0, prometheus.NewRegistry(), slog.Default()); err != nil || l != nil {
 		t.Errorf("off: %v %v", l, err)
 	}
 }
@@ -98,7 +98,7 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // once the disk takes writes again.
 func TestMailLogWriteErrors(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	if _, err := OpenMailLog("off", reg, slog.Default()); err != nil {
+	if _, err := OpenMailLog("off", 0, reg, slog.Default()); err != nil {
 		t.Fatal(err)
 	}
 	if v := counterValue(t, reg, "drover_maillog_write_errors_total"); v != 0 {
@@ -187,5 +187,50 @@ func TestErrorThrottle(t *testing.T) {
 	th.record(err)
 	if count() != 3 || !strings.HasSuffix(strings.TrimSpace(logs.String()), "errors=1") {
 		t.Errorf("an error after a quiet interval is logged at once:\n%s", logs.String())
+	}
+}
+
+// The mail log is rotated at the first write of a new UTC day, to
+// mail.log.YYYY-MM-DD, and the rotated files older than the retention
+// are removed then; other files beside it stay.
+func TestMailLogRotationAndRetention(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	for _, name := range []string{"mail.log.2026-11-01", "mail.log.2026-11-20.gz", "mail.log.2026-11-25", "mail.log.bak"} {
+		os.WriteFile(filepath.Join(dir, name), []byte("{}\n"), 0o640)
+	}
+	clock := testkit.NewClock(time.Date(2026, 12, 1, 23, 59, 0, 0, time.UTC))
+	l, err := openMailLog(path, 10*24*time.Hour, prometheus.NewRegistry(), slog.New(slog.DiscardHandler), clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(id string) {
+		l.Write(queue.Event{Kind: queue.EventReceived, MsgID: id})
+	}
+	write("day1")
+	// The log's goroutine writes; Close is the barrier. The file is the
+	// day's: its time says so when the log opens it again the next day.
+	l.Close()
+	os.Chtimes(path, clock.Now(), clock.Now())
+	clock.Advance(2 * time.Minute) // 2026-12-02 00:01
+	l, err = openMailLog(path, 10*24*time.Hour, prometheus.NewRegistry(), slog.New(slog.DiscardHandler), clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("day2")
+	l.Close()
+	day1, _ := os.ReadFile(path + ".2026-12-01")
+	day2, _ := os.ReadFile(path)
+	if !strings.Contains(string(day1), `"id":"day1"`) || strings.Contains(string(day1), "day2") || !strings.Contains(string(day2), `"id":"day2"`) {
+		t.Errorf("rotation: day 1 %q, day 2 %q", day1, day2)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "mail.log*"))
+	want := []string{"mail.log", "mail.log.2026-11-25", "mail.log.2026-12-01", "mail.log.bak"}
+	var got []string
+	for _, f := range left {
+		got = append(got, filepath.Base(f))
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("files %v, want %v (older than 10 days removed)", got, want)
 	}
 }

@@ -176,7 +176,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mailLog, err := mta.OpenMailLog(mailLogPath(cfg), reg, log)
+	mailLog, err := mta.OpenMailLog(mailLogPath(cfg), cfg.MailLogRetention, reg, log)
 	if err != nil {
 		return err
 	}
