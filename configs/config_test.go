@@ -106,7 +106,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"bad sunset", "senders:\n  a:\n    from_domains: [a.example]\n    sunset_after: 7\n", "line 4: senders.a.sunset_after: 7 is not one of 0 (never), 5, 10, 20, 30"},
 		{"bad list_unsubscribe", "senders:\n  a:\n    from_domains: [a.example]\n    list_unsubscribe: yes-please\n", "line 4: senders.a.list_unsubscribe"},
 		{"bad stream", "senders:\n  a:\n    from_domains: [a.example]\n    stream: \"mar keting\"\n", "line 4: senders.a.stream"},
-		{"negative mail log retention", "mail_log_retention: -1d\n", "line 1: mail_log_retention: must not be negative"},
+		{"negative mail log retention", "mail_log_retention: -24h\n", "line 1: mail_log_retention: must not be negative"},
 		{"confirm after zero", "policy:\n  confirm_after: 0\n", "line 2: policy.confirm_after: must be at least 1"},
 		{"bad spam trap", "policy:\n  spam_traps: [\"a@b@c\"]\n", "line 2: policy.spam_traps[0]"},
 	}
