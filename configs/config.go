@@ -182,6 +182,8 @@ type Web struct {
 	BaseURL      string        `yaml:"base_url"`
 	LinkKeysFile string        `yaml:"link_keys_file"`
 	LinkMaxAge   time.Duration `yaml:"link_max_age"`
+	// LocalesDir holds more languages for the pages, LANG.json each.
+	LocalesDir string `yaml:"locales_dir"`
 }
 
 // BounceRule is an admin rule of the bounce classifier, tried before the

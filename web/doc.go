@@ -56,6 +56,11 @@
 //     ever set or read; RFC 8058's POST comes without any.
 //   - Logs name the sender, the list and the queue ID, never the address
 //     or the token (a token is as good as the link).
+//   - Pages speak the recipient's language (i18n.go): ?lang= in the URL,
+//     else the best match of Accept-Language, else English, from message
+//     catalogs (English and Simplified Chinese ship; Config.Locales adds
+//     languages from files); each links to itself in the others, and
+//     says its language in lang= and Content-Language.
 //
 // The package keeps no state: the token carries what the link names, and
 // the Unsubscriber owns the suppression list.

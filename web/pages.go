@@ -25,17 +25,19 @@ var pages = func() map[string]*template.Template {
 }()
 
 // page is what the templates show. Every field is text, escaped by
-// html/template.
+// html/template. render sets L and Langs.
 type page struct {
 	Title   string
 	Message string // error.html
 	// A recipient link's: the sender's and the list's names ("" for all
 	// of the sender's mail), and the address masked.
 	Sender, List, Address string
+	L                     *catalog   // the page's language
+	Langs                 []langLink // the page in the other languages
 }
 
-func newRecipientPage(r policy.Recipient, title string) page {
-	return page{Title: title, Sender: r.Sender, List: r.List, Address: maskAddress(r.Address)}
+func newRecipientPage(r policy.Recipient) page {
+	return page{Sender: r.Sender, List: r.List, Address: maskAddress(r.Address)}
 }
 
 // maskAddress shows enough of addr for its owner to know it and no more:
@@ -53,9 +55,17 @@ func maskAddress(addr string) string {
 	return string(first) + "***@" + domain
 }
 
-// render answers the page name with status. The page is made in full
-// before the status is written, so a template error is a plain 500.
-func (s *server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
+// render answers the page name with status, in r's language; title is
+// the key of the page's title, its placeholders filled from p. The page is
+// made in full before the status is written, so a template error is a
+// plain 500.
+func (s *server) render(w http.ResponseWriter, r *http.Request, status int, name, title string, p page) {
+	p.L = s.loc.pick(r)
+	p.Langs = s.loc.switchLinks(r, p.L)
+	p.Title = p.L.T(title, "list", p.List, "sender", p.Sender)
+	if p.Message != "" {
+		p.Message = p.L.T(p.Message)
+	}
 	var b bytes.Buffer
 	if err := pages[name].Execute(&b, p); err != nil {
 		s.log.Error("web: rendering a page", "page", name, "err", err)
@@ -63,14 +73,15 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, name
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Language", p.L.Tag)
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		w.Write(b.Bytes())
 	}
 }
 
-// errorPage answers status with a page saying what went wrong (title)
-// and what it means for the recipient (message).
-func (s *server) errorPage(w http.ResponseWriter, r *http.Request, status int, title, message string) {
-	s.render(w, r, status, "error.html", page{Title: title, Message: message})
+// errorPage answers status with a page saying what went wrong and what it
+// means for the recipient: the catalog's error.KEY.title and .message.
+func (s *server) errorPage(w http.ResponseWriter, r *http.Request, status int, key string) {
+	s.render(w, r, status, "error.html", "error."+key+".title", page{Message: "error." + key + ".message"})
 }

@@ -33,17 +33,16 @@ func (s *server) unsubscribe(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			return
 		}
-		title := "Unsubscribe from all mail of " + rcpt.Sender
+		title := "unsubscribe.all.title"
 		if rcpt.List != "" {
-			title = "Unsubscribe from " + rcpt.List
+			title = "unsubscribe.list.title"
 		}
-		s.render(w, r, http.StatusOK, "unsubscribe.html", newRecipientPage(rcpt, title))
+		s.render(w, r, http.StatusOK, "unsubscribe.html", title, newRecipientPage(rcpt))
 	case http.MethodPost:
 		s.unsubscribePost(w, r, tok)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		s.errorPage(w, r, http.StatusMethodNotAllowed, "This request is not accepted here",
-			"This address takes only the unsubscribe page and its button. Nothing was changed.")
+		s.errorPage(w, r, http.StatusMethodNotAllowed, "method")
 	}
 }
 
@@ -52,13 +51,11 @@ func (s *server) unsubscribePost(w http.ResponseWriter, r *http.Request, tok str
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			s.errorPage(w, r, http.StatusRequestEntityTooLarge, "This request is too large",
-				"An unsubscribe request is a few bytes long. Nothing was changed.")
+			s.errorPage(w, r, http.StatusRequestEntityTooLarge, "too_large")
 			return
 		}
 		s.log.Info("web: unsubscribe: reading the request body", "err", err)
-		s.errorPage(w, r, http.StatusBadRequest, "This request could not be read",
-			"Nothing was changed. Open the link from the email again and press the button.")
+		s.errorPage(w, r, http.StatusBadRequest, "unreadable")
 		return
 	}
 	rcpt, ok := s.open(w, r, tok)
@@ -67,24 +64,22 @@ func (s *server) unsubscribePost(w http.ResponseWriter, r *http.Request, tok str
 	}
 	source, ok := unsubscribeForm(r.Header.Get("Content-Type"), body)
 	if !ok {
-		s.errorPage(w, r, http.StatusBadRequest, "This is not an unsubscribe request",
-			"Nothing was changed. To unsubscribe, open the link from the email and press the button.")
+		s.errorPage(w, r, http.StatusBadRequest, "not_unsubscribe")
 		return
 	}
 	if err := s.unsub.Unsubscribe(rcpt, source); err != nil {
 		s.log.Error("web: unsubscribe failed", "sender", rcpt.Sender, "list", rcpt.List, "msgid", rcpt.MsgID, "source", source, "err", err)
 		w.Header().Set("Retry-After", "120")
-		s.errorPage(w, r, http.StatusServiceUnavailable, "We could not unsubscribe you just now",
-			"Nothing was changed yet: our system is briefly unavailable. Please try the link again in a few minutes.")
+		s.errorPage(w, r, http.StatusServiceUnavailable, "unavailable")
 		return
 	}
 	s.log.Info("web: unsubscribed", "sender", rcpt.Sender, "list", rcpt.List, "msgid", rcpt.MsgID, "source", source)
 	if source == sourceOneClick {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "You are unsubscribed.\n")
+		io.WriteString(w, s.loc.pick(r).T("unsubscribed.plain")+"\n")
 		return
 	}
-	s.render(w, r, http.StatusOK, "unsubscribed.html", newRecipientPage(rcpt, "You are unsubscribed"))
+	s.render(w, r, http.StatusOK, "unsubscribed.html", "unsubscribed.title", newRecipientPage(rcpt))
 }
 
 // readBody reads r's body, at most s.maxBody bytes: more is a
@@ -108,11 +103,9 @@ func (s *server) open(w http.ResponseWriter, r *http.Request, tok string) (polic
 	case err == nil:
 		return rcpt, true
 	case errors.Is(err, policy.ErrExpiredToken):
-		s.errorPage(w, r, http.StatusGone, "This link has expired",
-			"Unsubscribe links work for a limited time, and this one is too old. Nothing was changed. Use the unsubscribe link of a more recent email from this sender.")
+		s.errorPage(w, r, http.StatusGone, "expired")
 	default: // policy.ErrBadToken, policy.ErrUnknownKey
-		s.errorPage(w, r, http.StatusBadRequest, "This link is not valid",
-			"The link is incomplete or has been changed, so it cannot be used. Nothing was changed. Copy the whole link from the email, or use the unsubscribe link of a more recent email.")
+		s.errorPage(w, r, http.StatusBadRequest, "invalid")
 	}
 	return policy.Recipient{}, false
 }

@@ -26,6 +26,9 @@ type Config struct {
 	Now     func() time.Time // default time.Now
 	Logger  *slog.Logger     // default slog.Default()
 	MaxBody int64            // largest request body; 0: DefaultMaxBody
+	// Locales are the languages of the pages (LoadLocales); nil: the
+	// shipped ones, English and Simplified Chinese.
+	Locales *Locales
 }
 
 // The security headers of every response (see the package doc).
@@ -43,6 +46,7 @@ type server struct {
 	now     func() time.Time
 	log     *slog.Logger
 	maxBody int64
+	loc     *Locales
 }
 
 // Handler returns the public web listener's handler. It panics when
@@ -52,7 +56,10 @@ func Handler(cfg Config) http.Handler {
 	if cfg.Tokens == nil || cfg.Unsubscriber == nil {
 		panic("web: Config.Tokens and Config.Unsubscriber are required")
 	}
-	s := &server{tokens: cfg.Tokens, unsub: cfg.Unsubscriber, now: cfg.Now, log: cfg.Logger, maxBody: cfg.MaxBody}
+	s := &server{tokens: cfg.Tokens, unsub: cfg.Unsubscriber, now: cfg.Now, log: cfg.Logger, maxBody: cfg.MaxBody, loc: cfg.Locales}
+	if s.loc == nil {
+		s.loc = shippedLocales
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -106,6 +113,5 @@ func healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
-	s.errorPage(w, r, http.StatusNotFound, "Page not found",
-		"There is no page at this address. If you followed a link from an email, check that you have all of it: some mail programs break long links.")
+	s.errorPage(w, r, http.StatusNotFound, "not_found")
 }

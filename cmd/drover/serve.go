@@ -70,6 +70,7 @@ type static struct {
 	// bounceDomains maps the senders with VERP to their bounce domain.
 	bounceDomains map[string]string
 	policy        policy.Config // without its store, events and clock
+	locales       *web.Locales  // the web pages' languages
 }
 
 // buildStatic builds what cfg describes; its errors name the file that
@@ -93,6 +94,9 @@ func buildStatic(cfg *configs.Config) (st *static, err error) {
 	st.classifier = bounce.NewClassifier(rules)
 	if st.policy, err = policyConfig(cfg); err != nil {
 		return nil, err
+	}
+	if st.locales, err = web.LoadLocales(cfg.Web.LocalesDir); err != nil {
+		return nil, cfg.ErrorAt("web.locales_dir", err.Error())
 	}
 	// Shaping and routes report every problem at once, in line order, as
 	// configs does for the file's own.
@@ -401,7 +405,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			return fmt.Errorf("web listen: %w", err)
 		}
 		webSrv = &http.Server{
-			Handler:           web.Handler(web.Config{Tokens: tokens, Unsubscriber: pol, BaseURL: cfg.Web.BaseURL, Logger: log}),
+			Handler:           web.Handler(web.Config{Tokens: tokens, Unsubscriber: pol, BaseURL: cfg.Web.BaseURL, Logger: log, Locales: st.locales}),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
