@@ -463,8 +463,8 @@ func TestLayout1IsMoved(t *testing.T) {
 	binary.BigEndian.PutUint64(day, uint64(unixDay(t0)))
 	old := map[string][]byte{
 		"ptshop\x00" + string(day) + "\x00spring": encodeCounts(Counts{Delivered: 7, HardBounces: 1}),
-		"puann@example.com":                      appendTime(binary.AppendUvarint(nil, 2), t0),
-		"pvshop\x00ann@example.com":              appendTime(appendTime(binary.AppendUvarint(binary.AppendUvarint(nil, 3), 9), t0), time.Time{}),
+		"puann@example.com":                       appendTime(binary.AppendUvarint(nil, 2), t0),
+		"pvshop\x00ann@example.com":               appendTime(appendTime(binary.AppendUvarint(binary.AppendUvarint(nil, 3), 9), t0), time.Time{}),
 	}
 	for k, v := range old {
 		if err := db.Set([]byte(k), v, pebble.Sync); err != nil {
