@@ -177,9 +177,9 @@
 //	                         text) is required, but for a confirmed double
 //	                         opt-in that confirms a pending sign-up: that
 //	                         repeats the sign-up's proof (confirmed now
-//	                         without "confirmation"); a confirmed double
-//	                         opt-in needs its confirmation or a pending
-//	                         sign-up
+//	                         without "confirmation" or its "time"); a
+//	                         confirmed double opt-in needs its
+//	                         confirmation or a pending sign-up
 //	POST /v1/consent/withdraw  {"sender", "list", "address", "source"
 //	                         (default api), "time" (default now), "ip",
 //	                         "user_agent"}: a withdrawn record repeating the

@@ -377,6 +377,9 @@ func (p *Policy) prepareConsent(in ConsentInput, latest latestConsent) (c Consen
 		switch {
 		case in.Confirmation != nil:
 			conf := *in.Confirmation
+			if conf.Time.IsZero() {
+				conf.Time = c.Recorded // confirmed now, through the API
+			}
 			if err := p.checkAct("confirmation", &conf); err != nil {
 				return Consent{}, "", false, err
 			}
@@ -409,7 +412,8 @@ func sameConsent(a, b Consent) bool {
 // new record at the end of the address's history with the list, synced
 // before it returns. The consent text is stored once, by its hash. A
 // confirmed double opt-in needs its confirmation, or a pending sign-up
-// whose proof it repeats (confirmed now when no confirmation is given).
+// whose proof it repeats (confirmed now when no confirmation, or one
+// without a time, is given).
 // It refuses (InvalidConsentError) a record without its proof (time,
 // source, text) and (SuppressedError) an address suppressed for every
 // sender or for the sender for a complaint. A record that says what the
