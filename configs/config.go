@@ -171,6 +171,10 @@ type Policy struct {
 	// SpamTraps are addresses and domains (a domain: "example.com" or
 	// "@example.com") nothing is sent to.
 	SpamTraps []string `yaml:"spam_traps"`
+	// ConsentStreams are the streams whose mail needs the recipient's
+	// confirmed consent where a sender requires it (consent_required); a
+	// stream listed neither here nor in streams follows marketing.
+	ConsentStreams []string `yaml:"consent_streams"`
 }
 
 // Web is the public web listener: the recipient-facing pages (one-click
@@ -223,6 +227,11 @@ type Sender struct {
 	// recipient who engaged with none of its last N marketing messages;
 	// 0 = never.
 	SunsetAfter int `yaml:"sunset_after"`
+	// ConsentRequired names the sender's lists (X-Drover-List) whose mail
+	// (on policy.consent_streams) goes only to recipients with a
+	// confirmed consent record; "*" is every list and the sender's mail
+	// that names no list.
+	ConsentRequired []string `yaml:"consent_required"`
 }
 
 func (s *Sender) streamPools() map[string]string {
@@ -601,6 +610,11 @@ func (c *Config) validate() error {
 			add(fmt.Sprintf("policy.spam_traps[%d]", i), "%q is not an address or a domain", t)
 		}
 	}
+	for i, s := range c.Policy.ConsentStreams {
+		if !streamName.MatchString(s) {
+			add(fmt.Sprintf("policy.consent_streams[%d]", i), "%q is not a stream name (letters, digits, - . _)", s)
+		}
+	}
 	if msg := badHostPort(c.Web.Address); c.Web.Address != "" && msg != "" {
 		add("web.address", "%q %s", c.Web.Address, msg)
 	}
@@ -644,6 +658,14 @@ func (c *Config) validate() error {
 		case 0, 5, 10, 20, 30:
 		default:
 			add(p+".sunset_after", "%d is not one of 0 (never), 5, 10, 20, 30", s.SunsetAfter)
+		}
+		for i, l := range s.ConsentRequired {
+			if l != "*" && !streamName.MatchString(l) {
+				add(fmt.Sprintf("%s.consent_required[%d]", p, i), "%q is not a list name (letters, digits, - . _) or \"*\"", l)
+			}
+		}
+		if len(s.ConsentRequired) > 0 && !c.Policy.Enabled {
+			add(p+".consent_required", "requires policy.enabled: true (without it nothing is checked)")
 		}
 		for i, k := range s.DKIM {
 			kp := fmt.Sprintf("%s.dkim[%d]", p, i)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +110,11 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"negative mail log retention", "mail_log_retention: -24h\n", "line 1: mail_log_retention: must not be negative"},
 		{"confirm after zero", "policy:\n  confirm_after: 0\n", "line 2: policy.confirm_after: must be at least 1"},
 		{"bad spam trap", "policy:\n  spam_traps: [\"a@b@c\"]\n", "line 2: policy.spam_traps[0]"},
+		{"bad consent list", "senders:\n  a:\n    from_domains: [a.example]\n    consent_required: [news, \"spring news\"]\n",
+			`line 4: senders.a.consent_required[1]: "spring news" is not a list name (letters, digits, - . _) or "*"`},
+		{"consent without policy", "policy:\n  enabled: false\nsenders:\n  a:\n    from_domains: [a.example]\n    consent_required: [\"*\"]\n",
+			"line 6: senders.a.consent_required: requires policy.enabled: true"},
+		{"bad consent stream", "policy:\n  consent_streams: [marketing, \"\"]\n", `line 2: policy.consent_streams[1]: "" is not a stream name`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -310,6 +316,28 @@ func TestPolicyDefaults(t *testing.T) {
 	}
 	if c.Web.LinkMaxAge != 365*24*time.Hour || c.Web.Address != "127.0.0.1:8026" {
 		t.Errorf("web defaults %+v", c.Web)
+	}
+	if len(c.Senders["shop"].ConsentRequired) != 0 || !slices.Equal(c.Policy.ConsentStreams, []string{"marketing"}) {
+		t.Errorf("consent defaults: required %v, streams %v", c.Senders["shop"].ConsentRequired, c.Policy.ConsentStreams)
+	}
+}
+
+// Consent: the lists a sender requires it for, the streams that need it;
+// a file's list of streams replaces the default's.
+func TestConsentOptions(t *testing.T) {
+	c, err := Parse([]byte("listeners:\n  - {address: 127.0.0.1:2525, mode: plain}\npolicy:\n  consent_streams: [newsletter, promo]\nsenders:\n  shop:\n    from_domains: [shop.example]\n    consent_required: [spring-news, \"*\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Senders["shop"].ConsentRequired; !slices.Equal(got, []string{"spring-news", "*"}) {
+		t.Errorf("consent_required %v", got)
+	}
+	if got := c.Policy.ConsentStreams; !slices.Equal(got, []string{"newsletter", "promo"}) {
+		t.Errorf("consent_streams %v", got)
+	}
+	c, err = Parse([]byte("policy:\n  consent_streams: []\n"))
+	if err != nil || c.Policy.ConsentStreams == nil || len(c.Policy.ConsentStreams) != 0 {
+		t.Errorf("consent_streams: [] gives %#v, %v", c.Policy.ConsentStreams, err)
 	}
 }
 

@@ -151,6 +151,75 @@
 //	                         for it or, with inactive, without engagement
 //	                         with its last N marketing messages
 //
+// Consent records (Config.Policy too; 404 without it). A record is
+// {"sender", "list" ("" for the sender's mail that names no list),
+// "address", "seq", "recorded", "status": "pending"|"confirmed"|
+// "withdrawn"|"lapsed", "method": "single-opt-in"|"double-opt-in"|
+// "import"|"api", "proof": {"time", "ip", "user_agent", "source",
+// "text_sha256", "text" (in a history), "purposes"}, "confirmation":
+// {"time", "ip", "user_agent"} (a double opt-in's), "ended": {"time",
+// "ip", "user_agent", "source"} (a withdrawal's)}. The history is
+// append-only: each change is a new record. A record for an address
+// suppressed for every sender, or for the sender for a complaint, is
+// 409 with the suppression in words; a record refused for what it says
+// is 400; neither records anything.
+//
+//	POST /v1/consent         {"sender", "list", "address", "status":
+//	                         "pending"|"confirmed" (default), "method"
+//	                         (default api; double-opt-in for pending),
+//	                         "time", "ip", "user_agent", "source", "text"
+//	                         (the consent text shown: stored once, named
+//	                         by its SHA-256), "purposes": [...],
+//	                         "confirmation": {"time", "ip", "user_agent"}}:
+//	                         {"consent": record, "recorded": true}, or
+//	                         "recorded": false and the latest record when
+//	                         it says the same. The proof (time, source and
+//	                         text) is required, but for a confirmed double
+//	                         opt-in that confirms a pending sign-up: that
+//	                         repeats the sign-up's proof (confirmed now
+//	                         without "confirmation" or its "time"); a
+//	                         confirmed double opt-in needs its
+//	                         confirmation or a pending sign-up
+//	POST /v1/consent/withdraw  {"sender", "list", "address", "source"
+//	                         (default api), "time" (default now), "ip",
+//	                         "user_agent"}: a withdrawn record repeating the
+//	                         consent's proof: {"consent": record,
+//	                         "withdrawn": true}; false when it had ended
+//	                         already; 404 without a record
+//	GET  /v1/consent/{address}?sender=S&list=L
+//	                         {"address", "records": [...]}: the history,
+//	                         oldest first, texts resolved; without list,
+//	                         every list of the sender, without sender every
+//	                         sender's (a scan of the latest records: about
+//	                         a second a million); 404 when none
+//	GET  /v1/consent?sender=S&list=L&status=confirmed|pending|withdrawn|lapsed
+//	     &from=ADDR&limit=100
+//	                         the latest record of each address of the list
+//	                         (list= empty: the mail that names no list),
+//	                         in address order, a page at a time (limit at
+//	                         most 1000): {"records": [...], "next": ADDR}
+//	POST /v1/consent/import?sender=S&list=L&format=csv|jsonl&source=NAME
+//	     &skip_invalid=true
+//	                         the file as the body, as for the suppression
+//	                         import: CSV columns address, status, method,
+//	                         time, ip, user_agent, source (default
+//	                         import:NAME), text, purposes (separated by
+//	                         spaces), confirmation_time, confirmation_ip,
+//	                         confirmation_user_agent, and optionally
+//	                         sender and list; or JSON lines of POST
+//	                         /v1/consent's body. Lines are appended in
+//	                         order (a line may confirm or withdraw an
+//	                         earlier one's), in one atomic commit; a line
+//	                         that repeats a record of its history is a
+//	                         duplicate. An invalid line (bad proof, a
+//	                         suppressed address) is reported with its
+//	                         number: 422 and nothing committed, unless
+//	                         skip_invalid
+//	GET  /v1/consent/export?sender=S&list=L&format=csv|jsonl
+//	                         the history of the list (without list: of
+//	                         every list of the sender) as the import reads
+//	                         it, texts included, streamed
+//
 //	GET /debug/pprof/    Go's profiler (admin only)
 package httpapi
 
@@ -305,6 +374,7 @@ func Handler(cfg Config) http.Handler {
 		now = time.Now
 	}
 	registerHygiene(admin, cfg.Policy, now)
+	registerConsent(admin, cfg.Policy)
 	admin.HandleFunc("GET /v1/queue", func(w http.ResponseWriter, r *http.Request) {
 		by := r.URL.Query().Get("by")
 		if by == "" {

@@ -281,52 +281,50 @@ type ImportOptions struct {
 	SkipInvalid bool  // import the valid lines of a file with invalid ones
 }
 
-// Import reads a file of entries and commits them in one atomic batch:
-// with an invalid line (reported with its number) nothing is committed
-// unless SkipInvalid. A read error (a connection cut half-way) commits
-// nothing either.
-func (p *Policy) Import(r io.Reader, opts ImportOptions) (*ImportResult, error) {
-	res := &ImportResult{}
-	var es []Entry
+// readImport reads the records of an import: CSV with a header line
+// naming its columns (one of them "address", or "email"), or JSON lines.
+// It hands each record to csvRecord (with the value of a column by its
+// name, "" when absent) or jsonRecord (with the line), with its line
+// number; an error they return makes the line invalid. res counts the
+// records read and the invalid lines, and keeps the first
+// maxInvalidKept of them with their numbers. A CSV header without an
+// address column is an *ImportError; a read error (a connection cut
+// half-way) is returned, and the import must commit nothing.
+func readImport(r io.Reader, format Format, res *ImportResult,
+	csvRecord func(get func(string) string) error, jsonRecord func(text string) error) error {
 	invalid := func(line int, err error) {
+		res.InvalidLines++
 		if len(res.Invalid) < maxInvalidKept {
 			res.Invalid = append(res.Invalid, LineError{Line: line, Err: err.Error()})
 		}
 	}
-	invalidCount := 0
-	add := func(line int, e Entry) {
-		res.Read++
-		if err := p.checkEntry(&e); err != nil {
-			invalidCount++
-			invalid(line, err)
-			return
-		}
-		es = append(es, e)
-	}
-	def := opts.Default
-	if def.Source == "" {
-		def.Source = "import"
-	}
-	switch opts.Format {
+	switch format {
 	case CSV, "":
 		cr := csv.NewReader(bufio.NewReaderSize(r, 256<<10))
 		cr.FieldsPerRecord = -1
 		cr.ReuseRecord = true
 		col := map[string]int{}
-		for line := 1; ; line++ {
-			rec, err := cr.Read()
+		var rec []string
+		get := func(name string) string {
+			if i, ok := col[name]; ok && i < len(rec) {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		for {
+			var err error
+			rec, err = cr.Read()
 			if err == io.EOF {
 				break
 			}
 			if pe := (*csv.ParseError)(nil); errors.As(err, &pe) {
-				invalidCount++
 				invalid(pe.Line, pe.Err)
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("reading the import: %w (nothing imported)", err)
+				return fmt.Errorf("reading the import: %w (nothing imported)", err)
 			}
-			line, _ = cr.FieldPos(0)
+			line, _ := cr.FieldPos(0)
 			if len(col) == 0 {
 				for i, name := range rec {
 					col[strings.ToLower(strings.TrimSpace(strings.TrimPrefix(name, "\ufeff")))] = i
@@ -335,46 +333,16 @@ func (p *Policy) Import(r io.Reader, opts ImportOptions) (*ImportResult, error) 
 					if _, ok := col["email"]; !ok {
 						res.InvalidLines = 1
 						res.Invalid = []LineError{{Line: line, Err: "the header must name an address (or email) column"}}
-						return res, &ImportError{Result: res}
+						return &ImportError{Result: res}
 					}
 					col["address"] = col["email"]
 				}
 				continue
 			}
-			get := func(name string) string {
-				if i, ok := col[name]; ok && i < len(rec) {
-					return strings.TrimSpace(rec[i])
-				}
-				return ""
+			res.Read++
+			if err := csvRecord(get); err != nil {
+				invalid(line, err)
 			}
-			e := def
-			e.Address = get("address")
-			if v := get("scope"); v != "" {
-				e.Kind = ScopeKind(v)
-			}
-			if v := get("sender"); v != "" {
-				e.Sender = v
-			}
-			if v := get("list"); v != "" {
-				e.List = v
-			}
-			if v := get("reason"); v != "" {
-				e.Reason = Reason(v)
-			}
-			if v := get("source"); v != "" {
-				e.Source = v
-			}
-			if v := get("time"); v != "" {
-				t, err := time.Parse(time.RFC3339, v)
-				if err != nil {
-					res.Read++
-					invalidCount++
-					invalid(line, fmt.Errorf("time %q is not RFC 3339", v))
-					continue
-				}
-				e.Time = t
-			}
-			add(line, e)
 		}
 	case JSONLines:
 		sc := bufio.NewScanner(r)
@@ -384,25 +352,89 @@ func (p *Policy) Import(r io.Reader, opts ImportOptions) (*ImportResult, error) 
 			if text == "" {
 				continue
 			}
-			e := def
-			dec := json.NewDecoder(strings.NewReader(text))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&e); err != nil {
-				res.Read++
-				invalidCount++
-				invalid(line, fmt.Errorf("not a JSON entry: %v", err))
-				continue
+			res.Read++
+			if err := jsonRecord(text); err != nil {
+				invalid(line, err)
 			}
-			add(line, e)
 		}
 		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("reading the import: %w (nothing imported)", err)
+			return fmt.Errorf("reading the import: %w (nothing imported)", err)
 		}
 	default:
-		return nil, fmt.Errorf("unknown format %q", opts.Format)
+		return fmt.Errorf("unknown format %q", format)
 	}
-	res.InvalidLines = invalidCount
-	if invalidCount > 0 && !opts.SkipInvalid {
+	return nil
+}
+
+// decodeLine decodes one JSON line of an import into v, refusing unknown
+// fields.
+func decodeLine(text string, v any, what string) error {
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("not a JSON %s: %v", what, err)
+	}
+	return nil
+}
+
+// Import reads a file of entries and commits them in one atomic batch:
+// with an invalid line (reported with its number) nothing is committed
+// unless SkipInvalid. A read error (a connection cut half-way) commits
+// nothing either.
+func (p *Policy) Import(r io.Reader, opts ImportOptions) (*ImportResult, error) {
+	res := &ImportResult{}
+	var es []Entry
+	def := opts.Default
+	if def.Source == "" {
+		def.Source = "import"
+	}
+	add := func(e Entry) error {
+		if err := p.checkEntry(&e); err != nil {
+			return err
+		}
+		es = append(es, e)
+		return nil
+	}
+	err := readImport(r, opts.Format, res, func(get func(string) string) error {
+		e := def
+		e.Address = get("address")
+		if v := get("scope"); v != "" {
+			e.Kind = ScopeKind(v)
+		}
+		if v := get("sender"); v != "" {
+			e.Sender = v
+		}
+		if v := get("list"); v != "" {
+			e.List = v
+		}
+		if v := get("reason"); v != "" {
+			e.Reason = Reason(v)
+		}
+		if v := get("source"); v != "" {
+			e.Source = v
+		}
+		if v := get("time"); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return fmt.Errorf("time %q is not RFC 3339", v)
+			}
+			e.Time = t
+		}
+		return add(e)
+	}, func(text string) error {
+		e := def
+		if err := decodeLine(text, &e, "entry"); err != nil {
+			return err
+		}
+		return add(e)
+	})
+	if ie := (*ImportError)(nil); errors.As(err, &ie) {
+		return res, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	if res.InvalidLines > 0 && !opts.SkipInvalid {
 		return res, &ImportError{Result: res}
 	}
 	added, err := p.cfg.Store.AddSuppressions(es)

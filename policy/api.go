@@ -19,7 +19,15 @@ const (
 	Inactive        Reason = "inactive"         // sunset: no engagement with the last N marketing messages
 )
 
-// Reasons lists every reason, in the order reports show them.
+// NoConsent is the reason of a Decision that refuses a recipient for
+// want of consent (Config.Senders' ConsentRequired): the address's latest
+// consent record for the list is not confirmed, or there is none. It is
+// no suppression entry's reason: it is not among Reasons, and nothing
+// stores it.
+const NoConsent Reason = "no-consent"
+
+// Reasons lists every reason of a suppression entry, in the order
+// reports show them.
 var Reasons = []Reason{Unsubscribed, ConfirmedBounce, HardBounce, Complaint, SpamTrap, Manual, Inactive}
 
 // Valid reports whether r is one of Reasons.
@@ -75,10 +83,19 @@ func Normalize(addr string) string {
 // Decision is the answer to a recipient check. The zero Decision lets
 // the recipient through.
 type Decision struct {
+	// Suppressed: the recipient is refused, by a suppression entry or for
+	// want of consent (Entry.Reason NoConsent).
 	Suppressed bool
 	// Entry is the entry that applies, when Suppressed: its address,
-	// scope and reason, and with Drop its source and time too.
+	// scope and reason, and with Drop its source and time too. A refusal
+	// for want of consent has no stored entry: Entry names the address,
+	// the list (PerList) or the sender (PerSender, for mail that names no
+	// list), Reason NoConsent and Source "consent:STATUS" ("consent:none"
+	// without a record).
 	Entry Entry
+	// Consent is the status of the latest consent record when the
+	// refusal is for want of consent: "" when there is none.
+	Consent ConsentStatus
 	// Drop: the sender wants suppressed recipients accepted and dropped
 	// (a suppressed event each) rather than refused at RCPT.
 	Drop bool
@@ -98,6 +115,11 @@ func (d Decision) Text() string {
 		where = " from all mail of sender " + e.Sender
 	}
 	switch e.Reason {
+	case NoConsent:
+		if e.Kind == PerList {
+			return "Recipient has no confirmed consent for list " + e.List
+		}
+		return "Recipient has no confirmed consent for mail of sender " + e.Sender
 	case Unsubscribed:
 		return "Recipient unsubscribed" + where
 	case Complaint:

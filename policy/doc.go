@@ -1,8 +1,9 @@
 // Package policy is list hygiene: it decides, before anything leaves,
 // whether a sender may mail a recipient, and learns from what happens to
-// the mail it let through. It keeps the suppression list, the hygiene
-// counters (hard bounces in a row, engagement per sender, campaign
-// outcomes) and the sealed tokens of recipient links.
+// the mail it let through. It keeps the suppression list, the consent
+// records and their proof, the hygiene counters (hard bounces in a row,
+// engagement per sender, campaign outcomes) and the sealed tokens of
+// recipient links.
 //
 // # Suppression
 //
@@ -29,6 +30,41 @@
 // does not say it is a trap. A check is one lookup of Store.Lookup, which
 // the Pebble store answers from an index in memory (about 0.35 µs with a
 // million entries; 24 MB, read at start in about a second).
+//
+// # Consent
+//
+// A Consent record says where an address's consent to one list of one
+// sender stands (List "" is the sender's mail that names no list):
+// pending (a double opt-in's sign-up), confirmed, withdrawn or lapsed;
+// how it was obtained (single-opt-in, double-opt-in, import, api); and
+// its proof: the sign-up's time, IP address, user agent and source (the
+// form's URL, the import's file, the API key's name), the consent text
+// shown and the purposes consented to, and for a double opt-in the
+// confirmation's time, IP address and user agent. The text is stored
+// once, by its SHA-256, and records name it by that hash. The history is
+// append-only: a record is never changed. A confirmation is a new record,
+// confirmed, that repeats the sign-up's proof and adds the confirmation;
+// a withdrawal is a new record that repeats the proof and says when and
+// through what it ended. RecordConsent refuses a record without its
+// proof (at least its time, source and text), a confirmed double opt-in
+// without its confirmation or a pending sign-up to confirm, and an
+// address suppressed for every sender or for the sender for a complaint
+// (a consent cannot make mailable what the suppression list forbids). A
+// record that repeats the latest, a withdrawal of an ended consent and
+// an import's line that repeats a record of the history add nothing.
+// ImportConsent and ExportConsent read and write CSV and JSON lines,
+// with the suppression import's rules: all or nothing, invalid lines by
+// number. Consent records are written with Sync: they are proof.
+//
+// Where a sender requires consent (SenderRules.ConsentRequired: lists,
+// or "*" for every list and its mail that names no list), Check refuses
+// mail on the streams of Config.ConsentStreams (by default marketing; a
+// stream named neither there nor in Streams follows marketing) to an
+// address whose latest record for the list is not confirmed: a Decision
+// with Reason NoConsent ("Recipient has no confirmed consent for list
+// news"), which no suppression entry has. Suppressions apply first. The
+// check reads no consent where none is required, and one point read of
+// the latest record (pt) where it is.
 //
 // # Hygiene rules
 //
@@ -62,20 +98,34 @@
 // which. PebbleStore keeps it in the node's Pebble database, beside the
 // spool (queue.Spool.DB), under prefixes that start with 'p':
 //
-//	ps<addr>                              every suppression entry of the address
-//	pt<sender>\x00<day>\x00<campaign>     a campaign's tallies for one day (UTC)
-//	pu<addr>                              the address's hard bounces in a row
-//	pv<sender>\x00<addr>                  the address's engagement with the sender
-//	pw<id>                                a received message's sender, stream, campaign, list
+//	p.layout                                 the layout of these keys (2)
+//	ps<addr>                                 every suppression entry of the address
+//	pt<sender>\x00<list>\x00<addr>            the latest consent record's status and number
+//	pu<sender>\x00<list>\x00<addr>\x00<seq>   every consent record of the address with the list
+//	pv<sha256>                               a consent text
+//	pw<id>                                   a received message's sender, stream, campaign, list
+//	px<sender>\x00<day>\x00<campaign>        a campaign's tallies for one day (UTC)
+//	py<addr>                                 the address's hard bounces in a row
+//	pz<sender>\x00<addr>                     the address's engagement with the sender
 //
-// The suppression list sorts first: the records written with every
-// message (pt to pw) are flushed with the spool's, and a table that
-// spans them and the spool never overlaps the list's tables, so
-// compactions do not rewrite a list of millions while mail flows.
-// addr is Normalize's form; day is the Unix day as a big-endian uint64.
-// Values are a version byte (ps) or varints and length-prefixed strings.
-// A shared store for many nodes (Redis Cluster) implements the same
-// interface: one hash per address for ps, counters for the rest.
+// Tables that are large and seldom written sort below every prefix
+// written with each message. A memtable flush holds the records written
+// with every message (pw to pz) and the spool's ('q'), which sort next
+// to each other; were a large table's keys among them, each table a
+// flush makes would span it, overlap its tables, and every compaction
+// would rewrite it while mail flows. So the suppression list (ps) and
+// the consent records (pt to pv), millions of keys that change only when
+// an admin, an import or a recipient acts, sort first, and compactions
+// leave them alone. A database of layout 1 (pt to pv held the tallies,
+// runs and engagement, and no p.layout) has them moved to px to pz when
+// the store opens.
+// addr is Normalize's form; day is the Unix day and seq the record's
+// number as big-endian uint64s; sha256 is the text's 32 bytes. Values
+// are a version byte (ps, pt, pu) and varints and length-prefixed
+// strings; pv's is the text. A shared store for many nodes (Redis
+// Cluster) implements the same interface: one hash per address for ps,
+// a hash per sender and list for pt, a list per address for pu,
+// counters for the rest.
 //
 // # Links
 //

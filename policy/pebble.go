@@ -12,18 +12,38 @@ import (
 )
 
 // Key prefixes of the Pebble store. Policy owns every key that starts
-// with the byte 'p'; the package doc lists them. The suppression list,
-// large and seldom written, sorts before the records written with every
-// message: a memtable flush holds those and the spool's ('q'), and a
-// table that spans them must not overlap the suppression list's tables,
-// or every compaction would rewrite the whole list.
+// with the byte 'p'; the package doc lists them. The tables that are
+// large and seldom written (the suppression list, the consent records
+// and texts) sort below every prefix written with each message (message
+// records, campaign tallies, hard-bounce runs, engagement), which sort
+// just below the spool's ('q'): a memtable flush holds the hot records
+// and the spool's, and the tables it makes must not overlap the cold
+// tables' key range, or every compaction would rewrite them while mail
+// flows.
 const (
-	prefixSuppression = "ps" // ps<addr>                             every entry of the address
-	prefixStats       = "pt" // pt<sender>\x00<day:8>\x00<campaign>  campaign tallies
-	prefixHygiene     = "pu" // pu<addr>                             hard-bounce run
-	prefixEngagement  = "pv" // pv<sender>\x00<addr>                 engagement with the sender
-	prefixMessage     = "pw" // pw<id>                               received message's attribution
+	keyLayout            = "p.layout" // p.layout                                  the layout of these keys (layoutVersion)
+	prefixSuppression    = "ps"       // ps<addr>                                  every entry of the address
+	prefixConsent        = "pt"       // pt<sender>\x00<list>\x00<addr>             latest consent record: status, number
+	prefixConsentHistory = "pu"       // pu<sender>\x00<list>\x00<addr>\x00<seq:8>   every consent record
+	prefixConsentText    = "pv"       // pv<sha256:32>                             a consent text
+	prefixMessage        = "pw"       // pw<id>                                    received message's attribution
+	prefixStats          = "px"       // px<sender>\x00<day:8>\x00<campaign>        campaign tallies
+	prefixHygiene        = "py"       // py<addr>                                  hard-bounce run
+	prefixEngagement     = "pz"       // pz<sender>\x00<addr>                      engagement with the sender
 )
+
+// coldPrefixes are large and seldom written; hotPrefixes are written
+// with every message. Every cold key sorts below every hot one.
+var (
+	coldPrefixes = []string{keyLayout, prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
+	hotPrefixes  = []string{prefixMessage, prefixStats, prefixHygiene, prefixEngagement}
+)
+
+// layoutVersion is the layout of the keys above. Layout 1 (no keyLayout)
+// kept the campaign tallies under pt, the hard-bounce runs under pu and
+// the engagement under pv, where consent lives now: NewPebbleStore moves
+// them.
+const layoutVersion = 2
 
 // prefixEnd is the first key after every key with prefix p.
 func prefixEnd(p string) []byte { return []byte(p[:len(p)-1] + string(p[len(p)-1]+1)) }
@@ -36,15 +56,21 @@ const bulkSize = 16 << 20
 // the spool, under the 'p' prefixes, and what the recipient check reads
 // in memory too (index).
 type PebbleStore struct {
-	db  *pebble.DB
-	mu  sync.Mutex // serialises the read-modify-writes of suppressions
-	idx *index
+	db        *pebble.DB
+	mu        sync.Mutex // serialises the read-modify-writes of suppressions
+	consentMu sync.Mutex // serialises the numbering of consent records
+	idx       *index
 }
 
 // NewPebbleStore uses db (opened and closed by its owner, the spool). It
 // reads every suppression into its index: about a second for a million.
+// A database of layout 1 has its hygiene records moved to their
+// prefixes first.
 func NewPebbleStore(db *pebble.DB) (*PebbleStore, error) {
 	p := &PebbleStore{db: db, idx: newIndex()}
+	if err := p.migrate(); err != nil {
+		return nil, fmt.Errorf("policy: moving the keys to layout %d: %w", layoutVersion, err)
+	}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixSuppression), UpperBound: prefixEnd(prefixSuppression)})
 	if err != nil {
 		return nil, err
@@ -59,6 +85,63 @@ func NewPebbleStore(db *pebble.DB) (*PebbleStore, error) {
 		p.idx.setLocked(addr, es)
 	}
 	return p, it.Error()
+}
+
+// migrate brings a database of layout 1 to layoutVersion: the keys of
+// pt, pu and pv (the tallies, runs and engagement of layout 1) go to px,
+// py and pz, a batch at a time. Each batch moves its keys (the new set,
+// the old deleted), so a migration cut short resumes where it stopped;
+// keyLayout is written last.
+func (p *PebbleStore) migrate() error {
+	v, ok, err := p.get([]byte(keyLayout))
+	if err != nil {
+		return err
+	}
+	if ok {
+		if len(v) != 1 || v[0] != layoutVersion {
+			return fmt.Errorf("the database has layout %v, this Drover knows %d", v, layoutVersion)
+		}
+		return nil
+	}
+	for _, m := range [][2]string{{"pt", prefixStats}, {"pu", prefixHygiene}, {"pv", prefixEngagement}} {
+		for {
+			n, err := p.moveSome(m[0], m[1], 65536)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
+		}
+	}
+	return p.db.Set([]byte(keyLayout), []byte{layoutVersion}, pebble.Sync)
+}
+
+// moveSome moves at most max keys from prefix from to prefix to, and
+// returns how many it moved.
+func (p *PebbleStore) moveSome(from, to string, max int) (int, error) {
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(from), UpperBound: prefixEnd(from)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	b := p.db.NewBatch()
+	defer b.Close()
+	n := 0
+	for it.First(); it.Valid() && n < max; it.Next() {
+		k := it.Key()
+		if err := b.Set(append([]byte(to), k[len(from):]...), it.Value(), nil); err != nil {
+			return 0, err
+		}
+		if err := b.Delete(k, nil); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	if err := it.Error(); err != nil || n == 0 {
+		return 0, err
+	}
+	return n, b.Commit(pebble.Sync)
 }
 
 func (p *PebbleStore) Lookup(addr string, buf []Brief) ([]Brief, error) {

@@ -20,6 +20,11 @@ type SenderRules struct {
 	// engaged with none of the sender's last SunsetAfter marketing
 	// messages; 0 never does.
 	SunsetAfter int
+	// ConsentRequired names the sender's lists whose mail needs the
+	// recipient's confirmed consent (on the streams of
+	// Config.ConsentStreams); "*" is every list, and the sender's mail
+	// that names no list.
+	ConsentRequired []string
 }
 
 // Config is what a Policy needs.
@@ -38,6 +43,11 @@ type Config struct {
 	// SpamTraps are addresses ("trap@example.com") and domains
 	// ("example.com" or "@example.com") nothing is ever sent to.
 	SpamTraps []string
+	// ConsentStreams names the streams whose mail needs consent where a
+	// sender requires it (SenderRules.ConsentRequired). A stream named
+	// neither here nor in Streams follows marketing. nil:
+	// DefaultConsentStreams.
+	ConsentStreams []string
 	// OnEvent receives policy's events; it must not block.
 	OnEvent func(Event)
 	Now     func() time.Time
@@ -52,6 +62,10 @@ var DefaultStreams = map[string][]Reason{
 	"marketing":     Reasons,
 	"transactional": {ConfirmedBounce, HardBounce, Complaint, SpamTrap, Manual},
 }
+
+// DefaultConsentStreams: marketing mail needs consent where it is
+// required; transactional mail (a receipt, a password reset) never does.
+var DefaultConsentStreams = []string{"marketing"}
 
 // Reasons that leave no doubt that the address does not exist: one hard
 // bounce for them is a confirmed bounce (the classifier's vocabulary).
@@ -108,6 +122,20 @@ type Policy struct {
 
 	countMu sync.Mutex
 	counts  map[countKey]int
+
+	// consent: the senders that require consent, and for which lists;
+	// consentStreams: the streams that need it (a stream not in it
+	// follows marketing).
+	consent        map[string]consentRule
+	consentStreams map[string]bool
+	consentMu      sync.Mutex // serialises the checks and appends of consent records
+}
+
+// consentRule is where a sender requires consent: every list (and its
+// mail without one), or the lists named.
+type consentRule struct {
+	all   bool
+	lists map[string]bool
 }
 
 type countKey struct {
@@ -155,6 +183,34 @@ func New(cfg Config) (*Policy, error) {
 	}
 	for _, t := range cfg.SpamTraps {
 		p.traps[Normalize(strings.TrimPrefix(t, "@"))] = true
+	}
+	if cfg.ConsentStreams == nil {
+		cfg.ConsentStreams = DefaultConsentStreams
+		p.cfg.ConsentStreams = cfg.ConsentStreams
+	}
+	p.consent, p.consentStreams = map[string]consentRule{}, map[string]bool{}
+	for s := range p.streams {
+		p.consentStreams[s] = false
+	}
+	for _, s := range cfg.ConsentStreams {
+		p.consentStreams[s] = true
+	}
+	for sender, r := range cfg.Senders {
+		if len(r.ConsentRequired) == 0 {
+			continue
+		}
+		rule := consentRule{lists: map[string]bool{}}
+		for _, l := range r.ConsentRequired {
+			switch {
+			case l == Any:
+				rule.all = true
+			case consentName.MatchString(l):
+				rule.lists[l] = true
+			default:
+				return nil, fmt.Errorf("policy: sender %s: consent required for %q, which is not a list name", sender, l)
+			}
+		}
+		p.consent[sender] = rule
 	}
 	err := cfg.Store.ScanSuppressions("", func(e Entry) error {
 		p.counts[countKey{e.Kind, e.Reason}]++
@@ -240,9 +296,12 @@ func (p *Policy) applies(e Brief, sender, stream, list string) bool {
 // precedence orders the entries that apply: the one a refusal names.
 var precedence = map[Reason]int{SpamTrap: 0, ConfirmedBounce: 1, HardBounce: 2, Complaint: 3, Manual: 4, Unsubscribed: 5, Inactive: 6}
 
-// Check implements Checker. It costs one lookup of the store's index.
-// With sender "" only the global entries apply, and a spam trap's hit
-// is not counted (a list check, not a message).
+// Check implements Checker. It costs one lookup of the store's index,
+// and where the sender requires consent for the list and the stream
+// needs it, one read of the latest consent record (after the
+// suppressions: an entry that applies is the refusal). With sender ""
+// only the global entries apply, and a spam trap's hit is not counted
+// (a list check, not a message).
 func (p *Policy) Check(sender, stream, list, addr string) (Decision, error) {
 	a := Normalize(addr)
 	if stream == "" {
@@ -258,7 +317,7 @@ func (p *Policy) Check(sender, stream, list, addr string) (Decision, error) {
 	}
 	var buf [4]Brief
 	bs, err := p.cfg.Store.Lookup(a, buf[:0])
-	if err != nil || len(bs) == 0 {
+	if err != nil {
 		return Decision{}, err
 	}
 	best := -1
@@ -272,6 +331,9 @@ func (p *Policy) Check(sender, stream, list, addr string) (Decision, error) {
 		}
 	}
 	if best < 0 {
+		if p.needsConsent(sender, stream, list) {
+			return p.checkConsent(d, sender, list, a)
+		}
 		return Decision{}, nil
 	}
 	d.Suppressed = true
@@ -288,6 +350,41 @@ func (p *Policy) Check(sender, stream, list, addr string) (Decision, error) {
 				d.Entry = e
 			}
 		}
+	}
+	return d, nil
+}
+
+// needsConsent reports whether mail of sender on stream to list needs
+// the recipient's confirmed consent: maps only, no read.
+func (p *Policy) needsConsent(sender, stream, list string) bool {
+	r, ok := p.consent[sender]
+	if !ok || !r.all && !r.lists[list] {
+		return false
+	}
+	need, known := p.consentStreams[stream]
+	if !known {
+		need = p.consentStreams["marketing"]
+	}
+	return need
+}
+
+// checkConsent refuses the recipient unless its latest consent record
+// for the list is confirmed; d carries the sender's Drop.
+func (p *Policy) checkConsent(d Decision, sender, list, addr string) (Decision, error) {
+	h, ok, err := p.cfg.Store.LatestConsent(sender, list, addr)
+	if err != nil {
+		return Decision{}, err
+	}
+	if ok && h.Status == ConsentConfirmed {
+		return Decision{}, nil
+	}
+	d.Suppressed = true
+	d.Entry = Entry{Address: addr, Scope: Scope{Kind: PerSender, Sender: sender}, Reason: NoConsent, Source: "consent:none"}
+	if list != "" {
+		d.Entry.Kind, d.Entry.List = PerList, list
+	}
+	if ok {
+		d.Consent, d.Entry.Source = h.Status, "consent:"+string(h.Status)
 	}
 	return d, nil
 }

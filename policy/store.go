@@ -5,10 +5,11 @@ import "time"
 // Store is where policy keeps its state: the embedded Pebble store
 // (NewPebbleStore) on one node, a shared store (Redis Cluster) for many.
 // Addresses given to it are already normalised (Normalize). Every method
-// is safe for concurrent use. The methods that change suppressions
-// return only once the change is durable; the hygiene records
-// (counters, engagement, statistics) may be written lazily, as a crash
-// that loses the last second of them loses no promise made to anyone.
+// is safe for concurrent use. The methods that change suppressions and
+// consent records return only once the change is durable; the hygiene
+// records (counters, engagement, statistics) may be written lazily, as
+// a crash that loses the last second of them loses no promise made to
+// anyone.
 type Store interface {
 	// Lookup appends the scope and reason of each entry of one address
 	// to buf: the read of the recipient check, on the path of every RCPT,
@@ -45,6 +46,32 @@ type Store interface {
 	Apply(u *Update) error
 	// ForgetMessages removes the message records received before t.
 	ForgetMessages(before time.Time) error
+
+	// AppendConsent appends records to the consent histories, all or
+	// none, durably (they are proof): each gets the next Seq of its
+	// address's history with its list, and becomes its latest record.
+	// It returns them with their Seq.
+	AppendConsent(cs []Consent) ([]Consent, error)
+	// LatestConsent is the status and number of the latest consent
+	// record of addr with sender's list: the read of the recipient check
+	// where consent is required, one point read.
+	LatestConsent(sender, list, addr string) (ConsentHead, bool, error)
+	// ConsentRecord is one record of a history, by its number.
+	ConsentRecord(sender, list, addr string, seq uint64) (Consent, bool, error)
+	// ConsentHistory is every record of addr with sender's list, oldest
+	// first (without their texts).
+	ConsentHistory(sender, list, addr string) ([]Consent, error)
+	// ScanConsent calls fn with the latest record's head of every address
+	// with sender's list (list Any: every list of the sender; sender Any:
+	// every sender's), whose status is status ("" any), in the order of
+	// sender, list and address; with one sender and one list, from the
+	// first address not before from.
+	ScanConsent(sender, list string, status ConsentStatus, from string, fn func(ConsentHead) error) error
+	// PutConsentText stores a consent text once, durably, under its
+	// SHA-256 (TextHash), which it returns.
+	PutConsentText(text string) (string, error)
+	// ConsentText is the text of a hash (false if none).
+	ConsentText(hash string) (string, bool, error)
 
 	Close() error
 }

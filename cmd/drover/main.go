@@ -20,6 +20,7 @@ func main() {
 	}
 	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newDKIMCmd(), newBounceCmd(), newPasswdCmd(), newVersionCmd(), newReloadCmd(), newLinksCmd(), newMailingListCmd())
 	root.AddCommand(newSuppressionCmd())
+	root.AddCommand(newConsentCmd())
 	root.AddCommand(newHygieneCmd())
 	root.AddCommand(newEventsCmd())
 	if err := root.Execute(); err != nil {

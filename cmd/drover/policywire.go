@@ -24,6 +24,9 @@ func policyConfig(cfg *configs.Config) (policy.Config, error) {
 		SpamTraps:    cfg.Policy.SpamTraps,
 		Streams:      map[string][]policy.Reason{},
 		Senders:      map[string]policy.SenderRules{},
+		// Never nil: consent_streams: [] is no stream (policy's nil is
+		// its default).
+		ConsentStreams: append([]string{}, cfg.Policy.ConsentStreams...),
 	}
 	for stream, reasons := range cfg.Policy.Streams {
 		for i, r := range reasons {
@@ -35,7 +38,8 @@ func policyConfig(cfg *configs.Config) (policy.Config, error) {
 		}
 	}
 	for name, s := range cfg.Senders {
-		pc.Senders[name] = policy.SenderRules{DropSuppressed: s.DropSuppressed, SunsetAfter: s.SunsetAfter}
+		pc.Senders[name] = policy.SenderRules{DropSuppressed: s.DropSuppressed, SunsetAfter: s.SunsetAfter,
+			ConsentRequired: s.ConsentRequired}
 	}
 	return pc, nil
 }
