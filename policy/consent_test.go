@@ -2,7 +2,6 @@ package policy
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"slices"
 	"strings"
@@ -450,61 +449,8 @@ func TestKeyPrefixesHotAboveCold(t *testing.T) {
 			}
 		}
 	}
-	if len(all) != 9 {
+	if len(all) != 8 {
 		t.Errorf("%d prefixes listed: a new one must be hot or cold", len(all))
-	}
-}
-
-// A database of layout 1 has its tallies, runs and engagement moved out
-// of the consent's prefixes when the store opens.
-func TestLayout1IsMoved(t *testing.T) {
-	db := openDB(t)
-	day := make([]byte, 8)
-	binary.BigEndian.PutUint64(day, uint64(unixDay(t0)))
-	old := map[string][]byte{
-		"ptshop\x00" + string(day) + "\x00spring": encodeCounts(Counts{Delivered: 7, HardBounces: 1}),
-		"puann@example.com":                       appendTime(binary.AppendUvarint(nil, 2), t0),
-		"pvshop\x00ann@example.com":               appendTime(appendTime(binary.AppendUvarint(binary.AppendUvarint(nil, 3), 9), t0), time.Time{}),
-	}
-	for k, v := range old {
-		if err := db.Set([]byte(k), v, pebble.Sync); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s, err := NewPebbleStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h, err := s.Hygiene("ann@example.com"); err != nil || h.HardInARow != 2 || !h.LastHard.Equal(t0) {
-		t.Errorf("hygiene %+v %v", h, err)
-	}
-	if e, ok, err := s.Engagement("shop", "ann@example.com"); err != nil || !ok || e.Since != 3 || e.Delivered != 9 {
-		t.Errorf("engagement %+v %v %v", e, ok, err)
-	}
-	if st, err := s.Stats("shop", t0); err != nil || len(st) != 1 || st[0].Delivered != 7 || st[0].Campaign != "spring" {
-		t.Errorf("stats %+v %v", st, err)
-	}
-	for _, prefix := range []string{"pt", "pu", "pv"} {
-		it, _ := db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd(prefix)})
-		if it.First() {
-			t.Errorf("%s still holds %q", prefix, it.Key())
-		}
-		it.Close()
-	}
-	if err := s.ScanConsent(Any, Any, "", "", func(h ConsentHead) error {
-		t.Errorf("consent scan found %+v", h)
-		return nil
-	}); err != nil {
-		t.Error(err)
-	}
-	// Opened again, nothing moves.
-	if _, err := NewPebbleStore(db); err != nil {
-		t.Fatal(err)
-	}
-	if v, closer, err := db.Get([]byte(keyLayout)); err != nil || !bytes.Equal(v, []byte{layoutVersion}) {
-		t.Errorf("layout %v %v", v, err)
-	} else {
-		closer.Close()
 	}
 }
 

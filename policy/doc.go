@@ -98,7 +98,6 @@
 // which. PebbleStore keeps it in the node's Pebble database, beside the
 // spool (queue.Spool.DB), under prefixes that start with 'p':
 //
-//	p.layout                                 the layout of these keys (2)
 //	ps<addr>                                 every suppression entry of the address
 //	pt<sender>\x00<list>\x00<addr>            the latest consent record's status and number
 //	pu<sender>\x00<list>\x00<addr>\x00<seq>   every consent record of the address with the list
@@ -116,9 +115,8 @@
 // would rewrite it while mail flows. So the suppression list (ps) and
 // the consent records (pt to pv), millions of keys that change only when
 // an admin, an import or a recipient acts, sort first, and compactions
-// leave them alone. A database of layout 1 (pt to pv held the tallies,
-// runs and engagement, and no p.layout) has them moved to px to pz when
-// the store opens.
+// leave them alone.
+//
 // addr is Normalize's form; day is the Unix day and seq the record's
 // number as big-endian uint64s; sha256 is the text's 32 bytes. Values
 // are a version byte (ps, pt, pu) and varints and length-prefixed

@@ -21,29 +21,22 @@ import (
 // tables' key range, or every compaction would rewrite them while mail
 // flows.
 const (
-	keyLayout            = "p.layout" // p.layout                                  the layout of these keys (layoutVersion)
-	prefixSuppression    = "ps"       // ps<addr>                                  every entry of the address
-	prefixConsent        = "pt"       // pt<sender>\x00<list>\x00<addr>             latest consent record: status, number
-	prefixConsentHistory = "pu"       // pu<sender>\x00<list>\x00<addr>\x00<seq:8>   every consent record
-	prefixConsentText    = "pv"       // pv<sha256:32>                             a consent text
-	prefixMessage        = "pw"       // pw<id>                                    received message's attribution
-	prefixStats          = "px"       // px<sender>\x00<day:8>\x00<campaign>        campaign tallies
-	prefixHygiene        = "py"       // py<addr>                                  hard-bounce run
-	prefixEngagement     = "pz"       // pz<sender>\x00<addr>                      engagement with the sender
+	prefixSuppression    = "ps" // ps<addr>                                  every entry of the address
+	prefixConsent        = "pt" // pt<sender>\x00<list>\x00<addr>             latest consent record: status, number
+	prefixConsentHistory = "pu" // pu<sender>\x00<list>\x00<addr>\x00<seq:8>   every consent record
+	prefixConsentText    = "pv" // pv<sha256:32>                             a consent text
+	prefixMessage        = "pw" // pw<id>                                    received message's attribution
+	prefixStats          = "px" // px<sender>\x00<day:8>\x00<campaign>        campaign tallies
+	prefixHygiene        = "py" // py<addr>                                  hard-bounce run
+	prefixEngagement     = "pz" // pz<sender>\x00<addr>                      engagement with the sender
 )
 
 // coldPrefixes are large and seldom written; hotPrefixes are written
 // with every message. Every cold key sorts below every hot one.
 var (
-	coldPrefixes = []string{keyLayout, prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
+	coldPrefixes = []string{prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
 	hotPrefixes  = []string{prefixMessage, prefixStats, prefixHygiene, prefixEngagement}
 )
-
-// layoutVersion is the layout of the keys above. Layout 1 (no keyLayout)
-// kept the campaign tallies under pt, the hard-bounce runs under pu and
-// the engagement under pv, where consent lives now: NewPebbleStore moves
-// them.
-const layoutVersion = 2
 
 // prefixEnd is the first key after every key with prefix p.
 func prefixEnd(p string) []byte { return []byte(p[:len(p)-1] + string(p[len(p)-1]+1)) }
@@ -64,13 +57,8 @@ type PebbleStore struct {
 
 // NewPebbleStore uses db (opened and closed by its owner, the spool). It
 // reads every suppression into its index: about a second for a million.
-// A database of layout 1 has its hygiene records moved to their
-// prefixes first.
 func NewPebbleStore(db *pebble.DB) (*PebbleStore, error) {
 	p := &PebbleStore{db: db, idx: newIndex()}
-	if err := p.migrate(); err != nil {
-		return nil, fmt.Errorf("policy: moving the keys to layout %d: %w", layoutVersion, err)
-	}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixSuppression), UpperBound: prefixEnd(prefixSuppression)})
 	if err != nil {
 		return nil, err
@@ -85,63 +73,6 @@ func NewPebbleStore(db *pebble.DB) (*PebbleStore, error) {
 		p.idx.setLocked(addr, es)
 	}
 	return p, it.Error()
-}
-
-// migrate brings a database of layout 1 to layoutVersion: the keys of
-// pt, pu and pv (the tallies, runs and engagement of layout 1) go to px,
-// py and pz, a batch at a time. Each batch moves its keys (the new set,
-// the old deleted), so a migration cut short resumes where it stopped;
-// keyLayout is written last.
-func (p *PebbleStore) migrate() error {
-	v, ok, err := p.get([]byte(keyLayout))
-	if err != nil {
-		return err
-	}
-	if ok {
-		if len(v) != 1 || v[0] != layoutVersion {
-			return fmt.Errorf("the database has layout %v, this Drover knows %d", v, layoutVersion)
-		}
-		return nil
-	}
-	for _, m := range [][2]string{{"pt", prefixStats}, {"pu", prefixHygiene}, {"pv", prefixEngagement}} {
-		for {
-			n, err := p.moveSome(m[0], m[1], 65536)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				break
-			}
-		}
-	}
-	return p.db.Set([]byte(keyLayout), []byte{layoutVersion}, pebble.Sync)
-}
-
-// moveSome moves at most max keys from prefix from to prefix to, and
-// returns how many it moved.
-func (p *PebbleStore) moveSome(from, to string, max int) (int, error) {
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(from), UpperBound: prefixEnd(from)})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	b := p.db.NewBatch()
-	defer b.Close()
-	n := 0
-	for it.First(); it.Valid() && n < max; it.Next() {
-		k := it.Key()
-		if err := b.Set(append([]byte(to), k[len(from):]...), it.Value(), nil); err != nil {
-			return 0, err
-		}
-		if err := b.Delete(k, nil); err != nil {
-			return 0, err
-		}
-		n++
-	}
-	if err := it.Error(); err != nil || n == 0 {
-		return 0, err
-	}
-	return n, b.Commit(pebble.Sync)
 }
 
 func (p *PebbleStore) Lookup(addr string, buf []Brief) ([]Brief, error) {
