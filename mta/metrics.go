@@ -83,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer, stats func() queue.Stats, sites func(
 			Name: "drover_suppressed_total", Help: "Recipients taken out of submitted messages because they are suppressed (accepted and dropped, or refused at DATA), by the suppression's reason."},
 			[]string{"reason"}),
 	}
-	for _, r := range policy.Reasons {
+	for _, r := range append(slices.Clone(policy.Reasons), policy.NoConsent) {
 		m.refusals.WithLabelValues(string(r))
 		m.suppressed.WithLabelValues(string(r))
 	}
@@ -143,10 +143,10 @@ func bounceLabels(class, reason string) (string, string) {
 	return class, reason
 }
 
-// policyReason is the reason label of a suppression: one of
-// policy.Reasons, or other.
+// policyReason is the reason label of a refusal: one of policy.Reasons,
+// no-consent, or other.
 func policyReason(reason string) string {
-	if !policy.Reason(reason).Valid() {
+	if !policy.Reason(reason).Valid() && reason != string(policy.NoConsent) {
 		return "other"
 	}
 	return reason

@@ -86,8 +86,9 @@ func policyOutcome(ev queue.Event) (policy.Outcome, bool) {
 	return o, true
 }
 
-// policyEvent is a policy event as the event stream carries it.
-func policyEvent(ev policy.Event) queue.Event {
+// policyEvent is a policy event as the event stream carries it; false
+// for a kind the stream does not know.
+func policyEvent(ev policy.Event) (queue.Event, bool) {
 	e := ev.Entry
 	out := queue.Event{Time: ev.Time, MsgID: ev.MsgID, Campaign: ev.Campaign, Sender: e.Sender, Recipient: e.Address,
 		List: e.List, Scope: string(e.Kind), Reason: string(e.Reason), Source: e.Source}
@@ -105,8 +106,10 @@ func policyEvent(ev policy.Event) queue.Event {
 		}
 	case policy.KindSuppressedAdded:
 		out.Kind = queue.EventSuppressionAdded
+	default:
+		return out, false
 	}
-	return out
+	return out, true
 }
 
 // policyObserver hands events to policy once it is open (serve opens it
@@ -188,7 +191,11 @@ func openPolicy(cfg *configs.Config, st *static, spool *queue.Spool, emit func(q
 	}
 	pc := st.policy
 	pc.Store = store
-	pc.OnEvent = func(ev policy.Event) { emit(policyEvent(ev)) }
+	pc.OnEvent = func(ev policy.Event) {
+		if out, ok := policyEvent(ev); ok {
+			emit(out)
+		}
+	}
 	pc.Logger = log
 	pol, err := policy.New(pc)
 	if err != nil {
