@@ -25,6 +25,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"reflect"
@@ -188,6 +189,8 @@ type Web struct {
 	LinkMaxAge   time.Duration `yaml:"link_max_age"`
 	// LocalesDir holds more languages for the pages, LANG.json each.
 	LocalesDir string `yaml:"locales_dir"`
+	// SignupsPerHour bounds the sign-ups of one client IP.
+	SignupsPerHour int `yaml:"signups_per_hour"`
 }
 
 // BounceRule is an admin rule of the bounce classifier, tried before the
@@ -232,6 +235,15 @@ type Sender struct {
 	// confirmed consent record; "*" is every list and the sender's mail
 	// that names no list.
 	ConsentRequired []string `yaml:"consent_required"`
+	// PrivacyPolicyURL is linked from the consent checkbox of the sign-up
+	// form (drover form html).
+	PrivacyPolicyURL string `yaml:"privacy_policy_url"`
+	// Signup names the lists that take sign-ups on the hosted form
+	// (POST /subscribe/SENDER/LIST of the web listener), with the consent
+	// text the form shows.
+	Signup map[string]*SignupList `yaml:"signup"`
+	// Confirmation is the double opt-in confirmation message.
+	Confirmation *Confirmation `yaml:"confirmation"`
 }
 
 func (s *Sender) streamPools() map[string]string {
@@ -239,6 +251,27 @@ func (s *Sender) streamPools() map[string]string {
 		return nil
 	}
 	return s.StreamPools
+}
+
+// SignupList is a list that takes sign-ups on the hosted form.
+type SignupList struct {
+	// DoubleOptIn: a sign-up is pending until the recipient confirms it
+	// from the confirmation message.
+	DoubleOptIn bool `yaml:"double_opt_in"`
+	// ConsentText is what the form's checkbox says: recorded (by hash)
+	// with every consent as the text the person agreed to.
+	ConsentText string   `yaml:"consent_text"`
+	Purposes    []string `yaml:"purposes"`
+}
+
+// Confirmation is a sender's double opt-in confirmation message: From,
+// and per language (BCP 47 tag; "en" is required) the subject, text and
+// HTML, with {list}, {sender} and {link}.
+type Confirmation struct {
+	From    string            `yaml:"from"`
+	Subject map[string]string `yaml:"subject"`
+	Text    map[string]string `yaml:"text"`
+	HTML    map[string]string `yaml:"html"`
 }
 
 // DKIM is one signing key of a sender's From domain.
@@ -623,6 +656,9 @@ func (c *Config) validate() error {
 			add("web.base_url", "%q %s", c.Web.BaseURL, msg)
 		}
 	}
+	if c.Web.SignupsPerHour < 1 {
+		add("web.signups_per_hour", "must be at least 1")
+	}
 	if c.Web.LinkMaxAge < 0 {
 		add("web.link_max_age", "must not be negative (0: links never expire)")
 	}
@@ -662,6 +698,42 @@ func (c *Config) validate() error {
 		for i, l := range s.ConsentRequired {
 			if l != "*" && !streamName.MatchString(l) {
 				add(fmt.Sprintf("%s.consent_required[%d]", p, i), "%q is not a list name (letters, digits, - . _) or \"*\"", l)
+			}
+		}
+		doi := false
+		for _, name := range slices.Sorted(maps.Keys(s.Signup)) {
+			l, lp := s.Signup[name], p+".signup."+name
+			if !streamName.MatchString(name) {
+				add(lp, "%q is not a list name (letters, digits, - . _)", name)
+			}
+			if l == nil || strings.TrimSpace(l.ConsentText) == "" {
+				add(lp+".consent_text", "a list that takes sign-ups needs the consent text its form shows")
+				continue
+			}
+			doi = doi || l.DoubleOptIn
+		}
+		if doi && (c.Web.BaseURL == "" || c.Web.Address == "") {
+			add(p+".signup", "double opt-in needs the web listener (web.address) and its public web.base_url for the confirmation link")
+		}
+		if doi {
+			cf := s.Confirmation
+			switch {
+			case cf == nil || cf.From == "":
+				add(p+".confirmation.from", "double opt-in needs a confirmation message with a From address")
+			case cf.Subject["en"] == "" || cf.Text["en"] == "":
+				add(p+".confirmation", "the confirmation needs an English (en) subject and text")
+			case !strings.Contains(cf.Text["en"], "{link}"):
+				add(p+".confirmation.text", "the text must hold {link}, the confirmation page's address")
+			}
+			if cf != nil && cf.From != "" {
+				if _, err := mail.ParseAddress(cf.From); err != nil {
+					add(p+".confirmation.from", "%q is not an address: %v", cf.From, err)
+				}
+			}
+		}
+		if s.PrivacyPolicyURL != "" {
+			if u, err := url.Parse(s.PrivacyPolicyURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				add(p+".privacy_policy_url", "%q is not an http(s) URL", s.PrivacyPolicyURL)
 			}
 		}
 		if len(s.ConsentRequired) > 0 && !c.Policy.Enabled {

@@ -29,6 +29,14 @@ type Config struct {
 	// Locales are the languages of the pages (LoadLocales); nil: the
 	// shipped ones, English and Simplified Chinese.
 	Locales *Locales
+	// Sign-up and double opt-in (signup.go): the lists that take sign-ups
+	// (by sender, then list), where consents are recorded, who queues the
+	// confirmations, and the sign-ups allowed an hour per client IP (0:
+	// 20). Without Signups, /subscribe/ and /c/ are 404.
+	Signups        map[string]map[string]SignupList
+	Consents       Consents
+	Confirmer      Confirmer
+	SignupsPerHour int
 }
 
 // The security headers of every response (see the package doc).
@@ -47,6 +55,7 @@ type server struct {
 	log     *slog.Logger
 	maxBody int64
 	loc     *Locales
+	signup  *signups
 }
 
 // Handler returns the public web listener's handler. It panics when
@@ -80,6 +89,14 @@ func Handler(cfg Config) http.Handler {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc(policy.UnsubscribePath, s.unsubscribe)
+	if len(cfg.Signups) > 0 {
+		if cfg.Consents == nil || cfg.Confirmer == nil {
+			panic("web: Config.Signups needs Consents and Confirmer")
+		}
+		s.signup = newSignups(cfg)
+		mux.HandleFunc(SignupPath, s.subscribe)
+		mux.HandleFunc(ConfirmPath, s.confirm)
+	}
 	mux.HandleFunc("/healthz", healthz)
 	mux.HandleFunc("/", s.notFound)
 

@@ -11,8 +11,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"drover/configs"
+	"drover/mta"
 	"drover/policy"
 	"drover/queue"
+	"drover/web"
 )
 
 // policyConfig is the part of policy.Config that the configuration file
@@ -253,6 +255,32 @@ func domainSenders(bounceDomains map[string]string) map[string]string {
 	}
 	for d := range shared {
 		delete(out, d)
+	}
+	return out
+}
+
+// signupLists are the lists that take sign-ups on the hosted form, by
+// sender.
+func signupLists(cfg *configs.Config) map[string]map[string]web.SignupList {
+	out := map[string]map[string]web.SignupList{}
+	for name, s := range cfg.Senders {
+		for list, l := range s.Signup {
+			if out[name] == nil {
+				out[name] = map[string]web.SignupList{}
+			}
+			out[name][list] = web.SignupList{DoubleOptIn: l.DoubleOptIn, ConsentText: l.ConsentText, Purposes: l.Purposes}
+		}
+	}
+	return out
+}
+
+// confirmTemplates are the senders' double opt-in confirmation messages.
+func confirmTemplates(cfg *configs.Config) map[string]*mta.ConfirmTemplate {
+	out := map[string]*mta.ConfirmTemplate{}
+	for name, s := range cfg.Senders {
+		if c := s.Confirmation; c != nil {
+			out[name] = &mta.ConfirmTemplate{From: c.From, Subject: c.Subject, Text: c.Text, HTML: c.HTML}
+		}
 	}
 	return out
 }
