@@ -18,6 +18,7 @@ type part struct {
 	charset    string // lowercased; "us-ascii" when not given
 	cte        string // "7bit", "8bit", "binary", "quoted-printable" or "base64"
 	signed     bool   // inside a multipart/signed
+	twice      string // a field of its header given twice: readers may differ on the part
 	start, end int    // the body: msg[start:end]
 	raw        []byte // msg[start:end]
 }
@@ -98,15 +99,16 @@ func (w *walker) entity(start, end int, path string, depth int, inDigest, signed
 		path = "1"
 	}
 	w.parts = append(w.parts, part{
-		path: path, mediaType: mt, charset: charset, cte: cte, signed: signed,
+		path: path, mediaType: mt, charset: charset, cte: cte, signed: signed, twice: h.twice,
 		start: body, end: end, raw: w.msg[body:end],
 	})
 }
 
 // header holds the fields of a header the walk needs, unfolded; the first
-// of each counts.
+// of each counts, and twice names one that comes again.
 type header struct {
 	contentType, cte, disposition string
+	twice                         string // a field of those given twice
 }
 
 // readHeader reads the header at the start of b and returns where the
@@ -114,11 +116,23 @@ type header struct {
 // body) or at the first line that is neither a field nor a continuation,
 // which starts the body; a part with no empty line is all header.
 func readHeader(b []byte) (h header, body int) {
-	var cur *string // the value being read, if one the walk needs
-	seen := [3]bool{}
+	wanted := [...]struct {
+		name string
+		v    *string
+	}{{"content-type", &h.contentType}, {"content-transfer-encoding", &h.cte}, {"content-disposition", &h.disposition}}
+	cur := -1           // the field of wanted being read
+	var start, stop int // its value: b[start:stop], folded
+	seen := [len(wanted)]bool{}
+	flush := func() {
+		if cur >= 0 {
+			*wanted[cur].v = string(bytes.ReplaceAll(b[start:stop], crlf, nil))
+		}
+		cur = -1
+	}
 	pos := 0
 	for pos < len(b) {
 		if bytes.HasPrefix(b[pos:], crlf) {
+			flush()
 			return h, pos + 2
 		}
 		end := bytes.Index(b[pos:], crlf)
@@ -132,12 +146,11 @@ func readHeader(b []byte) (h header, body int) {
 			if pos == 0 {
 				return h, 0 // a continuation without a field: body
 			}
-			if cur != nil {
-				*cur += string(line)
-			}
+			stop = pos + len(line)
 			pos = end
 			continue
 		}
+		flush()
 		colon := bytes.IndexByte(line, ':')
 		if colon < 0 {
 			return h, pos
@@ -146,19 +159,19 @@ func readHeader(b []byte) (h header, body int) {
 		if len(name) == 0 || bytes.ContainsAny(name, " \t") {
 			return h, pos
 		}
-		cur = nil
-		for i, f := range [...]struct {
-			name string
-			v    *string
-		}{{"content-type", &h.contentType}, {"content-transfer-encoding", &h.cte}, {"content-disposition", &h.disposition}} {
-			if !seen[i] && bytes.EqualFold(name, []byte(f.name)) {
-				seen[i] = true
-				cur = f.v
-				*cur = string(line[colon+1:])
+		for i, f := range wanted {
+			if bytes.EqualFold(name, []byte(f.name)) {
+				if seen[i] {
+					h.twice = f.name
+					break
+				}
+				seen[i], cur = true, i
+				start, stop = pos+colon+1, pos+len(line)
 			}
 		}
 		pos = end
 	}
+	flush()
 	return h, len(b)
 }
 

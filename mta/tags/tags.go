@@ -259,6 +259,9 @@ func (p *part) rewrite(body []byte, tagged []tag, urls *urlCache) ([]byte, error
 	if p.signed {
 		return nil, fail("tag %s inside a multipart/signed: rewriting it would break the signature", tagged[0])
 	}
+	if p.twice != "" {
+		return nil, fail("tag %s in a part with two %s fields, which readers may take differently", tagged[0], p.twice)
+	}
 	if p.charset != "utf-8" && p.charset != "us-ascii" {
 		return nil, fail("tag %s in charset %q: only UTF-8 and US-ASCII parts are rewritten", tagged[0], p.charset)
 	}
@@ -312,7 +315,12 @@ func (p *part) rewrite(body []byte, tagged []tag, urls *urlCache) ([]byte, error
 	out = append(out, body[last:]...)
 	switch p.cte {
 	case "quoted-printable":
-		return encodeQP(out), nil
+		enc := encodeQP(out)
+		if bytes.HasSuffix(p.raw, crlf) && !bytes.HasSuffix(enc, crlf) {
+			// The body ended in a soft line break: keep the line end.
+			enc = append(enc, "=\r\n"...)
+		}
+		return enc, nil
 	case "base64":
 		return encodeBase64(out, bytes.HasSuffix(p.raw, crlf)), nil
 	}

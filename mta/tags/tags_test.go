@@ -385,7 +385,8 @@ func TestNotTags(t *testing.T) {
 		"[manage: broken\nline]",
 		"[manage: " + strings.Repeat("a", MaxText+1) + "]",
 		"(manage: x)",
-		"[mana\u212ae: x]", // a Kelvin sign is no "k"
+		"［manage: x］",      // fullwidth brackets
+		"[ＭＡＮＡＧＥ: x]",      // fullwidth letters
 		"[unſubscribe: x]", // a long s is no "s"
 		"&#91;manage: x&#93;",
 	} {
@@ -418,6 +419,7 @@ func TestEncodings(t *testing.T) {
 		{"qp long line", "quoted-printable", long + "[manage: x]\n", long + "x <" + u + ">\r\n"},
 		{"qp keeps bare CR and LF of the text", "quoted-printable", "a=0Ab=0Dc [manage: x]", "a\nb\rc x <" + u + ">"},
 		{"qp lowercase hex and a stray =", "quoted-printable", "=c3=a9 = [manage: x]", "é = x <" + u + ">"},
+		{"qp ending in a soft line break", "quoted-printable", "[manage: x]=\n", "x <" + u + ">"},
 		{"base64", "base64", base64Lines("Hello [manage: Einstellungen ändern]\r\n" + long + "\r\n"),
 			"Hello Einstellungen ändern <" + u + ">\r\n" + long + "\r\n"},
 		{"base64 with LF in the text", "base64", base64Lines("a\nb [manage: x]\n"), "a\nb x <" + u + ">\n"},
@@ -449,7 +451,7 @@ func TestEncodings(t *testing.T) {
 			if got != tt.want {
 				t.Fatalf("decoded\n%q\nwant\n%q\nencoded\n%s", got, tt.want, body)
 			}
-			if tt.cte == "base64" && strings.HasSuffix(tt.body, "\n") != strings.HasSuffix(body, "\r\n") {
+			if strings.HasSuffix(tt.body, "\n") != strings.HasSuffix(body, "\r\n") {
 				t.Fatal("the final line end was not kept")
 			}
 		})
@@ -508,6 +510,8 @@ func TestParts(t *testing.T) {
 		{"boundary with padding", "Content-Type: multipart/mixed; boundary=\"b c\"\n\n--b c \t\nContent-Type: text/html\n\n" + tagged + "\n--b c--\n", true, "<a href=", ""},
 		{"longer line is no delimiter", "Content-Type: multipart/mixed; boundary=b\n\n--b\n\n--bx " + tagged + "\n--b--\n", true, "--bx x <", ""},
 		{"broken content type parameters", "Content-Type: multipart/mixed; boundary=b;;\n\n--b\nContent-Type: text/plain; charset=utf-8;\n\n" + tagged + "\n--b--\n", true, "x <", ""},
+		{"two content types", "Content-Type: text/plain\nContent-Type: text/html\n\n" + tagged + "\n", true, "", "two content-type fields"},
+		{"two encodings", "Content-Transfer-Encoding: 7bit\ncontent-transfer-encoding: base64\n\n" + tagged + "\n", true, "", "two content-transfer-encoding fields"},
 		{"signed", "Content-Type: multipart/signed; boundary=b; protocol=\"application/pgp-signature\"\n\n--b\nContent-Type: text/plain\n\n" + tagged + "\n--b\nContent-Type: application/pgp-signature\n\nsig\n--b--\n", true, "", "multipart/signed"},
 		{"charset names the part", "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nok\n--b\nContent-Type: multipart/alternative; boundary=c\n\n--c\nContent-Type: text/html; charset=windows-1252\n\n" + tagged + "\n--c--\n--b--\n", true, "", `part 2.1 (text/html)`},
 	}
@@ -677,5 +681,30 @@ func BenchmarkHas(b *testing.B) {
 	b.SetBytes(int64(len(msg)))
 	for b.Loop() {
 		Has(msg)
+	}
+}
+
+// BenchmarkLargeMessages: messages of 1 MiB built to make a careless
+// parser quadratic take about as long as any other megabyte.
+func BenchmarkLargeMessages(b *testing.B) {
+	big := 1 << 20
+	for _, bm := range []struct{ name, msg string }{
+		{"unclosed tags", "Content-Type: text/plain\n\n" + strings.Repeat("[manage: x", big/10) + "]"},
+		{"open brackets", "Content-Type: text/html\n\n" + strings.Repeat("[manage: ", big/9)},
+		{"tags in attributes", "Content-Type: text/html\nContent-Transfer-Encoding: quoted-printable\n\n" + strings.Repeat("<a b=3D'[manage: x]'>\n", big/22)},
+		{"comments", "Content-Type: text/html\n\n[manage: x]" + strings.Repeat("<!--", big/4)},
+		{"folded header", "Content-Type: text/plain;\n" + strings.Repeat(" a=b;\n", big/6) + "\n[manage: x]"},
+		{"false delimiters", "Content-Type: multipart/mixed; boundary=b\n\n" + strings.Repeat("--bx\n", big/5) + "--b\n\n[manage: x]"},
+		{"many parts", "Content-Type: multipart/mixed; boundary=b\n\n" + strings.Repeat("--b\n\n[manage: x]\n", big/16)},
+		{"soft breaks", "Content-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\n" + strings.Repeat("=\n", big/2) + "[manage: x]"},
+	} {
+		msg := toCRLF(bm.msg)
+		b.Run(bm.name, func(b *testing.B) {
+			b.SetBytes(int64(len(msg)))
+			for b.Loop() {
+				Has(msg)
+				Rewrite(msg, testLink(nil))
+			}
+		})
 	}
 }
