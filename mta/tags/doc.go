@@ -95,8 +95,11 @@
 // wrote, and the message is DKIM-signed after the rewrite, so whatever
 // changes is signed. The walk is therefore hand-written; HTML is
 // tokenized by golang.org/x/net/html, whose raw tokens partition the
-// source, so the bytes between tags are copied untouched. The walk, the
-// decoders and the rewrite are fuzzed (FuzzRewrite): no input panics, a
-// message without a tag comes back unchanged, and a rewritten one keeps
-// its header, ends every line in CRLF and has no line over 998 bytes.
+// source, so the bytes between tags are copied untouched. All of it is
+// fuzzed: FuzzRewrite (no message panics; one without a tag comes back
+// unchanged; a rewritten one keeps its header, ends every line in CRLF
+// and has no line over 998 bytes), FuzzRewritePart (only the tags of a
+// part change, into the forms above), FuzzAttributes (attribute values
+// are where the tokenizer finds them) and FuzzEncodings (what is encoded
+// decodes to what it was).
 package tags

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/html"
 )
 
 // FuzzRewrite: no message panics; one without tags (Has false) comes back
@@ -97,6 +99,132 @@ func FuzzEncodings(f *testing.F) {
 			}
 			if !bytes.Equal(dec, b) {
 				t.Fatalf("%s: %q encodes to %q, which decodes to %q", name, b, enc, dec)
+			}
+		}
+	})
+}
+
+// FuzzRewritePart: HTML segments cover the source; in a text or HTML
+// part, 8bit or quoted-printable, Rewrite changes the tags and only the
+// tags: what the part decodes to
+// is what it decoded to, with each tag replaced by one of the forms the
+// package doc gives.
+func FuzzRewritePart(f *testing.F) {
+	f.Add([]byte("a [manage: b] c"), false, false)
+	f.Add([]byte("<p>[manage: b]</p><a href='[unsubscribe: x]'>y</a><!--[if mso]>[opt-in: z]<![endif]-->"), true, false)
+	f.Add([]byte("Gr=C3=BC=C3=9Fe [man=\nage: b] =3D"), false, true)
+	f.Add([]byte("<a title=3D\"[manage: x]\">[opt-in:=\n y]"), true, true)
+	f.Fuzz(func(t *testing.T, body []byte, htmlPart, qp bool) {
+		ct, cte := "text/plain; charset=utf-8", "8bit"
+		if htmlPart {
+			ct = "text/html; charset=utf-8"
+		}
+		if qp {
+			cte = "quoted-printable"
+		}
+		if htmlPart {
+			end := 0
+			for _, sg := range htmlSegments(body) {
+				if sg.start != end || sg.end <= sg.start {
+					t.Fatalf("segment %+v after %d", sg, end)
+				}
+				end = sg.end
+			}
+			if end != len(body) {
+				t.Fatalf("segments end at %d of %d", end, len(body))
+			}
+		}
+		msg := msg1(ct, cte, string(body))
+		_, start := readHeader(msg)
+		out, err := Rewrite(msg, testLink(nil))
+		if err != nil {
+			if !errors.Is(err, ErrMessage) {
+				t.Fatal(err)
+			}
+			return
+		}
+		if !bytes.Equal(out[:start], msg[:start]) {
+			t.Fatal("header changed")
+		}
+		before, after := msg[start:], out[start:]
+		if qp {
+			before, after = decodeQP(before), decodeQP(after)
+		}
+		pos, last := 0, 0
+		for _, tg := range findTags(before) {
+			between := before[last:tg.start]
+			if !bytes.HasPrefix(after[pos:], between) {
+				t.Fatalf("text before %s changed:\n%q\n%q", tg, before, after)
+			}
+			pos += len(between)
+			u := testURL(tg.kind)
+			forms := [][]byte{[]byte(string(tg.text) + " <" + u + ">")}
+			if htmlPart {
+				hu := strings.ReplaceAll(u, "&", "&amp;")
+				forms = [][]byte{[]byte(`<a href="` + hu + `">` + string(tg.text) + "</a>"), []byte(hu)}
+			}
+			matched := false
+			for _, form := range forms {
+				if bytes.HasPrefix(after[pos:], form) {
+					pos += len(form)
+					matched = true
+					break
+				}
+			}
+			if !matched {
+				t.Fatalf("%s not replaced:\n%q\n%q", tg, before, after)
+			}
+			last = tg.end
+		}
+		if !bytes.Equal(after[pos:], before[last:]) {
+			t.Fatalf("text after the last tag changed:\n%q\n%q", before, after)
+		}
+	})
+}
+
+// FuzzAttributes: attributes reads a tag's attributes as the tokenizer
+// does: the same keys, in order, with the same values.
+func FuzzAttributes(f *testing.F) {
+	for _, s := range []string{
+		`<a href="[manage: x]">`, `<a =x href='y'>`, `<a/href='x'/>`, `<a href = "x" >`, `<a b=c"d href="x">`,
+		`<a b= 'x'>`, `<a b=>`, `<a b="x>y">`, `<a "b"="c">`, `<A HREF=x TITLE=y href=z>`, "<p\tb\n=\f'x'>", `</a b="c">`,
+		`<a b='x`, `<a b=/>`, `<a b c=d e>`, `<a ==x>`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		z := html.NewTokenizer(strings.NewReader(s))
+		tt := z.Next()
+		if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
+			return
+		}
+		raw := []byte(s[:len(z.Raw())])
+		tok := z.Token()
+		var keys, vals []string
+		seen := map[string]bool{}
+		for _, a := range attributes(raw) {
+			kb := bytes.Clone(raw[a.key[0]:a.key[1]])
+			for i, c := range kb {
+				if 'A' <= c && c <= 'Z' {
+					kb[i] = c + 'a' - 'A'
+				}
+			}
+			k := strings.ReplaceAll(string(kb), "\x00", "\uFFFD") // as Token does
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+				vals = append(vals, string(raw[a.value[0]:a.value[1]]))
+			}
+		}
+		if len(keys) != len(tok.Attr) {
+			t.Fatalf("%q: keys %q, tokenizer %q", s, keys, tok.Attr)
+		}
+		for i, a := range tok.Attr {
+			if a.Key != keys[i] {
+				t.Fatalf("%q: keys %q, tokenizer %q", s, keys, tok.Attr)
+			}
+			if !strings.ContainsAny(vals[i], "&\x00") && a.Val != vals[i] {
+				t.Fatalf("%q: value %q, tokenizer %q", s, vals[i], a.Val)
 			}
 		}
 	})

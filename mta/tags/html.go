@@ -168,9 +168,27 @@ func (ss segments) context(src []byte, t tag) (context, string) {
 }
 
 // quotedValues returns where the quoted attribute values (without their
-// quotes) of a tag token "<...>" are, read as golang.org/x/net/html reads
-// them (the WHATWG tokenizer's tag states).
+// quotes) of a tag token "<...>" are.
 func quotedValues(raw []byte) [][2]int {
+	var out [][2]int
+	for _, a := range attributes(raw) {
+		if a.quoted {
+			out = append(out, a.value)
+		}
+	}
+	return out
+}
+
+// attribute is where an attribute of a tag token is: key and value are
+// start and end in the token (an empty value when there is none).
+type attribute struct {
+	key, value [2]int
+	quoted     bool
+}
+
+// attributes reads the attributes of a tag token "<...>" as
+// golang.org/x/net/html reads them (the WHATWG tokenizer's tag states).
+func attributes(raw []byte) []attribute {
 	space := func(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\f' }
 	n := len(raw)
 	i := 1
@@ -185,9 +203,10 @@ func quotedValues(raw []byte) [][2]int {
 			i++
 		}
 	}
-	var out [][2]int
+	var out []attribute
 	for skip(); i < n && raw[i] != '>'; skip() {
 		// The attribute's name; an "=" that starts it is part of it.
+		a := attribute{key: [2]int{i, i}}
 		for k := i; i < n; i++ {
 			c := raw[i]
 			if c == '=' && i == k {
@@ -197,38 +216,38 @@ func quotedValues(raw []byte) [][2]int {
 				break
 			}
 		}
+		a.key[1] = i
+		a.value = [2]int{i, i}
 		skip()
-		if i >= n {
-			break
-		}
-		if raw[i] == '/' {
+		switch {
+		case i < n && raw[i] == '/':
 			i++
-			continue
-		}
-		if raw[i] != '=' {
-			continue
-		}
-		i++
-		skip()
-		if i >= n {
-			break
-		}
-		switch q := raw[i]; q {
-		case '>':
-		case '"', '\'':
-			start := i + 1
-			end := bytes.IndexByte(raw[start:], q)
-			if end < 0 {
-				out = append(out, [2]int{start, n})
-				i = n
-			} else {
-				out = append(out, [2]int{start, start + end})
-				i = start + end + 1
+		case i < n && raw[i] == '=':
+			i++
+			skip()
+			if i >= n {
+				break
 			}
-		default:
-			for i < n && !space(raw[i]) && raw[i] != '>' {
-				i++
+			switch q := raw[i]; q {
+			case '>':
+			case '"', '\'':
+				start := i + 1
+				end := bytes.IndexByte(raw[start:], q)
+				if end < 0 {
+					a.value, a.quoted, i = [2]int{start, n}, true, n
+				} else {
+					a.value, a.quoted, i = [2]int{start, start + end}, true, start+end+1
+				}
+			default:
+				start := i
+				for i < n && !space(raw[i]) && raw[i] != '>' {
+					i++
+				}
+				a.value = [2]int{start, i}
 			}
+		}
+		if a.key[1] > a.key[0] {
+			out = append(out, a)
 		}
 	}
 	return out
