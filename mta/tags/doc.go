@@ -55,8 +55,8 @@
 // deeper message gets an error from Rewrite and Has reports it, since its
 // deeper parts cannot be read. Tags are looked for in text/plain and
 // text/html parts that are not attachments (Content-Disposition:
-// attachment), with no Content-Type meaning text/plain (in a
-// multipart/digest, message/rfc822). Every other part (attachments,
+// attachment); a part without a Content-Type is text/plain
+// (message/rfc822 in a multipart/digest). Every other part (attachments,
 // images, message/rfc822, parts of unknown transfer encoding), and the
 // preamble and epilogue of every multipart, is kept byte for byte, and so
 // is a text part without a tag. Header fields, of the message and of its
@@ -77,7 +77,10 @@
 // is not UTF-8 or US-ASCII (no charset means US-ASCII): a tag's bytes are
 // not what they seem in Shift_JIS or UTF-16, and Drover would corrupt the
 // text. Tags inside a multipart/signed are refused too, since rewriting
-// would break the signature.
+// would break the signature, and so are tags in a part whose header, or
+// that of a multipart around it, has Content-Type,
+// Content-Transfer-Encoding or Content-Disposition twice: readers differ
+// on which counts, so Drover cannot know what they show.
 //
 // Rewrite takes the message as Drover stores it: CRLF line ends only. It
 // refuses one with a bare CR or LF when there is a tag to replace, and
@@ -90,12 +93,12 @@
 // No Go library rewrites a MIME part in place while keeping every other
 // byte of the message: mime/multipart and net/mail read, and writers
 // build new messages, re-folding headers and changing boundaries, line
-// ends and encodings. Drover needs the rest byte for byte: the sender's
-// formatting, attachments and any signature inside stay what the sender
-// wrote, and the message is DKIM-signed after the rewrite, so whatever
-// changes is signed. The walk is therefore hand-written; HTML is
-// tokenized by golang.org/x/net/html, whose raw tokens partition the
-// source, so the bytes between tags are copied untouched. All of it is
+// ends and encodings. Drover needs every other byte kept: the sender's
+// formatting and attachments stay what the sender wrote, and what DKIM
+// signs after the rewrite, and the recipient's server verifies, is the
+// sender's message but for the links. The walk is therefore hand-written;
+// HTML is tokenized by golang.org/x/net/html, whose raw tokens partition
+// the source, so the bytes between tags are copied untouched. All of it is
 // fuzzed: FuzzRewrite (no message panics; one without a tag comes back
 // unchanged; a rewritten one keeps its header, ends every line in CRLF
 // and has no line over 998 bytes), FuzzRewritePart (only the tags of a

@@ -88,17 +88,22 @@ func (s *segmenter) read(src []byte, base int, inComment bool) {
 		case html.CommentToken:
 			// The content of a comment is read as HTML: Outlook renders
 			// that of conditional comments (<!--[if mso]>...).
-			if open, closing, ok := commentDelimiters(raw); ok && !inComment {
+			open, closing, ok := commentDelimiters(raw)
+			switch {
+			case ok && !inComment:
 				s.segs = append(s.segs, segment{start: seg.start, end: seg.start + open, kind: segMarkup})
 				s.read(raw[open:n-closing], seg.start+open, true)
-				seg.start = seg.end - closing
-				if closing == 0 {
-					off += n
-					continue
-				}
+				seg.start = seg.end - closing // the closing delimiter, if any
+			case ok:
+				// "<!--" in a comment runs to its end: text of the
+				// comment, not read again (which would take time
+				// growing with the square of a run of them).
+				seg.kind, seg.anchor = segText, s.anchor
 			}
 		}
-		s.segs = append(s.segs, seg)
+		if seg.end > seg.start {
+			s.segs = append(s.segs, seg)
+		}
 		off += n
 	}
 	if off < len(src) {
@@ -120,16 +125,13 @@ var rawText = map[string]bool{
 // comment token, and false for other comment tokens (<?...>, <!...>,
 // <![CDATA[...]]>, and the empty <!--> and <!--->).
 func commentDelimiters(raw []byte) (open, closing int, ok bool) {
-	if !bytes.HasPrefix(raw, []byte("<!--")) {
-		return 0, 0, false
-	}
 	switch {
+	case !bytes.HasPrefix(raw, []byte("<!--")), string(raw) == "<!-->", string(raw) == "<!--->":
+		return 0, 0, false
 	case len(raw) >= 7 && bytes.HasSuffix(raw, []byte("-->")):
 		return 4, 3, true
 	case len(raw) >= 8 && bytes.HasSuffix(raw, []byte("--!>")):
 		return 4, 4, true
-	case bytes.HasSuffix(raw, []byte(">")):
-		return 0, 0, false // <!--> or <!--->
 	}
 	return 4, 0, true
 }

@@ -18,7 +18,7 @@ type part struct {
 	charset    string // lowercased; "us-ascii" when not given
 	cte        string // "7bit", "8bit", "binary", "quoted-printable" or "base64"
 	signed     bool   // inside a multipart/signed
-	twice      string // a field of its header given twice: readers may differ on the part
+	twice      string // a field given twice in its header or one around it: readers may differ
 	start, end int    // the body: msg[start:end]
 	raw        []byte // msg[start:end]
 }
@@ -44,16 +44,26 @@ type walker struct {
 // walk returns the text parts of msg, in order, that may hold tags.
 func walk(msg []byte) *walker {
 	w := &walker{msg: msg}
-	w.entity(0, len(msg), "", 0, false, false)
+	w.entity(0, len(msg), "", 0, outer{})
 	return w
+}
+
+// outer is what an entity takes from the multiparts around it.
+type outer struct {
+	digest bool   // its parent is a multipart/digest
+	signed bool   // it is inside a multipart/signed
+	twice  string // an entity around it has this field twice
 }
 
 // entity visits the entity (header and body) msg[start:end], numbered
 // path, inside depth multiparts.
-func (w *walker) entity(start, end int, path string, depth int, inDigest, signed bool) {
+func (w *walker) entity(start, end int, path string, depth int, o outer) {
 	h, body := readHeader(w.msg[start:end])
 	body += start
-	mt, params := mediaType(h.contentType, inDigest)
+	mt, params := mediaType(h.contentType, o.digest)
+	if o.twice == "" {
+		o.twice = h.twice
+	}
 	if strings.HasPrefix(mt, "multipart/") {
 		if depth == MaxDepth {
 			if w.tooDeep == "" {
@@ -70,7 +80,11 @@ func (w *walker) entity(start, end int, path string, depth int, inDigest, signed
 			if path != "" {
 				n = path + "." + n
 			}
-			w.entity(body+sub[0], body+sub[1], n, depth+1, mt == "multipart/digest", signed || mt == "multipart/signed")
+			w.entity(body+sub[0], body+sub[1], n, depth+1, outer{
+				digest: mt == "multipart/digest",
+				signed: o.signed || mt == "multipart/signed",
+				twice:  o.twice,
+			})
 			if w.tooDeep != "" {
 				return
 			}
@@ -99,7 +113,7 @@ func (w *walker) entity(start, end int, path string, depth int, inDigest, signed
 		path = "1"
 	}
 	w.parts = append(w.parts, part{
-		path: path, mediaType: mt, charset: charset, cte: cte, signed: signed, twice: h.twice,
+		path: path, mediaType: mt, charset: charset, cte: cte, signed: o.signed, twice: o.twice,
 		start: body, end: end, raw: w.msg[body:end],
 	})
 }
@@ -224,7 +238,11 @@ func parseMediaTypeLoosely(v string) (string, map[string]string) {
 			params[k] = val
 		}
 	}
-	return strings.TrimSpace(fields[0]), params
+	t := ""
+	if f := strings.Fields(fields[0]); len(f) > 0 {
+		t = f[0] // "text/html (comment)"
+	}
+	return t, params
 }
 
 // dispositionType returns the lowercased type of a Content-Disposition.

@@ -110,6 +110,11 @@ func Rewrite(msg []byte, link Link) ([]byte, error) {
 // bareLineEnd returns the index of the first CR not followed by LF or LF
 // not preceded by CR in b, or -1.
 func bareLineEnd(b []byte) int {
+	// Counting is many times faster than the loop, which finds the place.
+	n := bytes.Count(b, crlf)
+	if bytes.Count(b, []byte("\n")) == n && bytes.Count(b, []byte("\r")) == n {
+		return -1
+	}
 	for i := 0; i < len(b); i++ {
 		switch b[i] {
 		case '\r':
@@ -159,7 +164,7 @@ func (c *urlCache) get(k Kind) (string, error) {
 
 // tag is one link tag in a part's decoded text.
 type tag struct {
-	start, end int // "[" to "]" inclusive: text[start:end]
+	start, end int // "[" to "]" inclusive: the decoded text's [start:end]
 	kind       Kind
 	text       []byte // TEXT, trailing blanks cut
 }
@@ -236,7 +241,7 @@ func tagAt(b []byte, i int) (tag, bool) {
 }
 
 // equalFoldASCII compares b with the lowercase ASCII k, ignoring ASCII
-// case only (bytes.EqualFold would also take the Kelvin sign for k).
+// case only.
 func equalFoldASCII(b []byte, k Kind) bool {
 	for i := range len(b) {
 		c := b[i]
@@ -257,13 +262,13 @@ func (p *part) rewrite(body []byte, tagged []tag, urls *urlCache) ([]byte, error
 		return fmt.Errorf("%w: part %s (%s): %s", ErrMessage, p.path, p.mediaType, fmt.Sprintf(format, a...))
 	}
 	if p.signed {
-		return nil, fail("tag %s inside a multipart/signed: rewriting it would break the signature", tagged[0])
+		return nil, fail("tag %q inside a multipart/signed: rewriting it would break the signature", tagged[0])
 	}
 	if p.twice != "" {
-		return nil, fail("tag %s in a part with two %s fields, which readers may take differently", tagged[0], p.twice)
+		return nil, fail("tag %q in or under a header with two %s fields, which readers may take differently", tagged[0], p.twice)
 	}
 	if p.charset != "utf-8" && p.charset != "us-ascii" {
-		return nil, fail("tag %s in charset %q: only UTF-8 and US-ASCII parts are rewritten", tagged[0], p.charset)
+		return nil, fail("tag %q in charset %q: only UTF-8 and US-ASCII parts are rewritten", tagged[0], p.charset)
 	}
 	var where func(tag) (context, error)
 	if p.mediaType == "text/html" {
@@ -271,7 +276,7 @@ func (p *part) rewrite(body []byte, tagged []tag, urls *urlCache) ([]byte, error
 		where = func(t tag) (context, error) {
 			c, reason := segs.context(body, t)
 			if reason != "" {
-				return c, fail("tag %s %s", t, reason)
+				return c, fail("tag %q %s", t, reason)
 			}
 			return c, nil
 		}
@@ -326,7 +331,7 @@ func (p *part) rewrite(body []byte, tagged []tag, urls *urlCache) ([]byte, error
 	}
 	for i, e := range ends {
 		if n := lineLen(out, e); n > maxLine {
-			return nil, fail("tag %s makes a line of %d bytes, over the %d a %s part may have", tagged[i], n, maxLine, p.cte)
+			return nil, fail("tag %q makes a line of %d bytes, over the %d a %s part may have", tagged[i], n, maxLine, p.cte)
 		}
 	}
 	return out, nil
