@@ -170,8 +170,17 @@ func TestSamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			kinds := map[Kind]bool{}
+			for _, p := range walk(msg).parts { // the text parts, attachments left out
+				for _, tg := range findTags(p.decode()) {
+					kinds[tg.kind] = true
+				}
+			}
+			if len(calls) != len(kinds) {
+				t.Errorf("Link called for %v, the message has %v", calls, kinds)
+			}
 			for k, n := range calls {
-				if n != 1 {
+				if n != 1 || !kinds[k] {
 					t.Errorf("Link(%s) called %d times", k, n)
 				}
 			}
