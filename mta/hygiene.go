@@ -9,6 +9,7 @@ import (
 
 	"drover/mta/address"
 	"drover/mta/smtperr"
+	"drover/mta/tags"
 	"drover/policy"
 	"drover/queue"
 )
@@ -337,27 +338,54 @@ func (s *session) unsubscribeFields(m *submitted, c *queued) ([]byte, error) {
 // its own; it refuses a URL that holds what a field cannot or makes a
 // line longer than 998 bytes.
 func listUnsubscribe(web, mailto string) ([]byte, error) {
-	var b []byte
-	b = append(b, "List-Unsubscribe: <"...)
-	b = append(b, web...)
-	b = append(b, '>')
-	urls := []string{web}
-	if mailto != "" {
-		b = append(b, ",\r\n <"...)
-		b = append(b, mailto...)
-		b = append(b, '>')
-		urls = append(urls, mailto)
-	}
-	for _, u := range urls {
+	var urls []string
+	for _, u := range []string{web, mailto} {
+		if u == "" {
+			continue
+		}
 		if err := checkLinkURL(u); err != nil {
 			return nil, fmt.Errorf("URL %.40q...: %w", u, err)
 		}
+		urls = append(urls, "<"+u+">")
 	}
-	b = append(b, "\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"...)
+	b := []byte("List-Unsubscribe: " + strings.Join(urls, ",\r\n ") + "\r\n")
+	if web != "" {
+		// RFC 8058 one-click: only with an HTTPS URL to POST to.
+		b = append(b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"...)
+	}
 	for line := range strings.SplitSeq(string(b), "\r\n") {
 		if len(line) > maxHeaderLine {
 			return nil, fmt.Errorf("List-Unsubscribe line of %d bytes, more than %d", len(line), maxHeaderLine)
 		}
 	}
 	return b, nil
+}
+
+// fillTags replaces the [opt-in: ...] and [unsubscribe: ...] tags of
+// copy c's message with its recipient's links (mta/tags), before the
+// copy is signed. A tag the message cannot hold, or [manage: ...] (no
+// manage page yet), refuses the message with 554 5.6.0; without links
+// (no web.base_url) a tagged message is refused too: its links would lead
+// nowhere.
+func (s *session) fillTags(m *submitted, c *queued, msg []byte) ([]byte, error) {
+	l := s.sub.cfg.Links
+	r := policy.Recipient{Sender: m.msg.Sender, List: m.msg.List, Address: c.rcpts[0].Addr, MsgID: c.id}
+	out, err := tags.Rewrite(msg, func(kind tags.Kind) (string, error) {
+		var u string
+		switch {
+		case l == nil:
+		case kind == tags.Unsubscribe:
+			u, _ = l.Unsubscribe(r)
+		case kind == tags.OptIn:
+			u = l.OptIn(r)
+		}
+		if u == "" {
+			return "", fmt.Errorf("this server makes no [%s: ...] links", kind)
+		}
+		return u, nil
+	})
+	if err != nil {
+		return nil, smtperr.Permanentf(554, "5.6.0", "Message refused: %s", clip(err.Error()))
+	}
+	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -682,5 +683,65 @@ func TestPolicyMetrics(t *testing.T) {
 		if got := counterWith(t, reg, "drover_deliveries_total", map[string]string{"result": r}); got != -1 {
 			t.Errorf("drover_deliveries_total{result=%q} = %v, want none", r, got)
 		}
+	}
+}
+
+// The [unsubscribe: ...] and [opt-in: ...] tags of a message, of any
+// stream, become each recipient's links before its copy is signed: every
+// copy verifies. [manage: ...] (no manage page yet) and tags without
+// links are refused with 554 5.6.0.
+func TestTagsPerRecipient(t *testing.T) {
+	tokens := testTokens()
+	signer, records := testSigner(t)
+	links := &policy.Links{Tokens: tokens, BaseURL: "https://u.test"}
+	h := startHygiene(t, SubmissionConfig{Policy: &fakePolicy{}, Links: links, Signer: signer})
+	d := dial(t, h.addr)
+	d.expect("EHLO client.test", 250)
+	send := func(stream, body string, code int) string {
+		d.expect("MAIL FROM:<news@app.example> X-DROVER-LIST=spring X-DROVER-STREAM="+stream, 250)
+		d.expect("RCPT TO:<a@dest.test>", 250)
+		d.expect("RCPT TO:<b@dest.test>", 250)
+		return d.data("From: news@app.example\r\nSubject: re-permission\r\n\r\n"+body, code)
+	}
+	send("transactional", "Still want it? [opt-in: Yes, keep me] or [unsubscribe: no thanks]\r\n", 250)
+	msgs, _, bodies := h.queued()
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages queued, want a copy per recipient", len(msgs))
+	}
+	for i, want := range []string{"a@dest.test", "b@dest.test"} {
+		body := bodies[i]
+		m := regexp.MustCompile(`Yes, keep me <https://u\.test/c/([^>]+)> or no thanks <https://u\.test/u/([^>]+)>`).FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("copy %d: links not filled:\n%s", i, body)
+		}
+		if r, err := tokens.Open(m[1], time.Now()); err != nil || r.Address != want || r.MsgID != policy.ConfirmMarker || r.List != "spring" {
+			t.Errorf("copy %d: opt-in token %+v %v", i, r, err)
+		}
+		if r, err := tokens.Open(m[2], time.Now()); err != nil || r.Address != want || r.MsgID != msgs[i].ID {
+			t.Errorf("copy %d: unsubscribe token %+v %v", i, r, err)
+		}
+		vs, err := msgauth.VerifyWithOptions(strings.NewReader(body), &msgauth.VerifyOptions{
+			LookupTXT: func(name string) ([]string, error) { return []string{records[strings.TrimSuffix(name, ".")]}, nil }})
+		if err != nil || len(vs) != 1 || vs[0].Err != nil {
+			t.Errorf("copy %d: DKIM %v %v", i, vs, err)
+		}
+	}
+	if got := send("transactional", "[manage: your settings]\r\n", 554); !strings.Contains(got, "5.6.0") || !strings.Contains(got, "manage") {
+		t.Errorf("manage tag: %q", got)
+	}
+	h2 := startHygiene(t, SubmissionConfig{Policy: &fakePolicy{}})
+	d = dial(t, h2.addr)
+	d.expect("EHLO client.test", 250)
+	d.expect("MAIL FROM:<news@app.example>", 250)
+	d.expect("RCPT TO:<a@dest.test>", 250)
+	if got := d.data("From: news@app.example\r\n\r\n[unsubscribe: bye]\r\n", 554); !strings.Contains(got, "no [unsubscribe: ...] links") {
+		t.Errorf("tags without links: %q", got)
+	}
+}
+
+func TestListUnsubscribeMailtoOnly(t *testing.T) {
+	b, err := listUnsubscribe("", "mailto:unsubscribe@b.test?subject=x")
+	if err != nil || string(b) != "List-Unsubscribe: <mailto:unsubscribe@b.test?subject=x>\r\n" {
+		t.Errorf("%q %v", b, err)
 	}
 }

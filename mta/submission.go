@@ -21,6 +21,7 @@ import (
 
 	"drover/mta/address"
 	"drover/mta/smtperr"
+	"drover/mta/tags"
 	"drover/policy"
 	"drover/queue"
 )
@@ -688,8 +689,9 @@ const maxParallelCopies = 8
 // leaves nothing for the client's retry to deliver twice.
 func (s *session) store(m *submitted, kept []queue.NewRecipient) ([]*queued, error) {
 	links := s.wantsLinks(m)
+	tagged := tags.Has(s.compose(m, &queued{}, false, nil))
 	var copies []*queued
-	if !links {
+	if !links && !tagged {
 		copies = []*queued{{id: s.sub.cfg.Queue.NewID(), rcpts: kept}}
 	} else {
 		copies = make([]*queued, len(kept))
@@ -701,14 +703,14 @@ func (s *session) store(m *submitted, kept []queue.NewRecipient) ([]*queued, err
 	subs := make([]queue.Submission, len(copies))
 	errs := make([]error, len(copies))
 	if len(copies) == 1 {
-		subs[0], errs[0] = s.prepareCopy(m, copies[0], links)
+		subs[0], errs[0] = s.prepareCopy(m, copies[0], links, tagged)
 	} else {
 		var wg sync.WaitGroup
 		var next atomic.Int64
 		for range min(len(copies), maxParallelCopies) {
 			wg.Go(func() {
 				for i := int(next.Add(1)) - 1; i < len(copies); i = int(next.Add(1)) - 1 {
-					subs[i], errs[i] = s.prepareCopy(m, copies[i], links)
+					subs[i], errs[i] = s.prepareCopy(m, copies[i], links, tagged)
 				}
 			})
 		}
@@ -734,8 +736,9 @@ func (s *session) store(m *submitted, kept []queue.NewRecipient) ([]*queued, err
 }
 
 // prepareCopy makes c's message (with its List-Unsubscribe fields when
-// links) and signs it.
-func (s *session) prepareCopy(m *submitted, c *queued, links bool) (queue.Submission, error) {
+// links, its recipient's links in place of its tags when tagged) and
+// signs it.
+func (s *session) prepareCopy(m *submitted, c *queued, links, tagged bool) (queue.Submission, error) {
 	var unsub []byte
 	if links {
 		var err error
@@ -743,7 +746,14 @@ func (s *session) prepareCopy(m *submitted, c *queued, links bool) (queue.Submis
 			return queue.Submission{}, err
 		}
 	}
-	body, err := s.sign(m, s.compose(m, c, links, unsub))
+	out := s.compose(m, c, links, unsub)
+	if tagged {
+		var err error
+		if out, err = s.fillTags(m, c, out); err != nil {
+			return queue.Submission{}, err
+		}
+	}
+	body, err := s.sign(m, out)
 	if err != nil {
 		return queue.Submission{}, err
 	}

@@ -21,6 +21,24 @@ type Links struct {
 // endpoint; the token follows it.
 const UnsubscribePath = "/u/"
 
+// ConfirmPath is the path of the page that confirms a consent (a double
+// opt-in's, or a re-permission's opt-in link); the token follows it.
+// ConfirmMarker is the MsgID of its tokens: no other link's token
+// confirms.
+const (
+	ConfirmPath   = "/c/"
+	ConfirmMarker = "double-opt-in"
+)
+
+// OptIn returns r's link to the confirmation page ("" without a BaseURL).
+func (l *Links) OptIn(r Recipient) string {
+	if l.BaseURL == "" {
+		return ""
+	}
+	r.MsgID = ConfirmMarker
+	return strings.TrimRight(l.BaseURL, "/") + ConfirmPath + l.Tokens.Seal(r, l.Now())
+}
+
 // MailtoLocal is the local part of the unsubscribe mailbox.
 const MailtoLocal = "unsubscribe"
 

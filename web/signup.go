@@ -33,16 +33,9 @@ import (
 // connection's, or the last X-Forwarded-For hop when the connection comes
 // from a loopback address (the TLS proxy in front).
 
-// SignupPath and ConfirmPath are the sign-up endpoint and the
-// confirmation page.
-const (
-	SignupPath  = "/subscribe/"
-	ConfirmPath = "/c/"
-)
-
-// confirmMarker is the MsgID of a confirmation link's token: a token of
-// another link cannot confirm, nor a confirmation's unsubscribe.
-const confirmMarker = "double-opt-in"
+// SignupPath is the sign-up endpoint; the confirmation page is at
+// policy.ConfirmPath.
+const SignupPath = "/subscribe/"
 
 // Consents records sign-ups and confirmations (policy.Policy).
 type Consents interface {
@@ -171,8 +164,8 @@ func (s *server) subscribe(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusOK, "subscribed.html", "subscribed.title", p)
 		return
 	}
-	tok := s.tokens.Seal(policy.Recipient{Sender: sender, List: list, Address: addr, MsgID: confirmMarker}, now)
-	link := strings.TrimRight(s.signup.baseURL, "/") + ConfirmPath + tok
+	tok := s.tokens.Seal(policy.Recipient{Sender: sender, List: list, Address: addr, MsgID: policy.ConfirmMarker}, now)
+	link := strings.TrimRight(s.signup.baseURL, "/") + policy.ConfirmPath + tok
 	if lang := s.loc.pick(r).Tag; lang != "en" {
 		link += "?" + url.Values{"lang": {lang}}.Encode()
 	}
@@ -214,9 +207,13 @@ func (s *server) consentError(w http.ResponseWriter, r *http.Request, sender, li
 	}
 }
 
-// confirm serves ConfirmPath + TOKEN.
+// confirm serves policy.ConfirmPath + TOKEN. The button confirms the
+// pending sign-up the link was sent for; a link with no sign-up pending
+// (a re-permission message's [opt-in: ...] link) records a confirmed
+// consent with fresh proof, the list's consent text, when the list takes
+// sign-ups.
 func (s *server) confirm(w http.ResponseWriter, r *http.Request) {
-	tok := strings.TrimPrefix(r.URL.Path, ConfirmPath)
+	tok := strings.TrimPrefix(r.URL.Path, policy.ConfirmPath)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		rcpt, ok := s.openConfirm(w, r, tok)
@@ -234,8 +231,15 @@ func (s *server) confirm(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		act := &policy.ConsentAct{Time: s.now().UTC(), IP: clientIP(r), UserAgent: clip(r.UserAgent(), 512), Source: "confirmation page"}
-		_, _, err := s.signup.consents.RecordConsent(policy.ConsentInput{Sender: rcpt.Sender, List: rcpt.List, Address: rcpt.Address,
-			Status: policy.ConsentConfirmed, Method: policy.DoubleOptIn, Confirmation: act})
+		in := policy.ConsentInput{Sender: rcpt.Sender, List: rcpt.List, Address: rcpt.Address,
+			Status: policy.ConsentConfirmed, Method: policy.DoubleOptIn, Confirmation: act}
+		_, _, err := s.signup.consents.RecordConsent(in)
+		var invalid *policy.InvalidConsentError
+		if cfg, ok := s.signup.lists[rcpt.Sender][rcpt.List]; ok && errors.As(err, &invalid) {
+			in.Time, in.IP, in.UserAgent, in.Source = act.Time, act.IP, act.UserAgent, "opt-in link"
+			in.Text, in.Purposes = cfg.ConsentText, cfg.Purposes
+			_, _, err = s.signup.consents.RecordConsent(in)
+		}
 		if err != nil {
 			s.consentError(w, r, rcpt.Sender, rcpt.List, err)
 			return
@@ -251,7 +255,7 @@ func (s *server) confirm(w http.ResponseWriter, r *http.Request) {
 // openConfirm opens a confirmation link's token.
 func (s *server) openConfirm(w http.ResponseWriter, r *http.Request, tok string) (policy.Recipient, bool) {
 	rcpt, ok := s.open(w, r, tok)
-	if ok && rcpt.MsgID != confirmMarker {
+	if ok && rcpt.MsgID != policy.ConfirmMarker {
 		s.errorPage(w, r, http.StatusBadRequest, "invalid")
 		return policy.Recipient{}, false
 	}

@@ -95,7 +95,7 @@ func Handler(cfg Config) http.Handler {
 		}
 		s.signup = newSignups(cfg)
 		mux.HandleFunc(SignupPath, s.subscribe)
-		mux.HandleFunc(ConfirmPath, s.confirm)
+		mux.HandleFunc(policy.ConfirmPath, s.confirm)
 	}
 	mux.HandleFunc("/healthz", healthz)
 	mux.HandleFunc("/", s.notFound)
