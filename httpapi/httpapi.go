@@ -219,6 +219,13 @@
 //	                         the history of the list (without list: of
 //	                         every list of the sender) as the import reads
 //	                         it, texts included, streamed
+//	GET  /v1/gdpr/export?address=A
+//	                         everything Drover holds about the address
+//	                         (GDPR art. 15), as drover-data.json: its
+//	                         consent history with proof, suppressions,
+//	                         hard-bounce run, engagement per sender, the
+//	                         queued messages to it and the mail-log lines
+//	                         that name it
 //
 //	GET /debug/pprof/    Go's profiler (admin only)
 package httpapi
@@ -290,6 +297,8 @@ type Config struct {
 	// Unset (or a nil *policy.Policy), those answer 404 {"error": "list
 	// hygiene is not enabled"}.
 	Policy Policy
+	// GDPR answers GET /v1/gdpr/export; nil: 404.
+	GDPR GDPR
 }
 
 // Check is one part of /healthz.
@@ -375,6 +384,7 @@ func Handler(cfg Config) http.Handler {
 	}
 	registerHygiene(admin, cfg.Policy, now)
 	registerConsent(admin, cfg.Policy)
+	registerGDPR(admin, cfg.GDPR)
 	admin.HandleFunc("GET /v1/queue", func(w http.ResponseWriter, r *http.Request) {
 		by := r.URL.Query().Get("by")
 		if by == "" {

@@ -466,3 +466,31 @@ func TestIndexSurvivesRestart(t *testing.T) {
 		t.Errorf("counts %v", c)
 	}
 }
+
+// Held gathers what policy holds about an address: consent, entries, the
+// run of hard bounces and the engagement with the senders asked about.
+func TestHeld(t *testing.T) {
+	p, _ := newPolicy(t, nil)
+	p.Observe(bounced("ann@example.com", "hard", "rejected", "m1"))
+	p.Observe(Outcome{Kind: KindDelivered, Sender: "shop", Address: "ann@example.com", Stream: "marketing"})
+	p.Observe(bounced("ann@example.com", "hard", "rejected", "m2"))
+	p.Sync()
+	p.Unsubscribe(Recipient{Sender: "shop", List: "news", Address: "ann@example.com"}, "one-click")
+	if _, _, err := p.RecordConsent(ConsentInput{Sender: "shop", List: "offers", Address: "Ann@example.com", Time: t0, Source: "form", Text: "Yes."}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := p.Held("ANN@example.com", []string{"shop", "bank"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Address != "ann@example.com" || len(h.Consent) != 1 || h.Consent[0].Proof.Text != "Yes." || len(h.Suppressions) != 1 ||
+		h.HardBounces.HardInARow != 1 || len(h.Engagement) != 1 || h.Engagement[0].Sender != "shop" || h.Engagement[0].Delivered != 1 {
+		t.Errorf("held %+v", h)
+	}
+	if h, err := p.Held("nobody@example.com", nil); err != nil || len(h.Consent)+len(h.Suppressions)+len(h.Engagement) != 0 {
+		t.Errorf("nobody: %+v %v", h, err)
+	}
+	if _, err := p.Held("not an address", nil); err == nil {
+		t.Error("a bad address was looked up")
+	}
+}

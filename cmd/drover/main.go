@@ -18,7 +18,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newDKIMCmd(), newBounceCmd(), newPasswdCmd(), newVersionCmd(), newReloadCmd(), newLinksCmd(), newFormCmd(), newMailingListCmd())
+	root.AddCommand(newServeCmd(), newConfigCmd(), newQueueCmd(), newDKIMCmd(), newBounceCmd(), newPasswdCmd(), newVersionCmd(), newReloadCmd(), newLinksCmd(), newFormCmd(), newGDPRCmd(), newMailingListCmd())
 	root.AddCommand(newSuppressionCmd())
 	root.AddCommand(newConsentCmd())
 	root.AddCommand(newHygieneCmd())

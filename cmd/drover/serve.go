@@ -381,7 +381,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			return err
 		}
 		httpSrv = &http.Server{
-			Handler: httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: adminQueue{eng, spool}, Policy: pol, AdminToken: token, AllowedHosts: cfg.HTTP.AllowedHosts,
+			Handler: httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: adminQueue{eng, spool}, Policy: pol, GDPR: gdprAPI(pol, spool, cfg), AdminToken: token, AllowedHosts: cfg.HTTP.AllowedHosts,
 				Reload: reload, Checks: healthChecks(spool, sub, inbound), Draining: draining.Load}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}

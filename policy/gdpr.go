@@ -1,0 +1,57 @@
+package policy
+
+import (
+	"errors"
+	"slices"
+)
+
+// Held is everything policy holds about one address (GDPR art. 15): its
+// consent history with proof (texts resolved), its suppression entries,
+// its run of hard bounces, and its engagement with each sender.
+type Held struct {
+	Address      string             `json:"address"`
+	Consent      []Consent          `json:"consent"`
+	Suppressions []Entry            `json:"suppressions"`
+	HardBounces  Hygiene            `json:"hard_bounces"`
+	Engagement   []SenderEngagement `json:"engagement"`
+}
+
+// SenderEngagement is an address's engagement with one sender.
+type SenderEngagement struct {
+	Sender string `json:"sender"`
+	Engagement
+}
+
+// Held returns what policy holds about addr; senders are the senders
+// whose engagement records are looked up (the configured ones).
+func (p *Policy) Held(addr string, senders []string) (*Held, error) {
+	a, err := Canonical(addr)
+	if err != nil {
+		return nil, &InvalidConsentError{Msg: err.Error()}
+	}
+	h := &Held{Address: a, Consent: []Consent{}, Suppressions: []Entry{}, Engagement: []SenderEngagement{}}
+	if h.Consent, err = p.ConsentHistory(a, Any, Any); errors.Is(err, ErrNoConsent) || h.Consent == nil {
+		h.Consent, err = []Consent{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if es, err := p.Entries(a); err != nil {
+		return nil, err
+	} else if es != nil {
+		h.Suppressions = es
+	}
+	if h.HardBounces, err = p.cfg.Store.Hygiene(a); err != nil {
+		return nil, err
+	}
+	for _, s := range slices.Sorted(slices.Values(senders)) {
+		e, ok, err := p.cfg.Store.Engagement(s, a)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			h.Engagement = append(h.Engagement, SenderEngagement{Sender: s, Engagement: e})
+		}
+	}
+	return h, nil
+}
