@@ -555,7 +555,7 @@ func (p *Policy) ListConsent(sender, list string, status ConsentStatus, from str
 	if running && status == ConsentPending {
 		scan = "" // confirmed records may be pending re-confirmation
 	}
-	var out []Consent
+	out := []Consent{}
 	next := ""
 	err = p.cfg.Store.ScanConsent(sender, list, scan, Normalize(from), func(h ConsentHead) error {
 		if scan != status && h.Status != ConsentPending && h.Status != ConsentConfirmed {

@@ -174,8 +174,10 @@ func (p *Policy) StartRepermission(in RepermissionStart) (Repermission, error) {
 		return Repermission{}, fmt.Errorf("%s: started %s, %s: %w", listName(in.Sender, in.List),
 			last.Started.Format(time.RFC3339), when, ErrRepermissionRunning)
 	}
-	if !last.Started.IsZero() && !now.After(last.Ended) {
-		return Repermission{}, invalidf("%s: the last campaign ended this second; start the next one later", listName(in.Sender, in.List))
+	if !last.Started.IsZero() && !now.After(last.Started) {
+		// Campaigns are named and ordered by their start.
+		return Repermission{}, invalidf("%s: the last campaign started at %s, not before now", listName(in.Sender, in.List),
+			last.Started.Format(time.RFC3339))
 	}
 	n := 0
 	err = p.cfg.Store.ScanConsent(in.Sender, in.List, ConsentConfirmed, "", func(ConsentHead) error {
