@@ -1,9 +1,9 @@
 // Package policy is list hygiene: it decides, before anything leaves,
 // whether a sender may mail a recipient, and learns from what happens to
 // the mail it let through. It keeps the suppression list, the consent
-// records and their proof, the hygiene counters (hard bounces in a row,
-// engagement per sender, campaign outcomes) and the sealed tokens of
-// recipient links.
+// records and their proof, the lists' re-permission campaigns, the
+// hygiene counters (hard bounces in a row, engagement per sender,
+// campaign outcomes) and the sealed tokens of recipient links.
 //
 // # Suppression
 //
