@@ -197,7 +197,16 @@
 //	                         the latest record of each address of the list
 //	                         (list= empty: the mail that names no list),
 //	                         in address order, a page at a time (limit at
-//	                         most 1000): {"records": [...], "next": ADDR}
+//	                         most 1000): {"records": [...], "next": ADDR}.
+//	                         While a re-permission campaign of the list
+//	                         runs, a confirmation from before its start is
+//	                         listed, and selected, as "status": "pending"
+//	                         with "repermission": "pending" (a double
+//	                         opt-in's sign-up has no "repermission"), one
+//	                         given since with "repermission":
+//	                         "reconfirmed"; a record lapsed at a
+//	                         campaign's deadline has "repermission":
+//	                         "lapsed"
 //	POST /v1/consent/import?sender=S&list=L&format=csv|jsonl&source=NAME
 //	     &skip_invalid=true
 //	                         the file as the body, as for the suppression
@@ -226,6 +235,32 @@
 //	                         hard-bounce run, engagement per sender, the
 //	                         queued messages to it and the mail-log lines
 //	                         that name it
+//
+// Re-permission campaigns (Config.Policy too; 404 without it). A
+// campaign is {"sender", "list", "state": "running"|"ended", "started",
+// "deadline", "ended", "confirmed_before_start" (the addresses asked to
+// re-confirm), "reconfirmed" (latest record a confirmation given since
+// the start), "pending" (while it runs: still a confirmation from
+// before the start), "lapsed" (the lapsed records its deadline
+// appended)}. While it runs nothing changes for the recipient check;
+// at its deadline every address still pending gets a lapsed record
+// (source "repermission:STARTED"), and mail to the list is refused to
+// it from then on.
+//
+//	POST /v1/consent/repermission  {"sender", "list", "deadline": "30d"|
+//	                         "72h"|RFC 3339}: starts a campaign of the
+//	                         list: {"repermission": campaign}; 409 while
+//	                         one of the list runs, 400 for a deadline not
+//	                         after now or more than a year away
+//	GET  /v1/consent/repermission?sender=S&list=L
+//	                         {"repermissions": [...]}: the list's
+//	                         campaigns (without list, those of every list
+//	                         of the sender), by start; a running one's
+//	                         counts are read now (about a second a million)
+//	POST /v1/consent/repermission/run
+//	                         ends now the campaigns whose deadline has
+//	                         passed, as the server does at start and every
+//	                         hour: {"ended": [...]}
 //
 //	GET /debug/pprof/    Go's profiler (admin only)
 package httpapi
@@ -385,6 +420,7 @@ func Handler(cfg Config) http.Handler {
 	registerHygiene(admin, cfg.Policy, now)
 	registerConsent(admin, cfg.Policy)
 	registerGDPR(admin, cfg.GDPR)
+	registerRepermission(admin, cfg.Policy)
 	admin.HandleFunc("GET /v1/queue", func(w http.ResponseWriter, r *http.Request) {
 		by := r.URL.Query().Get("by")
 		if by == "" {

@@ -99,6 +99,13 @@ type Consent struct {
 	Proof        ConsentProof  `json:"proof"`
 	Confirmation *ConsentAct   `json:"confirmation,omitempty"` // a double opt-in's confirmation
 	Ended        *ConsentAct   `json:"ended,omitempty"`        // withdrawn, lapsed: when and why
+	// Repermission is how ListConsent shows the record with regard to
+	// the list's re-permission campaigns: while one runs, "pending" (a
+	// confirmation from before its start, shown with status pending: not
+	// a double opt-in's sign-up) or "reconfirmed" (confirmed since);
+	// "lapsed" for a record a campaign's deadline lapsed. Records never
+	// hold it.
+	Repermission string `json:"repermission,omitempty"`
 }
 
 // ConsentHead is what the recipient check reads of the latest record of
@@ -528,7 +535,11 @@ func (p *Policy) ConsentHistory(addr, sender, list string) ([]Consent, error) {
 // ListConsent returns at most limit latest records of sender's list ("":
 // its mail that names no list) whose status is status ("" any), in
 // address order from the first address not before from, and the address
-// to continue from ("" at the end).
+// to continue from ("" at the end). While a re-permission campaign of
+// the list runs, a confirmation from before its start is shown, and
+// selected, as pending, with Repermission "pending"; one given since
+// has Repermission "reconfirmed". A record lapsed by a campaign's
+// deadline has Repermission "lapsed".
 func (p *Policy) ListConsent(sender, list string, status ConsentStatus, from string, limit int) ([]Consent, string, error) {
 	if err := checkSenderList(sender, list); err != nil {
 		return nil, "", err
@@ -536,28 +547,40 @@ func (p *Policy) ListConsent(sender, list string, status ConsentStatus, from str
 	if status != "" && !status.Valid() {
 		return nil, "", invalidf("status %q: pending, confirmed, withdrawn or lapsed", status)
 	}
-	var heads []ConsentHead
+	camp, running, err := p.runningRepermission(sender, list)
+	if err != nil {
+		return nil, "", err
+	}
+	scan := status
+	if running && status == ConsentPending {
+		scan = "" // confirmed records may be pending re-confirmation
+	}
+	out := []Consent{}
 	next := ""
-	err := p.cfg.Store.ScanConsent(sender, list, status, Normalize(from), func(h ConsentHead) error {
-		if len(heads) == limit {
+	err = p.cfg.Store.ScanConsent(sender, list, scan, Normalize(from), func(h ConsentHead) error {
+		if scan != status && h.Status != ConsentPending && h.Status != ConsentConfirmed {
+			return nil
+		}
+		c, ok, err := p.cfg.Store.ConsentRecord(h.Sender, h.List, h.Address, h.Seq)
+		if err != nil || !ok {
+			return err
+		}
+		if running {
+			camp.view(&c)
+		}
+		markLapsed(&c)
+		if status != "" && c.Status != status {
+			return nil
+		}
+		if len(out) == limit {
 			next = h.Address
 			return errStop
 		}
-		heads = append(heads, h)
+		out = append(out, c)
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
 		return nil, "", err
-	}
-	out := make([]Consent, 0, len(heads))
-	for _, h := range heads {
-		c, ok, err := p.cfg.Store.ConsentRecord(h.Sender, h.List, h.Address, h.Seq)
-		if err != nil {
-			return nil, "", err
-		}
-		if ok {
-			out = append(out, c)
-		}
 	}
 	return out, next, nil
 }

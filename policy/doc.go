@@ -1,9 +1,9 @@
 // Package policy is list hygiene: it decides, before anything leaves,
 // whether a sender may mail a recipient, and learns from what happens to
 // the mail it let through. It keeps the suppression list, the consent
-// records and their proof, the hygiene counters (hard bounces in a row,
-// engagement per sender, campaign outcomes) and the sealed tokens of
-// recipient links.
+// records and their proof, the lists' re-permission campaigns, the
+// hygiene counters (hard bounces in a row, engagement per sender,
+// campaign outcomes) and the sealed tokens of recipient links.
 //
 // # Suppression
 //
@@ -66,6 +66,33 @@
 // check reads no consent where none is required, and one point read of
 // the latest record (pt) where it is.
 //
+// # Re-permission
+//
+// A re-permission campaign (StartRepermission) asks the addresses of a
+// list whose consent is confirmed to confirm it again by a deadline. It
+// is one record (pr: the sender, the list, its start, its deadline); no
+// consent record changes when it starts, and the recipient check does
+// not change while it runs, so the re-permission message and its
+// reminders reach every confirmed address. A re-confirmation is a new
+// confirmed record given since the start (an [opt-in: ...] link's
+// confirmation page records one with fresh proof): recorded since, and
+// given since (its confirmation's time, or the sign-up's), so that an
+// import of an old consent is none. While the campaign runs, ListConsent
+// shows a confirmation from before the start as pending, with
+// Repermission "pending" (a double opt-in's sign-up has none), and one
+// given since with Repermission "reconfirmed". When the deadline has
+// passed by the policy's clock (Config.Now), the deadline run (at start,
+// every hour, or RunRepermissionDeadlines) appends a lapsed record,
+// source "repermission:<start, RFC 3339>", for every address whose
+// latest record is still a confirmation from before the start, a synced
+// batch of a thousand at a time, in the background; the check refuses
+// them from then on, as any latest record other than confirmed. The
+// campaign is then written ended with its counts (confirmed at the
+// start, re-confirmed, lapsed). A list has one campaign running at a
+// time: another is refused (ErrRepermissionRunning) until it ends. A run
+// stopped midway leaves the campaign running; the next one lapses the
+// rest and counts the lapsed records from the histories.
+//
 // # Hygiene rules
 //
 // Observe feeds outcomes of the event stream (received, delivered,
@@ -98,6 +125,7 @@
 // which. PebbleStore keeps it in the node's Pebble database, beside the
 // spool (queue.Spool.DB), under prefixes that start with 'p':
 //
+//	pr<sender>\x00<list>\x00<started>        a re-permission campaign: deadline, end, counts
 //	ps<addr>                                 every suppression entry of the address
 //	pt<sender>\x00<list>\x00<addr>            the latest consent record's status and number
 //	pu<sender>\x00<list>\x00<addr>\x00<seq>   every consent record of the address with the list
@@ -115,15 +143,17 @@
 // would rewrite it while mail flows. So the suppression list (ps) and
 // the consent records (pt to pv), millions of keys that change only when
 // an admin, an import or a recipient acts, sort first, and compactions
-// leave them alone.
+// leave them alone; so do the re-permission campaigns (pr), few and
+// written twice each.
 //
-// addr is Normalize's form; day is the Unix day and seq the record's
-// number as big-endian uint64s; sha256 is the text's 32 bytes. Values
-// are a version byte (ps, pt, pu) and varints and length-prefixed
-// strings; pv's is the text. A shared store for many nodes (Redis
+// addr is Normalize's form; day is the Unix day, seq the record's
+// number and started the campaign's start (Unix seconds) as big-endian
+// uint64s; sha256 is the text's 32 bytes. Values are a version byte
+// (pr, ps, pt, pu) and varints and length-prefixed strings; pv's is the
+// text. A shared store for many nodes (Redis
 // Cluster) implements the same interface: one hash per address for ps,
-// a hash per sender and list for pt, a list per address for pu,
-// counters for the rest.
+// a hash per sender and list for pt, a list per address for pu, a
+// hash per sender for pr, counters for the rest.
 //
 // # Links
 //

@@ -13,14 +13,15 @@ import (
 
 // Key prefixes of the Pebble store. Policy owns every key that starts
 // with the byte 'p'; the package doc lists them. The tables that are
-// large and seldom written (the suppression list, the consent records
-// and texts) sort below every prefix written with each message (message
-// records, campaign tallies, hard-bounce runs, engagement), which sort
-// just below the spool's ('q'): a memtable flush holds the hot records
-// and the spool's, and the tables it makes must not overlap the cold
-// tables' key range, or every compaction would rewrite them while mail
-// flows.
+// seldom written (the suppression list, the consent records and texts,
+// which are large; the re-permission campaigns) sort below every prefix
+// written with each message (message records, campaign tallies,
+// hard-bounce runs, engagement), which sort just below the spool's
+// ('q'): a memtable flush holds the hot records and the spool's, and
+// the tables it makes must not overlap the cold tables' key range, or
+// every compaction would rewrite them while mail flows.
 const (
+	prefixRepermission   = "pr" // pr<sender>\x00<list>\x00<started:8>       a re-permission campaign
 	prefixSuppression    = "ps" // ps<addr>                                  every entry of the address
 	prefixConsent        = "pt" // pt<sender>\x00<list>\x00<addr>             latest consent record: status, number
 	prefixConsentHistory = "pu" // pu<sender>\x00<list>\x00<addr>\x00<seq:8>   every consent record
@@ -31,10 +32,10 @@ const (
 	prefixEngagement     = "pz" // pz<sender>\x00<addr>                      engagement with the sender
 )
 
-// coldPrefixes are large and seldom written; hotPrefixes are written
-// with every message. Every cold key sorts below every hot one.
+// coldPrefixes are seldom written (and most of them large);
+// hotPrefixes are written with every message. Every cold key sorts below every hot one.
 var (
-	coldPrefixes = []string{prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
+	coldPrefixes = []string{prefixRepermission, prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
 	hotPrefixes  = []string{prefixMessage, prefixStats, prefixHygiene, prefixEngagement}
 )
 

@@ -129,6 +129,14 @@ type Policy struct {
 	consent        map[string]consentRule
 	consentStreams map[string]bool
 	consentMu      sync.Mutex // serialises the checks and appends of consent records
+
+	// The re-permission deadline runs: repermMu serialises them and the
+	// starts of campaigns; repermBusy is set while one runs in the
+	// background (bg), which stop ends between batches.
+	repermMu   sync.Mutex
+	repermBusy atomic.Bool
+	bg         sync.WaitGroup
+	stop       chan struct{}
 }
 
 // consentRule is where a sender requires consent: every list (and its
@@ -164,7 +172,7 @@ func New(cfg Config) (*Policy, error) {
 		cfg.Streams = DefaultStreams
 	}
 	p := &Policy{cfg: cfg, streams: map[string]map[Reason]bool{}, traps: map[string]bool{},
-		in: make(chan item, 1<<16), done: make(chan struct{}), counts: map[countKey]int{}}
+		in: make(chan item, 1<<16), done: make(chan struct{}), stop: make(chan struct{}), counts: map[countKey]int{}}
 	for s, rs := range cfg.Streams {
 		m := map[Reason]bool{}
 		for _, r := range rs {
@@ -219,14 +227,20 @@ func New(cfg Config) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: counting suppressions: %w", err)
 	}
+	// The re-permission campaigns whose deadline passed while the node
+	// was down end now, in the background.
+	p.kickRepermissions()
 	go p.run()
 	return p, nil
 }
 
-// Close stops applying outcomes, after those already observed.
+// Close stops applying outcomes, after those already observed, and a
+// re-permission deadline run after its current batch.
 func (p *Policy) Close() {
+	close(p.stop)
 	close(p.in)
 	<-p.done
+	p.bg.Wait()
 }
 
 // Counts returns the number of entries by scope and reason.
@@ -461,11 +475,25 @@ func (p *Policy) Engage(os []Outcome) error {
 }
 
 // run applies outcomes in batches: the hygiene records of a batch in one
-// write (not synced), the suppressions they make at once (synced).
+// write (not synced), the suppressions they make at once (synced). Every
+// hour it starts the deadline run of the re-permission campaigns due.
 func (p *Policy) run() {
 	defer close(p.done)
 	lastForget := time.Time{}
-	for it := range p.in {
+	hourly := time.NewTicker(time.Hour)
+	defer hourly.Stop()
+	for {
+		var it item
+		select {
+		case <-hourly.C:
+			p.kickRepermissions()
+			continue
+		case i, ok := <-p.in:
+			if !ok {
+				return
+			}
+			it = i
+		}
 		batch := []item{it}
 	more:
 		for len(batch) < 4096 {

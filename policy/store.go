@@ -73,6 +73,15 @@ type Store interface {
 	// ConsentText is the text of a hash (false if none).
 	ConsentText(hash string) (string, bool, error)
 
+	// PutRepermission writes a re-permission campaign, durably: a new
+	// one, or one that ended, with its counts. A list's campaigns are
+	// named by their start.
+	PutRepermission(r Repermission) error
+	// Repermissions returns the re-permission campaigns of sender's list
+	// (list Any: of every list of the sender; sender Any: every
+	// sender's), in the order of sender, list and start.
+	Repermissions(sender, list string) ([]Repermission, error)
+
 	Close() error
 }
 

@@ -42,7 +42,7 @@ mail goes only to addresses whose latest record for the list is confirmed.`,
 	}
 	client := addAdminFlags(cmd)
 	cmd.AddCommand(newConsentRecordCmd(client), newConsentShowCmd(client), newConsentWithdrawCmd(client),
-		newConsentLsCmd(client), newConsentImportCmd(client), newConsentExportCmd(client))
+		newConsentLsCmd(client), newConsentImportCmd(client), newConsentExportCmd(client), newConsentRepermissionCmd(client))
 	return cmd
 }
 
@@ -371,7 +371,12 @@ func newConsentLsCmd(client *adminClient) *cobra.Command {
 		Long: `List the latest consent record of each address of a list, in address
 order: address, status, method, time, source, record number. At most
 --limit are printed (--all: every one, fetched a page at a time); the last
-line names the --from of the next page.`,
+line names the --from of the next page.
+
+While a re-permission campaign of the list runs (drover consent
+repermission), a consent confirmed before its start is listed, and
+selected by --status, as "pending (re-permission)"; --status confirmed
+gives those confirmed since.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := tg.require(); err != nil {
@@ -420,7 +425,11 @@ line names the --from of the next page.`,
 					} else if c.Confirmation != nil {
 						at = c.Confirmation.Time
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", c.Address, c.Status, c.Method, stamp(at), dash(src), c.Seq)
+					status := string(c.Status)
+					if c.Repermission == policy.RepermissionPending {
+						status += " (re-permission)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", c.Address, status, c.Method, stamp(at), dash(src), c.Seq)
 				}
 				left -= len(page.Records)
 				next = page.Next
