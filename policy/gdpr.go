@@ -7,13 +7,21 @@ import (
 
 // Held is everything policy holds about one address (GDPR art. 15): its
 // consent history with proof (texts resolved), its suppression entries,
-// its run of hard bounces, and its engagement with each sender.
+// its run of hard bounces, its engagement with each sender and its
+// attributes with each (its name).
 type Held struct {
 	Address      string             `json:"address"`
 	Consent      []Consent          `json:"consent"`
 	Suppressions []Entry            `json:"suppressions"`
 	HardBounces  Hygiene            `json:"hard_bounces"`
 	Engagement   []SenderEngagement `json:"engagement"`
+	Attributes   []SenderAttributes `json:"attributes"`
+}
+
+// SenderAttributes are an address's attributes with one sender.
+type SenderAttributes struct {
+	Sender     string            `json:"sender"`
+	Attributes map[string]string `json:"attributes"`
 }
 
 // SenderEngagement is an address's engagement with one sender.
@@ -23,13 +31,14 @@ type SenderEngagement struct {
 }
 
 // Held returns what policy holds about addr; senders are the senders
-// whose engagement records are looked up (the configured ones).
+// whose engagement records and attributes are looked up (the configured
+// ones).
 func (p *Policy) Held(addr string, senders []string) (*Held, error) {
 	a, err := Canonical(addr)
 	if err != nil {
 		return nil, &InvalidConsentError{Msg: err.Error()}
 	}
-	h := &Held{Address: a, Consent: []Consent{}, Suppressions: []Entry{}, Engagement: []SenderEngagement{}}
+	h := &Held{Address: a, Consent: []Consent{}, Suppressions: []Entry{}, Engagement: []SenderEngagement{}, Attributes: []SenderAttributes{}}
 	if h.Consent, err = p.ConsentHistory(a, Any, Any); errors.Is(err, ErrNoConsent) || h.Consent == nil {
 		h.Consent, err = []Consent{}, nil
 	}
@@ -51,6 +60,13 @@ func (p *Policy) Held(addr string, senders []string) (*Held, error) {
 		}
 		if ok {
 			h.Engagement = append(h.Engagement, SenderEngagement{Sender: s, Engagement: e})
+		}
+		attrs, err := p.cfg.Store.Attributes(s, a)
+		if err != nil {
+			return nil, err
+		}
+		if len(attrs) > 0 {
+			h.Attributes = append(h.Attributes, SenderAttributes{Sender: s, Attributes: attrs})
 		}
 	}
 	return h, nil

@@ -73,6 +73,12 @@ type Store interface {
 	// ConsentText is the text of a hash (false if none).
 	ConsentText(hash string) (string, bool, error)
 
+	// Attributes are what an address told a sender about itself (its
+	// name), by attribute name; none is an empty map.
+	Attributes(sender, addr string) (map[string]string, error)
+	// SetAttribute sets one attribute durably; value "" removes it.
+	SetAttribute(sender, addr, name, value string) error
+
 	Close() error
 }
 
