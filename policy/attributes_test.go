@@ -46,6 +46,12 @@ func TestAttributes(t *testing.T) {
 	if err != nil || len(h.Attributes) != 1 || h.Attributes[0].Sender != "shop" || h.Attributes[0].Attributes["name"] != strings.Repeat("é", MaxAttribute) {
 		t.Errorf("held %+v %v", h, err)
 	}
+	if h, err := p.HeldBy("ann@example.com", "bank"); err != nil || len(h.Attributes) != 0 {
+		t.Errorf("held by bank %+v %v", h, err)
+	}
+	if h, err := p.HeldBy("ann@example.com", "shop"); err != nil || len(h.Attributes) != 1 {
+		t.Errorf("held by shop %+v %v", h, err)
+	}
 	if err := p.SetAttribute("shop", "ann@example.com", "name", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -54,5 +60,35 @@ func TestAttributes(t *testing.T) {
 	}
 	if n := countKeys(t, p, prefixAttributes); n != 0 {
 		t.Errorf("%d attribute keys left", n)
+	}
+}
+
+// HeldBy is what is held about an address that concerns one sender: no
+// other sender's consent, entries, engagement or attributes.
+func TestHeldBy(t *testing.T) {
+	p, _ := newPolicy(t, nil)
+	p.Observe(Outcome{Kind: KindDelivered, Sender: "shop", Address: "ann@example.com", Stream: "marketing"})
+	p.Observe(Outcome{Kind: KindDelivered, Sender: "bank", Address: "ann@example.com", Stream: "marketing"})
+	p.Sync()
+	p.Unsubscribe(Recipient{Sender: "shop", List: "news", Address: "ann@example.com"}, "one-click")
+	p.Unsubscribe(Recipient{Sender: "bank", Address: "ann@example.com"}, "one-click")
+	for _, s := range []string{"shop", "bank"} {
+		if _, _, err := p.RecordConsent(ConsentInput{Sender: s, List: "offers", Address: "ann@example.com", Time: t0, Source: "form", Text: "Yes."}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.SetAttribute(s, "ann@example.com", "name", "Ann of "+s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := p.HeldBy("Ann@example.com", "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Consent) != 1 || h.Consent[0].Sender != "shop" || len(h.Suppressions) != 1 || h.Suppressions[0].Sender != "shop" ||
+		len(h.Engagement) != 1 || h.Engagement[0].Sender != "shop" || len(h.Attributes) != 1 || h.Attributes[0].Attributes["name"] != "Ann of shop" {
+		t.Errorf("held by shop: %+v", h)
+	}
+	if _, err := p.HeldBy("ann@example.com", Any); err == nil {
+		t.Error("HeldBy every sender was taken")
 	}
 }

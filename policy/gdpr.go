@@ -34,12 +34,39 @@ type SenderEngagement struct {
 // whose engagement records and attributes are looked up (the configured
 // ones).
 func (p *Policy) Held(addr string, senders []string) (*Held, error) {
+	return p.held(addr, Any, senders)
+}
+
+// HeldBy returns what policy holds about addr that concerns sender: its
+// consent with the sender's lists, the global entries and the sender's,
+// its run of hard bounces, its engagement and attributes with the
+// sender. It reads only the sender's consent records, where Held scans
+// every sender's.
+func (p *Policy) HeldBy(addr, sender string) (*Held, error) {
+	if sender == "" || sender == Any {
+		return nil, invalidf("name the sender")
+	}
+	h, err := p.held(addr, sender, []string{sender})
+	if err != nil {
+		return nil, err
+	}
+	kept := h.Suppressions[:0]
+	for _, e := range h.Suppressions {
+		if e.Kind == Global || e.Sender == sender {
+			kept = append(kept, e)
+		}
+	}
+	h.Suppressions = kept
+	return h, nil
+}
+
+func (p *Policy) held(addr, consentSender string, senders []string) (*Held, error) {
 	a, err := Canonical(addr)
 	if err != nil {
 		return nil, &InvalidConsentError{Msg: err.Error()}
 	}
 	h := &Held{Address: a, Consent: []Consent{}, Suppressions: []Entry{}, Engagement: []SenderEngagement{}, Attributes: []SenderAttributes{}}
-	if h.Consent, err = p.ConsentHistory(a, Any, Any); errors.Is(err, ErrNoConsent) || h.Consent == nil {
+	if h.Consent, err = p.ConsentHistory(a, consentSender, Any); errors.Is(err, ErrNoConsent) || h.Consent == nil {
 		h.Consent, err = []Consent{}, nil
 	}
 	if err != nil {

@@ -44,7 +44,7 @@ import (
 
 // Manager is what the manage page reads and changes (policy.Policy).
 type Manager interface {
-	Held(addr string, senders []string) (*policy.Held, error)
+	HeldBy(addr, sender string) (*policy.Held, error)
 	SetAttribute(sender, addr, name, value string) error
 	WithdrawConsent(sender, list, addr string, act policy.ConsentAct) (policy.Consent, bool, error)
 }
@@ -101,33 +101,6 @@ type manageEntry struct {
 	Text, Time string
 }
 
-// manageData is the sender's part of what is held about the address.
-func manageData(h *policy.Held, sender string) *policy.Held {
-	out := &policy.Held{Address: h.Address, HardBounces: h.HardBounces, Consent: []policy.Consent{},
-		Suppressions: []policy.Entry{}, Engagement: []policy.SenderEngagement{}, Attributes: []policy.SenderAttributes{}}
-	for _, c := range h.Consent {
-		if c.Sender == sender {
-			out.Consent = append(out.Consent, c)
-		}
-	}
-	for _, e := range h.Suppressions {
-		if e.Kind == policy.Global || e.Sender == sender {
-			out.Suppressions = append(out.Suppressions, e)
-		}
-	}
-	for _, e := range h.Engagement {
-		if e.Sender == sender {
-			out.Engagement = append(out.Engagement, e)
-		}
-	}
-	for _, a := range h.Attributes {
-		if a.Sender == sender {
-			out.Attributes = append(out.Attributes, a)
-		}
-	}
-	return out
-}
-
 // csrf is the value of the page's csrf field for tok.
 func (s *server) csrf(tok string) string {
 	m := hmac.New(sha256.New, s.tokens.Keys[0].Secret)
@@ -146,12 +119,11 @@ func (s *server) manage(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			return
 		}
-		h, err := s.manager.Held(rcpt.Address, []string{rcpt.Sender})
+		h, err := s.manager.HeldBy(rcpt.Address, rcpt.Sender)
 		if err != nil {
 			s.manageFailed(w, r, rcpt, "reading", err)
 			return
 		}
-		h = manageData(h, rcpt.Sender)
 		if data {
 			b, _ := json.MarshalIndent(h, "", "  ")
 			w.Header().Set("Content-Type", "application/json; charset=utf-8")
