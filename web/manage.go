@@ -317,8 +317,11 @@ func (s *server) renderManage(w http.ResponseWriter, r *http.Request, rcpt polic
 			p.LastMailed = when(e.LastMailed)
 		}
 	}
-	if d := r.URL.Query().Get("done"); slices.Contains([]string{actName, actUnsubscribe, actUnsubscribeAll, actWithdraw}, d) {
-		p.Done, p.DoneList = "manage.done."+d, r.URL.Query().Get("list")
+	// The message names only a list of the page: the URL's text is not
+	// shown as the site's words.
+	if d, l := r.URL.Query().Get("done"), r.URL.Query().Get("list"); slices.Contains([]string{actName, actUnsubscribe, actUnsubscribeAll, actWithdraw}, d) &&
+		(l == "" || lists[l] != nil) {
+		p.Done, p.DoneList = "manage.done."+d, l
 	}
 	var b bytes.Buffer
 	if err := managePageTemplate.Execute(&b, p); err != nil {

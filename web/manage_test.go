@@ -193,6 +193,10 @@ func TestManagePage(t *testing.T) {
 		}
 	}
 
+	if _, page := f.get(t, "/m/"+f.tok+"?done=unsubscribe&list=Your+account+is+closed"); strings.Contains(page, "account is closed") {
+		t.Error("the page shows a list named by the URL alone")
+	}
+
 	resp, body = f.get(t, "/m/"+f.tok+"/data.json")
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment") ||
 		!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
