@@ -361,10 +361,10 @@ func listUnsubscribe(web, mailto string) ([]byte, error) {
 	return b, nil
 }
 
-// fillTags replaces the [opt-in: ...] and [unsubscribe: ...] tags of
-// copy c's message with its recipient's links (mta/tags), before the
-// copy is signed. A tag the message cannot hold, or [manage: ...] (no
-// manage page yet), refuses the message with 554 5.6.0; without links
+// fillTags replaces the [opt-in: ...], [unsubscribe: ...] and
+// [manage: ...] tags of copy c's message with its recipient's links
+// (mta/tags), before the copy is signed. A tag the message cannot hold
+// refuses the message with 554 5.6.0; without links
 // (no web.base_url) a tagged message is refused too: its links would lead
 // nowhere.
 func (s *session) fillTags(m *submitted, c *queued, msg []byte) ([]byte, error) {
@@ -378,6 +378,8 @@ func (s *session) fillTags(m *submitted, c *queued, msg []byte) ([]byte, error) 
 			u, _ = l.Unsubscribe(r)
 		case kind == tags.OptIn:
 			u = l.OptIn(r)
+		case kind == tags.Manage:
+			u = l.Manage(r)
 		}
 		if u == "" {
 			return "", fmt.Errorf("this server makes no [%s: ...] links", kind)

@@ -125,6 +125,7 @@
 // which. PebbleStore keeps it in the node's Pebble database, beside the
 // spool (queue.Spool.DB), under prefixes that start with 'p':
 //
+//	pa<sender>\x00<addr>                      the address's attributes with the sender (its name)
 //	pr<sender>\x00<list>\x00<started>        a re-permission campaign: deadline, end, counts
 //	ps<addr>                                 every suppression entry of the address
 //	pt<sender>\x00<list>\x00<addr>            the latest consent record's status and number
@@ -140,17 +141,17 @@
 // with every message (pw to pz) and the spool's ('q'), which sort next
 // to each other; were a large table's keys among them, each table a
 // flush makes would span it, overlap its tables, and every compaction
-// would rewrite it while mail flows. So the suppression list (ps) and
-// the consent records (pt to pv), millions of keys that change only when
-// an admin, an import or a recipient acts, sort first, and compactions
-// leave them alone; so do the re-permission campaigns (pr), few and
-// written twice each.
+// would rewrite it while mail flows. So the attributes (pa), the
+// suppression list (ps) and the consent records (pt to pv), millions of
+// keys that change only when an admin, an import or a recipient acts,
+// sort first, and compactions leave them alone; so do the re-permission
+// campaigns (pr), few and written twice each.
 //
 // addr is Normalize's form; day is the Unix day, seq the record's
 // number and started the campaign's start (Unix seconds) as big-endian
 // uint64s; sha256 is the text's 32 bytes. Values are a version byte
-// (pr, ps, pt, pu) and varints and length-prefixed strings; pv's is the
-// text. A shared store for many nodes (Redis
+// (pa, pr, ps, pt, pu) and varints and length-prefixed strings; pv's is
+// the text. A shared store for many nodes (Redis
 // Cluster) implements the same interface: one hash per address for ps,
 // a hash per sender and list for pt, a list per address for pu, a
 // hash per sender for pr, counters for the rest.

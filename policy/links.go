@@ -39,6 +39,24 @@ func (l *Links) OptIn(r Recipient) string {
 	return strings.TrimRight(l.BaseURL, "/") + ConfirmPath + l.Tokens.Seal(r, l.Now())
 }
 
+// ManagePath is the path of the manage-subscription page; the token
+// follows it. ManageMarker is the MsgID of its tokens: no other link's
+// token opens the page.
+const (
+	ManagePath   = "/m/"
+	ManageMarker = "manage"
+)
+
+// Manage returns r's link to the manage-subscription page ("" without a
+// BaseURL).
+func (l *Links) Manage(r Recipient) string {
+	if l.BaseURL == "" {
+		return ""
+	}
+	r.MsgID = ManageMarker
+	return strings.TrimRight(l.BaseURL, "/") + ManagePath + l.Tokens.Seal(r, l.Now())
+}
+
 // MailtoLocal is the local part of the unsubscribe mailbox.
 const MailtoLocal = "unsubscribe"
 

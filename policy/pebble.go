@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,14 +15,15 @@ import (
 
 // Key prefixes of the Pebble store. Policy owns every key that starts
 // with the byte 'p'; the package doc lists them. The tables that are
-// seldom written (the suppression list, the consent records and texts,
-// which are large; the re-permission campaigns) sort below every prefix
-// written with each message (message records, campaign tallies,
-// hard-bounce runs, engagement), which sort just below the spool's
-// ('q'): a memtable flush holds the hot records and the spool's, and
-// the tables it makes must not overlap the cold tables' key range, or
-// every compaction would rewrite them while mail flows.
+// seldom written (the attributes; the suppression list, the consent
+// records and texts, which are large; the re-permission campaigns) sort
+// below every prefix written with each message (message records,
+// campaign tallies, hard-bounce runs, engagement), which sort just below
+// the spool's ('q'): a memtable flush holds the hot records and the
+// spool's, and the tables it makes must not overlap the cold tables' key
+// range, or every compaction would rewrite them while mail flows.
 const (
+	prefixAttributes     = "pa" // pa<sender>\x00<addr>                      the address's attributes with the sender (name)
 	prefixRepermission   = "pr" // pr<sender>\x00<list>\x00<started:8>       a re-permission campaign
 	prefixSuppression    = "ps" // ps<addr>                                  every entry of the address
 	prefixConsent        = "pt" // pt<sender>\x00<list>\x00<addr>             latest consent record: status, number
@@ -35,7 +38,7 @@ const (
 // coldPrefixes are seldom written (and most of them large);
 // hotPrefixes are written with every message. Every cold key sorts below every hot one.
 var (
-	coldPrefixes = []string{prefixRepermission, prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
+	coldPrefixes = []string{prefixAttributes, prefixRepermission, prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
 	hotPrefixes  = []string{prefixMessage, prefixStats, prefixHygiene, prefixEngagement}
 )
 
@@ -53,6 +56,7 @@ type PebbleStore struct {
 	db        *pebble.DB
 	mu        sync.Mutex // serialises the read-modify-writes of suppressions
 	consentMu sync.Mutex // serialises the numbering of consent records
+	attrMu    sync.Mutex // serialises the read-modify-writes of attributes
 	idx       *index
 }
 
@@ -530,4 +534,60 @@ func unixDay(t time.Time) int64 {
 		return 0
 	}
 	return t.Unix() / 86400
+}
+
+// attrVersion is the version byte of a pa value: then the number of
+// attributes and each name and value, length-prefixed, in name order.
+const attrVersion = 1
+
+func (p *PebbleStore) Attributes(sender, addr string) (map[string]string, error) {
+	v, ok, err := p.get(key(prefixAttributes, sender, addr))
+	if err != nil || !ok {
+		return map[string]string{}, err
+	}
+	return decodeAttributes(v)
+}
+
+func (p *PebbleStore) SetAttribute(sender, addr, name, value string) error {
+	p.attrMu.Lock()
+	defer p.attrMu.Unlock()
+	k := key(prefixAttributes, sender, addr)
+	attrs, err := p.Attributes(sender, addr)
+	if err != nil {
+		return err
+	}
+	if value == "" {
+		delete(attrs, name)
+	} else {
+		attrs[name] = value
+	}
+	if len(attrs) == 0 {
+		return p.db.Delete(k, pebble.Sync)
+	}
+	return p.db.Set(k, encodeAttributes(attrs), pebble.Sync)
+}
+
+func encodeAttributes(attrs map[string]string) []byte {
+	b := []byte{attrVersion}
+	b = binary.AppendUvarint(b, uint64(len(attrs)))
+	for _, n := range slices.Sorted(maps.Keys(attrs)) {
+		b = appendStr(appendStr(b, n), attrs[n])
+	}
+	return b
+}
+
+func decodeAttributes(v []byte) (map[string]string, error) {
+	r := &reader{b: v}
+	if ver := r.byte(); ver != attrVersion {
+		return nil, fmt.Errorf("policy: attribute record version %d", ver)
+	}
+	out := map[string]string{}
+	for n := r.uvarint(); n > 0 && r.err == nil; n-- {
+		name := r.str()
+		out[name] = r.str()
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("policy: attribute record: %w", r.err)
+	}
+	return out, nil
 }

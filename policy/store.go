@@ -81,6 +81,11 @@ type Store interface {
 	// (list Any: of every list of the sender; sender Any: every
 	// sender's), in the order of sender, list and start.
 	Repermissions(sender, list string) ([]Repermission, error)
+	// Attributes are what an address told a sender about itself (its
+	// name), by attribute name; none is an empty map.
+	Attributes(sender, addr string) (map[string]string, error)
+	// SetAttribute sets one attribute durably; value "" removes it.
+	SetAttribute(sender, addr, name, value string) error
 
 	Close() error
 }

@@ -1,7 +1,7 @@
 // Package web is Drover's public web listener: the pages a recipient
-// reaches from a link in a message. Today it serves the one-click
-// unsubscribe (RFC 8058); the manage-subscription page, the sign-up form
-// endpoint and the double opt-in confirmation will join it here. It is
+// reaches from a link in a message: the one-click unsubscribe (RFC
+// 8058), the manage-subscription page (manage.go), the sign-up form
+// endpoint and the double opt-in confirmation (signup.go). It is
 // its own package, beside httpapi, because it is the recipient-facing
 // surface: it answers anyone on the internet, authenticated only by the
 // sealed token in the link, while the admin API stays on its loopback
@@ -19,6 +19,12 @@
 //	                "You are unsubscribed."; with the page's field
 //	                confirm=1: unsubscribe, answer 200 with a page naming
 //	                the list and the sender
+//	GET  /m/TOKEN   the manage-subscription page (with Config.Manager):
+//	                what is held about the address with the sender, and
+//	                a form per change (name, unsubscribe from a list or
+//	                from all, withdraw a consent); GET /m/TOKEN/data.json
+//	                downloads it as JSON
+//	POST /m/TOKEN   one change of that page, then 303 to the page
 //	GET  /healthz   200 "ok"
 //
 // TOKEN is policy.Tokens' sealed token (policy.Links makes the URLs). When
@@ -45,8 +51,19 @@
 //     before anything is decided; any other POST body is 400; any other
 //     method 405 with Allow; any other path a 404 page. Nothing changes on
 //     any of them.
+//   - The manage page changes nothing on a GET, opens only tokens made
+//     for it (policy.ManageMarker), and takes a POST only with the
+//     page's csrf field (an HMAC of the token under a key derived from
+//     the ring's sealing key) and, when the browser sends them, an Origin
+//     that is the base URL's (Origin "null", what browsers send under
+//     Referrer-Policy: no-referrer, is left to the csrf field) and a
+//     Sec-Fetch-Site of same-origin: anything else is 403 and changes
+//     nothing. A name with a control character (CR, LF, ...) or over 100
+//     characters is 400 and changes nothing. A change answers 303 only
+//     once it is committed.
 //   - Pages show the list and the sender's name, and the recipient's
-//     address only masked (j***@example.com). Every dynamic text goes
+//     address only masked (j***@example.com); the manage page shows it
+//     in full, as whoever opens it holds the mailbox. Every dynamic text goes
 //     through html/template. No page runs JavaScript, loads anything from
 //     elsewhere or can be framed.
 //   - Every response carries Content-Security-Policy: default-src 'none';

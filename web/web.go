@@ -37,6 +37,9 @@ type Config struct {
 	Consents       Consents
 	Confirmer      Confirmer
 	SignupsPerHour int
+	// Manager reads and changes what the manage-subscription page shows
+	// (manage.go; policy.Policy). Without it, /m/ is 404.
+	Manager Manager
 }
 
 // The security headers of every response (see the package doc).
@@ -56,6 +59,8 @@ type server struct {
 	maxBody int64
 	loc     *Locales
 	signup  *signups
+	manager Manager
+	origin  string // the base URL's origin (scheme://host), "" without one
 }
 
 // Handler returns the public web listener's handler. It panics when
@@ -65,7 +70,7 @@ func Handler(cfg Config) http.Handler {
 	if cfg.Tokens == nil || cfg.Unsubscriber == nil {
 		panic("web: Config.Tokens and Config.Unsubscriber are required")
 	}
-	s := &server{tokens: cfg.Tokens, unsub: cfg.Unsubscriber, now: cfg.Now, log: cfg.Logger, maxBody: cfg.MaxBody, loc: cfg.Locales}
+	s := &server{tokens: cfg.Tokens, unsub: cfg.Unsubscriber, now: cfg.Now, log: cfg.Logger, maxBody: cfg.MaxBody, loc: cfg.Locales, manager: cfg.Manager}
 	if s.loc == nil {
 		s.loc = shippedLocales
 	}
@@ -85,6 +90,9 @@ func Handler(cfg Config) http.Handler {
 			panic("web: Config.BaseURL: " + err.Error())
 		}
 		prefix = strings.TrimRight(u.Path, "/")
+		if u.Scheme != "" && u.Host != "" {
+			s.origin = strings.ToLower(u.Scheme + "://" + u.Host)
+		}
 	}
 
 	mux := http.NewServeMux()
@@ -96,6 +104,9 @@ func Handler(cfg Config) http.Handler {
 		s.signup = newSignups(cfg)
 		mux.HandleFunc(SignupPath, s.subscribe)
 		mux.HandleFunc(policy.ConfirmPath, s.confirm)
+	}
+	if s.manager != nil {
+		mux.HandleFunc(policy.ManagePath, s.manage)
 	}
 	mux.HandleFunc("/healthz", healthz)
 	mux.HandleFunc("/", s.notFound)
