@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"drover/policy"
+	"drover/testkit/testpolicy"
 )
 
 // newConsentAPI is the admin API over a real policy on a fresh Pebble
@@ -19,22 +19,9 @@ import (
 // mail, bank@example.com about bank's.
 func newConsentAPI(t *testing.T) http.Handler {
 	t.Helper()
-	db, err := pebble.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := policy.NewPebbleStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := func() time.Time { return hygieneNow }
-	p, err := policy.New(policy.Config{Store: store, Now: now,
+	p := testpolicy.New(t, policy.Config{Now: now,
 		Senders: map[string]policy.SenderRules{"shop": {ConsentRequired: []string{"news"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
 	if _, err := p.Add([]policy.Entry{{Address: "gone@example.com", Reason: policy.ConfirmedBounce},
 		{Address: "angry@example.com", Scope: policy.Scope{Sender: "shop"}, Reason: policy.Complaint},
 		{Address: "bank@example.com", Scope: policy.Scope{Sender: "bank"}, Reason: policy.Complaint}}); err != nil {

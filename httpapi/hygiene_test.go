@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"drover/policy"
+	"drover/testkit/testpolicy"
 )
 
 // hygieneNow is the clock of the list hygiene tests.
@@ -49,24 +49,11 @@ func (e *policyEvents) of(kind string) []policy.Event {
 // a spam trap.
 func newHygiene(t *testing.T) (http.Handler, *policy.Policy, *policyEvents) {
 	t.Helper()
-	db, err := pebble.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := policy.NewPebbleStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
 	evs := &policyEvents{}
 	now := func() time.Time { return hygieneNow }
-	p, err := policy.New(policy.Config{Store: store, OnEvent: evs.add, Now: now,
+	p := testpolicy.New(t, policy.Config{OnEvent: evs.add, Now: now,
 		Senders:   map[string]policy.SenderRules{"shop": {SunsetAfter: 5}},
 		SpamTraps: []string{"trap@traps.example"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
 	h := Handler(Config{Gatherer: prometheus.NewRegistry(), Queue: &fakeQueue{}, AdminToken: testToken, Policy: p, Now: now})
 	return h, p, evs
 }

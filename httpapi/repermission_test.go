@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"drover/policy"
 	"drover/testkit"
+	"drover/testkit/testpolicy"
 )
 
 // newRepermissionAPI is the admin API over a real policy on a
@@ -18,22 +18,9 @@ import (
 // news: ann, bob and cat confirmed it before the clock's time.
 func newRepermissionAPI(t *testing.T) (http.Handler, *testkit.Clock) {
 	t.Helper()
-	db, err := pebble.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := policy.NewPebbleStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
 	clock := testkit.NewClock(hygieneNow)
-	p, err := policy.New(policy.Config{Store: store, Now: clock.Now,
+	p := testpolicy.New(t, policy.Config{Now: clock.Now,
 		Senders: map[string]policy.SenderRules{"shop": {ConsentRequired: []string{"news"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
 	h := Handler(Config{Gatherer: prometheus.NewRegistry(), Queue: &fakeQueue{}, AdminToken: testToken, Policy: p, Now: clock.Now})
 	for _, a := range []string{"ann@example.com", "bob@example.com", "cat@example.com"} {
 		code, body := call(t, h, "POST", "/v1/consent", "", signupJSON(a, "confirmed", "single-opt-in"))

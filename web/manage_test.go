@@ -11,10 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cockroachdb/pebble"
-
 	"drover/policy"
 	"drover/testkit"
+	"drover/testkit/testpolicy"
 )
 
 // manageFixture is the listener on a real policy whose address
@@ -31,22 +30,9 @@ const manageAddr = "ann@example.com"
 
 func newManageFixture(t testing.TB, baseURL string) *manageFixture {
 	t.Helper()
-	db, err := pebble.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := policy.NewPebbleStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
 	clock := testkit.NewClock(testNow)
-	p, err := policy.New(policy.Config{Store: store, Now: clock.Now, Logger: slog.New(slog.DiscardHandler),
+	p := testpolicy.New(t, policy.Config{Now: clock.Now, Logger: slog.New(slog.DiscardHandler),
 		Senders: map[string]policy.SenderRules{"shop": {ConsentRequired: []string{"news", "weekly"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
 	for _, l := range []string{"news", "weekly"} {
 		if _, _, err := p.RecordConsent(policy.ConsentInput{Sender: "shop", List: l, Address: manageAddr, Time: testNow.Add(-48 * 3600e9),
 			Source: "form:https://shop.example/join", Text: "Yes, send me " + l + "."}); err != nil {

@@ -10,10 +10,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cockroachdb/pebble"
-
 	"drover/policy"
 	"drover/testkit"
+	"drover/testkit/testpolicy"
 )
 
 type fakeConfirmer struct {
@@ -32,22 +31,9 @@ func (f *fakeConfirmer) Send(sender, list, addr, lang, link string) (string, err
 
 func newSignupFixture(t *testing.T) (http.Handler, *policy.Policy, *fakeConfirmer, *testkit.Clock) {
 	t.Helper()
-	db, err := pebble.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := policy.NewPebbleStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
 	clock := testkit.NewClock(testNow)
-	p, err := policy.New(policy.Config{Store: store, Now: clock.Now, Logger: slog.New(slog.DiscardHandler),
+	p := testpolicy.New(t, policy.Config{Now: clock.Now, Logger: slog.New(slog.DiscardHandler),
 		Senders: map[string]policy.SenderRules{"shop": {ConsentRequired: []string{"news", "weekly"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
 	conf := &fakeConfirmer{}
 	h := Handler(Config{Tokens: &policy.Tokens{Keys: []policy.Key{testKey}}, Unsubscriber: p, BaseURL: "https://u.test", Now: clock.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Consents: p, Confirmer: conf,

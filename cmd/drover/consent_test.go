@@ -12,33 +12,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"drover/httpapi"
 	"drover/policy"
+	"drover/testkit/testpolicy"
 )
 
 // newConsentServer is a server's admin API whose sender shop requires
 // consent for its list news; gone@example.com bounced.
 func newConsentServer(t *testing.T) (string, *policy.Policy) {
 	t.Helper()
-	db, err := pebble.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := policy.NewPebbleStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := func() time.Time { return hygieneTestNow }
-	p, err := policy.New(policy.Config{Store: store, Now: now,
+	p := testpolicy.New(t, policy.Config{Now: now,
 		Senders: map[string]policy.SenderRules{"shop": {ConsentRequired: []string{"news"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
 	if _, err := p.Add([]policy.Entry{{Address: "gone@example.com", Reason: policy.ConfirmedBounce}}); err != nil {
 		t.Fatal(err)
 	}

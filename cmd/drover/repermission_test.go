@@ -12,34 +12,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"drover/httpapi"
 	"drover/policy"
 	"drover/testkit"
+	"drover/testkit/testpolicy"
 )
 
 // newRepermissionServer is a server's admin API whose sender shop
 // requires consent for its list news, on a controlled clock.
 func newRepermissionServer(t *testing.T) (string, *policy.Policy, *testkit.Clock) {
 	t.Helper()
-	db, err := pebble.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := policy.NewPebbleStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
 	clock := testkit.NewClock(hygieneTestNow)
-	p, err := policy.New(policy.Config{Store: store, Now: clock.Now,
+	p := testpolicy.New(t, policy.Config{Now: clock.Now,
 		Senders: map[string]policy.SenderRules{"shop": {ConsentRequired: []string{"news"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
 	srv := httptest.NewServer(httpapi.Handler(httpapi.Config{Gatherer: prometheus.NewRegistry(), AdminToken: "t0ken", Policy: p, Now: clock.Now}))
 	t.Cleanup(srv.Close)
 	return srv.URL, p, clock

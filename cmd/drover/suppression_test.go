@@ -17,12 +17,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"drover/httpapi"
 	"drover/policy"
+	"drover/testkit/testpolicy"
 )
 
 var hygieneTestNow = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
@@ -31,21 +31,8 @@ var hygieneTestNow = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 // shop sunsets after 5 messages.
 func newHygieneServer(t *testing.T) (string, *policy.Policy) {
 	t.Helper()
-	db, err := pebble.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := policy.NewPebbleStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := func() time.Time { return hygieneTestNow }
-	p, err := policy.New(policy.Config{Store: store, Now: now, Senders: map[string]policy.SenderRules{"shop": {SunsetAfter: 5}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := testpolicy.New(t, policy.Config{Now: now, Senders: map[string]policy.SenderRules{"shop": {SunsetAfter: 5}}})
 	srv := httptest.NewServer(httpapi.Handler(httpapi.Config{Gatherer: prometheus.NewRegistry(), AdminToken: "t0ken", Policy: p, Now: now}))
 	t.Cleanup(srv.Close)
 	return srv.URL, p
