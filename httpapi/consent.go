@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"unicode"
 
@@ -191,14 +190,10 @@ func (h *consentAPI) list(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 || n > MaxConsentPage {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("limit=%q: a number from 1 to %d", v, MaxConsentPage))
-			return
-		}
-		limit = n
+	limit, err := limitParam(q, MaxConsentPage)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
 	}
 	cs, next, err := h.c.ListConsent(sender, list, status, q.Get("from"), limit)
 	if err != nil {

@@ -193,6 +193,19 @@ func canonical(addr string) (string, error) {
 	return policy.Canonical(addr)
 }
 
+// limitParam reads a page's limit= (default 100, at most max).
+func limitParam(q url.Values, max int) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 || n > max {
+		return 0, fmt.Errorf("limit=%q: a number from 1 to %d", v, max)
+	}
+	return n, nil
+}
+
 // GET /v1/suppressions
 func (h *hygieneAPI) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -205,14 +218,10 @@ func (h *hygieneAPI) list(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 || n > MaxSuppressionPage {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("limit=%q: a number from 1 to %d", v, MaxSuppressionPage))
-			return
-		}
-		limit = n
+	limit, err := limitParam(q, MaxSuppressionPage)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
 	}
 	es, next, err := h.p.List(f, q.Get("from"), limit)
 	if err != nil {

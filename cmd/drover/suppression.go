@@ -355,32 +355,7 @@ nothing is imported (the exit status is then 1).`,
 				body = file
 				q.Set("source", filepath.Base(name))
 			}
-			w := cmd.OutOrStdout()
-			resp, err := client.send(cmd.Context(), "POST", pathQuery("/v1/suppressions/import", q), contentType(f), body, 0)
-			if ae := (*apiError)(nil); errors.As(err, &ae) && ae.status == http.StatusUnprocessableEntity {
-				var res policy.ImportResult
-				if json.Unmarshal(ae.body, &res) == nil && len(res.Invalid) > 0 {
-					if asJSON {
-						w.Write(ae.body)
-					} else {
-						printImport(w, &res)
-					}
-				}
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			defer resp.Body.Close()
-			var res policy.ImportResult
-			if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
-				return fmt.Errorf("%s: the server's answer: %w", name, err)
-			}
-			if asJSON {
-				return json.NewEncoder(w).Encode(res)
-			}
-			printImport(w, &res)
-			return nil
+			return importFile(cmd, client, pathQuery("/v1/suppressions/import", q), contentType(f), name, body, asJSON)
 		},
 	}
 	ef.add(cmd.Flags(), "", "import for")
