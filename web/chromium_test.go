@@ -5,12 +5,9 @@ import (
 	"context"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/chromedp"
 )
 
@@ -43,46 +40,7 @@ func TestConfirmPageInChromium(t *testing.T) {
 	defer srv.Close()
 	pageURL := srv.URL + "/u/" + f.seal(testRcpt)
 
-	browserOut := &syncBuffer{}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox, // the tests run as root
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.CombinedOutput(browserOut),
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
-	defer cancel()
-	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	ctx, cancelBrowser := chromedp.NewContext(ctx)
-	defer cancelBrowser()
-	defer func() {
-		if t.Failed() {
-			t.Logf("Chromium's output:\n%s", browserOut.String())
-		}
-	}()
-
-	var mu sync.Mutex
-	var cspViolations []string
-	err := chromedp.Listen(ctx, func(ev any) {
-		if e, ok := ev.(*cdplog.EventEntryAdded); ok && strings.Contains(e.Entry.Text, "Content Security Policy") {
-			mu.Lock()
-			cspViolations = append(cspViolations, e.Entry.Text)
-			mu.Unlock()
-		}
-	})
-	if err != nil {
-		t.Fatalf("starting Chromium: %v", err)
-	}
+	ctx, violations := newBrowser(t)
 
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(pageURL),
@@ -121,10 +79,8 @@ func TestConfirmPageInChromium(t *testing.T) {
 	if len(calls) != 1 || calls[0].r != testRcpt || calls[0].source != "page" {
 		t.Fatalf("calls %+v, want one page unsubscribe of %+v", calls, testRcpt)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(cspViolations) > 0 {
-		t.Errorf("Chromium reports Content-Security-Policy violations: %q", cspViolations)
+	if v := violations(); len(v) > 0 {
+		t.Errorf("Chromium reports Content-Security-Policy violations: %q", v)
 	}
 }
 
