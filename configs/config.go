@@ -172,6 +172,11 @@ type Policy struct {
 	// SpamTraps are addresses and domains (a domain: "example.com" or
 	// "@example.com") nothing is sent to.
 	SpamTraps []string `yaml:"spam_traps"`
+	// PendingConsentTTL: a double opt-in sign-up not confirmed within it
+	// is deleted. ConsentProofRetention: how long the history of a
+	// withdrawn or lapsed consent is kept. 0 keeps them.
+	PendingConsentTTL     time.Duration `yaml:"pending_consent_ttl"`
+	ConsentProofRetention time.Duration `yaml:"consent_proof_retention"`
 	// ConsentStreams are the streams whose mail needs the recipient's
 	// confirmed consent where a sender requires it (consent_required); a
 	// stream listed neither here nor in streams follows marketing.
@@ -634,6 +639,9 @@ func (c *Config) validate() error {
 	}
 	if d.Port < 1 || d.Port > 65535 {
 		add("delivery.port", "%d is not a port", d.Port)
+	}
+	if c.Policy.PendingConsentTTL < 0 || c.Policy.ConsentProofRetention < 0 {
+		add("policy", "pending_consent_ttl and consent_proof_retention must not be negative (0 keeps the records)")
 	}
 	if c.Policy.ConfirmAfter < 1 {
 		add("policy.confirm_after", "must be at least 1, not %d", c.Policy.ConfirmAfter)

@@ -282,6 +282,16 @@ func (p *PebbleStore) ScanConsent(sender, list string, status ConsentStatus, fro
 	return it.Error()
 }
 
+func (p *PebbleStore) DeleteConsent(sender, list, addr string) error {
+	p.consentMu.Lock()
+	defer p.consentMu.Unlock()
+	b := p.db.NewBatch()
+	defer b.Close()
+	b.Delete(key(prefixConsent, sender, list, addr), nil)
+	b.DeleteRange(append(key(prefixConsentHistory, sender, list, addr), 0), append(key(prefixConsentHistory, sender, list, addr), 1), nil)
+	return b.Commit(pebble.Sync)
+}
+
 func (p *PebbleStore) PutConsentText(text string) (string, error) {
 	h := TextHash(text)
 	k, _ := textKey(h)

@@ -48,6 +48,11 @@ type Config struct {
 	// neither here nor in Streams follows marketing. nil:
 	// DefaultConsentStreams.
 	ConsentStreams []string
+	// PendingTTL is how long a double opt-in sign-up waits for its
+	// confirmation before it is deleted; ProofRetention how long the
+	// history of a withdrawn or lapsed consent is kept (ExpireConsents).
+	// 0 keeps them.
+	PendingTTL, ProofRetention time.Duration
 	// OnEvent receives policy's events; it must not block.
 	OnEvent func(Event)
 	Now     func() time.Time
@@ -527,6 +532,9 @@ func (p *Policy) run() {
 			lastForget = now
 			if err := p.cfg.Store.ForgetMessages(now.Add(-messageMemory)); err != nil {
 				p.cfg.Logger.Error("policy: forgetting old message records failed", "err", err)
+			}
+			if _, _, err := p.ExpireConsents(); err != nil {
+				p.cfg.Logger.Error("policy: deleting expired consent records failed", "err", err)
 			}
 		}
 		for _, c := range syncs {

@@ -67,6 +67,10 @@ type Store interface {
 	// sender, list and address; with one sender and one list, from the
 	// first address not before from.
 	ScanConsent(sender, list string, status ConsentStatus, from string, fn func(ConsentHead) error) error
+	// DeleteConsent removes the whole history of addr with sender's list,
+	// durably (retention: a sign-up never confirmed, a consent ended
+	// long ago).
+	DeleteConsent(sender, list, addr string) error
 	// PutConsentText stores a consent text once, durably, under its
 	// SHA-256 (TextHash), which it returns.
 	PutConsentText(text string) (string, error)

@@ -21,11 +21,13 @@ import (
 // gives; serve adds the store, the events and the clock.
 func policyConfig(cfg *configs.Config) (policy.Config, error) {
 	pc := policy.Config{
-		ConfirmAfter: cfg.Policy.ConfirmAfter,
-		WaitForRun:   !cfg.Policy.ConfirmUnambiguous,
-		SpamTraps:    cfg.Policy.SpamTraps,
-		Streams:      map[string][]policy.Reason{},
-		Senders:      map[string]policy.SenderRules{},
+		ConfirmAfter:   cfg.Policy.ConfirmAfter,
+		PendingTTL:     cfg.Policy.PendingConsentTTL,
+		ProofRetention: cfg.Policy.ConsentProofRetention,
+		WaitForRun:     !cfg.Policy.ConfirmUnambiguous,
+		SpamTraps:      cfg.Policy.SpamTraps,
+		Streams:        map[string][]policy.Reason{},
+		Senders:        map[string]policy.SenderRules{},
 		// Never nil: consent_streams: [] is no stream (policy's nil is
 		// its default).
 		ConsentStreams: append([]string{}, cfg.Policy.ConsentStreams...),
