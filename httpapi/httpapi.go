@@ -190,8 +190,8 @@
 //	                         {"address", "records": [...]}: the history,
 //	                         oldest first, texts resolved; without list,
 //	                         every list of the sender, without sender every
-//	                         sender's (a scan of the latest records: about
-//	                         a second a million); 404 when none
+//	                         sender's (through the index by address); 404
+//	                         when none
 //	GET  /v1/consent?sender=S&list=L&status=confirmed|pending|withdrawn|lapsed
 //	     &from=ADDR&limit=100
 //	                         the latest record of each address of the list

@@ -495,8 +495,8 @@ func (r *resolver) resolve(c *Consent) error {
 
 // ConsentHistory returns the consent records of an address, oldest
 // first, with their texts: with sender's list (list Any: every list of
-// the sender; sender Any: every sender's). With Any it scans the latest
-// records of the sender (of every sender), about a second a million.
+// the sender; sender Any: every sender's), found through the index by
+// address (pc).
 func (p *Policy) ConsentHistory(addr, sender, list string) ([]Consent, error) {
 	a, err := Canonical(addr)
 	if err != nil {
@@ -523,13 +523,18 @@ func (p *Policy) ConsentHistory(addr, sender, list string) ([]Consent, error) {
 	if sender != Any && list != Any {
 		return out, add(sender, list)
 	}
-	err = p.cfg.Store.ScanConsent(sender, list, "", "", func(h ConsentHead) error {
-		if h.Address != a {
-			return nil
+	lists, err := p.cfg.Store.ConsentLists(a)
+	if err != nil {
+		return nil, err
+	}
+	for _, sl := range lists {
+		if sender == Any || sl[0] == sender {
+			if err := add(sl[0], sl[1]); err != nil {
+				return nil, err
+			}
 		}
-		return add(h.Sender, h.List)
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 // ListConsent returns at most limit latest records of sender's list ("":

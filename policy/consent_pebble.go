@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cockroachdb/pebble"
 )
@@ -183,6 +184,9 @@ func (p *PebbleStore) AppendConsent(cs []Consent) ([]Consent, error) {
 		if err := b.Set(latestKey(c.Sender, c.List, c.Address), encodeHead(c.Status, c.Seq), nil); err != nil {
 			return nil, err
 		}
+		if err := b.Set(key(prefixConsentIndex, c.Address, c.Sender, c.List), nil, nil); err != nil {
+			return nil, err
+		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return nil, err
@@ -282,12 +286,29 @@ func (p *PebbleStore) ScanConsent(sender, list string, status ConsentStatus, fro
 	return it.Error()
 }
 
+func (p *PebbleStore) ConsentLists(addr string) ([][2]string, error) {
+	lo := key(prefixConsentIndex, addr, "")
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: append(key(prefixConsentIndex, addr), 1)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out [][2]string
+	for it.First(); it.Valid(); it.Next() {
+		if s, l, ok := strings.Cut(string(it.Key()[len(lo):]), "\x00"); ok {
+			out = append(out, [2]string{s, l})
+		}
+	}
+	return out, it.Error()
+}
+
 func (p *PebbleStore) DeleteConsent(sender, list, addr string) error {
 	p.consentMu.Lock()
 	defer p.consentMu.Unlock()
 	b := p.db.NewBatch()
 	defer b.Close()
 	b.Delete(key(prefixConsent, sender, list, addr), nil)
+	b.Delete(key(prefixConsentIndex, addr, sender, list), nil)
 	b.DeleteRange(append(key(prefixConsentHistory, sender, list, addr), 0), append(key(prefixConsentHistory, sender, list, addr), 1), nil)
 	return b.Commit(pebble.Sync)
 }

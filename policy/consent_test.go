@@ -449,7 +449,7 @@ func TestKeyPrefixesHotAboveCold(t *testing.T) {
 			}
 		}
 	}
-	if len(all) != 10 {
+	if len(all) != 11 {
 		t.Errorf("%d prefixes listed: a new one must be hot or cold", len(all))
 	}
 }
@@ -567,5 +567,29 @@ func TestImportConsent(t *testing.T) {
 	o.SkipInvalid = true
 	if res, err := p.ImportConsent(strings.NewReader(bad), o); err != nil || res.Added != 1 || res.InvalidLines != 3 {
 		t.Errorf("skipping the invalid lines: %+v %v", res, err)
+	}
+}
+
+// The history of an address over every list comes from the index by
+// address, which follows appends and deletions.
+func TestConsentIndexByAddress(t *testing.T) {
+	p, _ := newPolicy(t, nil)
+	for _, sl := range [][2]string{{"shop", "news"}, {"shop", "offers"}, {"bank", ""}} {
+		if _, _, err := p.RecordConsent(ConsentInput{Sender: sl[0], List: sl[1], Address: "ann@example.com", Time: t0, Source: "form", Text: "Yes."}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.RecordConsent(ConsentInput{Sender: "shop", List: "news", Address: "bob@example.com", Time: t0, Source: "form", Text: "Yes."})
+	if h, err := p.ConsentHistory("ann@example.com", Any, Any); err != nil || len(h) != 3 {
+		t.Fatalf("every sender: %d %v", len(h), err)
+	}
+	if h, err := p.ConsentHistory("ANN@example.com", "shop", Any); err != nil || len(h) != 2 {
+		t.Fatalf("one sender: %d %v", len(h), err)
+	}
+	if err := p.cfg.Store.DeleteConsent("shop", "offers", "ann@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if lists, _ := p.cfg.Store.ConsentLists("ann@example.com"); len(lists) != 2 {
+		t.Errorf("after a deletion: %v", lists)
 	}
 }

@@ -126,6 +126,7 @@
 // spool (queue.Spool.DB), under prefixes that start with 'p':
 //
 //	pa<sender>\x00<addr>                      the address's attributes with the sender (its name)
+//	pc<addr>\x00<sender>\x00<list>            the lists the address has consent records with (an index)
 //	pr<sender>\x00<list>\x00<started>        a re-permission campaign: deadline, end, counts
 //	ps<addr>                                 every suppression entry of the address
 //	pt<sender>\x00<list>\x00<addr>            the latest consent record's status and number

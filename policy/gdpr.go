@@ -40,8 +40,7 @@ func (p *Policy) Held(addr string, senders []string) (*Held, error) {
 // HeldBy returns what policy holds about addr that concerns sender: its
 // consent with the sender's lists, the global entries and the sender's,
 // its run of hard bounces, its engagement and attributes with the
-// sender. It reads only the sender's consent records, where Held scans
-// every sender's.
+// sender (the manage page's view).
 func (p *Policy) HeldBy(addr, sender string) (*Held, error) {
 	if sender == "" || sender == Any {
 		return nil, invalidf("name the sender")

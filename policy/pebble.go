@@ -24,6 +24,7 @@ import (
 // range, or every compaction would rewrite them while mail flows.
 const (
 	prefixAttributes     = "pa" // pa<sender>\x00<addr>                      the address's attributes with the sender (name)
+	prefixConsentIndex   = "pc" // pc<addr>\x00<sender>\x00<list>              the lists an address has consent records with
 	prefixRepermission   = "pr" // pr<sender>\x00<list>\x00<started:8>       a re-permission campaign
 	prefixSuppression    = "ps" // ps<addr>                                  every entry of the address
 	prefixConsent        = "pt" // pt<sender>\x00<list>\x00<addr>             latest consent record: status, number
@@ -38,7 +39,7 @@ const (
 // coldPrefixes are seldom written (and most of them large);
 // hotPrefixes are written with every message. Every cold key sorts below every hot one.
 var (
-	coldPrefixes = []string{prefixAttributes, prefixRepermission, prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
+	coldPrefixes = []string{prefixAttributes, prefixConsentIndex, prefixRepermission, prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
 	hotPrefixes  = []string{prefixMessage, prefixStats, prefixHygiene, prefixEngagement}
 )
 

@@ -67,6 +67,9 @@ type Store interface {
 	// sender, list and address; with one sender and one list, from the
 	// first address not before from.
 	ScanConsent(sender, list string, status ConsentStatus, from string, fn func(ConsentHead) error) error
+	// ConsentLists are the senders and lists addr has consent records
+	// with (an index by address: one short scan).
+	ConsentLists(addr string) ([][2]string, error)
 	// DeleteConsent removes the whole history of addr with sender's list,
 	// durably (retention: a sign-up never confirmed, a consent ended
 	// long ago).
