@@ -109,7 +109,11 @@ func perRecipientResults(t *testing.T) {
 	s = tb.spool
 	now := time.Now()
 	id := enqueue(t, s, nil, "hello", "ok@d.test", "later@d.test", "bad@d.test")
-	tb.wait("outcomes", func() bool { return s.Stats().InFlight == 0 && len(ev.of(queue.EventDeferred)) == 1 })
+	// The outcomes' events are emitted one after another once the
+	// recipients are done: wait for the last of them too.
+	tb.wait("outcomes", func() bool {
+		return s.Stats().InFlight == 0 && len(ev.of(queue.EventDeferred)) == 1 && len(ev.of(queue.EventBounced)) == 1
+	})
 
 	calls, _, _ := c.snapshot()
 	if len(calls) != 1 || len(calls[0].addrs) != 3 {
