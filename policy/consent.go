@@ -296,6 +296,10 @@ func (p *Policy) prepareConsent(in ConsentInput, latest latestConsent) (c Consen
 	if in.Method != "" && !in.Method.Valid() {
 		return Consent{}, "", false, invalidf("method %q: single-opt-in, double-opt-in, import or api", in.Method)
 	}
+	if p.isErased(addr) && !(in.Method == DoubleOptIn && (in.Status == ConsentPending || in.Confirmation != nil)) {
+		// Only the person's own new double opt-in lifts an erasure.
+		return Consent{}, "", false, &SuppressedError{Entry: Entry{Address: addr, Scope: Scope{Kind: Global}, Reason: Manual, Source: "erased"}}
+	}
 	if e, blocked, err := p.consentBlocked(in.Sender, addr); err != nil {
 		return Consent{}, "", false, err
 	} else if blocked {
@@ -430,7 +434,11 @@ func (p *Policy) RecordConsent(in ConsentInput) (c Consent, added bool, err erro
 	if in.Status != "" && in.Status != ConsentPending && in.Status != ConsentConfirmed {
 		return Consent{}, false, invalidf("status %q: a record is pending or confirmed (a withdrawal is WithdrawConsent)", in.Status)
 	}
-	return p.appendOne(in)
+	c, added, err = p.appendOne(in)
+	if err == nil && added && c.Status == ConsentConfirmed && c.Confirmation != nil {
+		err = p.unerase(c.Address)
+	}
+	return c, added, err
 }
 
 // WithdrawConsent records the withdrawal of an address's consent to a

@@ -449,7 +449,7 @@ func TestKeyPrefixesHotAboveCold(t *testing.T) {
 			}
 		}
 	}
-	if len(all) != 11 {
+	if len(all) != 12 {
 		t.Errorf("%d prefixes listed: a new one must be hot or cold", len(all))
 	}
 }
@@ -591,5 +591,70 @@ func TestConsentIndexByAddress(t *testing.T) {
 	}
 	if lists, _ := p.cfg.Store.ConsentLists("ann@example.com"); len(lists) != 2 {
 		t.Errorf("after a deletion: %v", lists)
+	}
+}
+
+// Erase leaves nothing of the address but its keyed hash: the check
+// refuses it for every sender, across a restart; a consent record or an
+// import of it is refused; its own new double opt-in lifts the erasure.
+func TestErase(t *testing.T) {
+	db := openDB(t)
+	store, _ := NewPebbleStore(db)
+	key := []byte("erasure key of this test")
+	p, err := New(Config{Store: store, ErasureKey: key, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := "ann@example.com"
+	p.Unsubscribe(Recipient{Sender: "shop", List: "news", Address: a}, "one-click")
+	p.RecordConsent(ConsentInput{Sender: "shop", List: "offers", Address: a, Time: t0, Source: "form", Text: "Yes."})
+	p.SetAttribute("shop", a, "name", "Ann")
+	p.Observe(Outcome{Kind: KindDelivered, Sender: "shop", Address: a, Stream: "marketing"})
+	p.Observe(bounced(a, "hard", "rejected", "m1"))
+	p.Sync()
+	if err := p.Erase("ANN@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Purge(); err != nil {
+		t.Fatal(err)
+	}
+	h, err := p.Held(a, []string{"shop"})
+	if err != nil || len(h.Consent)+len(h.Suppressions)+len(h.Engagement)+len(h.Attributes) != 0 || h.HardBounces.HardInARow != 0 {
+		t.Fatalf("held after erasure: %+v %v", h, err)
+	}
+	it, _ := db.NewIter(&pebble.IterOptions{LowerBound: []byte("p"), UpperBound: []byte("q")})
+	for it.First(); it.Valid(); it.Next() {
+		if bytes.Contains(bytes.ToLower(append(it.Key(), it.Value()...)), []byte(a)) {
+			t.Errorf("key %q still names the address", it.Key())
+		}
+	}
+	it.Close()
+	p.Close()
+	store, _ = NewPebbleStore(db)
+	p, _ = New(Config{Store: store, ErasureKey: key, Now: func() time.Time { return t0 }})
+	defer p.Close()
+	if d, _ := p.Check("bank", "transactional", "", "Ann@Example.com"); !d.Suppressed {
+		t.Errorf("an erased address is mailed after a restart")
+	}
+	var se *SuppressedError
+	if _, _, err := p.RecordConsent(ConsentInput{Sender: "shop", List: "news", Address: a, Time: t0, Source: "api", Text: "Yes."}); !errors.As(err, &se) {
+		t.Errorf("consent for an erased address: %v", err)
+	}
+	if _, err := p.ImportConsent(strings.NewReader("address,status,time,source,text\n"+a+",confirmed,2026-12-01T10:00:00Z,import,Yes.\n"),
+		ConsentImportOptions{Sender: "shop", List: "news", Format: CSV}); err == nil {
+		t.Errorf("an import of an erased address was taken")
+	}
+	// The person's own double opt-in: a sign-up is taken, and its
+	// confirmation lifts the erasure.
+	if _, _, err := p.RecordConsent(ConsentInput{Sender: "shop", List: "news", Address: a, Status: ConsentPending, Method: DoubleOptIn,
+		Time: t0, Source: "form", Text: "Yes."}); err != nil {
+		t.Fatalf("a new sign-up: %v", err)
+	}
+	if _, _, err := p.RecordConsent(ConsentInput{Sender: "shop", List: "news", Address: a, Status: ConsentConfirmed, Method: DoubleOptIn,
+		Confirmation: &ConsentAct{Time: t0, Source: "confirmation page"}}); err != nil {
+		t.Fatalf("its confirmation: %v", err)
+	}
+	if d, _ := p.Check("bank", "transactional", "", a); d.Suppressed {
+		t.Errorf("still erased after the person's double opt-in: %+v", d)
 	}
 }

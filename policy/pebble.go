@@ -24,6 +24,7 @@ import (
 // range, or every compaction would rewrite them while mail flows.
 const (
 	prefixAttributes     = "pa" // pa<sender>\x00<addr>                      the address's attributes with the sender (name)
+	prefixErased         = "pe" // pe<hmac:16>                               an erased address's keyed hash: it stays suppressed
 	prefixConsentIndex   = "pc" // pc<addr>\x00<sender>\x00<list>              the lists an address has consent records with
 	prefixRepermission   = "pr" // pr<sender>\x00<list>\x00<started:8>       a re-permission campaign
 	prefixSuppression    = "ps" // ps<addr>                                  every entry of the address
@@ -39,7 +40,7 @@ const (
 // coldPrefixes are seldom written (and most of them large);
 // hotPrefixes are written with every message. Every cold key sorts below every hot one.
 var (
-	coldPrefixes = []string{prefixAttributes, prefixConsentIndex, prefixRepermission, prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
+	coldPrefixes = []string{prefixAttributes, prefixConsentIndex, prefixErased, prefixRepermission, prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
 	hotPrefixes  = []string{prefixMessage, prefixStats, prefixHygiene, prefixEngagement}
 )
 
@@ -591,4 +592,82 @@ func decodeAttributes(v []byte) (map[string]string, error) {
 		return nil, fmt.Errorf("policy: attribute record: %w", r.err)
 	}
 	return out, nil
+}
+
+// Erase deletes every record of addr under every prefix but the texts
+// (shared, and naming no one) and the message records (naming no
+// recipient), and keeps marker, its keyed hash, in pe; one batch,
+// synced. The index forgets it too.
+func (p *PebbleStore) Erase(addr string, marker []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.consentMu.Lock()
+	defer p.consentMu.Unlock()
+	b := p.db.NewBatch()
+	defer b.Close()
+	b.Delete(key(prefixSuppression, addr), nil)
+	b.Delete(key(prefixHygiene, addr), nil)
+	lists, err := p.ConsentLists(addr)
+	if err != nil {
+		return err
+	}
+	for _, sl := range lists {
+		b.Delete(key(prefixConsent, sl[0], sl[1], addr), nil)
+		b.DeleteRange(append(key(prefixConsentHistory, sl[0], sl[1], addr), 0), append(key(prefixConsentHistory, sl[0], sl[1], addr), 1), nil)
+	}
+	b.DeleteRange(key(prefixConsentIndex, addr, ""), append(key(prefixConsentIndex, addr), 1), nil)
+	// Attributes and engagement are keyed sender first: every sender's.
+	for _, prefix := range []string{prefixAttributes, prefixEngagement} {
+		it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd(prefix)})
+		if err != nil {
+			return err
+		}
+		suffix := append([]byte{0}, addr...)
+		for it.First(); it.Valid(); it.Next() {
+			if bytes.HasSuffix(it.Key(), suffix) {
+				b.Delete(bytes.Clone(it.Key()), nil)
+			}
+		}
+		if err := it.Close(); err != nil {
+			return err
+		}
+	}
+	b.Set(append([]byte(prefixErased), marker...), nil, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	p.idx.set(addr, nil)
+	return nil
+}
+
+// Erased returns the keyed hashes of the erased addresses.
+func (p *PebbleStore) Erased() ([][]byte, error) {
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixErased), UpperBound: prefixEnd(prefixErased)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out [][]byte
+	for it.First(); it.Valid(); it.Next() {
+		out = append(out, bytes.Clone(it.Key()[len(prefixErased):]))
+	}
+	return out, it.Error()
+}
+
+// Unerase deletes an erased address's marker (its own confirmed double
+// opt-in lifts it).
+func (p *PebbleStore) Unerase(marker []byte) error {
+	return p.db.Delete(append([]byte(prefixErased), marker...), pebble.Sync)
+}
+
+// Purge flushes and compacts the whole database, so that what was
+// deleted is gone from its files too: Pebble keeps deleted values in its
+// tables until a compaction drops them (the MANIFEST, which names the
+// tables' bounding keys, is rewritten at each change: queue.Open sets
+// MaxManifestFileSize so).
+func (p *PebbleStore) Purge() error {
+	if err := p.db.Flush(); err != nil {
+		return err
+	}
+	return p.db.Compact([]byte{0}, []byte{0xff}, true)
 }

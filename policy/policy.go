@@ -53,6 +53,9 @@ type Config struct {
 	// history of a withdrawn or lapsed consent is kept (ExpireConsents).
 	// 0 keeps them.
 	PendingTTL, ProofRetention time.Duration
+	// ErasureKey keys the hashes that keep erased addresses suppressed
+	// (Erase); it must stay the same across restarts.
+	ErasureKey []byte
 	// OnEvent receives policy's events; it must not block.
 	OnEvent func(Event)
 	Now     func() time.Time
@@ -127,6 +130,8 @@ type Policy struct {
 
 	countMu sync.Mutex
 	counts  map[countKey]int
+
+	erased erasedSet
 
 	// consent: the senders that require consent, and for which lists;
 	// consentStreams: the streams that need it (a stream not in it
@@ -235,6 +240,9 @@ func New(cfg Config) (*Policy, error) {
 	// The re-permission campaigns whose deadline passed while the node
 	// was down end now, in the background.
 	p.kickRepermissions()
+	if err := p.loadErased(); err != nil {
+		return nil, fmt.Errorf("policy: reading the erased addresses: %w", err)
+	}
 	go p.run()
 	return p, nil
 }
@@ -332,6 +340,10 @@ func (p *Policy) Check(sender, stream, list, addr string) (Decision, error) {
 			p.observe(Outcome{Kind: "trap", Time: p.cfg.Now(), Sender: sender, Address: a, Stream: stream, List: list})
 		}
 		d.Suppressed, d.Entry = true, Entry{Address: a, Scope: Scope{Kind: Global}, Reason: SpamTrap, Source: "config"}
+		return d, nil
+	}
+	if p.isErased(a) {
+		d.Suppressed, d.Entry = true, Entry{Address: a, Scope: Scope{Kind: Global}, Reason: Manual, Source: "erased"}
 		return d, nil
 	}
 	var buf [4]Brief

@@ -70,6 +70,14 @@ type Store interface {
 	// ConsentLists are the senders and lists addr has consent records
 	// with (an index by address: one short scan).
 	ConsentLists(addr string) ([][2]string, error)
+	// Erase deletes every record of addr, durably, and keeps marker, its
+	// keyed hash, so that it stays suppressed; Erased lists the markers,
+	// Unerase drops one; Purge makes what was deleted gone from the
+	// store's files too.
+	Erase(addr string, marker []byte) error
+	Erased() ([][]byte, error)
+	Unerase(marker []byte) error
+	Purge() error
 	// DeleteConsent removes the whole history of addr with sender's list,
 	// durably (retention: a sign-up never confirmed, a consent ended
 	// long ago).

@@ -1,0 +1,97 @@
+package policy
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"sync"
+)
+
+// Erasure (GDPR art. 17): Erase deletes every record of an address from
+// the store, under every prefix, and keeps only a keyed hash of it
+// (HMAC-SHA256 with Config.ErasureKey, 16 bytes, in pe), so that the
+// address stays suppressed for every sender without being stored: the
+// recipient check refuses it, and a consent record, an import or an API
+// subscription of it is refused. Only the person's own new double opt-in
+// lifts it: a pending sign-up is taken, and its confirmation from the
+// mailbox drops the hash. Purge then makes the deleted values gone from
+// the store's files.
+
+// erasedSet is the keyed hashes of the erased addresses, in memory.
+type erasedSet struct {
+	mu  sync.RWMutex
+	set map[[16]byte]bool
+}
+
+func (p *Policy) marker(addr string) [16]byte {
+	m := hmac.New(sha256.New, p.cfg.ErasureKey)
+	m.Write([]byte("drover-erased-v1\x00" + addr))
+	var k [16]byte
+	copy(k[:], m.Sum(nil))
+	return k
+}
+
+// isErased reports whether addr (normalised) was erased.
+func (p *Policy) isErased(addr string) bool {
+	p.erased.mu.RLock()
+	n := len(p.erased.set)
+	p.erased.mu.RUnlock()
+	if n == 0 {
+		return false // no hash to compute while nothing was erased
+	}
+	k := p.marker(addr)
+	p.erased.mu.RLock()
+	defer p.erased.mu.RUnlock()
+	return p.erased.set[k]
+}
+
+// Erase deletes what policy holds about addr and keeps its keyed hash.
+func (p *Policy) Erase(addr string) error {
+	a, err := Canonical(addr)
+	if err != nil {
+		return &InvalidConsentError{Msg: err.Error()}
+	}
+	es, err := p.cfg.Store.Suppressions(a)
+	if err != nil {
+		return err
+	}
+	k := p.marker(a)
+	if err := p.cfg.Store.Erase(a, k[:]); err != nil {
+		return err
+	}
+	p.counted(es, -1)
+	p.erased.mu.Lock()
+	p.erased.set[k] = true
+	p.erased.mu.Unlock()
+	return nil
+}
+
+// Purge makes what was erased gone from the store's files too.
+func (p *Policy) Purge() error { return p.cfg.Store.Purge() }
+
+func (p *Policy) unerase(addr string) error {
+	if !p.isErased(addr) {
+		return nil
+	}
+	k := p.marker(addr)
+	if err := p.cfg.Store.Unerase(k[:]); err != nil {
+		return err
+	}
+	p.erased.mu.Lock()
+	delete(p.erased.set, k)
+	p.erased.mu.Unlock()
+	return nil
+}
+
+func (p *Policy) loadErased() error {
+	ms, err := p.cfg.Store.Erased()
+	if err != nil {
+		return err
+	}
+	p.erased.set = map[[16]byte]bool{}
+	for _, m := range ms {
+		var k [16]byte
+		copy(k[:], m)
+		p.erased.set[k] = true
+	}
+	return nil
+}
