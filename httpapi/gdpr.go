@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,11 +14,36 @@ import (
 type GDPR interface {
 	// Export is everything held about addr, as JSON.
 	Export(addr string) (any, error)
+	// Erase erases addr from every store; it answers what it did.
+	Erase(addr string) (any, error)
 }
 
-// registerGDPR adds GET /v1/gdpr/export?address=A. Without a GDPR it
-// answers 404.
+// registerGDPR adds GET /v1/gdpr/export?address=A and POST
+// /v1/gdpr/erase {"address": A}. Without a GDPR they answer 404.
 func registerGDPR(admin *http.ServeMux, g GDPR) {
+	admin.HandleFunc("POST /v1/gdpr/erase", func(w http.ResponseWriter, r *http.Request) {
+		if g == nil {
+			writeError(w, http.StatusNotFound, errHygieneOff)
+			return
+		}
+		var req struct {
+			Address string `json:"address"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Address == "" {
+			writeError(w, http.StatusBadRequest, errors.New(`the body is {"address": "..."}`))
+			return
+		}
+		res, err := g.Erase(req.Address)
+		var ie *policy.InvalidConsentError
+		switch {
+		case errors.As(err, &ie):
+			writeError(w, http.StatusBadRequest, err)
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, fmt.Errorf("erase: %w", err))
+		default:
+			writeJSON(w, res)
+		}
+	})
 	admin.HandleFunc("GET /v1/gdpr/export", func(w http.ResponseWriter, r *http.Request) {
 		if g == nil {
 			writeError(w, http.StatusNotFound, errHygieneOff)

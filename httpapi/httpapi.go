@@ -235,6 +235,12 @@
 //	                         hard-bounce run, engagement per sender, the
 //	                         queued messages to it and the mail-log lines
 //	                         that name it
+//	POST /v1/gdpr/erase      {"address": A}: erases it from every store
+//	                         (art. 17): policy's records (a keyed hash
+//	                         keeps it suppressed), its queued recipients,
+//	                         the mail-log lines (redacted in place), then
+//	                         a compaction of the database:
+//	                         {"erased": true, "queued_deleted": n}
 //
 // Re-permission campaigns (Config.Policy too; 404 without it). A
 // campaign is {"sender", "list", "state": "running"|"ended", "started",

@@ -1,6 +1,7 @@
 package mta
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
 	"os"
@@ -96,3 +97,90 @@ func (lf *logFile) expire() {
 }
 
 func (lf *logFile) Close() error { return lf.f.Close() }
+
+// redact rewrites the file and its rotated files with every occurrence of
+// addr (without regard to case) replaced by with: each through a
+// temporary file renamed over it and synced, the live one reopened.
+func (lf *logFile) redact(addr, with string) error {
+	files, _ := filepath.Glob(lf.path + ".*")
+	if err := lf.f.Close(); err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range append(files, lf.path) {
+		if strings.Contains(f, ".tmp-") {
+			continue
+		}
+		errs = append(errs, redactFile(f, addr, with))
+	}
+	errs = append(errs, lf.open())
+	return errors.Join(errs...)
+}
+
+func redactFile(path, addr, with string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	out := replaceFold(data, []byte(addr), []byte(with))
+	if out == nil {
+		return nil // nothing to redact
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(out); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(st.Mode().Perm()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
+}
+
+// replaceFold returns data with every occurrence of old, compared without
+// regard to ASCII case, replaced by new; nil when there is none.
+func replaceFold(data, old, new []byte) []byte {
+	lower, needle := bytes.ToLower(data), bytes.ToLower(old)
+	if len(lower) != len(data) || !bytes.Contains(lower, needle) {
+		if len(lower) == len(data) {
+			return nil
+		}
+		return bytes.ReplaceAll(data, old, new) // a rare non-ASCII case: exact matches only
+	}
+	var out []byte
+	for {
+		i := bytes.Index(lower, needle)
+		if i < 0 {
+			return append(out, data...)
+		}
+		out = append(append(out, data[:i]...), new...)
+		data, lower = data[i+len(old):], lower[i+len(needle):]
+	}
+}

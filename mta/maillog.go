@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -34,6 +35,7 @@ type MailLog struct {
 	mu      sync.RWMutex // Close against Write
 	closed  bool
 	events  chan queue.Event
+	redacts chan redaction
 	done    chan struct{}
 	dropped atomic.Int64
 	err     error // of the writer, read after done
@@ -86,6 +88,7 @@ func openMailLog(path string, retention time.Duration, reg prometheus.Registerer
 func newMailLog(out io.Writer, closer io.Closer, writeErrors prometheus.Counter, log *slog.Logger, now func() time.Time, bufSize int) *MailLog {
 	l := &MailLog{
 		events:      make(chan queue.Event, mailLogBuffer),
+		redacts:     make(chan redaction),
 		done:        make(chan struct{}),
 		writeErrors: writeErrors,
 		errLog:      errorThrottle{log: log, now: now, interval: mailLogErrorInterval},
@@ -164,6 +167,32 @@ func (l *MailLog) run(out io.Writer, closer io.Closer) {
 			if err := enc.Encode(ev); err != nil {
 				failed(err)
 			}
+		case rd := <-l.redacts:
+			// The events already handed over, and what is buffered, go to
+			// the file first, so that they are redacted too.
+			for drained := false; !drained; {
+				select {
+				case ev, ok := <-l.events:
+					if ok {
+						if err := enc.Encode(ev); err != nil {
+							failed(err)
+						}
+					} else {
+						drained = true
+					}
+				default:
+					drained = true
+				}
+			}
+			if err := w.Flush(); err != nil {
+				failed(err)
+			}
+			lf, ok := out.(*logFile)
+			if !ok {
+				rd.done <- errors.New("the mail log is not a file: Drover cannot redact it")
+				continue
+			}
+			rd.done <- lf.redact(rd.addr, rd.with)
 		case <-tick.C:
 			if err := w.Flush(); err != nil {
 				failed(err)
@@ -213,6 +242,28 @@ func (t *errorThrottle) flush() {
 	}
 	t.log.Error("mail log: write failed, events lost", "err", t.lastErr, "errors", t.n)
 	t.logged, t.last, t.n = true, t.now(), 0
+}
+
+// redaction is a request to the log's goroutine.
+type redaction struct {
+	addr, with string
+	done       chan error
+}
+
+// Redact replaces addr, in any case, with with in the mail log's file and
+// its rotated files (GDPR erasure), between two writes of the log.
+func (l *MailLog) Redact(addr, with string) error {
+	if l == nil {
+		return nil // mail_log: off keeps nothing
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return errors.New("mail log closed")
+	}
+	done := make(chan error, 1)
+	l.redacts <- redaction{addr: addr, with: with, done: done}
+	return <-done
 }
 
 // Close writes what is buffered and closes the log; later events are

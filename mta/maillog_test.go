@@ -234,3 +234,31 @@ func TestMailLogRotationAndRetention(t *testing.T) {
 		t.Errorf("files %v, want %v (older than 10 days removed)", got, want)
 	}
 }
+
+// Redact replaces an address, in any case, in the mail log and its
+// rotated files, and the log goes on writing to its file.
+func TestMailLogRedact(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	os.WriteFile(path+".2026-11-30", []byte(`{"event":"delivered","rcpt":"Ann@Example.com"}`+"\n"), 0o640)
+	l, err := openMailLog(path, 0, prometheus.NewRegistry(), slog.New(slog.DiscardHandler), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Write(queue.Event{Kind: queue.EventBounced, MsgID: "m1", Recipient: "ann@example.com", Text: "550 5.1.1 <ANN@EXAMPLE.COM>: no such user"})
+	l.Write(queue.Event{Kind: queue.EventDelivered, MsgID: "m2", Recipient: "bob@example.com"})
+	if err := l.Redact("ann@example.com", "erased:1234"); err != nil {
+		t.Fatal(err)
+	}
+	l.Write(queue.Event{Kind: queue.EventDelivered, MsgID: "m3", Recipient: "carl@example.com"})
+	l.Close()
+	for _, f := range []string{path, path + ".2026-11-30"} {
+		b, _ := os.ReadFile(f)
+		if strings.Contains(strings.ToLower(string(b)), "ann@example.com") || !strings.Contains(string(b), "erased:1234") {
+			t.Errorf("%s after the redaction:\n%s", filepath.Base(f), b)
+		}
+	}
+	if b, _ := os.ReadFile(path); !strings.Contains(string(b), `"id":"m2"`) || !strings.Contains(string(b), `"id":"m3"`) {
+		t.Errorf("lines lost:\n%s", b)
+	}
+}

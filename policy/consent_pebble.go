@@ -309,7 +309,9 @@ func (p *PebbleStore) DeleteConsent(sender, list, addr string) error {
 	defer b.Close()
 	b.Delete(key(prefixConsent, sender, list, addr), nil)
 	b.Delete(key(prefixConsentIndex, addr, sender, list), nil)
-	b.DeleteRange(append(key(prefixConsentHistory, sender, list, addr), 0), append(key(prefixConsentHistory, sender, list, addr), 1), nil)
+	if err := p.deleteKeys(b, append(key(prefixConsentHistory, sender, list, addr), 0), append(key(prefixConsentHistory, sender, list, addr), 1)); err != nil {
+		return err
+	}
 	return b.Commit(pebble.Sync)
 }
 

@@ -449,7 +449,7 @@ func TestKeyPrefixesHotAboveCold(t *testing.T) {
 			}
 		}
 	}
-	if len(all) != 12 {
+	if len(all) != 13 {
 		t.Errorf("%d prefixes listed: a new one must be hot or cold", len(all))
 	}
 }

@@ -127,6 +127,8 @@
 //
 //	pa<sender>\x00<addr>                      the address's attributes with the sender (its name)
 //	pc<addr>\x00<sender>\x00<list>            the lists the address has consent records with (an index)
+//	pe<hmac>                                 an erased address's keyed hash (16 bytes): it stays suppressed
+//	pf                                       padding written by Purge, deleted at once
 //	pr<sender>\x00<list>\x00<started>        a re-permission campaign: deadline, end, counts
 //	ps<addr>                                 every suppression entry of the address
 //	pt<sender>\x00<list>\x00<addr>            the latest consent record's status and number
@@ -156,6 +158,20 @@
 // Cluster) implements the same interface: one hash per address for ps,
 // a hash per sender and list for pt, a list per address for pu, a
 // hash per sender for pr, counters for the rest.
+//
+// # Erasure
+//
+// Erase (GDPR art. 17) deletes every record of an address under every
+// prefix (its consent histories, found through pc; its attributes and
+// engagement with every sender; its suppression entries and its run) and
+// keeps only HMAC-SHA256(Config.ErasureKey, address) in pe, so that the
+// address stays suppressed for every sender without being stored: Check
+// refuses it, and a consent record or import of it is refused, but for
+// the person's own double opt-in, whose confirmation drops the hash.
+// Purge then makes the deleted values gone from the files: a flush,
+// padding that overwrites every write-ahead log Pebble keeps for reuse,
+// and a compaction of the whole database (the MANIFEST is rewritten at
+// each change, see queue.Open).
 //
 // # Links
 //

@@ -50,6 +50,9 @@ func (p *Policy) Erase(addr string) error {
 	if err != nil {
 		return &InvalidConsentError{Msg: err.Error()}
 	}
+	// The outcomes observed so far are applied first: none of them
+	// writes a record of the address after its erasure.
+	p.Sync()
 	es, err := p.cfg.Store.Suppressions(a)
 	if err != nil {
 		return err

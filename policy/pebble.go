@@ -40,7 +40,7 @@ const (
 // coldPrefixes are seldom written (and most of them large);
 // hotPrefixes are written with every message. Every cold key sorts below every hot one.
 var (
-	coldPrefixes = []string{prefixAttributes, prefixConsentIndex, prefixErased, prefixRepermission, prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
+	coldPrefixes = []string{prefixAttributes, prefixConsentIndex, prefixErased, purgeKey, prefixRepermission, prefixSuppression, prefixConsent, prefixConsentHistory, prefixConsentText}
 	hotPrefixes  = []string{prefixMessage, prefixStats, prefixHygiene, prefixEngagement}
 )
 
@@ -613,9 +613,16 @@ func (p *PebbleStore) Erase(addr string, marker []byte) error {
 	}
 	for _, sl := range lists {
 		b.Delete(key(prefixConsent, sl[0], sl[1], addr), nil)
-		b.DeleteRange(append(key(prefixConsentHistory, sl[0], sl[1], addr), 0), append(key(prefixConsentHistory, sl[0], sl[1], addr), 1), nil)
+		if err := p.deleteKeys(b, append(key(prefixConsentHistory, sl[0], sl[1], addr), 0), append(key(prefixConsentHistory, sl[0], sl[1], addr), 1)); err != nil {
+			return err
+		}
 	}
-	b.DeleteRange(key(prefixConsentIndex, addr, ""), append(key(prefixConsentIndex, addr), 1), nil)
+	// Point deletions, not range ones: a range deletion's bounds would
+	// name the address in the tables' bounds (the MANIFEST) until the
+	// bottom level drops it.
+	if err := p.deleteKeys(b, key(prefixConsentIndex, addr, ""), append(key(prefixConsentIndex, addr), 1)); err != nil {
+		return err
+	}
 	// Attributes and engagement are keyed sender first: every sender's.
 	for _, prefix := range []string{prefixAttributes, prefixEngagement} {
 		it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd(prefix)})
@@ -660,12 +667,46 @@ func (p *PebbleStore) Unerase(marker []byte) error {
 	return p.db.Delete(append([]byte(prefixErased), marker...), pebble.Sync)
 }
 
-// Purge flushes and compacts the whole database, so that what was
-// deleted is gone from its files too: Pebble keeps deleted values in its
-// tables until a compaction drops them (the MANIFEST, which names the
-// tables' bounding keys, is rewritten at each change: queue.Open sets
-// MaxManifestFileSize so).
+// deleteKeys adds a point deletion of every key in [lo, hi) to b.
+func (p *PebbleStore) deleteKeys(b *pebble.Batch, lo, hi []byte) error {
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		b.Delete(bytes.Clone(it.Key()), nil)
+	}
+	return it.Close()
+}
+
+// purgeKey holds the padding that overwrites the write-ahead logs.
+const purgeKey = "pf"
+
+// Purge makes what was deleted gone from the database's files too.
+// Pebble keeps deleted values in its tables until a compaction drops
+// them, names the tables' bounding keys in its MANIFEST (rewritten at
+// each change: queue.Open sets MaxManifestFileSize so), and keeps an
+// obsolete write-ahead log for reuse, whose old bytes stay beyond what it
+// is written with next. So Purge flushes, then writes padding larger
+// than any kept log, once for each log it may keep, so that each is
+// overwritten through, deletes the padding and compacts everything.
 func (p *PebbleStore) Purge() error {
+	if err := p.db.Flush(); err != nil {
+		return err
+	}
+	for range 5 {
+		m := p.db.Metrics()
+		size := int(m.WAL.ObsoletePhysicalSize) + int(m.WAL.PhysicalSize) + 64<<10
+		if err := p.db.Set([]byte(purgeKey), make([]byte, size), pebble.Sync); err != nil {
+			return err
+		}
+		if err := p.db.Flush(); err != nil {
+			return err
+		}
+	}
+	if err := p.db.Delete([]byte(purgeKey), pebble.Sync); err != nil {
+		return err
+	}
 	if err := p.db.Flush(); err != nil {
 		return err
 	}

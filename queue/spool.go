@@ -288,6 +288,10 @@ func Open(opts Options) (*Spool, error) {
 		MemTableSize:       memTable,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger},
+		// The MANIFEST names every table's smallest and largest key: it
+		// is rewritten at each change (a few KB), so that a key deleted
+		// and compacted away (a GDPR erasure) does not stay in it.
+		MaxManifestFileSize: 1,
 	}
 	// Bloom filters in every level: most point reads (a policy check per
 	// RCPT, a message ID's uniqueness) look for keys that do not exist.

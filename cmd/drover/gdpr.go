@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 
 	"drover/configs"
 	"drover/httpapi"
+	"drover/mta"
 	"drover/policy"
 	"drover/queue"
 )
@@ -37,6 +39,33 @@ type gdprStores struct {
 	spool   *queue.Spool
 	senders []string
 	mailLog string // the mail log's path ("-" or "off": not searched)
+	log     *mta.MailLog
+}
+
+// Erase erases addr from every store (GDPR art. 17): policy's records
+// (a keyed hash stays, so the address stays suppressed), the recipients
+// queued to it, the mail-log lines that name it (redacted in place,
+// rotated files included), and then the deleted values from the
+// database's files (a flush and a compaction of everything).
+func (g gdprStores) Erase(addr string) (any, error) {
+	a, err := policy.Canonical(addr)
+	if err != nil {
+		return nil, &policy.InvalidConsentError{Msg: err.Error()}
+	}
+	if err := g.pol.Erase(a); err != nil {
+		return nil, err
+	}
+	n, err := g.spool.Delete(queue.Selector{Recipient: a}, nil, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("deleting the queued recipients: %w", err)
+	}
+	if err := g.log.Redact(a, "[erased]"); err != nil {
+		return nil, fmt.Errorf("redacting the mail log: %w", err)
+	}
+	if err := g.pol.Purge(); err != nil {
+		return nil, fmt.Errorf("compacting the database: %w", err)
+	}
+	return map[string]any{"erased": true, "queued_deleted": n}, nil
 }
 
 func (g gdprStores) Export(addr string) (any, error) {
@@ -104,11 +133,11 @@ func scanLines(file string, fn func([]byte)) error {
 }
 
 // gdprAPI is the admin API's GDPR side; nil when list hygiene is off.
-func gdprAPI(pol *policy.Policy, spool *queue.Spool, cfg *configs.Config) httpapi.GDPR {
+func gdprAPI(pol *policy.Policy, spool *queue.Spool, cfg *configs.Config, log *mta.MailLog) httpapi.GDPR {
 	if pol == nil {
 		return nil
 	}
-	return gdprStores{pol: pol, spool: spool, senders: slices.Sorted(maps.Keys(cfg.Senders)), mailLog: mailLogPath(cfg)}
+	return gdprStores{pol: pol, spool: spool, senders: slices.Sorted(maps.Keys(cfg.Senders)), mailLog: mailLogPath(cfg), log: log}
 }
 
 func newGDPRCmd() *cobra.Command {
@@ -136,6 +165,26 @@ func newGDPRCmd() *cobra.Command {
 		},
 	}
 	export.Flags().StringVarP(&out, "out", "o", "", "write the JSON to this file (mode 0600) instead of standard output")
-	cmd.AddCommand(export)
+	var yes bool
+	erase := &cobra.Command{
+		Use:   "erase ADDRESS --yes",
+		Short: "Erase an address from every store (GDPR art. 17); a keyed hash keeps it suppressed. It cannot be undone",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return errors.New("erasure cannot be undone: give --yes")
+			}
+			var res struct {
+				QueuedDeleted int `json:"queued_deleted"`
+			}
+			if err := client.post(cmd.Context(), "/v1/gdpr/erase", map[string]string{"address": args[0]}, &res); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s erased (%d queued recipients deleted)\n", args[0], res.QueuedDeleted)
+			return nil
+		},
+	}
+	erase.Flags().BoolVar(&yes, "yes", false, "erase: it cannot be undone")
+	cmd.AddCommand(export, erase)
 	return cmd
 }

@@ -195,6 +195,9 @@ func openPolicy(cfg *configs.Config, st *static, spool *queue.Spool, emit func(q
 	}
 	pc := st.policy
 	pc.Store = store
+	if pc.ErasureKey, err = loadKey("erasure key", "", filepath.Join(cfg.DataDir, "erasure.key")); err != nil {
+		return nil, nil, err
+	}
 	pc.OnEvent = func(ev policy.Event) {
 		if out, ok := policyEvent(ev); ok {
 			emit(out)

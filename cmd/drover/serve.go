@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -381,7 +382,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			return err
 		}
 		httpSrv = &http.Server{
-			Handler: httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: adminQueue{eng, spool}, Policy: pol, GDPR: gdprAPI(pol, spool, cfg), AdminToken: token, AllowedHosts: cfg.HTTP.AllowedHosts,
+			Handler: httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: adminQueue{eng, spool}, Policy: pol, GDPR: gdprAPI(pol, spool, cfg, mailLog), AdminToken: token, AllowedHosts: cfg.HTTP.AllowedHosts,
 				Reload: reload, Checks: healthChecks(spool, sub, inbound), Draining: draining.Load}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}
@@ -513,23 +514,30 @@ func senderEnvelope(cfg *configs.Config, verp bounce.VERP, bounceDomains map[str
 // empty key file behind, which would refuse the next start or change the
 // key that tokens already sent were made with.
 func loadVERPKey(cfg *configs.Config) (bounce.VERP, error) {
-	path := cfg.Bounces.VERPKeyFile
-	if path == "" {
-		path = filepath.Join(cfg.DataDir, "verp.key")
-	}
+	key, err := loadKey("verp key", cfg.Bounces.VERPKeyFile, filepath.Join(cfg.DataDir, "verp.key"))
+	return bounce.VERP{Key: key}, err
+}
+
+// loadKey reads a secret key from file, else from the data directory's
+// own file dflt, which is made on first start (written atomically, mode
+// 0600: a crash cannot leave a short or empty key behind, which would
+// refuse the next start or change the key that what was sealed with it
+// needs).
+func loadKey(what, file, dflt string) ([]byte, error) {
+	path := cmp.Or(file, dflt)
 	key, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && cfg.Bounces.VERPKeyFile == "" {
+	if errors.Is(err, os.ErrNotExist) && file == "" {
 		key = make([]byte, 32)
 		rand.Read(key)
 		err = writeFileAtomic(path, key, 0o600)
 	}
 	if err != nil {
-		return bounce.VERP{}, fmt.Errorf("verp key: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if len(key) < 16 {
-		return bounce.VERP{}, fmt.Errorf("verp key %s: at least 16 bytes needed", path)
+		return nil, fmt.Errorf("%s %s: at least 16 bytes needed", what, path)
 	}
-	return bounce.VERP{Key: key}, nil
+	return key, nil
 }
 
 // mailLogPath is where the mail log goes: mail_log, or mail.log in the
