@@ -43,6 +43,12 @@ import (
 // 403 and changes nothing.
 
 // Manager is what the manage page reads and changes (policy.Policy).
+// Eraser erases an address from every store (the admin API's GDPR
+// side: policy, queue, mail log, the database's files).
+type Eraser interface {
+	Erase(addr string) (any, error)
+}
+
 type Manager interface {
 	HeldBy(addr, sender string) (*policy.Held, error)
 	SetAttribute(sender, addr, name, value string) error
@@ -54,6 +60,8 @@ const (
 	actName           = "name"
 	actUnsubscribe    = "unsubscribe"
 	actUnsubscribeAll = "unsubscribe_all"
+	actErase          = "erase"           // asks to confirm
+	actEraseConfirmed = "erase_confirmed" // erases
 	actWithdraw       = "withdraw"
 )
 
@@ -84,6 +92,7 @@ type managePage struct {
 	Suppressed []manageEntry
 	LastMailed string
 	AllOff     bool // unsubscribed from all of the sender's mail
+	CanErase   bool // Config.Eraser is set
 }
 
 // manageList is one list of the sender's the address has a record with.
@@ -236,6 +245,25 @@ func (s *server) managePost(w http.ResponseWriter, r *http.Request, tok string) 
 			s.errorPage(w, r, http.StatusBadRequest, "unreadable")
 			return
 		}
+	case actErase, actEraseConfirmed:
+		if s.eraser == nil {
+			s.errorPage(w, r, http.StatusBadRequest, "unreadable")
+			return
+		}
+		p := page{Sender: rcpt.Sender, Address: rcpt.Address, CSRF: s.csrf(tok)}
+		if action == actErase {
+			// A second step: erasure cannot be undone.
+			s.render(w, r, http.StatusOK, "erase_confirm.html", "erase_confirm.title", p)
+			return
+		}
+		if _, err := s.eraser.Erase(rcpt.Address); err != nil {
+			s.manageFailed(w, r, rcpt, action, err)
+			return
+		}
+		s.log.Info("web: manage page: address erased", "sender", rcpt.Sender)
+		p.CSRF = ""
+		s.render(w, r, http.StatusOK, "erased.html", "erased.title", p)
+		return
 	default:
 		s.errorPage(w, r, http.StatusBadRequest, "unreadable")
 		return
@@ -269,7 +297,8 @@ func validName(name string) bool {
 // renderManage answers the page.
 func (s *server) renderManage(w http.ResponseWriter, r *http.Request, rcpt policy.Recipient, tok string, h *policy.Held) {
 	c := s.loc.pick(r)
-	p := managePage{page: page{Sender: rcpt.Sender, Address: h.Address, L: c, Langs: s.loc.switchLinks(r, c)}, CSRF: s.csrf(tok), DataURL: tok + "/data.json"}
+	p := managePage{page: page{Sender: rcpt.Sender, Address: h.Address, L: c, Langs: s.loc.switchLinks(r, c)}, CSRF: s.csrf(tok), DataURL: tok + "/data.json",
+		CanErase: s.eraser != nil}
 	p.Title = c.T("manage.title", "sender", rcpt.Sender)
 	for _, a := range h.Attributes {
 		p.Name = a.Attributes["name"]

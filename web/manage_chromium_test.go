@@ -18,16 +18,16 @@ import (
 
 // TestManagePageInChromium uses the manage page in a real browser, as a
 // recipient does, in English and in Chinese: open it, correct the name,
-// unsubscribe from one list, download the data; the page says what was
+// unsubscribe from one list, download the data, erase; the page says what was
 // done after each step, the browser's posts pass the cross-site checks,
 // and it reports no violation of the Content-Security-Policy.
 func TestManagePageInChromium(t *testing.T) {
 	needChromium(t)
 	for _, c := range []struct {
-		lang, heading, nameDone, unsubDone, unsubscribed string
+		lang, heading, nameDone, unsubDone, unsubscribed, erased string
 	}{
-		{"en", "Your subscription with shop", "Your name is saved.", "You are unsubscribed from news.", "You are unsubscribed from this list."},
-		{"zh-Hans", "您在 shop 的订阅", "您的姓名已保存。", "您已退订 news。", "您已退订此列表。"},
+		{"en", "Your subscription with shop", "Your name is saved.", "You are unsubscribed from news.", "You are unsubscribed from this list.", "Your data is erased"},
+		{"zh-Hans", "您在 shop 的订阅", "您的姓名已保存。", "您已退订 news。", "您已退订此列表。", "您的数据已删除"},
 	} {
 		t.Run(c.lang, func(t *testing.T) {
 			var f *manageFixture
@@ -101,6 +101,19 @@ func TestManagePageInChromium(t *testing.T) {
 			}
 			if !strings.HasPrefix(dl.Header.Get("Content-Disposition"), "attachment") {
 				t.Errorf("data.json is not a download: %v", dl.Header)
+			}
+
+			// Erasure: a button, then a second one that confirms.
+			resp, err = chromedp.RunResponse(ctx, chromedp.Click(chromedp.ID("erase")))
+			if err != nil || resp.Status != 200 || len(f.eraser.calls) != 0 {
+				t.Fatalf("asking to erase: %v %v, calls %v", resp, err, f.eraser.calls)
+			}
+			resp, err = chromedp.RunResponse(ctx, chromedp.Click(chromedp.ID("erase-confirm")))
+			if err != nil || resp.Status != 200 {
+				t.Fatalf("confirming the erasure: %v %v", resp, err)
+			}
+			if d := run(t, ctx, chromedp.Text(chromedp.ID("done"))); d != c.erased || len(f.eraser.calls) != 1 {
+				t.Errorf("after the erasure the page says %q, calls %v", d, f.eraser.calls)
 			}
 			if v := violations(); len(v) > 0 {
 				t.Errorf("Chromium reports Content-Security-Policy violations: %q", v)

@@ -18,7 +18,7 @@ var templateFiles embed.FS
 // "content". A page added to the package is one file and one name here.
 var pages = func() map[string]*template.Template {
 	m := map[string]*template.Template{}
-	for _, name := range []string{"unsubscribe.html", "unsubscribed.html", "error.html", "subscribed.html", "check_inbox.html", "confirm.html", "confirmed.html"} {
+	for _, name := range []string{"unsubscribe.html", "unsubscribed.html", "error.html", "subscribed.html", "check_inbox.html", "confirm.html", "confirmed.html", "erase_confirm.html", "erased.html"} {
 		m[name] = template.Must(template.ParseFS(templateFiles, "templates/layout.html", "templates/"+name))
 	}
 	return m
@@ -34,6 +34,7 @@ type page struct {
 	Sender, List, Address string
 	L                     *catalog   // the page's language
 	Langs                 []langLink // the page in the other languages
+	CSRF                  string     // a form's csrf field (the manage page's erasure)
 }
 
 func newRecipientPage(r policy.Recipient) page {

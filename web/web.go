@@ -40,6 +40,9 @@ type Config struct {
 	// Manager reads and changes what the manage-subscription page shows
 	// (manage.go; policy.Policy). Without it, /m/ is 404.
 	Manager Manager
+	// Eraser erases an address from every store: the manage page's
+	// erasure (two steps); nil: the page offers none.
+	Eraser Eraser
 }
 
 // The security headers of every response (see the package doc).
@@ -60,6 +63,7 @@ type server struct {
 	loc     *Locales
 	signup  *signups
 	manager Manager
+	eraser  Eraser
 	origin  string // the base URL's origin (scheme://host), "" without one
 }
 
@@ -70,7 +74,7 @@ func Handler(cfg Config) http.Handler {
 	if cfg.Tokens == nil || cfg.Unsubscriber == nil {
 		panic("web: Config.Tokens and Config.Unsubscriber are required")
 	}
-	s := &server{tokens: cfg.Tokens, unsub: cfg.Unsubscriber, now: cfg.Now, log: cfg.Logger, maxBody: cfg.MaxBody, loc: cfg.Locales, manager: cfg.Manager}
+	s := &server{tokens: cfg.Tokens, unsub: cfg.Unsubscriber, now: cfg.Now, log: cfg.Logger, maxBody: cfg.MaxBody, loc: cfg.Locales, manager: cfg.Manager, eraser: cfg.Eraser}
 	if s.loc == nil {
 		s.loc = shippedLocales
 	}

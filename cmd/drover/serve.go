@@ -407,7 +407,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 		}
 		webSrv = &http.Server{
 			Handler: web.Handler(web.Config{Tokens: tokens, Unsubscriber: pol, BaseURL: cfg.Web.BaseURL, Logger: log, Locales: st.locales,
-				Signups: signupLists(cfg), Consents: pol, SignupsPerHour: cfg.Web.SignupsPerHour, Manager: pol,
+				Signups: signupLists(cfg), Consents: pol, SignupsPerHour: cfg.Web.SignupsPerHour, Manager: pol, Eraser: gdprAPI(pol, spool, cfg, mailLog),
 				Confirmer: &mta.Confirmations{Hostname: cfg.Hostname, Queue: spool, Signer: signer, Templates: confirmTemplates(cfg), OnEvent: emit}}),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
