@@ -235,6 +235,16 @@
 //	                         hard-bounce run, engagement per sender, the
 //	                         queued messages to it and the mail-log lines
 //	                         that name it
+//	POST /v1/subscribe/{sender}/{list}
+//	                         {"email", "consent": true, "ip", "user_agent",
+//	                         "source" (the form's page), "lang"}: the
+//	                         hosted form's sign-up for an application that
+//	                         hosts its own form: the list's consent text
+//	                         recorded as the proof, and for a double
+//	                         opt-in list the confirmation queued:
+//	                         {"pending": true|false}; 404 for a list that
+//	                         takes no sign-ups, 409 for a suppressed or
+//	                         erased address
 //	POST /v1/gdpr/erase      {"address": A}: erases it from every store
 //	                         (art. 17): policy's records (a keyed hash
 //	                         keeps it suppressed), its queued recipients,
@@ -340,6 +350,8 @@ type Config struct {
 	Policy Policy
 	// GDPR answers GET /v1/gdpr/export; nil: 404.
 	GDPR GDPR
+	// Signup answers POST /v1/subscribe/{sender}/{list}; nil: 404.
+	Signup Signup
 }
 
 // Check is one part of /healthz.
@@ -426,6 +438,7 @@ func Handler(cfg Config) http.Handler {
 	registerHygiene(admin, cfg.Policy, now)
 	registerConsent(admin, cfg.Policy)
 	registerGDPR(admin, cfg.GDPR)
+	registerSignup(admin, cfg.Signup)
 	registerRepermission(admin, cfg.Policy)
 	admin.HandleFunc("GET /v1/queue", func(w http.ResponseWriter, r *http.Request) {
 		by := r.URL.Query().Get("by")

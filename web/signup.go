@@ -118,8 +118,7 @@ func (s *server) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sender, list, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, SignupPath), "/")
-	cfg, known := s.signup.lists[sender][list]
-	if !ok || !known {
+	if _, known := s.signup.lists[sender][list]; !ok || !known {
 		s.errorPage(w, r, http.StatusNotFound, "not_found")
 		return
 	}
@@ -148,36 +147,106 @@ func (s *server) subscribe(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusBadRequest, "bad_address")
 		return
 	}
-	now := s.now().UTC()
-	in := policy.ConsentInput{Sender: sender, List: list, Address: addr, Status: policy.ConsentConfirmed, Method: policy.SingleOptIn,
-		Time: now, IP: ip, UserAgent: clip(r.UserAgent(), 512), Source: "form:" + formSource(r), Text: cfg.ConsentText, Purposes: cfg.Purposes}
-	if cfg.DoubleOptIn {
-		in.Status, in.Method = policy.ConsentPending, policy.DoubleOptIn
-	}
-	if _, _, err := s.signup.consents.RecordConsent(in); err != nil {
-		s.consentError(w, r, sender, list, err)
-		return
-	}
-	p := page{Sender: sender, List: list, Address: maskAddress(addr)}
-	if !cfg.DoubleOptIn {
-		s.log.Info("web: signed up", "sender", sender, "list", list)
-		s.render(w, r, http.StatusOK, "subscribed.html", "subscribed.title", p)
-		return
-	}
-	tok := s.tokens.Seal(policy.Recipient{Sender: sender, List: list, Address: addr, MsgID: policy.ConfirmMarker}, now)
-	link := strings.TrimRight(s.signup.baseURL, "/") + policy.ConfirmPath + tok
-	if lang := s.loc.pick(r).Tag; lang != "en" {
-		link += "?" + url.Values{"lang": {lang}}.Encode()
-	}
-	id, err := s.signup.confirmer.Send(sender, list, addr, s.loc.pick(r).Tag, link)
-	if err != nil {
+	lang := s.loc.pick(r).Tag
+	pending, err := s.signup.signUp(s.tokens, s.now(), SignupRequest{Sender: sender, List: list, Address: addr, IP: ip,
+		UserAgent: r.UserAgent(), Source: "form:" + formSource(r), Lang: lang})
+	var queueErr *confirmationError
+	switch {
+	case errors.As(err, &queueErr):
 		s.log.Error("web: queueing a confirmation failed", "sender", sender, "list", list, "err", err)
 		w.Header().Set("Retry-After", "120")
 		s.errorPage(w, r, http.StatusServiceUnavailable, "unavailable")
 		return
+	case err != nil:
+		s.consentError(w, r, sender, list, err)
+		return
 	}
-	s.log.Info("web: sign-up pending, confirmation queued", "sender", sender, "list", list, "id", id)
+	p := page{Sender: sender, List: list, Address: maskAddress(addr)}
+	if !pending {
+		s.log.Info("web: signed up", "sender", sender, "list", list)
+		s.render(w, r, http.StatusOK, "subscribed.html", "subscribed.title", p)
+		return
+	}
+	s.log.Info("web: sign-up pending, confirmation queued", "sender", sender, "list", list)
 	s.render(w, r, http.StatusOK, "check_inbox.html", "check_inbox.title", p)
+}
+
+// SignupRequest is a sign-up with its proof: the form's consent checkbox
+// was ticked (the hosted form checks it; an application that hosts its
+// own form says so), from the client's IP and user agent, on the form's
+// page (Source), in language Lang (the confirmation's).
+type SignupRequest struct {
+	Sender, List, Address string
+	IP, UserAgent, Source string
+	Lang                  string
+}
+
+// ErrUnknownList is a sign-up for a list that takes none.
+var ErrUnknownList = errors.New("this list takes no sign-ups")
+
+// confirmationError is a confirmation that could not be queued.
+type confirmationError struct{ err error }
+
+func (e *confirmationError) Error() string { return "queueing the confirmation: " + e.err.Error() }
+func (e *confirmationError) Unwrap() error { return e.err }
+
+// signUp records the sign-up of a list that takes them (pending for a
+// double opt-in, whose confirmation it queues; confirmed else) and
+// reports whether it is pending.
+func (su *signups) signUp(tokens *policy.Tokens, now time.Time, req SignupRequest) (pending bool, err error) {
+	cfg, known := su.lists[req.Sender][req.List]
+	if !known {
+		return false, ErrUnknownList
+	}
+	addr, err := policy.Canonical(req.Address)
+	if err != nil {
+		return false, &policy.InvalidConsentError{Msg: err.Error()}
+	}
+	now = now.UTC()
+	in := policy.ConsentInput{Sender: req.Sender, List: req.List, Address: addr, Status: policy.ConsentConfirmed, Method: policy.SingleOptIn,
+		Time: now, IP: clip(req.IP, 64), UserAgent: clip(req.UserAgent, 512), Source: clip(req.Source, 512), Text: cfg.ConsentText, Purposes: cfg.Purposes}
+	if cfg.DoubleOptIn {
+		in.Status, in.Method = policy.ConsentPending, policy.DoubleOptIn
+	}
+	if _, _, err := su.consents.RecordConsent(in); err != nil {
+		return false, err
+	}
+	if !cfg.DoubleOptIn {
+		return false, nil
+	}
+	tok := tokens.Seal(policy.Recipient{Sender: req.Sender, List: req.List, Address: addr, MsgID: policy.ConfirmMarker}, now)
+	link := strings.TrimRight(su.baseURL, "/") + policy.ConfirmPath + tok
+	if req.Lang != "" && req.Lang != "en" {
+		link += "?" + url.Values{"lang": {req.Lang}}.Encode()
+	}
+	if _, err := su.confirmer.Send(req.Sender, req.List, addr, req.Lang, link); err != nil {
+		return true, &confirmationError{err}
+	}
+	return true, nil
+}
+
+// Signup is the sign-up of the hosted form for an application that hosts
+// its own form (the admin API): the same lists, proof and confirmation.
+type Signup struct {
+	su     *signups
+	tokens *policy.Tokens
+	now    func() time.Time
+}
+
+// NewSignup makes the sign-up of cfg's lists (cfg as for Handler).
+func NewSignup(cfg Config) *Signup {
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Signup{su: newSignups(cfg), tokens: cfg.Tokens, now: now}
+}
+
+// SignUp records req (see signUp); an error wraps ErrUnknownList,
+// *policy.InvalidConsentError or *policy.SuppressedError when the request
+// is at fault.
+func (s *Signup) SignUp(req SignupRequest) (pending bool, err error) {
+	return s.su.signUp(s.tokens, s.now(), req)
 }
 
 // formSource is the page the form was on (Referer, without its query),

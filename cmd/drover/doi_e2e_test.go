@@ -159,6 +159,18 @@ routes:
 	if r := c.rcptReply(" X-DROVER-LIST=news", "bob@dest.test"); r != "550 5.7.1 Recipient has no confirmed consent for list news" {
 		t.Errorf("RCPT without consent: %q", r)
 	}
+	// An application that hosts its own form signs up through the admin
+	// API, with the client's IP and user agent: pending, confirmation
+	// queued.
+	code, body := d.call(t, "POST", "/v1/subscribe/default/news", "",
+		`{"email":"carl@dest.test","consent":true,"ip":"198.51.100.4","user_agent":"App/1.0","source":"https://shop.test/app-form"}`,
+		map[string]string{"Authorization": "Bearer t0ken", "Content-Type": "application/json"})
+	if code != 200 || !strings.Contains(body, `"pending": true`) {
+		t.Fatalf("admin API sign-up: %d %s", code, body)
+	}
+	if got := mx.Wait(t, 2, 20*time.Second); got[1].Rcpts[0] != "carl@dest.test" || !strings.Contains(textPart(t, got[1].Data), "/c/") {
+		t.Errorf("the second confirmation: %v", got[1].Rcpts)
+	}
 	hist, err := d.cli("consent", "show", "ann@dest.test", "--sender", "default", "--list", "news", "--json", "--config", d.cfgPath)
 	if err != nil || !strings.Contains(hist, `"status": "pending"`) && !strings.Contains(hist, `"status":"pending"`) || !strings.Contains(hist, "HeadlessChrome") {
 		t.Errorf("consent history: %v\n%s", err, hist)

@@ -363,6 +363,18 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 
 	// draining is set when shutdown begins: /healthz answers 503 while
 	// the listeners drain.
+	// The recipient pages' configuration; the admin API takes sign-ups of
+	// applications that host their own forms through the same lists.
+	var webCfg web.Config
+	var signup httpapi.Signup
+	if pol != nil {
+		webCfg = web.Config{Tokens: tokens, Unsubscriber: pol, BaseURL: cfg.Web.BaseURL, Logger: log, Locales: st.locales,
+			Signups: signupLists(cfg), Consents: pol, SignupsPerHour: cfg.Web.SignupsPerHour, Manager: pol, Eraser: gdprAPI(pol, spool, cfg, mailLog),
+			Confirmer: &mta.Confirmations{Hostname: cfg.Hostname, Queue: spool, Signer: signer, Templates: confirmTemplates(cfg), OnEvent: emit}}
+		if len(webCfg.Signups) > 0 {
+			signup = web.NewSignup(webCfg)
+		}
+	}
 	var draining atomic.Bool
 	var httpSrv *http.Server
 	if cfg.HTTP.Address != "" {
@@ -382,7 +394,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			return err
 		}
 		httpSrv = &http.Server{
-			Handler: httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: adminQueue{eng, spool}, Policy: pol, GDPR: gdprAPI(pol, spool, cfg, mailLog), AdminToken: token, AllowedHosts: cfg.HTTP.AllowedHosts,
+			Handler: httpapi.Handler(httpapi.Config{Gatherer: reg, Queue: adminQueue{eng, spool}, Policy: pol, GDPR: gdprAPI(pol, spool, cfg, mailLog), Signup: signup, AdminToken: token, AllowedHosts: cfg.HTTP.AllowedHosts,
 				Reload: reload, Checks: healthChecks(spool, sub, inbound), Draining: draining.Load}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}
@@ -406,9 +418,7 @@ func serve(ctx context.Context, cfgPath string, cfg *configs.Config) error {
 			return fmt.Errorf("web listen: %w", err)
 		}
 		webSrv = &http.Server{
-			Handler: web.Handler(web.Config{Tokens: tokens, Unsubscriber: pol, BaseURL: cfg.Web.BaseURL, Logger: log, Locales: st.locales,
-				Signups: signupLists(cfg), Consents: pol, SignupsPerHour: cfg.Web.SignupsPerHour, Manager: pol, Eraser: gdprAPI(pol, spool, cfg, mailLog),
-				Confirmer: &mta.Confirmations{Hostname: cfg.Hostname, Queue: spool, Signer: signer, Templates: confirmTemplates(cfg), OnEvent: emit}}),
+			Handler:           web.Handler(webCfg),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
