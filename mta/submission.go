@@ -689,7 +689,7 @@ const maxParallelCopies = 8
 // leaves nothing for the client's retry to deliver twice.
 func (s *session) store(m *submitted, kept []queue.NewRecipient) ([]*queued, error) {
 	links := s.wantsLinks(m)
-	tagged := tags.Has(s.compose(m, &queued{}, false, nil))
+	tagged := s.mayHoldTags(m) && tags.Has(s.compose(m, &queued{}, false, nil))
 	var copies []*queued
 	if !links && !tagged {
 		copies = []*queued{{id: s.sub.cfg.Queue.NewID(), rcpts: kept}}
@@ -733,6 +733,20 @@ func (s *session) store(m *submitted, kept []queue.NewRecipient) ([]*queued, err
 		return nil, &smtperr.Error{Code: 451, Enhanced: "4.3.0", Message: "Message not queued: local storage error, try again later", Err: err}
 	}
 	return copies, nil
+}
+
+// mayHoldTags is tags.MayHold over the message's pieces, without
+// composing it: most messages are known free of tags at memory speed.
+func (s *session) mayHoldTags(m *submitted) bool {
+	if tags.MayHold(m.body) {
+		return true
+	}
+	for _, f := range m.fields {
+		if tags.MayHold(f.raw) {
+			return true
+		}
+	}
+	return false
 }
 
 // prepareCopy makes c's message (with its List-Unsubscribe fields when

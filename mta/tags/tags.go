@@ -49,6 +49,9 @@ var ErrMessage = errors.New("tags: cannot rewrite the message")
 // Rewrite refuses: it cannot tell). When Has is false, Rewrite returns
 // msg unchanged; when it is true, Rewrite changes msg or fails.
 func Has(msg []byte) bool {
+	if !MayHold(msg) {
+		return false
+	}
 	w := walk(msg)
 	if w.tooDeep != "" {
 		return true
@@ -59,6 +62,22 @@ func Has(msg []byte) bool {
 		}
 	}
 	return false
+}
+
+// MayHold reports whether b, a message or any piece of one, may hold a
+// tag, or nest too deep for Has to know: a '[' as it is or in
+// quoted-printable (=5B), base64 (under which a tag hides), or at least
+// MaxDepth multiparts. It reads b at memory speed and keeps Has, which
+// decodes every part, off the messages that cannot have tags: nearly
+// all. A message is free of tags if MayHold is false for each of its
+// pieces.
+func MayHold(b []byte) bool {
+	for _, s := range []string{"[", "=5B", "=5b", "ase64", "ASE64"} {
+		if bytes.Contains(b, []byte(s)) {
+			return true
+		}
+	}
+	return bytes.Count(b, []byte("ultipart/"))+bytes.Count(b, []byte("ULTIPART/")) >= MaxDepth
 }
 
 // Rewrite returns msg with every tag replaced by link's URL for its kind

@@ -727,3 +727,17 @@ func BenchmarkLargeMessages(b *testing.B) {
 		})
 	}
 }
+
+// MayHold is false only where Has is: a plain message without '['.
+func TestMayHold(t *testing.T) {
+	for in, want := range map[string]bool{
+		"Subject: hi\r\n\r\nplain text, no brackets\r\n":                       false,
+		"Subject: hi\r\n\r\n[unsubscribe: bye]\r\n":                            true,
+		"Content-Transfer-Encoding: quoted-printable\r\n\r\n=5Bmanage: x]\r\n": true,
+		"Content-Transfer-Encoding: BASE64\r\n\r\nW29wdC1pbjogeWVzXQ==\r\n":    true,
+	} {
+		if got := MayHold([]byte(in)); got != want || (!got && Has([]byte(in))) {
+			t.Errorf("MayHold(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
