@@ -206,36 +206,67 @@ func ParseFormat(s string) (Format, error) {
 // defaults.
 var csvColumns = []string{"address", "scope", "sender", "list", "reason", "source", "time"}
 
+// exporter writes an export: CSV rows under a header, or JSON lines.
+type exporter struct {
+	bw  *bufio.Writer
+	cw  *csv.Writer // nil for JSON lines
+	enc *json.Encoder
+}
+
+func newExporter(w io.Writer, format Format, columns []string) *exporter {
+	e := &exporter{bw: bufio.NewWriterSize(w, 64<<10)}
+	e.enc = json.NewEncoder(e.bw)
+	if format == CSV {
+		e.cw = csv.NewWriter(e.bw)
+		e.cw.Write(columns)
+	}
+	return e
+}
+
+// write writes one record: row in CSV (made only then), v in JSON lines.
+func (e *exporter) write(row func() []string, v any) error {
+	if e.cw != nil {
+		return e.cw.Write(row())
+	}
+	return e.enc.Encode(v)
+}
+
+// close flushes what is buffered; err is the export's so far.
+func (e *exporter) close(err error) error {
+	if e.cw != nil {
+		e.cw.Flush()
+		if err == nil {
+			err = e.cw.Error()
+		}
+	}
+	if err == nil {
+		err = e.bw.Flush()
+	}
+	return err
+}
+
+// rfc3339 is t for an export, "" for the zero time.
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
 // Export writes every entry that matches f, in address order.
 func (p *Policy) Export(w io.Writer, format Format, f Filter) (int, error) {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	var cw *csv.Writer
-	enc := json.NewEncoder(bw)
-	if format == CSV {
-		cw = csv.NewWriter(bw)
-		cw.Write(csvColumns)
-	}
+	ex := newExporter(w, format, csvColumns)
 	n := 0
 	err := p.cfg.Store.ScanSuppressions("", func(e Entry) error {
 		if !f.match(e) {
 			return nil
 		}
 		n++
-		if cw != nil {
-			return cw.Write([]string{e.Address, string(e.Kind), e.Sender, e.List, string(e.Reason), e.Source, e.Time.UTC().Format(time.RFC3339)})
-		}
-		return enc.Encode(e)
+		return ex.write(func() []string {
+			return []string{e.Address, string(e.Kind), e.Sender, e.List, string(e.Reason), e.Source, e.Time.UTC().Format(time.RFC3339)}
+		}, e)
 	})
-	if cw != nil {
-		cw.Flush()
-		if err == nil {
-			err = cw.Error()
-		}
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	return n, err
+	return n, ex.close(err)
 }
 
 // LineError is a line of an import that could not be read.

@@ -1,9 +1,6 @@
 package policy
 
 import (
-	"bufio"
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -226,21 +223,9 @@ func (p *Policy) ExportConsent(w io.Writer, format Format, sender, list string) 
 	} else if err := checkSenderList(sender, list); err != nil {
 		return 0, err
 	}
-	bw := bufio.NewWriterSize(w, 64<<10)
-	var cw *csv.Writer
-	enc := json.NewEncoder(bw)
-	if format == CSV {
-		cw = csv.NewWriter(bw)
-		cw.Write(consentColumns)
-	}
+	ex := newExporter(w, format, consentColumns)
 	r := &resolver{s: p.cfg.Store, texts: map[string]string{}}
 	n := 0
-	ts := func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.UTC().Format(time.RFC3339)
-	}
 	err := p.cfg.Store.ScanConsent(sender, list, "", "", func(h ConsentHead) error {
 		cs, err := p.cfg.Store.ConsentHistory(h.Sender, h.List, h.Address)
 		if err != nil {
@@ -252,31 +237,19 @@ func (p *Policy) ExportConsent(w io.Writer, format Format, sender, list string) 
 			}
 			in := consentInput(c)
 			n++
-			if cw == nil {
-				if err := enc.Encode(in); err != nil {
-					return err
+			err := ex.write(func() []string {
+				var conf ConsentAct
+				if in.Confirmation != nil {
+					conf = *in.Confirmation
 				}
-				continue
-			}
-			var conf ConsentAct
-			if in.Confirmation != nil {
-				conf = *in.Confirmation
-			}
-			if err := cw.Write([]string{in.Sender, in.List, in.Address, string(in.Status), string(in.Method), ts(in.Time), in.IP,
-				in.UserAgent, in.Source, in.Text, strings.Join(in.Purposes, " "), ts(conf.Time), conf.IP, conf.UserAgent}); err != nil {
+				return []string{in.Sender, in.List, in.Address, string(in.Status), string(in.Method), rfc3339(in.Time), in.IP,
+					in.UserAgent, in.Source, in.Text, strings.Join(in.Purposes, " "), rfc3339(conf.Time), conf.IP, conf.UserAgent}
+			}, in)
+			if err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if cw != nil {
-		cw.Flush()
-		if err == nil {
-			err = cw.Error()
-		}
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	return n, err
+	return n, ex.close(err)
 }
