@@ -34,27 +34,16 @@ type consentAPI struct{ c Consents }
 // registerConsent adds the consent endpoints to the admin mux. Without a
 // policy (or one without consent records) they answer 404.
 func registerConsent(admin *http.ServeMux, p Policy) {
-	if pp, ok := p.(*policy.Policy); ok && pp == nil {
-		p = nil
-	}
-	c, _ := p.(Consents)
+	c, _ := livePolicy(p).(Consents)
 	h := &consentAPI{c: c}
-	for pattern, fn := range map[string]http.HandlerFunc{
+	registerRoutes(admin, c != nil, map[string]http.HandlerFunc{
 		"POST /v1/consent":          h.record,
 		"POST /v1/consent/withdraw": h.withdraw,
 		"GET /v1/consent/{address}": h.show,
 		"GET /v1/consent":           h.list,
 		"POST /v1/consent/import":   h.importFile,
 		"GET /v1/consent/export":    h.export,
-	} {
-		admin.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			if h.c == nil {
-				writeError(w, http.StatusNotFound, errHygieneOff)
-				return
-			}
-			fn(w, r)
-		})
-	}
+	})
 }
 
 // consentError answers a failed consent call: 400 for a record refused

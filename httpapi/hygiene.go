@@ -72,11 +72,9 @@ type hygieneAPI struct {
 // registerHygiene adds the list hygiene endpoints to the admin mux.
 // Without a policy they answer 404.
 func registerHygiene(admin *http.ServeMux, p Policy, now func() time.Time) {
-	if pp, ok := p.(*policy.Policy); ok && pp == nil {
-		p = nil // a nil *policy.Policy is no policy either
-	}
+	p = livePolicy(p)
 	h := &hygieneAPI{p: p, now: now}
-	for pattern, fn := range map[string]http.HandlerFunc{
+	registerRoutes(admin, p != nil, map[string]http.HandlerFunc{
 		"GET /v1/suppressions":              h.list,
 		"POST /v1/suppressions":             h.add,
 		"GET /v1/suppressions/{address}":    h.show,
@@ -87,9 +85,23 @@ func registerHygiene(admin *http.ServeMux, p Policy, now func() time.Time) {
 		"POST /v1/events":                   h.events,
 		"GET /v1/hygiene/report":            h.report,
 		"GET /v1/hygiene/export":            h.removals,
-	} {
+	})
+}
+
+// livePolicy is p, or nil for a nil *policy.Policy (no policy either).
+func livePolicy(p Policy) Policy {
+	if pp, ok := p.(*policy.Policy); ok && pp == nil {
+		return nil
+	}
+	return p
+}
+
+// registerRoutes adds routes to the admin mux, each answering 404
+// {"error": "list hygiene is not enabled"} unless on.
+func registerRoutes(admin *http.ServeMux, on bool, routes map[string]http.HandlerFunc) {
+	for pattern, fn := range routes {
 		admin.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			if h.p == nil {
+			if !on {
 				writeError(w, http.StatusNotFound, errHygieneOff)
 				return
 			}

@@ -26,24 +26,13 @@ type repermissionAPI struct{ r Repermissions }
 // registerRepermission adds the re-permission endpoints to the admin
 // mux. Without a policy they answer 404.
 func registerRepermission(admin *http.ServeMux, p Policy) {
-	if pp, ok := p.(*policy.Policy); ok && pp == nil {
-		p = nil
-	}
-	r, _ := p.(Repermissions)
+	r, _ := livePolicy(p).(Repermissions)
 	h := &repermissionAPI{r: r}
-	for pattern, fn := range map[string]http.HandlerFunc{
+	registerRoutes(admin, r != nil, map[string]http.HandlerFunc{
 		"POST /v1/consent/repermission":     h.start,
 		"GET /v1/consent/repermission":      h.list,
 		"POST /v1/consent/repermission/run": h.run,
-	} {
-		admin.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			if h.r == nil {
-				writeError(w, http.StatusNotFound, errHygieneOff)
-				return
-			}
-			fn(w, r)
-		})
-	}
+	})
 }
 
 // repermissionError answers a failed campaign call: 409 for a list with
