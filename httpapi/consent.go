@@ -1,14 +1,11 @@
 package httpapi
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
-	"unicode"
 
 	"drover/policy"
 )
@@ -203,60 +200,18 @@ func (h *consentAPI) importFile(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	var byType policy.Format
-	switch mt := mediaType(r); mt {
-	case typeCSV:
-		byType = policy.CSV
-	case typeNDJSON, typeJSON:
-		byType = policy.JSONLines
-	default:
-		writeError(w, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q: an import is text/csv or application/x-ndjson", mt))
+	imp, ok := importParams(w, r)
+	if !ok {
 		return
-	}
-	if v := q.Get("format"); v != "" {
-		f, err := policy.ParseFormat(v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err)
-			return
-		}
-		if f != byType {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("format=%s, but the body is %s", v, mediaType(r)))
-			return
-		}
 	}
 	sender, list, err := senderList(q, false)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	skip, err := boolParam(q, "skip_invalid")
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
-	opts := policy.ConsentImportOptions{Format: byType, Sender: sender, List: list, Source: "import", SkipInvalid: skip}
-	if name := q.Get("source"); name != "" {
-		if len(name) > 255 || strings.ContainsFunc(name, unicode.IsControl) {
-			writeError(w, http.StatusBadRequest, errors.New("source: a file name of at most 255 characters"))
-			return
-		}
-		opts.Source = "import:" + name
-	}
 	body := &readTracker{r: http.MaxBytesReader(w, r.Body, maxImportBody)}
-	res, err := h.c.ImportConsent(body, opts)
-	var ie *policy.ImportError
-	switch {
-	case errors.As(err, &ie):
-		writeJSONStatus(w, http.StatusUnprocessableEntity, importRefusal{Error: err.Error(), ImportResult: *ie.Result})
-	case body.err != nil:
-		bodyError(w, fmt.Errorf("reading the import: %w (nothing imported)", body.err))
-	case errors.Is(err, bufio.ErrTooLong):
-		writeError(w, http.StatusUnprocessableEntity, errors.New("a line is longer than 1 MiB (nothing imported)"))
-	case err != nil:
-		writeError(w, http.StatusInternalServerError, err)
-	default:
-		writeJSON(w, res)
-	}
+	res, err := h.c.ImportConsent(body, policy.ConsentImportOptions{Format: imp.format, Sender: sender, List: list, Source: imp.source, SkipInvalid: imp.skip})
+	answerImport(w, body, res, err)
 }
 
 // GET /v1/consent/export

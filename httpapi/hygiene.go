@@ -365,70 +365,86 @@ func (h *hygieneAPI) importFile(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	var byType policy.Format
-	switch mt := mediaType(r); mt {
-	case typeCSV:
-		byType = policy.CSV
-	case typeNDJSON, typeJSON:
-		byType = policy.JSONLines
-	default:
-		writeError(w, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q: an import is text/csv or application/x-ndjson", mt))
+	imp, ok := importParams(w, r)
+	if !ok {
 		return
-	}
-	format := byType
-	if v := q.Get("format"); v != "" {
-		f, err := policy.ParseFormat(v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err)
-			return
-		}
-		if f != byType {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("format=%s, but the body is %s", v, mediaType(r)))
-			return
-		}
 	}
 	f, err := filter(q)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	skip, err := boolParam(q, "skip_invalid")
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
+	def := policy.Entry{Scope: policy.Scope{Kind: f.Scope, Sender: f.Sender, List: f.List}, Reason: f.Reason, Source: imp.source}
+	body := &readTracker{r: http.MaxBytesReader(w, r.Body, maxImportBody)}
+	res, err := h.p.Import(body, policy.ImportOptions{Format: imp.format, Default: def, SkipInvalid: imp.skip})
+	answerImport(w, body, res, err)
+}
+
+// importParams are what every import takes from its request.
+type importParamSet struct {
+	format policy.Format // from the Content-Type; format= must agree
+	skip   bool          // skip_invalid=
+	source string        // "import" or "import:NAME" (source=NAME)
+}
+
+// importParams reads an import's format, skip_invalid and source, or
+// answers the error and reports false.
+func importParams(w http.ResponseWriter, r *http.Request) (importParamSet, bool) {
+	q := r.URL.Query()
+	var imp importParamSet
+	switch mt := mediaType(r); mt {
+	case typeCSV:
+		imp.format = policy.CSV
+	case typeNDJSON, typeJSON:
+		imp.format = policy.JSONLines
+	default:
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q: an import is text/csv or application/x-ndjson", mt))
+		return imp, false
 	}
-	def := policy.Entry{Scope: policy.Scope{Kind: f.Scope, Sender: f.Sender, List: f.List}, Reason: f.Reason, Source: "import"}
+	if v := q.Get("format"); v != "" {
+		f, err := policy.ParseFormat(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return imp, false
+		}
+		if f != imp.format {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("format=%s, but the body is %s", v, mediaType(r)))
+			return imp, false
+		}
+	}
+	var err error
+	if imp.skip, err = boolParam(q, "skip_invalid"); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return imp, false
+	}
+	imp.source = "import"
 	if name := q.Get("source"); name != "" {
 		if len(name) > 255 || strings.ContainsFunc(name, unicode.IsControl) {
 			writeError(w, http.StatusBadRequest, errors.New("source: a file name of at most 255 characters"))
-			return
+			return imp, false
 		}
-		def.Source = "import:" + name
+		imp.source = "import:" + name
 	}
-	body := &readTracker{r: http.MaxBytesReader(w, r.Body, maxImportBody)}
-	res, err := h.p.Import(body, policy.ImportOptions{Format: format, Default: def, SkipInvalid: skip})
+	return imp, true
+}
+
+// answerImport answers an import: its result, or 422 with its invalid
+// lines, or why the body could not be read; nothing was committed but
+// for the 200.
+func answerImport(w http.ResponseWriter, body *readTracker, res *policy.ImportResult, err error) {
 	var ie *policy.ImportError
 	switch {
 	case errors.As(err, &ie):
 		writeJSONStatus(w, http.StatusUnprocessableEntity, importRefusal{Error: err.Error(), ImportResult: *ie.Result})
-		return
 	case body.err != nil:
 		bodyError(w, fmt.Errorf("reading the import: %w (nothing imported)", body.err))
-		return
 	case errors.Is(err, bufio.ErrTooLong):
 		writeError(w, http.StatusUnprocessableEntity, errors.New("a line is longer than 1 MiB (nothing imported)"))
-		return
-	case err != nil && strings.HasPrefix(err.Error(), "line "):
-		// A file policy cannot read at all (a CSV header without an
-		// address column).
-		writeJSONStatus(w, http.StatusUnprocessableEntity, importRefusal{Error: err.Error(),
-			ImportResult: policy.ImportResult{Invalid: []policy.LineError{{Line: 1, Err: strings.TrimPrefix(err.Error(), "line 1: ")}}}})
-		return
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, err)
-		return
+	default:
+		writeJSON(w, res)
 	}
-	writeJSON(w, res)
 }
 
 // importRefusal is the answer to an import refused for its lines: the
