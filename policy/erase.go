@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 )
 
 // Erasure (GDPR art. 17): Erase deletes every record of an address from
@@ -18,8 +19,24 @@ import (
 
 // erasedSet is the keyed hashes of the erased addresses, in memory.
 type erasedSet struct {
+	n   atomic.Int64 // len(set), read without the lock on every check
 	mu  sync.RWMutex
 	set map[[16]byte]bool
+}
+
+// add and remove change the set (the caller holds mu).
+func (e *erasedSet) add(k [16]byte) {
+	if !e.set[k] {
+		e.set[k] = true
+		e.n.Add(1)
+	}
+}
+
+func (e *erasedSet) remove(k [16]byte) {
+	if e.set[k] {
+		delete(e.set, k)
+		e.n.Add(-1)
+	}
 }
 
 func (p *Policy) marker(addr string) [16]byte {
@@ -32,11 +49,8 @@ func (p *Policy) marker(addr string) [16]byte {
 
 // isErased reports whether addr (normalised) was erased.
 func (p *Policy) isErased(addr string) bool {
-	p.erased.mu.RLock()
-	n := len(p.erased.set)
-	p.erased.mu.RUnlock()
-	if n == 0 {
-		return false // no hash to compute while nothing was erased
+	if p.erased.n.Load() == 0 {
+		return false // no hash to compute, no lock, while nothing was erased
 	}
 	k := p.marker(addr)
 	p.erased.mu.RLock()
@@ -63,7 +77,7 @@ func (p *Policy) Erase(addr string) error {
 	}
 	p.counted(es, -1)
 	p.erased.mu.Lock()
-	p.erased.set[k] = true
+	p.erased.add(k)
 	p.erased.mu.Unlock()
 	return nil
 }
@@ -80,7 +94,7 @@ func (p *Policy) unerase(addr string) error {
 		return err
 	}
 	p.erased.mu.Lock()
-	delete(p.erased.set, k)
+	p.erased.remove(k)
 	p.erased.mu.Unlock()
 	return nil
 }
@@ -90,11 +104,13 @@ func (p *Policy) loadErased() error {
 	if err != nil {
 		return err
 	}
+	p.erased.mu.Lock()
+	defer p.erased.mu.Unlock()
 	p.erased.set = map[[16]byte]bool{}
 	for _, m := range ms {
 		var k [16]byte
 		copy(k[:], m)
-		p.erased.set[k] = true
+		p.erased.add(k)
 	}
 	return nil
 }
