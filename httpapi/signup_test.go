@@ -55,3 +55,39 @@ func TestSubscribeEndpoint(t *testing.T) {
 		t.Errorf("without sign-ups: %d", code)
 	}
 }
+
+type fakeGDPR struct{ erased []string }
+
+func (f *fakeGDPR) Export(addr string) (any, error) { return map[string]string{"address": addr}, nil }
+func (f *fakeGDPR) Erase(addr string) (any, error) {
+	if addr == "not an address" {
+		return nil, &policy.InvalidConsentError{Msg: "bad address"}
+	}
+	f.erased = append(f.erased, addr)
+	return map[string]any{"erased": true}, nil
+}
+
+// POST /v1/gdpr/erase takes {"address"}; a bad body or address is 400
+// and erases nothing; GET /v1/gdpr/export needs its address.
+func TestGDPREndpoints(t *testing.T) {
+	g := &fakeGDPR{}
+	h := Handler(Config{Gatherer: prometheus.NewRegistry(), Queue: &fakeQueue{}, AdminToken: testToken, GDPR: g})
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+	}{
+		{"POST", "/v1/gdpr/erase", `{}`, 400},
+		{"POST", "/v1/gdpr/erase", `not json`, 400},
+		{"POST", "/v1/gdpr/erase", `{"address":"not an address"}`, 400},
+		{"POST", "/v1/gdpr/erase", `{"address":"ann@example.com"}`, 200},
+		{"GET", "/v1/gdpr/export", "", 400},
+		{"GET", "/v1/gdpr/export?address=ann@example.com", "", 200},
+	} {
+		if code, body := call(t, h, tc.method, tc.path, "", tc.body); code != tc.code {
+			t.Errorf("%s %s %s: %d %s", tc.method, tc.path, tc.body, code, body)
+		}
+	}
+	if len(g.erased) != 1 || g.erased[0] != "ann@example.com" {
+		t.Errorf("erased %v", g.erased)
+	}
+}
