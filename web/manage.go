@@ -124,7 +124,7 @@ func (s *server) manage(w http.ResponseWriter, r *http.Request) {
 	tok, data := strings.CutSuffix(tok, "/data.json")
 	switch {
 	case r.Method == http.MethodGet || r.Method == http.MethodHead:
-		rcpt, ok := s.openManage(w, r, tok)
+		rcpt, ok := s.openMarked(w, r, tok, policy.ManageMarker)
 		if !ok {
 			return
 		}
@@ -152,16 +152,6 @@ func (s *server) manage(w http.ResponseWriter, r *http.Request) {
 		}
 		s.errorPage(w, r, http.StatusMethodNotAllowed, "method")
 	}
-}
-
-// openManage opens a manage link's token.
-func (s *server) openManage(w http.ResponseWriter, r *http.Request, tok string) (policy.Recipient, bool) {
-	rcpt, ok := s.open(w, r, tok)
-	if ok && rcpt.MsgID != policy.ManageMarker {
-		s.errorPage(w, r, http.StatusBadRequest, "invalid")
-		return policy.Recipient{}, false
-	}
-	return rcpt, ok
 }
 
 func (s *server) manageFailed(w http.ResponseWriter, r *http.Request, rcpt policy.Recipient, what string, err error) {
@@ -201,7 +191,7 @@ func (s *server) managePost(w http.ResponseWriter, r *http.Request, tok string) 
 		s.errorPage(w, r, http.StatusBadRequest, "unreadable")
 		return
 	}
-	rcpt, ok := s.openManage(w, r, tok)
+	rcpt, ok := s.openMarked(w, r, tok, policy.ManageMarker)
 	if !ok {
 		return
 	}

@@ -285,7 +285,7 @@ func (s *server) confirm(w http.ResponseWriter, r *http.Request) {
 	tok := strings.TrimPrefix(r.URL.Path, policy.ConfirmPath)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		rcpt, ok := s.openConfirm(w, r, tok)
+		rcpt, ok := s.openMarked(w, r, tok, policy.ConfirmMarker)
 		if !ok {
 			return
 		}
@@ -295,7 +295,7 @@ func (s *server) confirm(w http.ResponseWriter, r *http.Request) {
 			s.errorPage(w, r, http.StatusRequestEntityTooLarge, "too_large")
 			return
 		}
-		rcpt, ok := s.openConfirm(w, r, tok)
+		rcpt, ok := s.openMarked(w, r, tok, policy.ConfirmMarker)
 		if !ok {
 			return
 		}
@@ -321,10 +321,12 @@ func (s *server) confirm(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// openConfirm opens a confirmation link's token.
-func (s *server) openConfirm(w http.ResponseWriter, r *http.Request, tok string) (policy.Recipient, bool) {
+// openMarked opens the token of a link made for one page only (its MsgID
+// is marker: policy.ConfirmMarker, policy.ManageMarker); another link's
+// token is not valid there.
+func (s *server) openMarked(w http.ResponseWriter, r *http.Request, tok, marker string) (policy.Recipient, bool) {
 	rcpt, ok := s.open(w, r, tok)
-	if ok && rcpt.MsgID != policy.ConfirmMarker {
+	if ok && rcpt.MsgID != marker {
 		s.errorPage(w, r, http.StatusBadRequest, "invalid")
 		return policy.Recipient{}, false
 	}
